@@ -1,0 +1,195 @@
+"""The cluster as the planner sees it, and the actions it returns.
+
+Everything here is plain frozen data: the engine builds a ``ClusterView``
+from observations, ``planner.decide`` turns it into ``Action``s.  The same
+shapes travel in the heartbeat (``to_dict``/``from_dict``) and are shown by
+``hasupctl status --json``.
+
+Times: ``ClusterView.now`` and every ``*_at`` field are seconds on the
+engine's monotonic clock; ``wall`` fields are Unix time (for fail counts
+that must survive a restart and for display).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping
+
+
+class ResState(str, Enum):
+    STOPPED = "stopped"
+    STARTED = "started"
+    FAILED = "failed"  # was started, is not running/answering any more
+    STOP_FAILED = "stop_failed"  # a stop timed out or failed: may still hold data
+    UNKNOWN = "unknown"  # not probed yet
+
+
+@dataclass(frozen=True)
+class ResourceStatus:
+    state: ResState = ResState.UNKNOWN
+    detail: str = ""  # e.g. "pid 1234, server-status ok 3 ms ago"
+    since: float = 0.0
+
+
+@dataclass(frozen=True)
+class DrbdStatus:
+    """One DRBD resource on one node, as parsed from events2 or /proc/drbd.
+
+    Names are DRBD 9 / events2 names; /proc/drbd's are mapped on parsing
+    (cs:WFConnection -> connection Connecting, cs:SyncSource -> connection
+    Connected + replication SyncSource).
+    """
+
+    resource: str
+    up: bool = False  # the resource exists in the kernel (drbdadm up was done)
+    role: str = "Unknown"  # Primary | Secondary | Unknown
+    peer_role: str = "Unknown"
+    disk: str = "DUnknown"  # UpToDate Consistent Outdated Inconsistent Diskless Failed ...
+    peer_disk: str = "DUnknown"
+    connection: str = "StandAlone"  # StandAlone Connecting Connected Disconnecting ...
+    replication: str = "Off"  # Off Established SyncSource SyncTarget PausedSyncS ...
+    sync_percent: float | None = None
+    sync_eta_s: float | None = None
+    sync_speed_kib: float | None = None
+    out_of_sync_kib: int = 0
+    suspended: bool = False
+    split_brain: bool = False  # seen "Split-Brain detected" / StandAlone after it
+
+    @property
+    def connected(self) -> bool:
+        return self.connection == "Connected"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What one node reports about itself (the local node's is observed,
+    the peer's arrives in its heartbeat)."""
+
+    name: str
+    alive: bool = False  # the local node is always alive
+    rings: tuple[bool, ...] = ()  # per heartbeat ring: heard recently
+    incarnation: str = ""  # new at each daemon start
+    standby: bool = False
+    drbd: Mapping[str, DrbdStatus] = field(default_factory=dict)
+    resources: Mapping[str, ResourceStatus] = field(default_factory=dict)
+    # group -> ownership epoch, for every group this node holds or is starting.
+    # A takeover claims max(known epochs) + 1, so after a partition both
+    # nodes agree which claim is newer (rule 12).
+    claims: Mapping[str, int] = field(default_factory=dict)
+    settled: bool = False  # finished its start-up probe (adoption)
+    config_digest: str = ""
+
+
+@dataclass(frozen=True)
+class FailCount:
+    count: int
+    last_failure_wall: float  # Unix time of the latest failure
+
+
+@dataclass(frozen=True)
+class MoveIntent:
+    node: str
+    epoch: int
+    pin: bool = False  # --pin: the group stays on `node` until `clear`
+
+
+class FenceState(str, Enum):
+    NONE = "none"  # nothing asked
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    local: str
+    now: float
+    started_at: float  # when this daemon started (initdead counts from here)
+    nodes: Mapping[str, NodeState]
+    peer_ever_seen: bool = False  # the peer was alive at least once since start
+    peer_lost_at: float | None = None  # heartbeat declared the peer dead
+    wall: float = 0.0
+    # operator state, merged from both nodes (latest epoch wins)
+    fail_counts: Mapping[tuple[str, str, str], FailCount] = field(default_factory=dict)  # (node, group, resource)
+    bans: frozenset[tuple[str, str]] = frozenset()  # (group, node)
+    moves: Mapping[str, MoveIntent] = field(default_factory=dict)  # group -> intent
+    target_roles: Mapping[str, str] = field(default_factory=dict)  # group -> started|stopped
+    maintenance: bool = False
+    forced_promotions: frozenset[str] = frozenset()  # DRBD resources an operator forced
+    # guards
+    tiebreaker: bool | None = None  # ping guard: tie-breaker reachable from here
+    fencing: FenceState = FenceState.NONE  # fencing of the peer (fence guard)
+    # groups the engine holds blocked after a stop failure: group -> reason
+    blocked: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def me(self) -> NodeState:
+        return self.nodes[self.local]
+
+    @property
+    def peer(self) -> NodeState:
+        return next(n for name, n in self.nodes.items() if name != self.local)
+
+
+class ActionKind(str, Enum):
+    DRBD_UP = "drbd_up"  # bring the DRBD resource up (drbdadm up/adjust)
+    PROMOTE = "promote"
+    DEMOTE = "demote"
+    START = "start"
+    STOP = "stop"
+    MONITOR = "monitor"  # re-probe (e.g. after cleanup)
+    FENCE = "fence"  # run the fence command against the peer
+    CLAIM = "claim"  # record ownership of the group at a new epoch
+    RELEASE = "release"  # drop the ownership claim
+    BAN = "ban"  # bar this node from the group (threshold reached)
+    BLOCK = "block"  # mark the group blocked (stop failed)
+    REBOOT = "reboot"  # self-fence (on_stop_failure: reboot)
+    ALERT = "alert"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    group: str | None = None
+    resource: str | None = None  # resource name, or DRBD resource name
+    reason: str = ""  # one plain sentence: shown in status and history
+    force: bool = False  # promote --force (operator forced) only
+    epoch: int = 0  # for CLAIM
+    severity: str = "info"  # for ALERT: info | warning | critical
+    event: str = ""  # for ALERT: HASUPD_EVENT name
+
+
+# ---------------------------------------------------------------- (de)serialisation
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain JSON-able form of any model object (enums as their values)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {("|".join(k) if isinstance(k, tuple) else k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, frozenset, set)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def node_state_from_dict(d: Mapping[str, Any]) -> NodeState:
+    return NodeState(
+        name=d["name"],
+        alive=bool(d.get("alive", False)),
+        rings=tuple(bool(x) for x in d.get("rings", ())),
+        incarnation=str(d.get("incarnation", "")),
+        standby=bool(d.get("standby", False)),
+        drbd={k: DrbdStatus(**v) for k, v in d.get("drbd", {}).items()},
+        resources={
+            k: ResourceStatus(ResState(v["state"]), v.get("detail", ""), float(v.get("since", 0.0)))
+            for k, v in d.get("resources", {}).items()
+        },
+        claims={k: int(v) for k, v in d.get("claims", {}).items()},
+        settled=bool(d.get("settled", False)),
+        config_digest=str(d.get("config_digest", "")),
+    )
