@@ -56,6 +56,10 @@ class DrbdStatus:
     out_of_sync_kib: int = 0
     suspended: bool = False
     split_brain: bool = False  # seen "Split-Brain detected" / StandAlone after it
+    # added by the DRBD driver (issue 11)
+    minor: int | None = None
+    resync_suspended: str = "no"  # events2 resync-suspended: no | user | peer | dependency
+    backing_disk_present: bool = True  # False: the backing disk vanished (udev/sysfs)
 
     @property
     def connected(self) -> bool:
