@@ -30,3 +30,23 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+man: $(STAMP)
+	@$(PY) scripts/gen-man.py
+
+# Both packages from the tracked files only (what a clean clone has).
+packages:
+	@scripts/deps.sh scripts/apt-packages-build.txt
+	@rm -rf build/pkg dist && mkdir -p build/pkg/hasupd-$(VERSION) dist
+	@git ls-files -z | tar --null -T - -cf - | tar -xf - -C build/pkg/hasupd-$(VERSION)
+	@tar -czf dist/hasupd-$(VERSION).tar.gz -C build/pkg hasupd-$(VERSION)
+	@cd build/pkg/hasupd-$(VERSION) && dpkg-buildpackage -us -uc -b > ../deb-build.log 2>&1 \
+	    || { tail -30 ../deb-build.log; exit 1; }
+	@cp build/pkg/hasupd_$(VERSION)_all.deb dist/
+	@rpmbuild -bb --nodeps --define "_topdir $(CURDIR)/build/rpm" \
+	    --define "_sourcedir $(CURDIR)/dist" rpm/hasupd.spec > build/pkg/rpm-build.log 2>&1 \
+	    || { tail -30 build/pkg/rpm-build.log; exit 1; }
+	@cp build/rpm/RPMS/noarch/hasupd-$(VERSION)-*.noarch.rpm dist/
+	@ls dist/

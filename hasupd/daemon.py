@@ -1,0 +1,125 @@
+"""`hasupd`: the daemon's entry point (config, key, systemd, signals)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+from hasupd import __version__, config
+from hasupd.config import EX_CONFIG
+
+EX_NOPERM = 77
+EX_SOFTWARE = 70
+
+
+class SystemdNotifier:
+    """sd_notify through systemd-python when present, else the raw socket.
+
+    Without a notify socket (no systemd, the lab) every call is a no-op.
+    The watchdog is pinged only from the engine loop, so a stuck loop stops
+    the pings and systemd restarts the daemon.
+    """
+
+    def __init__(self) -> None:
+        self.address = os.environ.get("NOTIFY_SOCKET")
+        usec = os.environ.get("WATCHDOG_USEC")
+        self.watchdog_interval = int(usec) / 2e6 if usec and usec.isdigit() else None
+        self._last_ping = 0.0
+        self._last_status = ""
+
+    def _send(self, text: str) -> None:
+        if not self.address:
+            return
+        addr = self.address
+        if addr.startswith("@"):
+            addr = "\0" + addr[1:]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(text.encode(), addr)
+        except OSError:
+            pass
+
+    def __call__(self, ready: bool = False, watchdog: bool = False, status: str = "",
+                 stopping: bool = False) -> None:
+        import time
+        lines = []
+        if ready:
+            lines.append("READY=1")
+        if stopping:
+            lines.append("STOPPING=1")
+        if status and status != self._last_status:
+            lines.append(f"STATUS={status}")
+            self._last_status = status
+        now = time.monotonic()
+        if watchdog and self.watchdog_interval and now - self._last_ping >= self.watchdog_interval / 2:
+            lines.append("WATCHDOG=1")
+            self._last_ping = now
+        if lines:
+            self._send("\n".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hasupd", description="two-node failover daemon")
+    p.add_argument("--config", "-c", default=os.environ.get("HASUPD_CONFIG", config.DEFAULT_PATH))
+    p.add_argument("--node", help="this node's name (default: the host name)")
+    p.add_argument("--stop-resources-on-exit", action="store_true",
+                   help="on SIGTERM stop the groups running here (clean node shutdown); "
+                        "by default they keep running and the peer is told we are leaving")
+    p.add_argument("--version", action="version", version=f"hasupd {__version__}")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as e:
+        print(f"hasupd: {e}", file=sys.stderr)
+        return EX_CONFIG
+    from hasupd.engine import local_node_name
+    from hasupd.membership.wire import KeyFileError, load_key
+
+    try:
+        local = local_node_name(cfg, args.node)
+    except LookupError as e:
+        print(f"hasupd: {cfg.path}: {e}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        key = load_key(cfg.heartbeat.authkey)
+    except KeyFileError as e:
+        print(f"hasupd: {e} (make one with `hasupctl keygen` and copy it to the peer)", file=sys.stderr)
+        return EX_CONFIG
+    os.makedirs(cfg.state_dir, exist_ok=True)
+    notifier = SystemdNotifier()
+    return asyncio.run(_run(cfg, local, key, args, notifier))
+
+
+async def _run(cfg, local, key, args, notifier) -> int:
+    from hasupd.control.server import ControlServer
+    from hasupd.engine import Engine
+
+    engine = Engine(cfg, local, key, foreground=sys.stderr.isatty() or not os.environ.get("INVOCATION_ID"),
+                    stop_resources_on_exit=args.stop_resources_on_exit, notify=notifier)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.request_stop)
+    server = ControlServer(cfg.control_socket, cfg.control_group, engine.handle)
+    await server.start()
+    try:
+        await engine.run()
+    finally:
+        notifier(stopping=True)
+        await server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,484 @@
+"""The engine: one asyncio loop that owns all state.
+
+observations (heartbeat, watches, probes, timers, control socket)
+    -> ClusterView -> planner.decide() -> actions, one at a time, in order
+    -> observations again.
+
+Nothing here decides policy: every "what next" is the planner's.  The
+engine records fail counts, runs actions with their timeouts, publishes
+the local state in the heartbeat and keeps the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from dataclasses import replace
+
+from hasupd import planner
+from hasupd.alerts import Alerter
+from hasupd.config import Config, Group
+from hasupd.history import History
+from hasupd.membership import heartbeat as hbmod
+from hasupd.membership import tiebreaker
+from hasupd.model import (
+    Action,
+    ActionKind,
+    ClusterView,
+    DrbdStatus,
+    FenceState,
+    NodeState,
+    ResourceStatus,
+    ResState,
+    node_state_from_dict,
+    to_dict,
+)
+from hasupd.resources import drbd as drbdmod
+from hasupd.resources import make_driver
+from hasupd.resources.base import Result
+from hasupd.state import StateStore
+
+TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
+RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing again
+
+
+class Engine:
+    def __init__(self, cfg: Config, local: str, key: bytes, *, foreground: bool = True,
+                 stop_resources_on_exit: bool = False, notify=None):
+        self.cfg = cfg
+        self.local = local
+        self.peer_name = cfg.peer_of(local)
+        self.started_at = time.monotonic()
+        self.stop_resources_on_exit = stop_resources_on_exit
+        self.notify = notify or (lambda *a, **k: None)
+        self.alerter = Alerter(cfg, local, foreground=foreground)
+        self.history = History(cfg.state_dir, cfg.history_max_bytes)
+        self.store = StateStore(os.path.join(cfg.state_dir, "state.json"))
+        self.heartbeat = hbmod.Heartbeat(cfg, local, key)
+        self.guard = None
+        if cfg.split_brain_guard.mode == "ping":
+            self.guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
+        self.fencer = None
+        if cfg.split_brain_guard.mode == "fence":
+            self.fencer = tiebreaker.FenceRunner(cfg.split_brain_guard.fence)
+        self.drivers = {r.name: make_driver(r) for g in cfg.groups for r in g.resources}
+        self.group_of = {r.name: g for g in cfg.groups for r in g.resources}
+        self.drbd = {r.name: drbdmod.DrbdDriver(cfg.drbd, r) for r in cfg.drbd.resources}
+        self.resources: dict[str, ResourceStatus] = {n: ResourceStatus() for n in self.drivers}
+        self.drbd_status: dict[str, DrbdStatus] = {n: DrbdStatus(n) for n in self.drbd}
+        self.claims: dict[str, int] = {}
+        self.settled = False
+        self.fencing = FenceState.NONE
+        self.fenced_incarnation = ""
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.stopping = asyncio.Event()
+        self.last_failed_round: tuple[tuple, float] | None = None
+        self.peer_ever_seen = False
+        self.last_summary = ""
+        self.acting: Action | None = None  # the action running now (for status)
+
+    # ------------------------------------------------------------ start-up
+
+    async def start(self) -> None:
+        warning = self.store.load()
+        if warning:
+            self.alerter.emit("state_corrupt", "warning", warning)
+        self.claims = dict(self.store.state.claims_of(self.local))
+        for w in self.cfg.warnings:
+            self.alerter.emit("config_warning", "warning", w)
+        if self.cfg.drbd.resources and self.cfg.drbd.load_module:
+            res = await drbdmod.ensure_module(self.cfg.drbd)
+            if not res.ok:
+                self.alerter.emit("drbd_module", "critical", res.message)
+        for name, drv in self.drbd.items():
+            res = await drv.up()
+            if not res.ok:
+                self.alerter.emit("drbd_up_failed", "critical", res.message, resource=name)
+            self.drbd_status[name] = await drv.status()
+        # the initial probe: adopt what runs (a daemon restart disturbs nothing)
+        for name, drv in self.drivers.items():
+            self.resources[name] = await drv.probe()
+        self.settled = True
+        self.history.record("start", reason=f"hasupd started on {self.local}",
+                            resources={n: s.state.value for n, s in self.resources.items()})
+        await self.heartbeat.start()
+        self.publish()
+        self.tasks.append(asyncio.create_task(self._membership_loop(), name="membership"))
+        for name, drv in self.drivers.items():
+            self.tasks.append(asyncio.create_task(self._watch_loop(name, drv), name=f"watch-{name}"))
+            self.tasks.append(asyncio.create_task(self._monitor_loop(name, drv), name=f"monitor-{name}"))
+        for name, drv in self.drbd.items():
+            self.tasks.append(asyncio.create_task(self._drbd_loop(name, drv), name=f"drbd-{name}"))
+        if self.guard is not None:
+            self.tasks.append(asyncio.create_task(self._guard_loop(), name="guard"))
+
+    # ------------------------------------------------------------ the view
+
+    def local_state(self) -> NodeState:
+        peer = self.heartbeat.peer()
+        return NodeState(
+            name=self.local, alive=True, rings=tuple(peer.rings), incarnation=self.heartbeat.incarnation,
+            standby=self.store.state.standby.get(self.local, False), drbd=dict(self.drbd_status),
+            resources=dict(self.resources), claims=dict(self.claims), settled=self.settled,
+            config_digest=self.cfg.digest(),
+        )
+
+    def peer_state(self) -> NodeState:
+        peer = self.heartbeat.peer()
+        payload = peer.payload or {}
+        if "node" in payload:
+            try:
+                ns = node_state_from_dict(payload["node"])
+            except (KeyError, TypeError, ValueError):
+                ns = NodeState(self.peer_name)
+        else:
+            ns = NodeState(self.peer_name)
+        return replace(ns, name=self.peer_name, alive=peer.alive, rings=tuple(peer.rings),
+                       standby=self.store.state.standby.get(self.peer_name, False))
+
+    def view(self) -> ClusterView:
+        now = time.monotonic()
+        self.store.expire(time.time(), self.cfg)
+        st = self.store.state
+        peer = self.heartbeat.peer()
+        return ClusterView(
+            local=self.local, now=now, started_at=self.started_at,
+            nodes={self.local: self.local_state(), self.peer_name: self.peer_state()},
+            peer_ever_seen=self.peer_ever_seen,
+            peer_lost_at=peer.lost_at if not peer.alive else None,
+            wall=time.time(),
+            fail_counts=st.fail_counts_view(), bans=st.bans_view(), moves=st.moves_view(),
+            target_roles=dict(st.target_roles), maintenance=st.maintenance,
+            forced_promotions=frozenset(st.forced_promotions),
+            tiebreaker=self.guard.reachable if self.guard is not None else None,
+            fencing=self.fencing, blocked=dict(st.blocked),
+        )
+
+    def publish(self) -> None:
+        """Send our state to the peer now (after any change)."""
+        self.heartbeat.set_payload({"node": to_dict(self.local_state()), "state": self.store.state.to_wire()})
+        self.heartbeat.send_now()
+
+    def changed(self) -> None:
+        self.publish()
+        self.wake.set()
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        await self.start()
+        self.notify(ready=True, status=self.status_line())
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.wake.wait(), TICK)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            await self.reconcile()
+            self.notify(watchdog=True, status=self.status_line())
+        await self.shutdown()
+
+    async def reconcile(self) -> None:
+        view = self.view()
+        actions = planner.decide(self.cfg, view)
+        if not actions:
+            return
+        key = tuple((a.kind, a.group, a.resource) for a in actions)
+        if self.last_failed_round and self.last_failed_round[0] == key \
+                and time.monotonic() - self.last_failed_round[1] < RETRY_BACKOFF:
+            return  # the same plan just failed: let the timer retry
+        self.history.record("decision", actions=[f"{a.kind.value} {a.resource or a.group or ''}".strip()
+                                                 for a in actions],
+                            reason="; ".join(dict.fromkeys(a.reason for a in actions if a.reason)))
+        for action in actions:
+            if self.stopping.is_set():
+                return
+            ok = await self.execute(action)
+            if not ok:
+                self.last_failed_round = (key, time.monotonic())
+                self.wake.set()
+                return
+        self.last_failed_round = None
+        self.wake.set()  # look again: success is confirmed by the next view
+
+    # ------------------------------------------------------------ actions
+
+    def _timeout(self, action: Action, what: str) -> float:
+        group = self.cfg.group(action.group) if action.group else None
+        if group and action.resource and group.resource(action.resource):
+            t = group.resource(action.resource).timeouts
+            return {"start": t.start, "stop": t.stop, "monitor": t.monitor}[what]
+        return 240.0
+
+    async def execute(self, action: Action) -> bool:
+        kind = action.kind
+        started = time.monotonic()
+        self.acting = action
+        self.history.record("action-start", action=kind.value, group=action.group,
+                            resource=action.resource, reason=action.reason)
+        try:
+            result = await self._execute(action)
+        finally:
+            self.acting = None
+        duration = time.monotonic() - started
+        self.history.record("action-done", action=kind.value, group=action.group, resource=action.resource,
+                            ok=result.ok, message=result.message, duration=round(duration, 4))
+        if not result.ok:
+            self.alerter.emit("action_failed", "warning",
+                              f"{kind.value} {action.resource or action.group} failed: {result.message}",
+                              group=action.group, resource=action.resource, task=kind.value, rc=1)
+        self.changed()
+        return result.ok
+
+    async def _execute(self, action: Action) -> Result:
+        kind, group, res = action.kind, action.group, action.resource
+        st = self.store
+        if kind == ActionKind.ALERT:
+            self.alerter.emit(action.event or "planner", action.severity, action.reason, group=group, resource=res)
+            return Result(True)
+        if kind == ActionKind.CLAIM:
+            self.claims[group] = action.epoch
+            st.record_claim(self.local, group, action.epoch)
+            st.save()
+            return Result(True)
+        if kind == ActionKind.RELEASE:
+            self.claims.pop(group, None)
+            st.record_claim(self.local, group, None)
+            st.save()
+            return Result(True)
+        if kind == ActionKind.BAN:
+            st.ban(group, self.local)
+            st.save()
+            self.alerter.emit("group_banned", "warning", action.reason, group=group)
+            return Result(True)
+        if kind == ActionKind.BLOCK:
+            st.block(group, action.reason)
+            st.save()
+            self.alerter.emit("group_blocked", "critical", action.reason, group=group)
+            return Result(True)
+        if kind == ActionKind.REBOOT:
+            self.alerter.emit("self_fence", "critical", action.reason, group=group)
+            await asyncio.sleep(0.5)
+            return self_fence()
+        if kind == ActionKind.FENCE:
+            if self.fencer is None:
+                return Result(False, "no fence command configured")
+            self.fencing = FenceState.PENDING
+            result = await self.fencer.fence(self.peer_name)
+            self.fencing = FenceState.SUCCEEDED if result.ok else FenceState.FAILED
+            self.fenced_incarnation = self.heartbeat.peer().incarnation
+            self.alerter.emit("fence_result", "warning" if result.ok else "critical",
+                              f"fencing {self.peer_name}: {'succeeded' if result.ok else result.message}")
+            return result
+        if kind == ActionKind.FORGET_MOVE:
+            st.forget_move(group)
+            st.save()
+            return Result(True)
+        if kind in (ActionKind.DRBD_UP, ActionKind.PROMOTE, ActionKind.DEMOTE):
+            drv = self.drbd[res]
+            if kind == ActionKind.DRBD_UP:
+                result = await drv.up()
+            elif kind == ActionKind.PROMOTE:
+                result = await drv.promote(force=action.force)
+            else:
+                result = await drv.demote()
+            self.drbd_status[res] = await drv.status()
+            return result
+        drv = self.drivers[res]
+        grp = self.group_of[res]
+        if kind == ActionKind.START:
+            self.resources[res] = ResourceStatus(ResState.UNKNOWN, "starting", time.monotonic())
+            result = await bounded(drv.start(), self._timeout(action, "start"))
+            if result.ok:
+                self.resources[res] = ResourceStatus(ResState.STARTED, result.message, time.monotonic())
+            else:
+                self.resources[res] = ResourceStatus(ResState.FAILED, result.message, time.monotonic())
+                # a failed start is fatal on this node, like Pacemaker's start-failure-is-fatal
+                st.record_failure(self.local, grp.name, res, time.time(), at_least=grp.migration_threshold)
+                st.save()
+            return result
+        if kind == ActionKind.STOP:
+            self.resources[res] = replace(self.resources[res], detail="stopping")
+            result = await bounded(drv.stop(), self._timeout(action, "stop"))
+            self.resources[res] = ResourceStatus(ResState.STOPPED if result.ok else ResState.STOP_FAILED,
+                                                 result.message, time.monotonic())
+            return result
+        if kind == ActionKind.MONITOR:
+            self.resources[res] = await drv.probe()
+            return Result(True)
+        return Result(False, f"the engine does not know action {kind.value}")
+
+    # ------------------------------------------------------------ observations
+
+    def observe(self, name: str, state: ResState, detail: str) -> None:
+        old = self.resources.get(name, ResourceStatus())
+        if state == ResState.FAILED and old.state == ResState.STARTED:
+            grp = self.group_of[name]
+            self.store.record_failure(self.local, grp.name, name, time.time())
+            self.store.save()
+            self.history.record("observation", group=grp.name, resource=name, state="failed", reason=detail)
+            self.alerter.emit("resource_failed", "warning", f"{name} failed: {detail}", group=grp.name,
+                              resource=name, task="monitor", rc=7)
+        if state == old.state and detail == old.detail:
+            return
+        if old.state == ResState.STOP_FAILED and state != ResState.STOPPED:
+            return  # only a successful stop (or cleanup) clears a stop failure
+        self.resources[name] = ResourceStatus(state, detail, time.monotonic())
+        self.changed()
+
+    async def _watch_loop(self, name: str, drv) -> None:
+        while True:
+            try:
+                async for obs in drv.watch():
+                    if self.resources[name].state == ResState.STARTED or obs.state != ResState.FAILED:
+                        self.observe(name, obs.state, obs.detail)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a broken watch must not kill the daemon: probes back it up
+                self.alerter.emit("watch_error", "warning", f"watch of {name} failed: {e!r}", resource=name)
+            await asyncio.sleep(1.0)
+
+    async def _monitor_loop(self, name: str, drv) -> None:
+        grp = self.group_of[name]
+        res_cfg = grp.resource(name)
+        while True:
+            await asyncio.sleep(res_cfg.monitor_interval)
+            if self.resources[name].state != ResState.STARTED or self.acting is not None:
+                continue
+            result = await bounded(drv.monitor(), res_cfg.timeouts.monitor)
+            if not result.ok and self.resources[name].state == ResState.STARTED and self.acting is None:
+                self.observe(name, ResState.FAILED, result.message)
+
+    async def _drbd_loop(self, name: str, drv) -> None:
+        while True:
+            try:
+                async for status in drv.watch():
+                    if status != self.drbd_status.get(name):
+                        old = self.drbd_status.get(name)
+                        self.drbd_status[name] = status
+                        if status.split_brain and not (old and old.split_brain):
+                            self.alerter.emit(
+                                "split_brain", "critical",
+                                f"DRBD {name} split brain: on the node whose changes are to be discarded run "
+                                f"`drbdadm secondary {name}; drbdadm connect --discard-my-data {name}`, "
+                                f"on the survivor `drbdadm connect {name}`", resource=name)
+                        self.changed()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.alerter.emit("watch_error", "warning", f"DRBD watch of {name} failed: {e!r}", resource=name)
+            await asyncio.sleep(1.0)
+
+    async def _guard_loop(self) -> None:
+        last = None
+        async for reachable in self.guard.run():
+            if reachable != last:
+                self.alerter.emit("tiebreaker", "info" if reachable else "warning",
+                                  f"tie-breaker {'reachable' if reachable else 'unreachable'} from {self.local}")
+                last = reachable
+                self.changed()
+
+    async def _membership_loop(self) -> None:
+        q = self.heartbeat.events
+        while True:
+            ev = await q.get()
+            name = type(ev).__name__
+            if name == "PeerAlive":
+                self.peer_ever_seen = True
+                if self.fencing != FenceState.NONE and ev.incarnation != self.fenced_incarnation:
+                    self.fencing = FenceState.NONE
+                self.alerter.emit("peer_back" if not ev.restarted else "peer_restarted", "info",
+                                  f"peer {self.peer_name} is alive" + (" (restarted)" if ev.restarted else ""),
+                                  node=self.peer_name)
+                self.history.record("observation", state="peer_alive", reason=f"peer {self.peer_name} alive")
+            elif name == "PeerDead":
+                self.alerter.emit("peer_lost", "critical",
+                                  f"peer {self.peer_name} silent on every ring for "
+                                  f"{self.cfg.heartbeat.deadtime:g}s", node=self.peer_name)
+                self.history.record("observation", state="peer_dead", reason=f"peer {self.peer_name} lost")
+            elif name == "RingDown":
+                self.alerter.emit("ring_degraded", "warning",
+                                  f"heartbeat ring {ev.ring} is silent; redundancy degraded", node=self.peer_name)
+            elif name == "RingUp":
+                self.alerter.emit("ring_healthy", "info", f"heartbeat ring {ev.ring} is healthy again")
+            elif name == "ConfigMismatch":
+                self.alerter.emit("config_mismatch", "warning",
+                                  f"the peer's configuration differs (digest {ev.peer_digest} vs "
+                                  f"{ev.local_digest}): fix it before trusting a failover")
+            elif name == "PeerPayload":
+                self.peer_ever_seen = True
+                state = (ev.payload or {}).get("state")
+                if state is not None and self.store.merge_peer(state):
+                    self.store.save()
+            self.wake.set()
+
+    # ------------------------------------------------------------ shutdown
+
+    async def shutdown(self) -> None:
+        if self.stop_resources_on_exit:
+            for group in self.cfg.groups:
+                await self.stop_group_here(group, "hasupd is stopping with --stop-resources-on-exit")
+            self.publish()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.history.record("stop", reason=f"hasupd stopped on {self.local}")
+        await self.heartbeat.close()
+        await self.alerter.close()
+
+    async def stop_group_here(self, group: Group, reason: str) -> None:
+        for r in reversed(group.resources):
+            if self.resources[r.name].state in (ResState.STARTED, ResState.FAILED, ResState.UNKNOWN):
+                await self.execute(Action(ActionKind.STOP, group.name, r.name, reason))
+        if group.drbd and self.drbd_status[group.drbd].role == "Primary":
+            await self.execute(Action(ActionKind.DEMOTE, group.name, group.drbd, reason))
+        self.claims.pop(group.name, None)
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    # ------------------------------------------------------------ status
+
+    def status_line(self) -> str:
+        parts = []
+        for g in self.cfg.groups:
+            running = all(self.resources[r.name].state == ResState.STARTED for r in g.resources)
+            parts.append(f"{g.name} {'started here' if running else 'not here'}")
+        peer = self.heartbeat.peer()
+        parts.append(f"peer {self.peer_name} {'alive' if peer.alive else 'not seen'}")
+        return "; ".join(parts)
+
+
+async def bounded(coro, timeout: float) -> Result:
+    """A driver call with the engine's own safety bound on top of the driver's."""
+    try:
+        return await asyncio.wait_for(coro, timeout + 5.0)
+    except asyncio.TimeoutError:
+        return Result(False, f"no answer within {timeout:g}s", timed_out=True)
+
+
+def self_fence() -> Result:
+    """on_stop_failure: reboot — the node removes itself (sysrq b)."""
+    try:
+        with open("/proc/sysrq-trigger", "w") as f:
+            f.write("b")
+    except OSError as e:
+        return Result(False, f"self-fence failed: {e.strerror}")
+    return Result(True)
+
+
+def local_node_name(cfg: Config, explicit: str | None) -> str:
+    """--node, else $HASUPD_NODE, else the host name (short or full)."""
+    names = cfg.node_names()
+    for cand in (explicit, os.environ.get("HASUPD_NODE"), socket.gethostname(),
+                 socket.gethostname().split(".")[0]):
+        if cand and cand in names:
+            return cand
+    raise LookupError(f"this host ({socket.gethostname()}) is neither {names[0]} nor {names[1]} "
+                      "in the configuration; use --node NAME")
