@@ -94,6 +94,15 @@ def test_forget_move_keeps_a_newer_move():
     assert a.moves_view() == b.moves_view() == {G: MoveIntent(A, 2, False)}
 
 
+def test_forgotten_move_stays_forgotten_on_both_nodes():
+    a = State().move(G, B)
+    a, b = sync(a, State())
+    b = b.forget_move(G)  # same epoch as the intent: the cleared value wins the tie
+    a, b = sync(a, b)
+    assert a.moves_view() == b.moves_view() == {}
+    assert merge(b, wire(a)).moves_view() == merge(a, wire(b)).moves_view() == {}
+
+
 def test_claims_are_local():
     s = State().record_claim(A, G, 4)
     assert s.claims_of(A) == {G: 4} and "claims" not in s.to_wire()
@@ -212,7 +221,7 @@ def histories(draw, n=3):
     return states
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(histories())
 def test_merge_is_commutative_associative_idempotent(states):
     a, b, c = states
