@@ -494,3 +494,25 @@ def explain(failure: DrbdFailure, resource: str, *, action: str = "",
     if k is FailureKind.TIMEOUT:
         return f"{what} timed out"
     return f"{what} failed: {failure.text}"
+
+
+def format_progress(st: DrbdStatus) -> str:
+    """One line for `hasupctl drbd init`/status: role, disks, sync progress."""
+    if not st.up:
+        return f"{st.resource}: not up"
+    line = (f"{st.resource}: {st.role}/{st.peer_role} {st.disk}/{st.peer_disk} "
+            f"{st.connection}" + (f" {st.replication}" if st.replication not in ("Off", "Established") else ""))
+    if st.sync_percent is not None:
+        line += f" {st.sync_percent:.1f}%"
+        if st.sync_speed_kib is not None:
+            line += f" {st.sync_speed_kib:,.0f} KiB/s"
+        if st.sync_eta_s is not None:
+            eta = int(st.sync_eta_s)
+            line += f" ETA {eta // 3600}:{eta % 3600 // 60:02d}:{eta % 60:02d}"
+    if st.resync_suspended not in ("no", ""):
+        line += f" (paused: {st.resync_suspended})"
+    if st.split_brain:
+        line += " SPLIT BRAIN"
+    if not st.backing_disk_present:
+        line += " (backing disk missing)"
+    return line

@@ -311,3 +311,14 @@ def test_stream_reset_keeps_split_brain_until_a_handshake():
     stream.reset()
     _feed_all(stream, fixture_text("events2-now-sb-recovered.txt"))
     assert not stream.status("r0").split_brain
+
+
+def test_format_progress():
+    from hasupd.resources.drbd_parse import format_progress
+
+    st = parse_proc_drbd(fixture_text("reference-setup-proc-drbd-synctarget.txt"), NAMES)["r0"]
+    assert format_progress(st) == ("r0: Secondary/Primary Inconsistent/UpToDate Connected SyncTarget "
+                                   "88.8% 97,024 KiB/s ETA 0:01:00")
+    st = parse_proc_drbd(fixture_text("proc-drbd-8.4.11-paused-sync-source.txt"), NAMES)["r0"]
+    assert format_progress(st).endswith("PausedSyncS (paused: user)")
+    assert format_progress(DrbdStatus("r0")) == "r0: not up"
