@@ -37,6 +37,7 @@ from hasupd.resources.drbd_parse import (
     FailureKind,
     classify,
     explain,
+    kernel_holders,
     merge_progress,
     parse_events2,
     parse_proc_drbd,
@@ -179,6 +180,7 @@ class DrbdDriver:
             status = await self.status()
         elif f.kind is FailureKind.HELD_OPEN:
             holders = await asyncio.get_running_loop().run_in_executor(None, find_holders, self.res.device)
+            holders += [h for h in kernel_holders(r.output) if h not in holders]
         msg = explain(f, self.name, action=action, status=status, holders=holders or (),
                       minor=self.res.minor, program=os.path.basename(argv[0]), kernel=_kernel())
         if f.kind is FailureKind.TIMEOUT:

@@ -419,6 +419,15 @@ def classify(output: str, returncode: int | None, *, errno: int | None = None,
     return DrbdFailure(FailureKind.OTHER, None, last)
 
 
+_OPENED_BY = re.compile(r"opened by (\S+) \(pid (\d+)\)")
+
+
+def kernel_holders(output: str) -> list[str]:
+    """DRBD 9 names the openers in its refusal: ``/dev/drbd1 opened by mount
+    (pid 3035) at ...`` -> ["pid 3035 (mount)"]."""
+    return [f"pid {pid} ({name})" for name, pid in _OPENED_BY.findall(output)]
+
+
 MODULE_PACKAGES = ("the DRBD kernel module: on Debian/Ubuntu it is in-tree, shipped with the kernel "
                    "(linux-image-*; cloud kernels may lack it); on EL install kmod-drbd84 or "
                    "kmod-drbd9x from ELRepo")

@@ -156,3 +156,15 @@ def test_not_configured_and_no_metadata():
     f = classify("No valid meta data found", 255)
     assert f.kind is FailureKind.NO_METADATA
     assert "create-md" in explain(f, "r0")
+
+
+def test_drbd9_refusal_names_its_openers():
+    from hasupd.resources.drbd_parse import kernel_holders
+
+    out = ("r0: State change failed: (-12) Device is held open by someone\n"
+           "additional info from kernel:\n"
+           "/dev/drbd1 opened by mount (pid 3035) at 2024-01-09 14:51:18.123\n"
+           "Command 'drbdsetup secondary r0' terminated with exit code 11")
+    assert classify(out, 11).kind is FailureKind.HELD_OPEN
+    assert kernel_holders(out) == ["pid 3035 (mount)"]
+    assert kernel_holders(capture("secondary-refused-mounted.txt")[0]) == []  # 8.4 does not say
