@@ -76,8 +76,11 @@ _SPEED = re.compile(r"speed:\s*([\d,]+)")
 _KV = re.compile(r"(\w+):(\S+)")
 
 
-def _kib(num: str) -> float:
-    return float(num.replace(",", ""))
+def _num(v: str | None) -> float | None:
+    try:
+        return float(v) if v is not None else None
+    except ValueError:
+        return None
 
 
 def parse_proc_drbd(text: str, names: Mapping[int, str] | None = None) -> dict[str, DrbdStatus]:
@@ -119,13 +122,13 @@ def parse_proc_drbd(text: str, names: Mapping[int, str] | None = None) -> dict[s
         pct = eta = speed = None
         m = _SYNCED.search(body)
         if m:
-            pct = float(m.group(1))
+            pct = _num(m.group(1))
         m = _FINISH.search(body)
         if m:
             eta = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
         m = _SPEED.search(body)
         if m:
-            speed = _kib(m.group(1))
+            speed = _num(m.group(1).replace(",", ""))
         oos = kv.get("oos")
         out[name] = DrbdStatus(
             name, up=True, role=role or "Unknown", peer_role=peer_role or "Unknown",
@@ -259,7 +262,7 @@ class Events2Stream:
             r.split_brain = True
             self._sticky_split_brain.discard(name)
         peer = f.get("peer-node-id", "0")
-        vol = int(f.get("volume", "0") or 0)
+        vol = int(_num(f.get("volume")) or 0)
         if obj == "resource":
             if "role" in f:
                 r.role = f["role"]
@@ -312,12 +315,7 @@ class Events2Stream:
             peer_disk = "DUnknown"
         pct = eta = speed = None
         if replication in SYNCING:
-            if "done" in pd:
-                pct = float(pd["done"])
-            if "eta" in pd:
-                eta = float(pd["eta"])
-            if "dbdt1" in pd:
-                speed = float(pd["dbdt1"])
+            pct, eta, speed = _num(pd.get("done")), _num(pd.get("eta")), _num(pd.get("dbdt1"))
         minor = dev.get("minor")
         return DrbdStatus(
             r.name, up=True, role=r.role,
@@ -326,7 +324,7 @@ class Events2Stream:
             peer_disk=peer_disk,
             connection=connection, replication=replication,
             sync_percent=pct, sync_eta_s=eta, sync_speed_kib=speed,
-            out_of_sync_kib=int(pd.get("out-of-sync", "0") or 0) if conn else 0,
+            out_of_sync_kib=int(_num(pd.get("out-of-sync")) or 0) if conn else 0,
             suspended=r.suspended, split_brain=r.split_brain,
             minor=int(minor) if minor and minor.isdigit() else None,
             resync_suspended=pd.get("resync-suspended", "no") if conn else "no",

@@ -322,3 +322,25 @@ def test_format_progress():
     st = parse_proc_drbd(fixture_text("proc-drbd-8.4.11-paused-sync-source.txt"), NAMES)["r0"]
     assert format_progress(st).endswith("PausedSyncS (paused: user)")
     assert format_progress(DrbdStatus("r0")) == "r0: not up"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+_WORDS = hs.sampled_from(["exists", "change", "destroy", "create", "call", "response", "resource",
+                          "connection", "device", "peer-device", "helper", "-", "name:r0",
+                          "role:Primary", "disk:UpToDate", "volume:x", "minor:", "peer-node-id:1",
+                          "replication:SyncSource", "done:abc", "out-of-sync:12", "helper:split-brain",
+                          "cs:SyncTarget", "ro:/", "ds:UpToDate", "oos:", "1:", "sync'ed:"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.lists(hs.lists(_WORDS | hs.text(max_size=12), max_size=8).map(" ".join), max_size=20))
+def test_parsers_never_crash_on_garbage(lines):
+    stream = Events2Stream()
+    for line in lines:
+        assert isinstance(stream.feed(line), list)
+    assert isinstance(stream.statuses(), dict)
+    parse_proc_drbd("\n".join(lines), NAMES)
+    for line in lines:
+        parse_legacy_event(line)
