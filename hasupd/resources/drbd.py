@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 from hasupd import config
 from hasupd.model import DrbdStatus
@@ -305,6 +305,23 @@ class DrbdDriver:
             f, self.name, action="status", minor=self.res.minor,
             program=os.path.basename(argv[0]), kernel=_kernel())
         return self._finish(proc or DrbdStatus(self.name, up=False, minor=self.res.minor), proc)
+
+    async def wait_until(self, predicate: Callable[[DrbdStatus], bool], timeout: float,
+                         interval: float = 0.5,
+                         on_status: Callable[[DrbdStatus], None] | None = None) -> DrbdStatus | None:
+        """Poll the status until ``predicate`` holds (that status) or
+        ``timeout`` passes (None).  ``on_status`` sees every status read,
+        e.g. to print the first sync's progress."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = await self.status()
+            if on_status is not None:
+                on_status(st)
+            if predicate(st):
+                return st
+            if time.monotonic() + interval > deadline:
+                return None
+            await asyncio.sleep(interval)
 
     # ------------------------------------------------------------ watch
 
