@@ -1,0 +1,519 @@
+"""Apache httpd: a systemd unit (``unit`` set) or a command with a pidfile.
+
+Command mode (nodes without systemd, and the lab):
+
+* start: ``BINARY -t -f CONF`` first (apache's own message on failure), then
+  ``BINARY -f CONF -k start`` with the configured environment; done when the
+  main PID (from the pidfile) lives and the status URL answers.  A start
+  that fails leaves nothing running.
+* watch: a pidfd on the main PID, so its death is seen in milliseconds
+  (pidfds work for any process, not only our children).
+* monitor: main PID alive + GET of the status URL matching ``status_regex``.
+* stop: SIGWINCH (what ``-k graceful-stop`` sends), then SIGTERM (``-k
+  stop``), then SIGKILL to the whole process group: apache detaches with
+  setsid(), so its workers share the parent's process group, and a killed
+  parent leaves them listening.  Signals are sent directly so that a stop
+  works even when the configuration no longer parses.
+* probe (adoption after a daemon restart): the pidfile's PID is alive and
+  is apache.
+
+Unit mode: the same, with start/stop/state from systemd
+(hasupd.resources.systemd) and the same status URL check on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import signal
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import psutil
+
+from hasupd.config import HttpdResource
+from hasupd.model import ResourceStatus, ResState
+from hasupd.resources.base import Observation, Result, observation, run
+from hasupd.resources.systemd import SystemdUnit, alive, group_members, reap, wait_exit
+
+APACHE_NAMES = ("apache2", "httpd")
+FORBIDDEN_HINT = ("/server-status is not allowed from localhost (Require/Allow rules: the classic "
+                  "`Deny from all` trap); allow it with `Require local` in <Location /server-status>")
+
+
+# ------------------------------------------------------------ configuration file (pure)
+
+
+@dataclass(frozen=True)
+class ApacheConf:
+    server_root: str | None = None
+    pidfile: str | None = None
+    error_log: str | None = None
+    listen: tuple[str, ...] = ()
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_conf(text: str, env: dict[str, str] | None = None) -> ApacheConf:
+    """ServerRoot, PidFile, ErrorLog and Listen of a configuration text
+    (top level only: Include'd files are not followed), ${VAR} expanded."""
+    env = env or {}
+    found: dict[str, str] = {}
+    listen: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        key = parts[0].lower()
+        value = parts[1].strip().strip('"') if len(parts) > 1 else ""
+        value = _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+        if key == "listen":
+            listen.append(value.split()[0])
+        elif key in ("serverroot", "pidfile", "errorlog") and key not in found:
+            found[key] = value
+    return ApacheConf(found.get("serverroot"), found.get("pidfile"), found.get("errorlog"),
+                      tuple(listen))
+
+
+def parse_compiled_defaults(text: str) -> dict[str, str]:
+    """`apache2 -V` -> {"HTTPD_ROOT": "/etc/apache2", "DEFAULT_PIDLOG": "/run/apache2.pid", ...}"""
+    return dict(re.findall(r'-D\s+([A-Z_]+)="([^"]*)"', text))
+
+
+def last_errors(log_text: str, lines: int = 3) -> str:
+    """The last few error lines of an apache error log, without timestamps."""
+    picked = [ln for ln in log_text.splitlines() if re.search(r"\[(\w+:)?(emerg|alert|crit|error)\]", ln)]
+    cleaned = [re.sub(r"^(\[[^\]]*\]\s*)+", "", ln).strip() for ln in picked[-lines:]]
+    return "; ".join(c for c in cleaned if c)
+
+
+# ------------------------------------------------------------ status URL (blocking; run in a thread)
+
+
+def check_status_url(url: str, regex: str, timeout: float) -> tuple[bool, str]:
+    """GET ``url`` (no proxy), True when it answers 200 with a body matching ``regex``."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    started = time.monotonic()
+    if parts.scheme == "https":
+        ctx = ssl._create_unverified_context()  # our own server on localhost
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "hasupd-monitor", "Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read(256 * 1024).decode(errors="replace")
+    except ConnectionRefusedError:
+        return False, f"{url}: connection refused (nothing listens on {host}:{port})"
+    except TimeoutError:
+        return False, f"{url}: no answer within {timeout:g}s"
+    except OSError as e:
+        return False, f"{url}: {e.strerror or e}"
+    except http.client.HTTPException as e:
+        return False, f"{url}: bad HTTP answer ({e.__class__.__name__}: {e})"
+    finally:
+        conn.close()
+    ms = (time.monotonic() - started) * 1000
+    if resp.status == 403:
+        return False, f"{url} answered 403 Forbidden: {FORBIDDEN_HINT}"
+    if resp.status == 404:
+        return False, (f"{url} answered 404 Not Found: is mod_status loaded, with "
+                       "<Location /server-status> SetHandler server-status?")
+    if resp.status != 200:
+        return False, f"{url} answered {resp.status} {resp.reason}"
+    if not re.search(regex, body):
+        return False, f"{url} answered 200 but the page does not match {regex!r}"
+    return True, f"status ok ({ms:.0f} ms)"
+
+
+# ------------------------------------------------------------ the driver
+
+
+class HttpdDriver:
+    def __init__(self, res: HttpdResource, systemctl: str = "systemctl"):
+        self.res = res
+        self.name = res.name
+        self.env = dict(res.environment)
+        self.unit = SystemdUnit(res.name, res.unit, systemctl) if res.unit else None
+        self.pid: int | None = None  # main PID of the apache we run (command mode)
+        self.expect_running = False  # the watch reports a death only while this holds
+        self.wake = asyncio.Event()
+        self._defaults: dict[str, str] | None = None
+
+    # ---------------------------------------------------------- paths
+
+    def _conf(self) -> ApacheConf:
+        try:
+            text = Path(self.res.configfile).read_text(errors="replace")
+        except OSError:
+            return ApacheConf()
+        return parse_conf(text, {**os.environ, **self.env})
+
+    async def _compiled(self) -> dict[str, str]:
+        if self._defaults is None:
+            r = await run([self.res.binary, "-V"], 10.0, self.env)
+            self._defaults = parse_compiled_defaults(r.output) if r.ok else {}
+        return self._defaults
+
+    async def _server_root(self, conf: ApacheConf) -> str:
+        return conf.server_root or (await self._compiled()).get("HTTPD_ROOT", "/etc/httpd")
+
+    async def pidfile(self) -> str:
+        """res.pidfile, else PidFile from the configuration, else apache's compiled default;
+        relative paths are relative to ServerRoot."""
+        if self.res.pidfile:
+            return self.res.pidfile
+        conf = self._conf()
+        path = conf.pidfile or (await self._compiled()).get("DEFAULT_PIDLOG", "logs/httpd.pid")
+        return path if path.startswith("/") else os.path.join(await self._server_root(conf), path)
+
+    async def _error_log_tail(self) -> str:
+        conf = self._conf()
+        path = conf.error_log
+        if not path or path.startswith(("|", "syslog")):
+            return ""
+        if not path.startswith("/"):
+            path = os.path.join(await self._server_root(conf), path)
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                return last_errors(f.read().decode(errors="replace"))
+        except OSError:
+            return ""
+
+    async def _pidfile_pid(self) -> int | None:
+        try:
+            text = Path(await self.pidfile()).read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def _is_apache(self, pid: int) -> bool:
+        if not alive(pid):
+            return False
+        try:
+            proc = psutil.Process(pid)
+            names = {proc.name(), os.path.basename(proc.exe() or "")}
+        except (psutil.Error, OSError):
+            return False
+        return bool(names & {*APACHE_NAMES, os.path.basename(self.res.binary)})
+
+    async def running_pid(self) -> int | None:
+        """The main PID of a running apache according to the pidfile, or None."""
+        pid = await self._pidfile_pid()
+        return pid if pid and self._is_apache(pid) else None
+
+    def _set_running(self, pid: int | None) -> None:
+        self.pid = pid
+        self.expect_running = pid is not None
+        self.wake.set()
+
+    # ---------------------------------------------------------- actions
+
+    async def check_config(self, timeout: float = 30.0) -> Result:
+        r = await run([self.res.binary, "-t", "-f", self.res.configfile], timeout, self.env)
+        if r.ok:
+            return Result(True, "configuration ok", r.command, 0, r.output, duration=r.duration)
+        if r.returncode is None:
+            return r
+        errors = [ln for ln in r.output.splitlines() if ln.strip() and "Syntax OK" not in ln]
+        return Result(False, f"apache configuration check failed ({self.res.configfile}): "
+                      + " ".join(ln.strip() for ln in errors[-3:]),
+                      r.command, r.returncode, r.output, duration=r.duration)
+
+    async def probe(self) -> ResourceStatus:
+        if self.unit:
+            return await self.unit.probe(self.res.timeouts.monitor)
+        now = time.monotonic()
+        pid = await self._pidfile_pid()
+        if pid and self._is_apache(pid):
+            self._set_running(pid)
+            return ResourceStatus(ResState.STARTED, f"pid {pid}", now)
+        left = group_members(pid) if pid and not alive(pid) else []
+        if left:
+            # the parent was killed, its workers still listen: the group must be stopped
+            return ResourceStatus(ResState.FAILED, f"main process {pid} is gone but "
+                                  f"{len(left)} process(es) of its group still run", now)
+        return ResourceStatus(ResState.STOPPED, f"stale pidfile (pid {pid} not running)" if pid
+                              else "not running", now)
+
+    async def start(self) -> Result:
+        started = time.monotonic()
+        deadline = started + self.res.timeouts.start
+        if self.res.check_config:
+            checked = await self.check_config(min(30.0, self.res.timeouts.start))
+            if not checked.ok:
+                return checked
+        if self.unit:
+            r = await self.unit.start(max(1.0, deadline - time.monotonic()))
+            if not r.ok:
+                return r
+            return await self._await_status(deadline, started, r.message)
+
+        pid = await self.running_pid()
+        if pid:
+            self._set_running(pid)
+            return Result(True, f"already running, pid {pid}", duration=time.monotonic() - started)
+        killed = await self._clear_leftovers()
+        r = await run([self.res.binary, "-f", self.res.configfile, "-k", "start"],
+                      max(1.0, deadline - time.monotonic()), self.env)
+        if not r.ok:
+            tail = await self._error_log_tail()
+            apache_says = " ".join(ln.strip() for ln in r.output.splitlines()[-3:]) or tail
+            await self._kill_all()
+            return Result(False, f"apache did not start: {apache_says or r.message}", r.command,
+                          r.returncode, r.output, r.errno, r.timed_out, time.monotonic() - started)
+        result = await self._await_status(deadline, started, "started")
+        if result.ok and killed:
+            result = Result(True, f"{result.message} (killed {killed} leftover process(es) first)",
+                            result.command, duration=result.duration)
+        return result
+
+    async def _await_status(self, deadline: float, started: float, what: str) -> Result:
+        """Wait for the main process and the status URL; a failed start leaves nothing running."""
+        last = "no main process yet"
+        seen_pid: int | None = None
+        while True:
+            if self.unit:
+                pid = None
+            else:
+                pid = await self.running_pid()
+                if pid is None and seen_pid:
+                    tail = await self._error_log_tail()
+                    await self._kill_all()
+                    return Result(False, f"apache main process {seen_pid} exited during start"
+                                  + (f": {tail}" if tail else ""), duration=time.monotonic() - started)
+                seen_pid = pid or seen_pid
+            if pid or self.unit:
+                ok, last = await self._status(max(0.5, min(self.res.timeouts.monitor,
+                                                         deadline - time.monotonic())))
+                if ok:
+                    if pid:
+                        self._set_running(pid)
+                    return Result(True, f"{what}, {'pid %d, ' % pid if pid else ''}{last}",
+                                  duration=time.monotonic() - started)
+                if " answered " in last:  # HTTP said no (403, 404...): waiting will not help
+                    break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+        tail = "" if self.unit else await self._error_log_tail()
+        await (self.unit.stop(self.res.timeouts.stop) if self.unit else self._kill_all())
+        return Result(False, f"apache started but is not healthy: {last}" + (f"; error log: {tail}" if tail else ""),
+                      timed_out=time.monotonic() >= deadline, duration=time.monotonic() - started)
+
+    async def _status(self, timeout: float) -> tuple[bool, str]:
+        return await asyncio.to_thread(check_status_url, self.res.statusurl, self.res.status_regex, timeout)
+
+    async def monitor(self) -> Result:
+        started = time.monotonic()
+        if self.unit:
+            r = await self.unit.monitor(self.res.timeouts.monitor)
+            if not r.ok:
+                return r
+        else:
+            pid = await self._pidfile_pid() or self.pid
+            if not pid or not self._is_apache(pid):
+                return Result(False, f"apache main process {pid} is not running" if pid
+                              else "apache is not running (no pidfile)", duration=time.monotonic() - started)
+        ok, msg = await self._status(self.res.timeouts.monitor)
+        return Result(ok, msg, duration=time.monotonic() - started)
+
+    async def stop(self) -> Result:
+        started = time.monotonic()
+        self._set_running(None)  # a death we cause is not a failure
+        if self.unit:
+            return await self.unit.stop(self.res.timeouts.stop)
+        budget = self.res.timeouts.stop
+        pid = await self._pidfile_pid() or self.pid
+        if not pid:
+            return Result(True, "not running", duration=time.monotonic() - started)
+        if alive(pid) and not self._is_apache(pid):  # a reused PID: never signal a stranger
+            self._unlink(await self.pidfile())
+            return Result(True, f"not running (pidfile named pid {pid}, which is not apache)",
+                          duration=time.monotonic() - started)
+        how = "not running"
+        if alive(pid):
+            how = "gracefully stopped"
+            for sig, share, done in ((signal.SIGWINCH, 1 / 3, "gracefully stopped"),
+                                     (signal.SIGTERM, 1 / 3, "stopped (SIGTERM)")):
+                how = done
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                if await self._wait_group_gone(pid, budget * share):
+                    break
+            else:
+                how = "killed"
+        killed = await self._kill_group(pid, max(1.0, started + budget - time.monotonic()))
+        reap(pid)
+        left = group_members(pid)
+        if left:
+            return Result(False, f"apache process group {pid} survived SIGKILL: pids {left[:10]}",
+                          duration=time.monotonic() - started)
+        self._remove_pidfile_of(pid, await self.pidfile())
+        if killed and how != "killed":
+            how += f", killed {killed} leftover process(es)"
+        return Result(True, f"{how} (pid {pid})", duration=time.monotonic() - started)
+
+    async def _wait_group_gone(self, pgid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        if alive(pgid):
+            await wait_exit(pgid, timeout)
+        while group_members(pgid):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _kill_group(self, pgid: int, timeout: float) -> int:
+        """SIGKILL every process of the group; how many there were."""
+        members = group_members(pgid)
+        if not members:
+            return 0
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await self._wait_group_gone(pgid, timeout)
+        return len(members)
+
+    async def _clear_leftovers(self) -> int:
+        """Before a start: kill the workers of a parent that was killed, and
+        remove a pidfile that names a dead process (apache would refuse it
+        while the dead parent is an unreaped zombie)."""
+        pidfile = await self.pidfile()
+        pid = await self._pidfile_pid()
+        if not pid:
+            return 0
+        if alive(pid):  # not apache (running_pid said so): a reused PID, leave it alone
+            self._unlink(pidfile)
+            return 0
+        killed = await self._kill_group(pid, 5.0)
+        self._remove_pidfile_of(pid, pidfile)
+        return killed
+
+    async def _kill_all(self) -> None:
+        """Undo a failed start: kill whatever group the pidfile names."""
+        pid = await self._pidfile_pid()
+        if pid and (not alive(pid) or self._is_apache(pid)):
+            await self._kill_group(pid, 5.0)
+            reap(pid)
+            self._remove_pidfile_of(pid, await self.pidfile())
+        self._set_running(None)
+
+    @staticmethod
+    def _unlink(path: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _remove_pidfile_of(pid: int, pidfile: str) -> None:
+        try:
+            if Path(pidfile).read_text().strip() == str(pid) and not alive(pid):
+                os.unlink(pidfile)
+        except OSError:
+            pass
+
+    # ---------------------------------------------------------- watch
+
+    async def watch(self) -> AsyncIterator[Observation]:
+        if self.unit:
+            async for obs in self.unit.watch():
+                yield obs
+            return
+        while True:
+            pid = self.pid if self.expect_running else None
+            self.wake.clear()
+            if pid is None:
+                await self.wake.wait()
+                continue
+            if not await wait_exit(pid, None, self.wake):
+                continue  # woken: start/stop changed the PID
+            if self.expect_running and self.pid == pid:
+                self.expect_running = False
+                reap(pid)
+                left = group_members(pid)
+                yield observation(self.name, ResState.FAILED,
+                                  f"apache main process {pid} died"
+                                  + (f" ({len(left)} worker(s) of its group still run)" if left else ""))
+
+
+# ------------------------------------------------------------ lab configuration
+
+LAB_MODULES = ("mpm_event", "authz_core", "authz_host", "status", "mime", "dir")
+
+
+def write_lab_config(dir: str | os.PathLike, listen: str, document_root: str | os.PathLike,
+                     node_name: str, modules_dir: str = "/usr/lib/apache2/modules") -> str:
+    """A self-contained apache configuration under ``dir`` (its own ServerRoot,
+    PidFile, runtime dir, mutexes and logs, so instances run side by side),
+    listening on ``listen`` (ADDR:PORT), serving ``document_root`` with an
+    index.html naming the node, and /server-status (ExtendedStatus On) open
+    to localhost and to anyone.  Returns the path of httpd.conf; the pidfile
+    is DIR/httpd.pid.  Workers run as www-data: the document root must be
+    readable by it."""
+    base = Path(dir)
+    run_dir = base / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    docroot = Path(document_root)
+    docroot.mkdir(parents=True, exist_ok=True)
+    index = docroot / "index.html"
+    if not index.exists():
+        index.write_text(f"<html><body><h1>{node_name}</h1></body></html>\n")
+        index.chmod(0o644)
+    user = "www-data" if _user_exists("www-data") else "daemon"
+    loads = "\n".join(f"LoadModule {m}_module {modules_dir}/mod_{m}.so" for m in LAB_MODULES)
+    conf = f"""# written by hasupd.resources.httpd.write_lab_config for node {node_name}
+ServerRoot "{base}"
+ServerName {node_name}
+PidFile "{base}/httpd.pid"
+DefaultRuntimeDir "{run_dir}"
+Mutex file:{run_dir} default
+ErrorLog "{base}/error.log"
+LogLevel warn
+Listen {listen}
+{loads}
+TypesConfig /etc/mime.types
+User {user}
+Group {user}
+DocumentRoot "{docroot}"
+DirectoryIndex index.html
+<Directory "{docroot}">
+    Require all granted
+</Directory>
+ExtendedStatus On
+<Location /server-status>
+    SetHandler server-status
+    Require local
+    Require all granted
+</Location>
+"""
+    path = base / "httpd.conf"
+    path.write_text(conf)
+    return str(path)
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
