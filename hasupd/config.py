@@ -182,6 +182,9 @@ class OcfResource:
     params: tuple[tuple[str, str], ...]
     ocf_root: str
     type: str = "ocf"
+    # which of start/stop/monitor the configuration sets (resource or group
+    # `timeouts`); the others come from the agent's meta-data (OcfDriver)
+    explicit_timeouts: tuple[str, ...] = ()
 
 
 Resource = Union[
@@ -453,7 +456,16 @@ _RESOURCE_KEYS = {
 }
 
 
-def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: float) -> Resource:
+def _timeout_keys(m: _Mapping) -> tuple[str, ...]:
+    """The action timeouts a mapping's `timeouts` sets explicitly."""
+    t = m.get("timeouts")
+    if t is None:
+        return ()
+    return tuple(k for k in ("start", "stop", "monitor") if t.mapping(("start", "stop", "monitor")).get(k))
+
+
+def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: float,
+                   group_timeout_keys: tuple[str, ...] = ()) -> Resource:
     if not isinstance(v.node, yaml.MappingNode):
         raise v.error("expected a resource (a mapping with name and type)")
     kind = _Mapping(v, ()).need("type").choice(tuple(_RESOURCE_KEYS))
@@ -518,6 +530,7 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
         agent=m.need("agent").str(re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$"), "PROVIDER:TYPE (like heartbeat:Dummy)"),
         params=pairs,
         ocf_root=m.opt("ocf_root", _Value.path_str, "/usr/lib/ocf"),
+        explicit_timeouts=tuple(sorted(set(group_timeout_keys) | set(_timeout_keys(m)))),
     )
 
 
@@ -687,7 +700,7 @@ def loads(text: str, path: str = "<string>") -> Config:
             used_drbd.add(drbd_name)
         default_timeouts = _timeouts(gm, Timeouts(240.0, 240.0, 240.0))
         default_interval = gm.opt("monitor_interval", lambda v: v.duration(False), 20.0)
-        resources = tuple(_load_resource(rv, default_timeouts, default_interval)
+        resources = tuple(_load_resource(rv, default_timeouts, default_interval, _timeout_keys(gm))
                           for rv in gm.need("resources").list())
         for rv, r in zip(gm.need("resources").list(), resources):
             if r.name in all_resource_names:
