@@ -50,3 +50,9 @@ packages:
 	    || { tail -30 build/pkg/rpm-build.log; exit 1; }
 	@cp build/rpm/RPMS/noarch/hasupd-$(VERSION)-*.noarch.rpm dist/
 	@ls dist/
+
+demo: $(STAMP)
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m hasupd.lab.demo
+
+lab-down: $(STAMP)
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m hasupd.lab.cli --prefix $${HASUPD_LAB_PREFIX:-demo} down

@@ -40,6 +40,10 @@ from hasupd.resources import make_driver
 from hasupd.resources.base import Result
 from hasupd.state import StateStore
 
+
+class ControlError(Exception):
+    """A request that cannot be done; the message goes back to hasupctl."""
+
 TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
 RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing again
 
@@ -443,6 +447,131 @@ class Engine:
         self.stopping.set()
         self.wake.set()
 
+    # ------------------------------------------------------------ control socket
+
+    async def handle(self, cmd: str, args: dict, peer=None) -> dict:
+        """One hasupctl request (permissions are checked by the server)."""
+        commands = {
+            "status": self.cmd_status,
+            "explain": lambda a: {"explain": planner.explain(self.cfg, self.view())},
+            "history": self.cmd_history,
+            "move": self.cmd_move,
+            "clear": lambda a: self.intent(self.store.clear(self.group_arg(a)), "clear", a),
+            "cleanup": self.cmd_cleanup,
+            "standby": lambda a: self.intent(self.store.standby(self.node_arg(a), True), "standby", a),
+            "unstandby": lambda a: self.intent(self.store.standby(self.node_arg(a), False), "unstandby", a),
+            "maintenance": lambda a: self.intent(self.store.maintenance(bool(a.get("on"))), "maintenance", a),
+            "start": lambda a: self.intent(self.store.start_group(self.group_arg(a)), "start", a),
+            "stop": lambda a: self.intent(self.store.stop_group(self.group_arg(a)), "stop", a),
+            "drbd-status": lambda a: {"drbd": {n: to_dict(s) for n, s in self.drbd_status.items()}},
+            "drbd-fence-peer": self.cmd_fence_peer,
+            "drbd-unfence-peer": lambda a: {},
+            "alert": self.cmd_alert,
+            "drbd-init": self.cmd_drbd_init,
+        }
+        fn = commands.get(cmd)
+        if fn is None:
+            return {"ok": False, "error": f"unknown command {cmd!r}"}
+        try:
+            out = fn(args)
+            if asyncio.iscoroutine(out):
+                out = await out
+        except ControlError as e:
+            return {"ok": False, "error": str(e)}
+        return {"ok": True, **(out or {})}
+
+    def group_arg(self, args: dict) -> str:
+        name = args.get("group")
+        if not name and len(self.cfg.groups) == 1:
+            return self.cfg.groups[0].name
+        if self.cfg.group(name or "") is None:
+            raise ControlError(f"no group {name!r} (groups: {', '.join(g.name for g in self.cfg.groups)})")
+        return name
+
+    def node_arg(self, args: dict) -> str:
+        node = args.get("node") or self.local
+        if node not in self.cfg.node_names():
+            raise ControlError(f"no node {node!r} (nodes: {', '.join(self.cfg.node_names())})")
+        return node
+
+    def intent(self, changed: bool, what: str, args: dict) -> dict:
+        if changed:
+            self.store.save()
+            self.history.record("intent", action=what, reason=f"operator: {what} "
+                                + " ".join(f"{k}={v}" for k, v in sorted(args.items()) if k != "cmd"))
+            self.changed()
+        return {"changed": changed}
+
+    def owner_of(self, group: str) -> str | None:
+        """Where the group runs now, by the claims both nodes publish."""
+        view = self.view()
+        best = None
+        for name, node in view.nodes.items():
+            epoch = node.claims.get(group)
+            if epoch is not None and (name == self.local or node.alive):
+                if best is None or epoch > best[0]:
+                    best = (epoch, name)
+        return best[1] if best else None
+
+    def cmd_move(self, args: dict) -> dict:
+        group = self.group_arg(args)
+        node = args.get("node")
+        if not node:
+            owner = self.owner_of(group)
+            if owner is None:
+                raise ControlError(f"{group} runs nowhere: say where to move it (hasupctl move {group} NODE)")
+            node = self.cfg.peer_of(owner)
+        node = self.node_arg({"node": node})
+        if args.get("dry_run"):
+            st = self.store.state.move(group, node, bool(args.get("pin")))
+            view = replace(self.view(), moves=st.moves_view())
+            steps = [{"action": a.kind.value, "resource": a.resource, "reason": a.reason}
+                     for a in planner.decide(self.cfg, view)]
+            return {"dry_run": True, "node": node, "steps_here": steps}
+        out = self.intent(self.store.move(group, node, bool(args.get("pin"))), "move", {**args, "node": node})
+        return {**out, "node": node}
+
+    def cmd_cleanup(self, args: dict) -> dict:
+        group = self.group_arg(args) if args.get("group") else None
+        node = self.node_arg(args) if args.get("node") else None
+        out = self.intent(self.store.cleanup(group, node), "cleanup", args)
+        for g in self.cfg.groups:
+            if group in (None, g.name):
+                for r in g.resources:
+                    if self.resources[r.name].state in (ResState.FAILED, ResState.STOP_FAILED):
+                        self.resources[r.name] = ResourceStatus(ResState.UNKNOWN, "cleaned up: probing")
+                        asyncio.get_running_loop().create_task(self._reprobe(r.name))
+        return out
+
+    async def _reprobe(self, name: str) -> None:
+        self.resources[name] = await self.drivers[name].probe()
+        self.changed()
+
+    def cmd_history(self, args: dict) -> dict:
+        from hasupd import history as histmod
+        records = self.history.read(args.get("since"))
+        return {"records": records[-int(args.get("limit", 2000)):], "timelines": histmod.timelines(records)}
+
+    def cmd_fence_peer(self, args: dict) -> dict:
+        from hasupd.resources.drbd_handler import fence_peer_verdict
+        peer = self.peer_state()
+        res = args.get("resource") or ""
+        v = fence_peer_verdict(peer.alive, peer.drbd.get(res), self.cfg.split_brain_guard.mode, self.fencing,
+                               tiebreaker=self.guard.reachable if self.guard else None, resource=res)
+        self.history.record("observation", state="fence_peer", resource=res, reason=f"{v.verdict}: {v.detail}")
+        return {"verdict": v.verdict, "detail": v.detail}
+
+    def cmd_alert(self, args: dict) -> dict:
+        self.alerter.emit(args.get("event") or "external", args.get("severity") or "warning",
+                          args.get("reason") or args.get("message") or "", resource=args.get("resource"))
+        return {}
+
+    async def cmd_drbd_init(self, args: dict) -> dict:
+        raise ControlError("drbd init is not wired yet")
+
+    def cmd_status(self, args: dict) -> dict:
+        return {"status": self.status_dict()}
+
     # ------------------------------------------------------------ status
 
     def status_line(self) -> str:
@@ -482,3 +611,4 @@ def local_node_name(cfg: Config, explicit: str | None) -> str:
             return cand
     raise LookupError(f"this host ({socket.gethostname()}) is neither {names[0]} nor {names[1]} "
                       "in the configuration; use --node NAME")
+

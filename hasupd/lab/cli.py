@@ -1,0 +1,107 @@
+"""`hasupd-lab`: two hasupd nodes and a client on this machine.
+
+    hasupd-lab up [--prefix P]            build it, start hasupd on both nodes
+    hasupd-lab down [--prefix P]          remove everything (safe twice)
+    hasupd-lab exec NODE -- CMD...        run CMD inside a node (hasupctl, drbdadm, ...)
+    hasupd-lab fault NODE KIND [ARGS]     kill-httpd kill-daemon freeze thaw crash boot
+                                          cut-ring N heal-ring N loss PCT [RING] detach-disk
+    hasupd-lab start NODE                 (re)start hasupd on a node (after kill-daemon)
+    hasupd-lab curl                       fetch the VIP from the client: body + which node
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from hasupd.lab.cluster import NODES, VIP, Lab, LabError
+from hasupd.lab.netlab import NetlabError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hasupd-lab", description="a two-node hasupd lab in network namespaces")
+    p.add_argument("--prefix", default=os.environ.get("HASUPD_LAB_PREFIX", "hl"),
+                   help="name prefix of this lab's namespaces (several labs can coexist)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build the lab and start hasupd on both nodes")
+    up.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. heartbeat.interval=50ms, groups.0.migration_threshold=3")
+    up.add_argument("--no-start", action="store_true", help="do not start the daemons")
+    sub.add_parser("down", help="remove everything the lab made")
+    ex = sub.add_parser("exec", help="run a command inside a node")
+    ex.add_argument("node", choices=NODES)
+    ex.add_argument("argv", nargs=argparse.REMAINDER)
+    f = sub.add_parser("fault", help="inject a fault")
+    f.add_argument("node", choices=NODES)
+    f.add_argument("kind", choices=Lab.FAULTS)
+    f.add_argument("args", nargs="*")
+    st = sub.add_parser("start", help="start hasupd on a node")
+    st.add_argument("node", choices=NODES)
+    sub.add_parser("curl", help="fetch the VIP from the client namespace")
+    return p
+
+
+def _value(text: str):
+    import yaml
+    return yaml.safe_load(text)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("hasupd-lab: needs root (network namespaces, loop devices, mounts)", file=sys.stderr)
+        return 1
+    lab = Lab(args.prefix)
+    try:
+        if args.cmd == "up":
+            overrides = {}
+            for item in args.set:
+                key, _, value = item.partition("=")
+                overrides[key] = _value(value)
+            lab.up(overrides, start=not args.no_start)
+            if args.no_start:
+                print(f"lab {args.prefix} is up (daemons not started)")
+                return 0
+            status, _, served = lab.curl()
+            print(f"lab {args.prefix} is up: rg_web runs on {served or '?'}; VIP {VIP} answers HTTP {status}")
+            print(f"  hasupd-lab --prefix {args.prefix} exec {served or 'n1'} -- hasupctl status")
+            print(f"  hasupd-lab --prefix {args.prefix} fault {served or 'n1'} kill-httpd")
+            print(f"  hasupd-lab --prefix {args.prefix} curl")
+            print(f"  hasupd-lab --prefix {args.prefix} down")
+            return 0
+        if args.cmd == "down":
+            lab.down()
+            print(f"lab {args.prefix} removed")
+            return 0
+        if not lab.meta:
+            print(f"hasupd-lab: lab {args.prefix} is not up (hasupd-lab --prefix {args.prefix} up)", file=sys.stderr)
+            return 1
+        if args.cmd == "exec":
+            argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not argv:
+                print("hasupd-lab: exec NODE -- CMD...", file=sys.stderr)
+                return 2
+            return lab.exec(args.node, argv).returncode
+        if args.cmd == "fault":
+            print(lab.fault(args.node, args.kind, *args.args))
+            return 0
+        if args.cmd == "start":
+            print(f"hasupd started on {args.node}: pid {lab.start_daemon(args.node)}")
+            return 0
+        if args.cmd == "curl":
+            status, body, served = lab.curl()
+            if not status:
+                print(f"no answer from {VIP}: {body}")
+                return 1
+            print(f"HTTP {status} from {served}: {body.strip()}")
+            return 0
+    except (LabError, NetlabError, subprocess.SubprocessError, OSError) as e:
+        print(f"hasupd-lab: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
