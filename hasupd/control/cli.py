@@ -1,0 +1,401 @@
+"""hasupctl: the operator's command line, a thin client of the daemon.
+
+Exit codes: 0 done; 1 refused or failed (and any command but status when
+hasupd is not running); 2 usage; 3 status when hasupd is not running;
+78 (EX_CONFIG) `check` found an invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from hasupd import __version__
+from hasupd import config as configmod
+from hasupd.control.client import ControlError, DaemonNotRunning, request
+from hasupd.history import render_timeline, timelines
+from hasupd.status import render_status
+
+DEFAULT_SOCKET = "/run/hasupd/hasupd.sock"
+DEFAULT_KEY = "/etc/hasupd/authkey"
+EX_NOT_RUNNING_STATUS = 3  # like `systemctl status` / LSB "program is not running"
+
+
+class Fail(Exception):
+    """A one-line failure: printed as `hasupctl: MESSAGE`, exit with CODE."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def _config_path(args) -> str:
+    return args.config or os.environ.get("HASUPD_CONFIG") or configmod.DEFAULT_PATH
+
+
+def _load_config_quietly(args):
+    try:
+        return configmod.load(_config_path(args))
+    except configmod.ConfigError:
+        return None
+
+
+def _socket_path(args) -> str:
+    if args.socket:
+        return args.socket
+    if os.environ.get("HASUPD_SOCKET"):
+        return os.environ["HASUPD_SOCKET"]
+    cfg = _load_config_quietly(args)
+    return cfg.control_socket if cfg else DEFAULT_SOCKET
+
+
+def _color(args) -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def call(args, cmd: str, timeout: float = 15.0, **params: Any) -> dict:
+    """One request; a refusal or error from the daemon becomes Fail."""
+    try:
+        resp = request(_socket_path(args), cmd, timeout=timeout, **params)
+    except DaemonNotRunning as e:
+        raise Fail(str(e), EX_NOT_RUNNING_STATUS if cmd == "status" else 1) from None
+    except ControlError as e:
+        raise Fail(str(e)) from None
+    if not resp.get("ok"):
+        raise Fail(str(resp.get("error") or f"{cmd} failed"))
+    return resp
+
+
+def _done(resp: dict, default: str) -> int:
+    print(resp.get("message") or default)
+    return 0
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_status(args) -> int:
+    while True:
+        resp = call(args, "status")
+        status = resp.get("status", {})
+        if args.json:
+            text = json.dumps(status, indent=2, sort_keys=True) + "\n"
+        else:
+            text = render_status(status, color=_color(args))
+        if args.watch:
+            sys.stdout.write("\033[H\033[2J" if sys.stdout.isatty() else "\n")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if not args.watch:
+            return 0
+        time.sleep(args.interval)
+
+
+def _group_in(status: dict, name: str) -> dict | None:
+    return next((g for g in status.get("groups", []) if g["name"] == name), None)
+
+
+def cmd_move(args) -> int:
+    params = {"group": args.group, "node": args.node, "pin": args.pin}
+    if args.dry_run:
+        resp = call(args, "move", dry_run=True, **params)
+        target = resp.get("node") or args.node or "the other node"
+        plan = resp.get("plan", [])
+        print(f"moving {args.group} to {target} would run {len(plan)} step(s):" if plan else
+              f"moving {args.group} to {target} would change nothing")
+        for i, step in enumerate(plan, 1):
+            what = f"{step.get('kind', '?')} {step.get('resource') or step.get('group') or ''}".strip()
+            where = f" on {step['node']}" if step.get("node") else ""
+            reason = f"  ({step['reason']})" if step.get("reason") else ""
+            print(f"  {i}. {what}{where}{reason}")
+        if resp.get("explain"):
+            print(f"why: {resp['explain']}")
+        return 0
+    resp = call(args, "move", **params)
+    target = resp.get("node") or args.node
+    if not args.wait:
+        return _done(resp, f"{args.group}: move to {target} requested"
+                           + (" (pinned; `hasupctl clear` removes the pin)" if args.pin else ""))
+    print(resp.get("message") or f"{args.group}: moving to {target} ...", flush=True)
+    return _wait_for_move(args, target)
+
+
+def _wait_for_move(args, target: str | None) -> int:
+    started = time.monotonic()
+    seen_intent = False
+    while True:
+        time.sleep(0.5)
+        status = call(args, "status").get("status", {})
+        grp = _group_in(status, args.group)
+        if grp is None:
+            raise Fail(f"group {args.group} is not in the daemon's status")
+        if grp["state"] == "started" and (target is None or grp["node"] == target):
+            print(f"{args.group} answers on {grp['node']} after {time.monotonic() - started:.1f}s")
+            return 0
+        if grp["state"] in ("blocked", "stop_failed"):
+            raise Fail(f"move failed: {args.group} is {grp['state']}: {grp['blocked'] or grp['explain']}")
+        pending = grp.get("pending_move")
+        seen_intent = seen_intent or pending is not None
+        if seen_intent and pending is None and grp["node"] != target:
+            why = grp.get("explain") or "the daemon dropped the move"
+            raise Fail(f"move failed: {why}")
+        if time.monotonic() - started > args.timeout:
+            raise Fail(f"{args.group} is not running on {target} after {args.timeout:g}s "
+                       f"(now {grp['state']}{' on ' + grp['node'] if grp['node'] else ''}): {grp.get('explain', '')}")
+
+
+def cmd_simple(cmd: str, default: str, **fixed: Any):
+    def run(args) -> int:
+        params = {k: getattr(args, k) for k in ("group", "node") if hasattr(args, k)}
+        params.update(fixed)
+        resp = call(args, cmd, **params)
+        return _done(resp, default.format(**{k: v or "" for k, v in params.items()}))
+    return run
+
+
+def cmd_maintenance(args) -> int:
+    resp = call(args, "maintenance", on=args.state == "on")
+    return _done(resp, f"maintenance {args.state}")
+
+
+_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)$")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """10m, 2h, 1d (ago); HH:MM[:SS] (today); YYYY-MM-DD[ HH:MM[:SS]]; or Unix seconds."""
+    now = time.time() if now is None else now
+    t = text.strip()
+    m = _REL.match(t)
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if re.fullmatch(r"\d{9,}(\.\d+)?", t):
+        return float(t)
+    for fmt in ("%H:%M", "%H:%M:%S"):
+        try:
+            parsed = time.strptime(t, fmt)
+        except ValueError:
+            continue
+        today = time.localtime(now)
+        return time.mktime((today.tm_year, today.tm_mon, today.tm_mday, parsed.tm_hour, parsed.tm_min,
+                            parsed.tm_sec, 0, 0, -1))
+    for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return time.mktime(time.strptime(t, fmt))
+        except ValueError:
+            continue
+    raise Fail(f"cannot read the time {text!r} (use 10m, 2h, 1d, 14:30, 2026-11-24 14:30 or Unix seconds)", 2)
+
+
+def cmd_history(args) -> int:
+    since = parse_since(args.since) if args.since else None
+    resp = call(args, "history", since=since, timeout=30.0)
+    records = resp.get("records", [])
+    tls = timelines(records)
+    if args.json:
+        print(json.dumps({"version": 1, "since_wall": since, "timelines": tls}, indent=2))
+        return 0
+    if not tls:
+        print("no failover or move in the history" + (f" since {args.since}" if args.since else ""))
+        return 0
+    print("\n\n".join(render_timeline(t) for t in tls))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    resp = call(args, "explain", group=args.group)
+    explains = resp.get("explain", {})
+    if isinstance(explains, str):
+        print(explains)
+    else:
+        for group, sentence in explains.items():
+            print(f"{group}: {sentence}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    path = _config_path(args)
+    try:
+        cfg = configmod.load(path)
+    except configmod.ConfigError as e:
+        raise Fail(str(e), configmod.EX_CONFIG) from None
+    print(configmod.summary(cfg))
+    print(f"{path}: valid")
+    return 0
+
+
+def write_key(path: str, force: bool = False) -> None:
+    """64 random bytes, mode 0400; never overwrites without FORCE."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    key = os.urandom(64)
+    if not force:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        try:
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def cmd_keygen(args) -> int:
+    path = args.path
+    if not path:
+        cfg = _load_config_quietly(args)
+        path = cfg.heartbeat.authkey if cfg else DEFAULT_KEY
+    if os.path.exists(path) and not args.force:
+        raise Fail(f"{path} exists; a new key must be copied to both nodes at once "
+                   "(use --force to replace it)")
+    try:
+        write_key(path, force=args.force)
+    except FileExistsError:
+        raise Fail(f"{path} exists (use --force to replace it)") from None
+    except OSError as e:
+        raise Fail(f"cannot write {path}: {e.strerror}") from None
+    print(f"wrote a new 64-byte key to {path} (mode 0400); copy it to the other node, e.g. "
+          f"scp -p {path} PEER:{path}")
+    return 0
+
+
+def cmd_drbd_init(args) -> int:
+    if not args.this_node_wins:
+        raise Fail("drbd init overwrites the peer's data: say which side wins with --this-node-wins "
+                   "(run it on the node whose data is kept)", 2)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise Fail("drbd init needs --yes when not run from a terminal", 2)
+        answer = input(f"The initial full sync of {args.resource} OVERWRITES the peer's copy with this "
+                       "node's data. Type 'yes' to go on: ")
+        if answer.strip() != "yes":
+            raise Fail("not confirmed; nothing done")
+    resp = call(args, "drbd-init", resource=args.resource, this_node_wins=True, timeout=120.0)
+    return _done(resp, f"initial sync of {args.resource} started from this node; "
+                       "`hasupctl drbd status` shows the progress")
+
+
+def cmd_drbd_status(args) -> int:
+    resp = call(args, "drbd-status")
+    if args.json:
+        print(json.dumps(resp.get("drbd", resp), indent=2, sort_keys=True))
+    elif resp.get("text"):
+        print(resp["text"].rstrip("\n"))
+    else:
+        for d in resp.get("drbd", []):
+            print(json.dumps(d, sort_keys=True))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hasupctl", description="Control and inspect hasupd.")
+    p.add_argument("--version", action="version", version=f"hasupctl {__version__}")
+    p.add_argument("--socket", help="control socket (default: the config's, or $HASUPD_SOCKET)")
+    p.add_argument("--config", help=f"configuration file (default {configmod.DEFAULT_PATH}, or $HASUPD_CONFIG)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("status", help="nodes, rings, DRBD, groups, fail counts (like crm_mon -Af)")
+    s.add_argument("--json", action="store_true", help="the documented JSON document")
+    s.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    s.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("move", help="move a group (one-shot; --pin keeps it there)")
+    s.add_argument("group")
+    s.add_argument("node", nargs="?", help="target node (default: the other node)")
+    s.add_argument("--pin", action="store_true", help="stay on NODE until `hasupctl clear`")
+    s.add_argument("--dry-run", action="store_true", help="print the planned steps, change nothing")
+    s.add_argument("--wait", action="store_true", help="return when the group answers on the target")
+    s.add_argument("--timeout", type=float, default=300.0, help="for --wait, seconds (default 300)")
+    s.set_defaults(func=cmd_move)
+
+    s = sub.add_parser("clear", help="drop a move intent or pin")
+    s.add_argument("group")
+    s.set_defaults(func=cmd_simple("clear", "{group}: move intent and pin cleared"))
+
+    s = sub.add_parser("cleanup", help="reset fail counts, bans and blocked state, re-probe")
+    s.add_argument("group", nargs="?")
+    s.add_argument("--node", help="only this node's fail counts and bans")
+    s.set_defaults(func=cmd_simple("cleanup", "cleaned up"))
+
+    for name, text in (("standby", "move everything off NODE and keep it off"),
+                       ("unstandby", "let NODE run groups again")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("node", nargs="?", help="default: this node")
+        s.set_defaults(func=cmd_simple(name, f"{{node}} {name} requested"))
+
+    s = sub.add_parser("maintenance", help="on: watch but change nothing; off: manage again")
+    s.add_argument("state", choices=("on", "off"))
+    s.set_defaults(func=cmd_maintenance)
+
+    for name, text in (("start", "target role started (like crm resource start)"),
+                       ("stop", "target role stopped (like crm resource stop)")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("group")
+        s.set_defaults(func=cmd_simple(name, f"{{group}}: {name} requested"))
+
+    s = sub.add_parser("history", help="failover and move timelines, step by step")
+    s.add_argument("--since", help="10m, 2h, 1d, 14:30, 2026-11-24 14:30 or Unix seconds")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("explain", help="why each group is where it is")
+    s.add_argument("group", nargs="?")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("check", help="validate the configuration (no daemon needed)")
+    s.add_argument("--config", dest="check_config", help="file to check")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("keygen", help="make the heartbeat key (64 random bytes, mode 0400)")
+    s.add_argument("path", nargs="?", help=f"default: the config's heartbeat.authkey or {DEFAULT_KEY}")
+    s.add_argument("--force", action="store_true", help="replace an existing key")
+    s.set_defaults(func=cmd_keygen)
+
+    s = sub.add_parser("drbd", help="DRBD: initial sync, status")
+    dsub = s.add_subparsers(dest="drbd_command", metavar="init|status")
+    dsub.required = True
+    d = dsub.add_parser("init", help="initial full sync from this node (its data wins)")
+    d.add_argument("resource")
+    d.add_argument("--this-node-wins", action="store_true", help="required: this node's data is kept")
+    d.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    d.set_defaults(func=cmd_drbd_init)
+    d = dsub.add_parser("status", help="DRBD state of both nodes")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_drbd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "check_config", None):
+        args.config = args.check_config
+    try:
+        return args.func(args)
+    except Fail as e:
+        print(f"hasupctl: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130 if not getattr(args, "watch", False) else 0
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
