@@ -8,16 +8,13 @@ is a subreaper, so the apache it starts is its child and can be reaped.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
-import pickle
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import pytest
@@ -35,76 +32,20 @@ from hasupd.resources.httpd import (
 )
 from hasupd.resources.systemd import alive, group_members
 
+try:
+    from . import netns_ho as ns_ho
+except ImportError:
+    import netns_ho as ns_ho
+
+in_netns = ns_ho.in_netns
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 PORT = 8080
-PR_SET_CHILD_SUBREAPER = 36
-CLONE_NEWNET = 0x40000000
-
-
-def in_netns(ns: str, fn, *args, timeout: float = 120.0):
-    """Run ``asyncio.run(fn(*args))`` in a forked child inside network namespace
-    ``ns`` and return its (picklable) result; an exception in the child fails here."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        status = 0
-        try:
-            os.close(rfd)
-            libc = ctypes.CDLL(None, use_errno=True)
-            nsfd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            if libc.setns(nsfd, CLONE_NEWNET) != 0:  # os.setns arrives in Python 3.12
-                raise OSError(ctypes.get_errno(), f"setns {ns}")
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-            payload = ("ok", asyncio.run(fn(*args)))
-        except BaseException as e:  # noqa: B036 - everything goes back to the parent
-            payload = ("error", "".join(traceback.format_exception(e)))
-            status = 1
-        try:
-            with os.fdopen(wfd, "wb") as w:
-                w.write(pickle.dumps(payload))
-            while True:  # reap what we inherited (dead apache parents)
-                try:
-                    if os.waitpid(-1, os.WNOHANG) == (0, 0):
-                        break
-                except ChildProcessError:
-                    break
-        finally:
-            os._exit(status)
-    os.close(wfd)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    with os.fdopen(rfd, "rb") as r:
-        while True:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise AssertionError(f"child in {ns} did not finish within {timeout:g}s")
-            chunk = r.read(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    os.waitpid(pid, 0)
-    kind, value = pickle.loads(b"".join(chunks))
-    if kind == "error":
-        raise AssertionError(f"in namespace {ns}:\n{value}")
-    return value
 
 
 @pytest.fixture(scope="module")
 def netns():
-    name = f"ho-httpd-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with ns_ho.namespace("httpd") as name:
         yield name
-    finally:
-        for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                                  text=True).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["ip", "netns", "del", name])
 
 
 @pytest.fixture
