@@ -570,7 +570,19 @@ class Engine:
         raise ControlError("drbd init is not wired yet")
 
     def cmd_status(self, args: dict) -> dict:
-        return {"status": self.status_dict()}
+        from hasupd.status import build_status
+        view = self.view()
+        peer = self.heartbeat.peer()
+        rings = [{"peer_heard": up, "rtt_ms": round(rtt * 1000, 2) if rtt is not None else None,
+                  "loss_pct": round(loss * 100, 1)}
+                 for up, rtt, loss in zip(peer.rings, peer.rtt, peer.loss)]
+        acting = self.acting
+        return {"status": build_status(
+            self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
+            history_records=self.history.read(time.time() - 86400),
+            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings),
+            daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
+                    "incarnation": self.heartbeat.incarnation})}
 
     # ------------------------------------------------------------ status
 
