@@ -84,6 +84,10 @@ class NodeState:
     claims: Mapping[str, int] = field(default_factory=dict)
     settled: bool = False  # finished its start-up probe (adoption)
     config_digest: str = ""
+    # added by the planner (issue 2): this node's ping-guard result, published
+    # so both nodes weigh each other's tie-breaker the same way when placing
+    # a group (None: not known / no ping guard)
+    tiebreaker: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,12 @@ class ClusterView:
     fencing: FenceState = FenceState.NONE  # fencing of the peer (fence guard)
     # groups the engine holds blocked after a stop failure: group -> reason
     blocked: Mapping[str, str] = field(default_factory=dict)
+    # added by the planner (issue 2): keys of the standing-condition alerts
+    # already raised (Action.key of ALERT actions).  The engine keeps it in
+    # memory: ALERT with a key adds it, FORGET_ALERT removes it.  So a
+    # condition (split brain, "DRBD still Connected", ...) alerts once, and
+    # again only after it has cleared and come back.
+    alerted: frozenset[str] = frozenset()
 
     @property
     def me(self) -> NodeState:
@@ -151,6 +161,10 @@ class ActionKind(str, Enum):
     BLOCK = "block"  # mark the group blocked (stop failed)
     REBOOT = "reboot"  # self-fence (on_stop_failure: reboot)
     ALERT = "alert"
+    # added by the planner (issue 2):
+    FORGET_MOVE = "forget_move"  # a one-shot move is done: drop the intent (state.forget_move)
+    FORGET_FORCE = "forget_force"  # a forced promotion is used up: drop it (force_promotion(res, False))
+    FORGET_ALERT = "forget_alert"  # a standing condition cleared: drop action.key from view.alerted
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,7 @@ class Action:
     epoch: int = 0  # for CLAIM
     severity: str = "info"  # for ALERT: info | warning | critical
     event: str = ""  # for ALERT: HASUPD_EVENT name
+    key: str = ""  # for ALERT/FORGET_ALERT: standing-condition key (see ClusterView.alerted)
 
 
 # ---------------------------------------------------------------- (de)serialisation
@@ -196,4 +211,5 @@ def node_state_from_dict(d: Mapping[str, Any]) -> NodeState:
         claims={k: int(v) for k, v in d.get("claims", {}).items()},
         settled=bool(d.get("settled", False)),
         config_digest=str(d.get("config_digest", "")),
+        tiebreaker=None if d.get("tiebreaker") is None else bool(d["tiebreaker"]),
     )
