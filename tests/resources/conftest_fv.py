@@ -80,6 +80,64 @@ def loop_ext4(directory: Path, size_mb: int = 32):
         img.unlink(missing_ok=True)
 
 
+# ---------------------------------------------------------------- a LAN of namespaces
+
+
+@dataclasses.dataclass
+class Lan:
+    """Namespaces ``n1``, ``n2``, ``client`` on one bridge (``br0`` in
+    namespace ``lan``), each with ``eth0`` in 10.77.3.0/24."""
+
+    lan: str
+    nodes: dict[str, str]  # role (n1, n2, client) -> namespace name
+
+    def ip(self, role: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        ns = self.lan if role == "lan" else self.nodes[role]
+        return sh("ip", "-n", ns, *args, check=check)
+
+    def mac(self, role: str, ifname: str = "eth0") -> str:
+        return json.loads(self.ip(role, "-j", "link", "show", ifname).stdout)[0]["address"]
+
+    def enter(self, role: str) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.nodes[role]}"]
+
+
+LAN_ADDRESSES = {"n1": "10.77.3.11", "n2": "10.77.3.12", "client": "10.77.3.100"}
+
+
+def _delete_netns(ns: str) -> None:
+    pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    sh("ip", "netns", "del", ns, check=False)
+
+
+@contextlib.contextmanager
+def lan_lab():
+    tag = f"fv-{os.getpid() % 100000}-{time.monotonic_ns() % 10000}"
+    lan = Lan(f"{tag}-lan", {role: f"{tag}-{role}" for role in LAN_ADDRESSES})
+    made = []
+    try:
+        for ns in (lan.lan, *lan.nodes.values()):
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", lan.lan, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", lan.lan, "link", "set", "br0", "up")
+        for role, addr in LAN_ADDRESSES.items():
+            port = f"{role}-eth0"
+            sh("ip", "-n", lan.lan, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+               "netns", lan.nodes[role])
+            sh("ip", "-n", lan.lan, "link", "set", port, "master", "br0", "up")
+            lan.ip(role, "addr", "add", f"{addr}/24", "dev", "eth0")
+            lan.ip(role, "link", "set", "eth0", "up")
+        yield lan
+    finally:
+        for ns in reversed(made):
+            _delete_netns(ns)
+
+
 # ---------------------------------------------------------------- driver in a child process
 
 
