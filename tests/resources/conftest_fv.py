@@ -145,7 +145,7 @@ class DriverProc:
     """A driver in a child process inside ``enter`` (a command prefix)."""
 
     def __init__(self, kind: str, params: dict, enter: list[str]):
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
         self.proc = subprocess.Popen(
             [*enter, sys.executable, __file__, kind, json.dumps(params)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
