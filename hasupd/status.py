@@ -13,7 +13,7 @@ Schema (version 1; times ``*_wall`` are Unix seconds, durations seconds)::
     config             {path, digest}
     maintenance        bool
     nodes              [{name, local, online, standby, settled, incarnation,
-                         config_digest, config_matches}]
+                         config_digest, config_matches, lost_wall (peer declared dead, or null)}]
     heartbeat          {transport, interval, deadtime,
                         rings: [{index, where, address, peer_heard, rtt_ms, loss_pct}]}
     guard              {mode, tiebreaker (bool|null), targets, fencing, warning (str|null)}
@@ -96,6 +96,8 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
             "incarnation": ns.incarnation if ns else "",
             "config_digest": ns.config_digest if ns else "",
             "config_matches": bool(ns and (not ns.config_digest or ns.config_digest == local_digest)),
+            "lost_wall": (_wall_of(view, view.peer_lost_at)
+                          if name != view.local and view.peer_lost_at is not None else None),
         })
 
     hb = cfg.heartbeat
@@ -277,10 +279,12 @@ def render_status(s: Mapping[str, Any], color: bool = False) -> str:
     for n in s["nodes"]:
         state = "online" if n["online"] else "offline"
         extra = []
-        if n["standby"]:
-            extra.append(st("standby"))
         if n["local"]:
             extra.append("(this node)")
+        if n["standby"]:
+            extra.append(st("standby"))
+        if n.get("lost_wall"):
+            extra.append(f"lost {_ago(now - n['lost_wall'])} ago")
         elif n["online"] and not n["config_matches"]:
             extra.append(c("CONFIG DIFFERS", "red"))
         if not n["local"]:

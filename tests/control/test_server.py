@@ -1,0 +1,150 @@
+"""ControlServer: malformed requests, handler failures, socket file handling."""
+
+import asyncio
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from hasupd.control import client
+from hasupd.control.protocol import MAX_LINE, PeerCred, decode_request, permission_error
+from hasupd.control.server import ControlServer, authorize
+
+
+async def _exchange(path: str, payloads: list[bytes]) -> list[dict]:
+    reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
+    answers = []
+    for p in payloads:
+        writer.write(p)
+        await writer.drain()
+        answers.append(json.loads(await asyncio.wait_for(reader.readline(), 10)))
+    writer.close()
+    return answers
+
+
+def _serve(sockdir, scenario, handler=None, group="hasupd"):
+    path = os.path.join(sockdir, "ctl.sock")
+    seen = []
+
+    async def default_handler(cmd, args, peer):
+        seen.append((cmd, args, peer))
+        if args.get("explode"):
+            raise ValueError("boom")
+        if args.get("weird"):
+            return "a string"
+        return {"echo": args}
+
+    async def main():
+        server = ControlServer(path, group, handler or default_handler)
+        await server.start()
+        try:
+            return await scenario(path, server)
+        finally:
+            await server.close()
+
+    return asyncio.run(main()), seen, path
+
+
+def test_malformed_requests_get_errors_and_the_server_lives_on(sockdir):
+    async def scenario(path, server):
+        answers = await _exchange(path, [
+            b"not json\n", b"[1, 2]\n", b'{"x": 1}\n', b'{"cmd": "format-disk"}\n', b'{"cmd": 7}\n',
+            b"\xff\xfe\n", b'{"cmd": "status", "verbose": true}\n',
+            b'{"cmd": "cleanup", "explode": true}\n', b'{"cmd": "clear", "weird": true}\n',
+        ])
+        # a request cut short, then a connection that sends too much
+        r, w = await asyncio.open_unix_connection(path)
+        w.write(b'{"cmd": "stat')
+        w.write_eof()
+        cut = json.loads(await r.readline())
+        w.close()
+        r, w = await asyncio.open_unix_connection(path, limit=1 << 22)
+        w.write(b"x" * (MAX_LINE + 10))
+        await w.drain()
+        too_long = json.loads(await asyncio.wait_for(r.readline(), 10))
+        w.close()
+        after = await _exchange(path, [b'{"cmd": "status"}\n'])
+        return answers, cut, too_long, after
+
+    (answers, cut, too_long, after), seen, _ = _serve(sockdir, scenario)
+    errors = [a.get("error") for a in answers]
+    assert errors[:6] == ["malformed request: not JSON", "malformed request: expected a JSON object",
+                          'malformed request: no "cmd"', "unknown command 'format-disk'",
+                          'malformed request: no "cmd"', "malformed request: not JSON"]
+    assert all(a["ok"] is False for a in answers[:6])
+    assert answers[6] == {"ok": True, "echo": {"verbose": True}}
+    assert answers[7]["ok"] is False and answers[7]["error"].startswith("internal error in cleanup: ValueError")
+    assert answers[8] == {"ok": False, "error": "internal error in clear: the handler returned str"}
+    assert cut == {"ok": False, "error": "malformed request: no newline at the end"}
+    assert too_long["ok"] is False and "too long" in too_long["error"]
+    assert after == [{"ok": True, "echo": {}}]
+    # the handler saw only the well-formed requests, with the caller's credentials
+    assert [c for c, _, _ in seen] == ["status", "cleanup", "clear", "status"]
+    assert seen[0][2] == PeerCred(os.getpid(), 0, os.getgid())
+
+
+def test_socket_mode_group_and_stale_socket(sockdir):
+    path = os.path.join(sockdir, "ctl.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)  # left by a daemon that died
+    stale.close()
+
+    async def scenario(path, server):
+        st = os.stat(path)
+        second = ControlServer(path, "daemon", server.handler)
+        with pytest.raises(RuntimeError, match="another hasupd answers"):
+            await second.start()
+        return stat.S_IMODE(st.st_mode), st.st_gid
+
+    (mode, gid), _, path = _serve(sockdir, scenario, group="daemon")
+    assert mode == 0o660 and gid == 1
+    assert not os.path.exists(path)  # removed on close
+
+
+def test_client_request_and_errors(sockdir):
+    async def scenario(path, server):
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(None, lambda: client.request(path, "history", since=5.0))
+        bad = await loop.run_in_executor(None, lambda: client.request(path, "clear", weird=True))
+        return ok, bad
+
+    (ok, bad), _, path = _serve(sockdir, scenario)
+    assert ok == {"ok": True, "echo": {"since": 5.0}}
+    assert bad["ok"] is False
+    with pytest.raises(client.DaemonNotRunning, match="hasupd is not running"):
+        client.request(path, "status")
+
+
+def test_client_timeout_is_one_clear_error(sockdir):
+    async def slow(cmd, args, peer):
+        await asyncio.sleep(5)
+        return {}
+
+    async def scenario(path, server):
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, lambda: client.request(path, "status", timeout=0.3))
+        except client.ControlError as e:
+            return str(e)
+
+    msg, _, _ = _serve(sockdir, scenario, handler=slow)
+    assert msg == "hasupd did not answer status within 0.3s"
+
+
+def test_authorize_table():
+    root, user = PeerCred(1, 0, 0), PeerCred(os.getpid(), 65534, 65534)
+    for cmd in ("move", "clear", "cleanup", "standby", "unstandby", "maintenance", "start", "stop",
+                "drbd-init", "drbd-fence-peer", "alert"):
+        assert authorize(cmd, root, "nogroup") is None
+        assert authorize(cmd, user, "nogroup") == permission_error(cmd)
+    assert permission_error("move") == "permission denied: hasupctl move needs root"
+    for cmd in ("status", "history", "explain", "check", "drbd-status"):
+        assert authorize(cmd, root, "cs-no-such-group") is None
+        assert authorize(cmd, user, "nogroup") is None  # nobody's primary group is nogroup
+        assert "needs root or membership of group cs-no-such-group" in authorize(cmd, user, "cs-no-such-group")
+
+
+def test_decode_request_keeps_arguments():
+    assert decode_request(b'{"cmd": "move", "group": "g", "node": null}') == ("move", {"group": "g", "node": None})
