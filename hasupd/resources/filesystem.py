@@ -34,6 +34,7 @@ import select
 import signal
 import socket
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -45,6 +46,7 @@ from hasupd.resources.base import Observation, Result, observation, run
 log = logging.getLogger(__name__)
 
 MOUNTINFO = "/proc/self/mountinfo"
+C_LOCALE = {"LC_ALL": "C"}  # mount/umount/fsck messages are parsed ("busy") and quoted
 UMOUNT_BUSY = 32  # umount(8)'s exit code for "target is busy" (and other mount failures)
 # Types that are not block devices: no device-number checks, no fsck.
 NODEV_TYPES = {"nfs", "nfs4", "cifs", "smb3", "tmpfs", "ramfs", "fuse", "glusterfs", "ceph", "9p"}
@@ -205,6 +207,21 @@ def _signal_all(holders: list[Holder], sig: int) -> None:
 # ---------------------------------------------------------------- driver
 
 
+def _in_daemon_thread(fn, name: str) -> concurrent.futures.Future:
+    """Run ``fn`` in a daemon thread: I/O on a hung disk may never return,
+    and must not keep the daemon from exiting (executor threads would)."""
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+
+    def work() -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as e:  # handed to the waiter
+            fut.set_exception(e)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return fut
+
+
 class _Deadline:
     def __init__(self, seconds: float):
         self.end = time.monotonic() + seconds
@@ -224,7 +241,6 @@ class FilesystemDriver:
         self.directory = os.path.abspath(res.directory)
         self.probe_path = os.path.join(self.directory, f".hasupd-probe-{node or socket.gethostname()}")
         self._stopping = False  # set by our own stop(): a vanishing mount is then no failure
-        self._probe_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"fsprobe-{res.name}")
         self._probe_inflight: concurrent.futures.Future | None = None
 
     # ------------------------------------------------------------ state
@@ -257,12 +273,12 @@ class FilesystemDriver:
         m = self._mounted_here(entries)
         if m is None:
             return ResourceStatus(ResState.STOPPED, f"{self.res.device} is not mounted on {self.directory}",
-                                  time.time())
+                                  time.monotonic())
         if m.read_only and not self._wants_ro():
             return ResourceStatus(ResState.FAILED, f"{self.directory} has gone read-only "
-                                                   f"({m.source}, {m.fstype} {m.options})", time.time())
+                                                   f"({m.source}, {m.fstype} {m.options})", time.monotonic())
         return ResourceStatus(ResState.STARTED, f"{m.source} mounted on {self.directory} "
-                                                f"({m.fstype} {m.options})", time.time())
+                                                f"({m.fstype} {m.options})", time.monotonic())
 
     def _wants_ro(self) -> bool:
         return "ro" in self.res.options.split(",")
@@ -271,7 +287,7 @@ class FilesystemDriver:
         try:
             return self._status(read_mountinfo())
         except OSError as e:
-            return ResourceStatus(ResState.UNKNOWN, f"cannot read {MOUNTINFO}: {e.strerror}", time.time())
+            return ResourceStatus(ResState.UNKNOWN, f"cannot read {MOUNTINFO}: {e.strerror}", time.monotonic())
 
     # ------------------------------------------------------------ start
 
@@ -319,7 +335,7 @@ class FilesystemDriver:
         if res.options:
             argv += ["-o", res.options]
         argv += [res.device, directory]
-        r = await run(argv, deadline.left())
+        r = await run(argv, deadline.left(), env=C_LOCALE)
         if not r.ok:
             why = r.output.strip() or r.message
             return dataclasses.replace(r, message=f"mount {res.device} on {directory} failed: {why}")
@@ -330,7 +346,7 @@ class FilesystemDriver:
 
     async def _fsck(self, deadline: _Deadline) -> Result:
         argv = ("fsck", "-p", "-t", self.res.fstype, self.res.device)
-        r = await run(argv, deadline.left())
+        r = await run(argv, deadline.left(), env=C_LOCALE)
         if r.timed_out or r.returncode is None:
             return r
         meaning = fsck_meaning(r.returncode)
@@ -363,7 +379,7 @@ class FilesystemDriver:
                 if killed:
                     done += " after stopping " + ", ".join(str(h) for h in killed)
                 return Result(True, done)
-            r = await run(("umount", directory), deadline.left())
+            r = await run(("umount", directory), deadline.left(), env=C_LOCALE)
             if r.ok:
                 unmounted = True
                 continue  # confirmed by the next turn
@@ -416,7 +432,7 @@ class FilesystemDriver:
             return Result(False, f"the previous I/O probe in {self.directory} is still hung", timed_out=True,
                           duration=time.monotonic() - started)
         check = self._read_check if self._wants_ro() else self._write_check
-        self._probe_inflight = self._probe_pool.submit(check)
+        self._probe_inflight = _in_daemon_thread(check, f"fsprobe-{self.name}")
         try:
             await asyncio.wait_for(asyncio.wrap_future(self._probe_inflight), self.res.timeouts.monitor)
         except asyncio.TimeoutError:

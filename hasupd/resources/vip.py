@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 IFNAMSIZ = 16
 IFF_UP = 0x1
+IFF_NOARP = 0x80
 IFF_LOWER_UP = 0x10000  # carrier
 RT_SCOPE_LINK = 253
 RT_TABLE_MAIN = 254
@@ -201,6 +202,10 @@ class Link:
     def carrier(self) -> bool:
         return bool(self.flags & IFF_LOWER_UP)
 
+    @property
+    def arp(self) -> bool:
+        return not self.flags & IFF_NOARP and len(self.mac) == 6 and self.mac != ZERO_MAC
+
     def trouble(self) -> str | None:
         if not self.up:
             return f"{self.name} is down"
@@ -305,11 +310,11 @@ class VipDriver:
         try:
             snap = await self._snap()
         except Exception as e:  # netlink unavailable: a state, not a crash
-            return ResourceStatus(ResState.UNKNOWN, f"netlink: {_netlink_errno(e)[1]}", time.time())
+            return ResourceStatus(ResState.UNKNOWN, f"netlink: {_netlink_errno(e)[1]}", time.monotonic())
         here = snap.on_nic()
         if here is None:
-            return ResourceStatus(ResState.STOPPED, self._absent_text(snap), time.time())
-        return ResourceStatus(ResState.STARTED, self._present_text(snap, here), time.time())
+            return ResourceStatus(ResState.STOPPED, self._absent_text(snap), time.monotonic())
+        return ResourceStatus(ResState.STARTED, self._present_text(snap, here), time.monotonic())
 
     def _present_text(self, snap: Snapshot, here: tuple[int, int, str | None]) -> str:
         text = f"{self.ip}/{here[1]} on {snap.nic.name}"
@@ -383,7 +388,7 @@ class VipDriver:
         trouble = nic.trouble()
         if trouble:
             return Result(False, f"cannot bring {self.cidr} up: {trouble}", errno=errno.ENETDOWN)
-        if self.res.check_duplicate:
+        if self.res.check_duplicate and nic.arp:
             who = await self._probe_duplicate(nic)
             if who:
                 return Result(False, f"{self.ip} is already in use on {nic.name}'s network: {who} "
@@ -395,7 +400,7 @@ class VipDriver:
             if code != errno.EEXIST:
                 return Result(False, f"adding {self.cidr} to {nic.name} failed: {text}", errno=code)
         said = f"added {self.cidr} on {nic.name}" + (f" ({label})" if label else "")
-        if self.res.arp_count > 0:
+        if self.res.arp_count > 0 and nic.arp:
             try:
                 await self._send_garp(nic)
                 said += f"; {self.res.arp_count} gratuitous ARP sent"
@@ -504,11 +509,11 @@ class VipDriver:
                         data = sock.recv(65536)
                     except BlockingIOError:
                         return
-                    except OSError as e:
-                        if e.errno == errno.ENOBUFS:  # we missed events: re-read everything
-                            events.put_nowait(None)
-                            continue
-                        raise
+                    except OSError as e:  # ENOBUFS: we missed events; re-read everything
+                        if e.errno != errno.ENOBUFS:
+                            log.warning("%s: netlink receive: %s", self.name, e)
+                        events.put_nowait(None)
+                        return
                     for ev in parse_rtnl(data):
                         events.put_nowait(ev)
 
@@ -521,21 +526,30 @@ class VipDriver:
         finally:
             sock.close()
 
+    async def _steady_snap(self) -> Snapshot:
+        """A snapshot, retried: the watch must outlive a netlink hiccup."""
+        while True:
+            try:
+                return await self._snap()
+            except Exception as e:
+                log.warning("%s: netlink dump failed (%s), retrying", self.name, _netlink_errno(e)[1])
+                await asyncio.sleep(1.0)
+
     async def _follow(self, events: asyncio.Queue) -> AsyncIterator[Observation]:
-        snap = await self._snap()  # after subscribing: nothing falls between
+        snap = await self._steady_snap()  # after subscribing: nothing falls between
         nic = snap.nic
         present = snap.on_nic() is not None
         last, _ = self._judge(present, nic)
         while True:
             ev = await events.get()
             if ev is None:
-                snap = await self._snap()
+                snap = await self._steady_snap()
                 nic, present = snap.nic, snap.on_nic() is not None
             elif isinstance(ev, AddrEvent) and ev.address == self.ip:
                 if nic is None:
                     if ev.removed:
                         continue
-                    snap = await self._snap()
+                    snap = await self._steady_snap()
                     nic = snap.nic
                 if nic is not None and ev.index == nic.index:
                     present = not ev.removed
