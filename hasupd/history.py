@@ -28,6 +28,8 @@ FILE = "history.jsonl"
 TIMELINE_GAP = 30.0  # seconds without a related record closes a timeline
 # what starts a timeline: a failure seen, or the peer lost
 TRIGGER_STATES = ("failed", "peer_dead", "stop_failed")
+# bookkeeping actions that take no time and would only clutter a timeline
+QUIET_ACTIONS = ("alert", "forget_move", "forget_force", "forget_alert")
 
 
 class History:
@@ -101,13 +103,14 @@ def _step_name(rec: dict) -> str:
 
 
 def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
-    """Group records into timelines: a trigger (failure seen, peer lost) or a
-    planner decision, then the actions that followed (stop, demote, promote,
+    """Group records into timelines: a trigger (failure seen, peer lost), an
+    operator's request (``intent`` records: move, cleanup, ...) or a planner
+    decision, then the actions that followed (stop, demote, promote,
     start: mount, vip, httpd answering) until ``gap`` seconds pass quietly.
 
     Each timeline::
 
-        {"kind": "failover" | "change", "group": "rg_web" | None,
+        {"kind": "failover" | "move" | "change", "group": "rg_web" | None,
          "trigger": "failure seen res_httpd", "start_wall": ..., "nodes": [...],
          "steps": [{"step": "stop res_httpd", "node": ..., "offset": 0.02,
                     "duration": 0.3, "ok": true, "message": "..."}],
@@ -118,7 +121,8 @@ def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
     the wall clock when two nodes' histories are merged.
     """
     recs = [r for r in records if isinstance(r, dict) and r.get("kind") in
-            ("observation", "decision", "action-start", "action-done")]
+            ("observation", "decision", "action-start", "action-done", "intent")
+            and r.get("action") not in QUIET_ACTIONS]
     one_node = len({r.get("node") for r in recs}) <= 1
     clock = "mono" if one_node else "wall"
     recs.sort(key=lambda r: r.get(clock, 0))
@@ -128,15 +132,17 @@ def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
     for r in recs:
         t = float(r.get(clock, 0))
         quiet = cur is not None and t - last_t > gap
-        if cur is None or quiet or (_is_trigger(r) and cur["_done"]):
+        intent = r.get("kind") == "intent"  # an operator's request always starts its own timeline
+        if cur is None or quiet or intent or (_is_trigger(r) and cur["_done"]):
             if cur is not None:
                 out.append(cur)
                 cur = None
-            if not (_is_trigger(r) or r.get("kind") in ("decision", "action-start", "action-done")):
+            if not (_is_trigger(r) or r.get("kind") in ("decision", "action-start", "action-done", "intent")):
                 continue  # an observation that starts nothing
             if r.get("kind") == "action-done":
                 continue  # the tail of something we did not see begin
-            cur = {"kind": "failover" if _is_trigger(r) else "change", "group": r.get("group"),
+            kind = "failover" if _is_trigger(r) else ("move" if intent and r.get("action") == "move" else "change")
+            cur = {"kind": kind, "group": r.get("group"),
                    "trigger": _step_name(r) if _is_trigger(r) else (r.get("reason") or "planner decision"),
                    "start_wall": r.get("wall"), "nodes": [], "steps": [], "_t0": t, "_open": {},
                    "_done": False, "_end": t, "_actions": 0}
@@ -169,8 +175,8 @@ def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
         out.append(cur)
     result = []
     for tl in out:
-        if tl["kind"] == "change" and not tl["_actions"]:
-            continue  # a decision that ran nothing
+        if tl["kind"] in ("change", "move") and not tl["_actions"]:
+            continue  # a decision or request that ran nothing
         tl["total"] = round(tl["_end"] - tl["_t0"], 4)
         tl["outcome"] = "ok" if all(s["ok"] for s in tl["steps"]) else "failed"
         for k in ("_t0", "_open", "_done", "_end", "_actions"):

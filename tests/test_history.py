@@ -148,3 +148,24 @@ def test_the_history_file_feeds_timelines(tmp_path):
     (t,) = timelines(read(str(tmp_path)))
     assert [s["step"] for s in t["steps"]] == ["failure seen res_httpd", "stop res_httpd"]
     assert t["total"] >= 0 and os.path.exists(h.path)
+
+
+def test_an_operator_move_is_its_own_timeline():
+    g = "rg_web"
+    recs = [
+        _rec("intent", 10.0, action="move", reason="operator: move group=rg_web node=n2 pin=False"),
+        _rec("decision", 10.01, actions=["stop res_httpd"], reason="rg_web moves to n2"),
+        _rec("action-start", 10.02, action="alert", group=g),
+        _rec("action-done", 10.02, action="alert", group=g, ok=True, duration=0.0),
+        _rec("action-start", 10.03, action="stop", group=g, resource="res_httpd"),
+        _rec("action-done", 10.23, action="stop", group=g, resource="res_httpd", ok=True, duration=0.2),
+        _rec("intent", 11.0, action="cleanup", reason="operator: cleanup"),  # ran nothing: no timeline
+        _rec("observation", 12.0, group=g, resource="res_vip", state="failed", reason="address removed"),
+        _rec("action-done", 12.5, action="start", group=g, resource="res_vip", ok=True, duration=0.1),
+    ]
+    tl = timelines(recs)
+    assert [t["kind"] for t in tl] == ["move", "failover"]
+    assert tl[0]["trigger"] == "operator: move group=rg_web node=n2 pin=False"
+    assert [s["step"] for s in tl[0]["steps"]] == ["stop res_httpd"]  # the alert action is left out
+    assert abs(tl[0]["total"] - 0.23) < 1e-6
+    assert [s["step"] for s in tl[1]["steps"]] == ["failure seen res_vip", "start res_vip"]

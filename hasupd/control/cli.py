@@ -19,6 +19,7 @@ from hasupd import __version__
 from hasupd import config as configmod
 from hasupd.control.client import ControlError, DaemonNotRunning, request
 from hasupd.history import render_timeline, timelines
+from hasupd.membership.wire import KeyFileError, write_key
 from hasupd.status import render_status
 
 DEFAULT_SOCKET = "/run/hasupd/hasupd.sock"
@@ -72,7 +73,12 @@ def call(args, cmd: str, timeout: float = 15.0, **params: Any) -> dict:
 
 
 def _done(resp: dict, default: str) -> int:
-    print(resp.get("message") or default)
+    if resp.get("message"):
+        print(resp["message"])
+    elif resp.get("changed") is False:
+        print(f"{default} (nothing changed: it was already so)")
+    else:
+        print(default)
     return 0
 
 
@@ -105,11 +111,12 @@ def cmd_move(args) -> int:
     if args.dry_run:
         resp = call(args, "move", dry_run=True, **params)
         target = resp.get("node") or args.node or "the other node"
-        plan = resp.get("plan", [])
+        plan = resp.get("plan") or resp.get("steps_here") or []
         print(f"moving {args.group} to {target} would run {len(plan)} step(s):" if plan else
               f"moving {args.group} to {target} would change nothing")
         for i, step in enumerate(plan, 1):
-            what = f"{step.get('kind', '?')} {step.get('resource') or step.get('group') or ''}".strip()
+            kind = step.get("kind") or step.get("action") or "?"
+            what = f"{kind} {step.get('resource') or step.get('group') or ''}".strip()
             where = f" on {step['node']}" if step.get("node") else ""
             reason = f"  ({step['reason']})" if step.get("reason") else ""
             print(f"  {i}. {what}{where}{reason}")
@@ -228,41 +235,19 @@ def cmd_check(args) -> int:
     return 0
 
 
-def write_key(path: str, force: bool = False) -> None:
-    """64 random bytes, mode 0400; never overwrites without FORCE."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    key = os.urandom(64)
-    if not force:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-        try:
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def cmd_keygen(args) -> int:
     path = args.path
     if not path:
         cfg = _load_config_quietly(args)
         path = cfg.heartbeat.authkey if cfg else DEFAULT_KEY
-    if os.path.exists(path) and not args.force:
+    if os.path.lexists(path) and not args.force:
         raise Fail(f"{path} exists; a new key must be copied to both nodes at once "
                    "(use --force to replace it)")
     try:
-        write_key(path, force=args.force)
-    except FileExistsError:
-        raise Fail(f"{path} exists (use --force to replace it)") from None
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
+        write_key(path, overwrite=args.force)  # the heartbeat's own key writer (wire.py)
+    except KeyFileError as e:
+        raise Fail(str(e)) from None
     except OSError as e:
         raise Fail(f"cannot write {path}: {e.strerror}") from None
     print(f"wrote a new 64-byte key to {path} (mode 0400); copy it to the other node, e.g. "
@@ -286,15 +271,35 @@ def cmd_drbd_init(args) -> int:
                        "`hasupctl drbd status` shows the progress")
 
 
+def render_drbd(drbd) -> str:
+    """The daemon's DRBD states ({name: DrbdStatus dict}) as aligned lines."""
+    items = drbd.items() if isinstance(drbd, dict) else ((d.get("resource", "?"), d) for d in drbd)
+    lines = []
+    for name, d in items:
+        line = (f"{name}: {d.get('role', '?')}/{d.get('peer_role', '?')} "
+                f"{d.get('disk', '?')}/{d.get('peer_disk', '?')} {d.get('connection', '?')}")
+        if d.get("replication") not in (None, "Off", "Established"):
+            line += f" {d['replication']}"
+            if d.get("sync_percent") is not None:
+                line += f" {d['sync_percent']:.1f}%"
+            if d.get("sync_eta_s") is not None:
+                line += f" eta {d['sync_eta_s']:.0f}s"
+        if d.get("split_brain"):
+            line += "  SPLIT BRAIN (see the alert for the recovery steps)"
+        if d.get("up") is False:
+            line += "  (not up)"
+        lines.append(line)
+    return "\n".join(lines) if lines else "no DRBD resources"
+
+
 def cmd_drbd_status(args) -> int:
     resp = call(args, "drbd-status")
     if args.json:
-        print(json.dumps(resp.get("drbd", resp), indent=2, sort_keys=True))
+        print(json.dumps(resp.get("drbd", {}), indent=2, sort_keys=True))
     elif resp.get("text"):
         print(resp["text"].rstrip("\n"))
     else:
-        for d in resp.get("drbd", []):
-            print(json.dumps(d, sort_keys=True))
+        print(render_drbd(resp.get("drbd", {})))
     return 0
 
 

@@ -29,6 +29,7 @@ from hasupd.model import (  # noqa: E402
     NodeState,
     ResourceStatus,
     ResState,
+    to_dict,
 )
 from hasupd.status import build_status  # noqa: E402
 
@@ -146,19 +147,23 @@ async def serve(args) -> None:
             if params.get("group") != "rg_web":
                 return {"ok": False, "error": f"no group {params.get('group')!r}"}
             target = params.get("node") or S
-            if params.get("dry_run"):
-                return {"node": target, "explain": "rg_web runs on primarycentos; the move stops it here first",
-                        "plan": [{"kind": "stop", "resource": "res_httpd", "node": P, "reason": "move"},
-                                 {"kind": "stop", "resource": "res_filesystem", "node": P, "reason": "move"},
-                                 {"kind": "stop", "resource": "res_vip", "node": P, "reason": "move"},
-                                 {"kind": "demote", "resource": "r0", "node": P, "reason": "move"},
-                                 {"kind": "promote", "resource": "r0", "node": target, "reason": "move"}]}
+            if params.get("dry_run"):  # the engine's answer: the planner's steps on this node
+                return {"dry_run": True, "node": target,
+                        "steps_here": [{"action": "stop", "resource": "res_httpd", "reason": "move"},
+                                       {"action": "stop", "resource": "res_filesystem", "reason": "move"},
+                                       {"action": "stop", "resource": "res_vip", "reason": "move"},
+                                       {"action": "demote", "resource": "r0", "reason": "move"},
+                                       {"action": "release", "resource": None, "reason": "move"}]}
             moves["requested"] = target
             return {"node": target, "message": f"rg_web: moving to {target}"}
         if cmd == "explain":
             return {"explain": {g["name"]: g["explain"] for g in status["groups"]}}
         if cmd == "drbd-status":
-            return {"text": "r0 role:Primary\n  disk:UpToDate\n  peer role:Secondary replication:Established"}
+            d = to_dict(replace(healthy_view().me.drbd["r0"], replication="SyncSource", sync_percent=88.8,
+                                sync_eta_s=60.0, peer_disk="Inconsistent"))
+            return {"drbd": {"r0": d}}
+        if cmd == "unstandby" and params.get("node") == "primarycentos":
+            return {"changed": False}
         if cmd == "boom":
             raise RuntimeError("never reached: unknown commands are refused before the handler")
         if cmd == "cleanup" and params.get("group") == "explode":

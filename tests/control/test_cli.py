@@ -158,9 +158,9 @@ def test_move_dry_run_prints_the_plan(fake):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "moving rg_web to secondarycentos would run 5 step(s):"
-    assert lines[1] == "  1. stop res_httpd on primarycentos  (move)"
-    assert lines[5] == "  5. promote r0 on secondarycentos  (move)"
-    assert lines[6].startswith("why: ")
+    assert lines[1] == "  1. stop res_httpd  (move)"
+    assert lines[4] == "  4. demote r0  (move)"
+    assert lines[5] == "  5. release  (move)"
     assert read_log(log)[-1]["args"]["dry_run"] is True
 
 
@@ -237,7 +237,11 @@ def test_read_only_commands(fake):
     r = hasupctl("--socket", sock, "explain")
     assert r.stdout.startswith("rg_web: rg_web stays on primarycentos")
     r = hasupctl("--socket", sock, "drbd", "status")
-    assert r.stdout.startswith("r0 role:Primary")
+    assert r.stdout == "r0: Primary/Secondary UpToDate/Inconsistent Connected SyncSource 88.8% eta 60s\n"
+    r = hasupctl("--socket", sock, "drbd", "status", "--json")
+    assert json.loads(r.stdout)["r0"]["sync_percent"] == 88.8
+    r = hasupctl("--socket", sock, "unstandby", "primarycentos")
+    assert r.returncode == 0 and "nothing changed" in r.stdout
 
 
 def test_parse_since():
