@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import os
 import pickle
+import select
 import signal
 import subprocess
 import time
@@ -73,9 +74,10 @@ def in_netns(ns: str, fn, *args, timeout: float = 120.0):
     os.close(wfd)
     chunks = []
     deadline = time.monotonic() + timeout
-    with os.fdopen(rfd, "rb") as r:
+    with os.fdopen(rfd, "rb", buffering=0) as r:
         while True:
-            if time.monotonic() > deadline:
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise AssertionError(f"child in {ns} did not finish within {timeout:g}s")
