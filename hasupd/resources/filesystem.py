@@ -214,9 +214,13 @@ def _in_daemon_thread(fn, name: str) -> concurrent.futures.Future:
 
     def work() -> None:
         try:
-            fut.set_result(fn())
+            result = fn()
         except BaseException as e:  # handed to the waiter
-            fut.set_exception(e)
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                fut.set_exception(e)
+        else:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                fut.set_result(result)
 
     threading.Thread(target=work, name=name, daemon=True).start()
     return fut
@@ -241,7 +245,7 @@ class FilesystemDriver:
         self.directory = os.path.abspath(res.directory)
         self.probe_path = os.path.join(self.directory, f".hasupd-probe-{node or socket.gethostname()}")
         self._stopping = False  # set by our own stop(): a vanishing mount is then no failure
-        self._probe_inflight: concurrent.futures.Future | None = None
+        self._probe_inflight: asyncio.Future | None = None
 
     # ------------------------------------------------------------ state
 
@@ -428,17 +432,23 @@ class FilesystemDriver:
             return Result(False, st.detail, duration=time.monotonic() - started)
         if not self.res.probe_file:
             return Result(True, st.detail, duration=time.monotonic() - started)
-        if self._probe_inflight is not None and not self._probe_inflight.done():
+        prev = self._probe_inflight
+        if prev is not None and not prev.done():
             return Result(False, f"the previous I/O probe in {self.directory} is still hung", timed_out=True,
                           duration=time.monotonic() - started)
         check = self._read_check if self._wants_ro() else self._write_check
-        self._probe_inflight = _in_daemon_thread(check, f"fsprobe-{self.name}")
-        try:
-            await asyncio.wait_for(asyncio.wrap_future(self._probe_inflight), self.res.timeouts.monitor)
-        except asyncio.TimeoutError:
+        if prev is not None and not prev.cancelled():
+            prev.exception()  # a late outcome of a timed-out probe: seen, not logged as lost
+        self._probe_inflight = asyncio.wrap_future(_in_daemon_thread(check, f"fsprobe-{self.name}"))
+        # asyncio.wait, not wait_for: a timeout must not cancel the future, so
+        # that the next monitor still sees the probe hanging
+        done, _ = await asyncio.wait({self._probe_inflight}, timeout=self.res.timeouts.monitor)
+        if not done:
             return Result(False, f"I/O probe in {self.directory} did not finish within "
                                  f"{self.res.timeouts.monitor:g}s (storage hung?)", timed_out=True,
                           duration=time.monotonic() - started)
+        try:
+            done.pop().result()
         except OSError as e:
             return Result(False, f"I/O probe {e.filename or self.probe_path} failed: {e.strerror}",
                           errno=e.errno, duration=time.monotonic() - started)

@@ -297,3 +297,38 @@ def test_unrelated_mount_changes_are_not_reported(disk, make_fs, tmp_path):
     in_ns(d, "umount", str(tmp_path / "other"))
     assert d.next_obs(timeout=0.5) is None
     assert d.call("monitor")["ok"]
+
+
+@pytest.mark.slow
+def test_monitor_bounds_a_hung_probe_file(disk, make_fs, tmp_path):
+    mnt = tmp_path / "data"
+    d = make_fs(device=disk, directory=str(mnt), timeouts={"start": 30.0, "stop": 30.0, "monitor": 1.0})
+    assert d.call("start")["ok"]
+    in_ns(d, "fsfreeze", "--freeze", str(mnt))  # writes now block, like a hung disk
+    try:
+        t0 = time.monotonic()
+        m = d.call("monitor")
+        took = time.monotonic() - t0
+        assert not m["ok"] and m["timed_out"], m
+        assert "did not finish within 1s" in m["message"]
+        assert took < 5
+        m = d.call("monitor")  # the first probe is still stuck: no second one piled on it
+        assert not m["ok"] and "still hung" in m["message"]
+    finally:
+        in_ns(d, "fsfreeze", "--unfreeze", str(mnt))
+    assert fv.wait_for(lambda: d.call("monitor")["ok"], 10)
+    assert in_ns(d, "ls", "-A", str(mnt)).stdout.split() == ["lost+found"]
+    assert d.call("stop")["ok"]
+
+
+def test_monitor_without_probe_file_checks_the_mount_only(disk, make_fs, tmp_path):
+    mnt = tmp_path / "data"
+    d = make_fs(device=disk, directory=str(mnt), probe_file=False)
+    assert d.call("start")["ok"]
+    in_ns(d, "fsfreeze", "--freeze", str(mnt))
+    try:
+        m = d.call("monitor")
+        assert m["ok"] and "probe file" not in m["message"], m
+    finally:
+        in_ns(d, "fsfreeze", "--unfreeze", str(mnt))
+    assert d.call("stop")["ok"]
