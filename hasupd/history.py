@@ -133,7 +133,9 @@ def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
         t = float(r.get(clock, 0))
         quiet = cur is not None and t - last_t > gap
         intent = r.get("kind") == "intent"  # an operator's request always starts its own timeline
-        if cur is None or quiet or intent or (_is_trigger(r) and cur["_done"]):
+        # a failure starts a new timeline unless a failover is still under way
+        fresh_failure = _is_trigger(r) and cur is not None and (cur["_done"] or cur["kind"] != "failover")
+        if cur is None or quiet or intent or fresh_failure:
             if cur is not None:
                 out.append(cur)
                 cur = None
