@@ -463,7 +463,9 @@ def write_lab_config(dir: str | os.PathLike, listen: str, document_root: str | o
                      node_name: str, modules_dir: str = "/usr/lib/apache2/modules") -> str:
     """A self-contained apache configuration under ``dir`` (its own ServerRoot,
     PidFile, runtime dir, mutexes and logs, so instances run side by side),
-    listening on ``listen`` (ADDR:PORT), serving ``document_root`` with an
+    listening on ``listen`` (ADDR:PORT, or PORT for every address: then
+    the default status URL on 127.0.0.1 answers too, and the VIP needs no
+    ip_nonlocal_bind), serving ``document_root`` with an
     index.html naming the node, and /server-status (ExtendedStatus On) open
     to localhost and to anyone.  Returns the path of httpd.conf; the pidfile
     is DIR/httpd.pid.  Workers run as www-data: the document root must be
