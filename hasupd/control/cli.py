@@ -88,11 +88,16 @@ def _done(resp: dict, default: str) -> int:
 def cmd_status(args) -> int:
     while True:
         resp = call(args, "status")
-        status = resp.get("status", {})
+        status = resp.get("status")
+        if not isinstance(status, dict):
+            raise Fail("hasupd answered status without a status document")
         if args.json:
             text = json.dumps(status, indent=2, sort_keys=True) + "\n"
         else:
-            text = render_status(status, color=_color(args))
+            try:
+                text = render_status(status, color=_color(args))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise Fail(f"cannot show hasupd's status document (field {e}); try --json") from None
         if args.watch:
             sys.stdout.write("\033[H\033[2J" if sys.stdout.isatty() else "\n")
         sys.stdout.write(text)

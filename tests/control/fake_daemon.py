@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from hasupd import config as configmod  # noqa: E402
 from hasupd.model import (  # noqa: E402
+    Action,
+    ActionKind,
     ClusterView,
     DrbdStatus,
     FailCount,
@@ -116,7 +118,9 @@ def status_for(view_name: str) -> dict:
         if view_name == "healthy" else \
         {"rg_web": "rg_web is blocked: res_filesystem did not stop; nothing moves until `hasupctl cleanup rg_web`"}
     rings = [{"peer_heard": True, "rtt_ms": 0.42, "loss_pct": 0.0}] if view_name == "healthy" else None
-    return build_status(cfg, view, explains=explains, rings=rings, history_records=history_records(),
+    acting = None if view_name == "healthy" else \
+        Action(ActionKind.STOP, "rg_web", "res_filesystem", "rg_web must stop here: res_httpd failed")
+    return build_status(cfg, view, explains=explains, rings=rings, history_records=history_records(), acting=acting,
                         alerter=FakeAlerter(), daemon={"pid": 4100, "started_wall": WALL - 7200,
                                                        "incarnation": "a1b2", "version": "0.1.0"})
 

@@ -306,3 +306,29 @@ def test_version_and_usage():
     assert r.returncode == 2
     r = hasupctl("maintenance", "maybe")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_status_watch_redraws_until_interrupted(fake):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import _env
+
+    sock, log = fake()
+    p = subprocess.Popen([sys.executable, "-m", "hasupd.control.cli", "--socket", sock, "status", "--watch",
+                          "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_env(), cwd="/")
+    try:
+        deadline = time.monotonic() + 30
+        while len([e for e in read_log(log) if e["cmd"] == "status"]) < 3:
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and err == ""
+    assert out.count("Group rg_web: started on primarycentos") >= 3
