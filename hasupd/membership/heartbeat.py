@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import errno
 import fcntl
 import json
 import logging
@@ -182,20 +181,21 @@ def interface_of(address: str) -> str | None:
 
 
 def _open_socket(ring: _Ring, multicast: bool) -> socket.socket:
+    # the device: named, or the one whose primary address is ours; a secondary
+    # address is not found that way, and then the address alone selects it
     ifname = ring.cfg.interface or interface_of(ring.local)
-    if ifname is None:
-        raise OSError(errno.EADDRNOTAVAIL, f"no interface has the address {ring.local}")
     ring.ifname = ifname
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        if ifname is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         if multicast:
             group, port = ring.dest
             s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
             s.bind((group, port))
             mreqn = struct.pack("=4s4si", socket.inet_aton(group), socket.inet_aton(ring.local),
-                                socket.if_nametoindex(ifname))
+                                socket.if_nametoindex(ifname) if ifname else 0)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ring.local))
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
