@@ -6,31 +6,36 @@ import stat
 import time
 
 import pytest
-from conftest import HERE, NOBODY, hasupctl, read_log
+from ctl_helpers import HERE, NOBODY, hasupctl, read_log
 
 from hasupd.control.cli import Fail, parse_since
 from hasupd.status import render_status
 
 GOLDEN = os.path.join(HERE, "golden")
-UPDATE = os.environ.get("HASUPD_UPDATE_GOLDEN") == "1"
 
 
-def golden(name: str, text: str) -> None:
-    path = os.path.join(GOLDEN, name)
-    if UPDATE or not os.path.exists(path):
-        with open(path, "w") as f:
-            f.write(text)
-        if not UPDATE:
-            pytest.fail(f"{name} did not exist and was written: check it and run again")
-    with open(path) as f:
-        assert text == f.read(), f"{name} differs (HASUPD_UPDATE_GOLDEN=1 rewrites it after review)"
+@pytest.fixture
+def golden(request):
+    """Compare with tests/control/golden/NAME; `pytest --update` or HASUPD_UPDATE=1 rewrites it."""
+    update = os.environ.get("HASUPD_UPDATE") == "1" or request.config.getoption("--update", False)
+
+    def check(name: str, text: str) -> None:
+        path = os.path.join(GOLDEN, name)
+        if update or not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(text)
+            if not update:
+                pytest.fail(f"{name} did not exist and was written: check it and run again")
+        with open(path) as f:
+            assert text == f.read(), f"{name} differs (pytest --update rewrites it after review)"
+    return check
 
 
 # ---------------------------------------------------------------- status
 
 
 @pytest.mark.parametrize("view", ["healthy", "degraded"])
-def test_status_golden_output(fake, view):
+def test_status_golden_output(fake, golden, view):
     sock, _ = fake(view=view)
     r = hasupctl("--socket", sock, "status")
     assert r.returncode == 0, r.stderr
@@ -47,7 +52,7 @@ def _shape(obj):
     return type(obj).__name__
 
 
-def test_status_json_schema_is_stable(fake):
+def test_status_json_schema_is_stable(fake, golden):
     sock, _ = fake(view="healthy")
     r = hasupctl("--socket", sock, "status", "--json")
     assert r.returncode == 0, r.stderr
@@ -313,7 +318,7 @@ def test_status_watch_redraws_until_interrupted(fake):
     import subprocess
     import sys
 
-    from conftest import _env
+    from ctl_helpers import _env
 
     sock, log = fake()
     p = subprocess.Popen([sys.executable, "-m", "hasupd.control.cli", "--socket", sock, "status", "--watch",
