@@ -41,7 +41,7 @@ PRIORITY = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "error": 3, "criti
 # events carry task/rc; everything else (rings, split brain, config) is sent
 # as an "attribute" alert named after the event, which every sample handles.
 NODE_EVENTS = {"peer_lost": "lost", "peer_back": "member", "peer_restarted": "member"}
-FENCING_EVENTS = ("fence_result",)
+FENCING_EVENTS = ("fence_result", "self_fence")
 RESOURCE_EVENTS = ("resource_failed", "action_failed", "failover_started", "failover_finished",
                    "group_blocked", "group_banned", "drbd_up_failed", "move_failed")
 
@@ -192,6 +192,8 @@ class Alerter:
         elif event in FENCING_EVENTS:
             env["CRM_alert_kind"] = "fencing"
             env["CRM_alert_task"] = str(record.get("task", "reboot"))
+            if event == "self_fence":
+                env["CRM_alert_node"] = self.node
             env["CRM_alert_rc"] = str(record.get("rc", 0 if record["severity"] in ("info", "warning") else 1))
         elif event in RESOURCE_EVENTS:
             env["CRM_alert_kind"] = "resource"

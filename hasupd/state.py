@@ -198,8 +198,11 @@ class State:
             mine[group] = int(epoch)
         return replace(self, claims={**self.claims, node: mine})
 
-    def expire(self, now_wall: float, failure_timeouts: Mapping[str, float]) -> State:
-        """Drop fail counts older than their group's failure_timeout (0 = never)."""
+    def expire(self, now_wall: float, config_or_timeouts) -> State:
+        """Drop fail counts older than their group's failure_timeout (0 = never).
+        Takes the Config, or a mapping group -> failure_timeout."""
+        failure_timeouts = (failure_timeouts_of(config_or_timeouts) if hasattr(config_or_timeouts, "groups")
+                            else config_or_timeouts)
         keep = {k: f for k, f in self.fails.items()
                 if not (failure_timeouts.get(k[1], 0) > 0 and now_wall - f.wall > failure_timeouts[k[1]])}
         return self if len(keep) == len(self.fails) else replace(self, fails=keep)
@@ -344,7 +347,7 @@ def merge(local: State, peer: State | Mapping[str, Any]) -> State:
     return _apply_cleanups(merged)
 
 
-def failure_timeouts(cfg) -> dict[str, float]:
+def failure_timeouts_of(cfg) -> dict[str, float]:
     return {g.name: g.failure_timeout for g in cfg.groups}
 
 
@@ -456,7 +459,7 @@ class StateStore:
         return self._do(self.state.record_claim(node, group, epoch))
 
     def expire(self, now_wall: float, cfg) -> bool:
-        return self._do(self.state.expire(now_wall, failure_timeouts(cfg)))
+        return self._do(self.state.expire(now_wall, cfg))
 
     def merge_peer(self, peer_wire: Mapping[str, Any]) -> bool:
         """Merge the peer's heartbeat state; False when it was malformed or changed nothing."""

@@ -32,7 +32,8 @@ Schema (version 1; times ``*_wall`` are Unix seconds, durations seconds)::
     alerts             {recent: [{wall, event, severity, message}], dropped, agent_failures}
     warnings           [str]
 
-group ``state``: ``started`` (every resource started on ``node``),
+``since_wall`` is known for a group running on the answering node (the
+peer's clock is not ours): ask the node that runs it.  Group ``state``: ``started`` (every resource started on ``node``),
 ``stopped``, ``partial`` (some started), ``failed`` (a resource failed),
 ``stop_failed``, ``blocked``.  Resource ``state`` is a ``ResState`` value.
 """

@@ -82,6 +82,13 @@ def test_expire_drops_old_fail_counts_only():
     e = s.expire(1700, {G: 600, "g2": 0})
     assert set(e.fail_counts_view()) == {(A, "g2", "x"), (B, G, "res_vip")}
     assert s.expire(1100, {G: 600}) is s
+    from hasupd import config as configmod
+
+    cfg = configmod.load(os.path.join(os.path.dirname(__file__), "..", "conf", "hasupd.yaml"))  # 10m
+    assert set(s.expire(1700, cfg).fail_counts_view()) == {(A, "g2", "x"), (B, G, "res_vip")}
+    store = StateStore("/nonexistent/state.json")
+    store.state = s
+    assert store.expire(1550, cfg) is False and store.expire(1601, cfg) is True
 
 
 def test_forget_move_keeps_a_newer_move():
