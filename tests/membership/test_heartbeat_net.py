@@ -195,3 +195,29 @@ def test_replayed_packets_are_dropped(make_pair, transport, tmp_path):
     st = a.status()
     assert st["counters"]["dropped_replay"] >= 2 * n, (n, st["counters"])
     assert a.events("PeerAlive", since) == [] and not st["peer"]["alive"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_node_side_cut_send_errors_do_not_stall_the_other_ring(make_pair, transport):
+    """Cable pulled on the node side: sendto() fails on that ring (ENETUNREACH);
+    the other ring keeps the peer alive, and the ring recovers when plugged back."""
+    pair = make_pair(transport)
+    a, b = pair.start_both()
+    since = a.mark()
+    pair.topo.run("n2", ["ip", "link", "set", "eth1", "down"])
+    down = a.wait_for("RingDown", pair.deadtime + 1.5, since)
+    assert down is not None and down["ring"] == 1
+    st_b = b.status()
+    assert st_b["counters"]["send_error"] > 0, st_b["counters"]
+    sent_before = st_b["counters"]["sent"]
+    time.sleep(1.0)
+    assert b.status()["counters"]["sent"] >= sent_before + 1.0 / pair.interval - 2  # ring 0 still sends
+    assert a.status()["peer"]["alive"] and a.events("PeerDead") == []
+    since = a.mark()
+    pair.topo.run("n2", ["ip", "link", "set", "eth1", "up"])
+    # the ring comes back (a fresh socket at the latest REOPEN_AFTER later)
+    up = a.wait_for("RingUp", 8, since)
+    assert up is not None and up["ring"] == 1
+    up_b = b.wait_for("RingUp", 8, since=0)
+    assert up_b is not None and up_b["ring"] == 1
+    assert b.status()["peer"]["rings"] == [True, True]
