@@ -26,6 +26,9 @@ from typing import Any, Iterable, Iterator
 
 FILE = "history.jsonl"
 TIMELINE_GAP = 30.0  # seconds without a related record closes a timeline
+# a new planner decision this long after the last action finished (none still
+# running) starts a timeline of its own: it answers a new situation
+DECISION_GAP = 2.0
 # what starts a timeline: a failure seen, or the peer lost
 TRIGGER_STATES = ("failed", "peer_dead", "stop_failed")
 # bookkeeping actions that take no time and would only clutter a timeline
@@ -135,7 +138,9 @@ def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
         intent = r.get("kind") == "intent"  # an operator's request always starts its own timeline
         # a failure starts a new timeline unless a failover is still under way
         fresh_failure = _is_trigger(r) and cur is not None and (cur["_done"] or cur["kind"] != "failover")
-        if cur is None or quiet or intent or fresh_failure:
+        new_decision = (r.get("kind") == "decision" and cur is not None and cur["_actions"]
+                        and not cur["_open"] and t - cur["_end"] > DECISION_GAP)
+        if cur is None or quiet or intent or fresh_failure or new_decision:
             if cur is not None:
                 out.append(cur)
                 cur = None

@@ -340,9 +340,7 @@ def render_status(s: Mapping[str, Any], color: bool = False) -> str:
         rw = max((len(r["name"]) for r in grp["resources"]), default=0)
         tw = max((len(r["type"]) for r in grp["resources"]), default=0)
         for r in grp["resources"]:
-            detail = r["detail"] or r["summary"]
-            if r["detail"] and r["summary"] not in r["detail"]:
-                detail = f"{r['summary']}: {r['detail']}"
+            detail = r["detail"] or r["summary"]  # the driver's detail says more; the summary is in --json
             out.append(f"  {r['name']:<{rw}}  {r['type']:<{tw}}  {st(r['state'], 11)}  {detail}".rstrip())
         if grp["explain"]:
             out.append(f"  why: {grp['explain']}")
@@ -368,10 +366,11 @@ def render_status(s: Mapping[str, Any], color: bool = False) -> str:
         out.append("")
         target = a["resource"] or a["group"] or ""
         out.append(c(f"Now: {a['kind']} {target}".rstrip(), "yellow") + (f" ({a['reason']})" if a["reason"] else ""))
-    if s["alerts"]["recent"]:
+    recent = [a for a in s["alerts"]["recent"] if a["event"] != "config_warning"]  # listed below
+    if recent:
         out.append("")
         out.append("Recent alerts:")
-        for a in s["alerts"]["recent"]:
+        for a in recent:
             sev = a["severity"]
             out.append(f"  {_clock(a['wall'])}  " + c(f"{sev:<8}", {"critical": "red", "warning": "yellow"}.get(sev))
                        + f"  {a['event']}: {a['message']}")

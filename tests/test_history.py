@@ -169,3 +169,34 @@ def test_an_operator_move_is_its_own_timeline():
     assert [s["step"] for s in tl[0]["steps"]] == ["stop res_httpd"]  # the alert action is left out
     assert abs(tl[0]["total"] - 0.23) < 1e-6
     assert [s["step"] for s in tl[1]["steps"]] == ["failure seen res_vip", "start res_vip"]
+
+
+def test_a_new_decision_after_a_pause_is_a_new_timeline():
+    """n1's own history: it moved the group away, then took it back when n2 failed."""
+    g = "rg_web"
+    recs = [
+        _rec("intent", 0.0, action="move", reason="operator: move"),
+        _rec("action-start", 0.01, action="stop", group=g, resource="res_httpd"),
+        _rec("action-done", 1.0, action="stop", group=g, resource="res_httpd", ok=True, duration=0.99),
+        _rec("action-start", 1.0, action="release", group=g),
+        _rec("action-done", 1.01, action="release", group=g, ok=True, duration=0.01),
+        _rec("decision", 6.6, reason="rg_web is not running anywhere: start it on n1"),
+        _rec("action-start", 6.61, action="promote", group=g, resource="r0"),
+        _rec("action-done", 6.7, action="promote", group=g, resource="r0", ok=True, duration=0.09),
+    ]
+    tl = timelines(recs)
+    assert [(t["kind"], len(t["steps"])) for t in tl] == [("move", 2), ("change", 1)]
+    assert tl[1]["trigger"] == "rg_web is not running anywhere: start it on n1"
+    assert abs(tl[0]["total"] - 1.01) < 1e-6
+
+
+def test_waiting_for_drbd_after_peer_loss_stays_one_timeline():
+    g = "rg_web"
+    recs = [
+        _rec("observation", 0.0, state="peer_dead", reason="peer n2 lost"),
+        _rec("decision", 11.0, reason="n2 is dead and DRBD agrees: take rg_web over"),
+        _rec("action-start", 11.0, action="promote", group=g, resource="r0"),
+        _rec("action-done", 11.1, action="promote", group=g, resource="r0", ok=True, duration=0.1),
+    ]
+    (t,) = timelines(recs)
+    assert t["kind"] == "failover" and t["trigger"] == "peer lost" and abs(t["total"] - 11.1) < 1e-6
