@@ -58,7 +58,7 @@ class Engine:
         self.stop_resources_on_exit = stop_resources_on_exit
         self.notify = notify or (lambda *a, **k: None)
         self.alerter = Alerter(cfg, local, foreground=foreground)
-        self.history = History(cfg.state_dir, cfg.history_max_bytes)
+        self.history = History(cfg.state_dir, cfg.history_max_bytes, node=local)
         self.store = StateStore(os.path.join(cfg.state_dir, "state.json"))
         self.heartbeat = hbmod.Heartbeat(cfg, local, key)
         self.guard = None
@@ -67,7 +67,7 @@ class Engine:
         self.fencer = None
         if cfg.split_brain_guard.mode == "fence":
             self.fencer = tiebreaker.FenceRunner(cfg.split_brain_guard.fence)
-        self.drivers = {r.name: make_driver(r) for g in cfg.groups for r in g.resources}
+        self.drivers = {r.name: make_driver(r, local) for g in cfg.groups for r in g.resources}
         self.group_of = {r.name: g for g in cfg.groups for r in g.resources}
         self.drbd = {r.name: drbdmod.DrbdDriver(cfg.drbd, r) for r in cfg.drbd.resources}
         self.resources: dict[str, ResourceStatus] = {n: ResourceStatus() for n in self.drivers}
@@ -80,9 +80,11 @@ class Engine:
         self.tasks: list[asyncio.Task] = []
         self.stopping = asyncio.Event()
         self.last_failed_round: tuple[tuple, float] | None = None
+        self.last_round: tuple[tuple, float] | None = None
         self.peer_ever_seen = False
         self.last_summary = ""
         self.acting: Action | None = None  # the action running now (for status)
+        self.alerted: set[str] = set()  # standing-condition alerts already raised (planner's keys)
 
     # ------------------------------------------------------------ start-up
 
@@ -128,6 +130,7 @@ class Engine:
             standby=self.store.state.standby.get(self.local, False), drbd=dict(self.drbd_status),
             resources=dict(self.resources), claims=dict(self.claims), settled=self.settled,
             config_digest=self.cfg.digest(),
+            tiebreaker=self.guard.reachable if self.guard is not None else None,
         )
 
     def peer_state(self) -> NodeState:
@@ -158,7 +161,7 @@ class Engine:
             target_roles=dict(st.target_roles), maintenance=st.maintenance,
             forced_promotions=frozenset(st.forced_promotions),
             tiebreaker=self.guard.reachable if self.guard is not None else None,
-            fencing=self.fencing, blocked=dict(st.blocked),
+            fencing=self.fencing, blocked=dict(st.blocked), alerted=frozenset(self.alerted),
         )
 
     def publish(self) -> None:
@@ -192,10 +195,13 @@ class Engine:
         actions = planner.decide(self.cfg, view)
         if not actions:
             return
-        key = tuple((a.kind, a.group, a.resource) for a in actions)
+        key = tuple((a.kind, a.group, a.resource, a.key) for a in actions)
         if self.last_failed_round and self.last_failed_round[0] == key \
                 and time.monotonic() - self.last_failed_round[1] < RETRY_BACKOFF:
             return  # the same plan just failed: let the timer retry
+        if self.last_round and self.last_round[0] == key and time.monotonic() - self.last_round[1] < TICK:
+            return  # the same plan just ran and changed nothing visible: no busy loop
+        self.last_round = (key, time.monotonic())
         self.history.record("decision", actions=[f"{a.kind.value} {a.resource or a.group or ''}".strip()
                                                  for a in actions],
                             reason="; ".join(dict.fromkeys(a.reason for a in actions if a.reason)))
@@ -244,6 +250,15 @@ class Engine:
         st = self.store
         if kind == ActionKind.ALERT:
             self.alerter.emit(action.event or "planner", action.severity, action.reason, group=group, resource=res)
+            if action.key:
+                self.alerted.add(action.key)
+            return Result(True)
+        if kind == ActionKind.FORGET_ALERT:
+            self.alerted.discard(action.key)
+            return Result(True)
+        if kind == ActionKind.FORGET_FORCE:
+            st.force_promotion(res, False)
+            st.save()
             return Result(True)
         if kind == ActionKind.CLAIM:
             self.claims[group] = action.epoch

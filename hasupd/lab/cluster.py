@@ -106,9 +106,8 @@ class Lab:
 
     # ------------------------------------------------------------ node environment
 
-    def node_env(self, node: str) -> dict[str, str]:
+    def _base_env(self, node: str) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(self.meta.get("env", {}).get(node, {}))
         env["HASUPD_CONFIG"] = str(self.config_path(node))
         env["HASUPD_SOCKET"] = str(self.socket_path(node))
         env["HASUPD_NODE"] = node
@@ -149,7 +148,7 @@ class Lab:
         drbd = cfg["drbd"]
         sim = self.meta.get("drbd", {}).get(node, {})
         drbd["status_path"] = sim.get("status_path", "/proc/drbd")
-        drbd["peer_dead_wait"] = "3s"  # the simulator runs DRBD with ping-int 1s, ping-timeout 0.5s
+        drbd["peer_dead_wait"] = "2s"  # the simulator runs DRBD with ping-int 1s, ping-timeout 0.5s
         drbd["resources"] = [{"name": "r0", "device": sim.get("device", str(nd / "drbd1")), "minor": 1,
                               "disk": sim.get("disk", str(nd / "disk")), "port": 7789}]
         group = cfg["groups"][0]
@@ -296,6 +295,10 @@ class Lab:
         self.save()
         return pid
 
+    @staticmethod
+    def alive(pid: int) -> bool:
+        return _alive(pid)
+
     def daemon_pid(self, node: str) -> int | None:
         pid = self.meta.get("daemons", {}).get(node)
         return pid if pid and _alive(pid) else None
@@ -407,6 +410,87 @@ class Lab:
         self.topo.restore(node)
         self.start_daemon(node)
         return f"booted {node}"
+
+    # ------------------------------------------------------------ DRBD (the simulator)
+
+    def sim(self):
+        from hasupd.lab.drbdsim.harness import SimCluster
+        nodes = {n: (self.topo.ns(n), self.topo.address(n, 0)) for n in NODES}
+        exec_prefix = {n: self.enter_argv(n, []) for n in NODES} if self.meta.get("holders") else None
+        sc = SimCluster(self.dir / "drbd", nodes, prefix=self.prefix, ping_int=1.0, ping_timeout=0.5,
+                        exec_prefix=exec_prefix, size_mib=64)
+        sc.disks.update(self.meta.get("drbd_disks", {}))
+        return sc
+
+    def _start_drbd(self) -> None:
+        sc = self.sim()
+        sc.start()
+        self.meta["drbd_disks"] = dict(sc.disks)
+        self.meta["drbd_pids"] = {n: sc.pid(n) for n in NODES}
+        self.meta["drbd"] = {n: {"status_path": sc.status_path(n), "device": sc.device(n), "disk": sc.disk(n)}
+                             for n in NODES}
+        self.meta["env"] = {n: {"PATH": str(sc.bin_dir(n)), "DRBDSIM_SOCKET": sc.socket(n)} for n in NODES}
+        self.save()
+
+    def node_env(self, node: str) -> dict[str, str]:
+        env = self._base_env(node)
+        extra = self.meta.get("env", {}).get(node, {})
+        if "PATH" in extra:
+            env["PATH"] = extra["PATH"] + ":" + env["PATH"]
+        if "DRBDSIM_SOCKET" in extra:
+            env["DRBDSIM_SOCKET"] = extra["DRBDSIM_SOCKET"]
+        return env
+
+    def _first_sync(self) -> None:
+        """What an administrator does once: metadata, first sync, mkfs, content."""
+        def run(node, *argv):
+            proc = self.exec(node, list(argv), capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise LabError(f"{node}: {' '.join(argv)} exited {proc.returncode}: {proc.stdout}{proc.stderr}")
+            return proc.stdout
+        for node in NODES:
+            run(node, "drbdadm", "create-md", "--force", "r0")
+            run(node, "drbdadm", "up", "r0")
+        deadline = time.monotonic() + 30
+        while "Connected" not in run("n1", "drbdadm", "cstate", "r0"):
+            if time.monotonic() > deadline:
+                raise LabError("the simulated DRBD nodes did not connect within 30 s")
+            time.sleep(0.1)
+        run("n1", "drbdadm", "primary", "--force", "r0")
+        dev = self.meta["drbd"]["n1"]["device"]
+        run("n1", "mkfs.ext4", "-q", "-F", dev)
+        run("n1", "sh", "-c", f"mkdir -p /mnt/data && mount {dev} /mnt/data && mkdir -p /mnt/data/www && "
+                              "echo '<html><body><h1>hasupd lab: this page lives on the DRBD disk</h1>"
+                              "</body></html>' > /mnt/data/www/index.html && chmod -R a+rX /mnt/data/www && "
+                              "umount /mnt/data")
+        deadline = time.monotonic() + 60
+        while "UpToDate/UpToDate" not in run("n1", "drbdadm", "dstate", "r0"):
+            if time.monotonic() > deadline:
+                raise LabError("the first sync did not finish within 60 s")
+            time.sleep(0.2)
+        run("n1", "drbdadm", "secondary", "r0")
+
+    def _stop_drbd(self) -> None:
+        from hasupd.lab.drbdsim.harness import cleanup_loops
+        for pid in self.meta.get("drbd_pids", {}).values():
+            _kill_group(pid)
+        cleanup_loops(self.dir / "drbd")
+
+    def _crash_drbd(self, node: str) -> None:
+        pass  # the simulator ran inside the node: killed with it
+
+    def _boot_drbd(self, node: str) -> None:
+        sc = self.sim()
+        sc.start_node(node)
+        self.meta["drbd_pids"][node] = sc.pid(node)
+        self.save()
+
+    def _detach_disk(self, node: str) -> str:
+        disk = self.meta["drbd"][node]["disk"]
+        proc = _run(["losetup", "-d", disk], check=False)
+        if proc.returncode != 0:
+            raise LabError(f"losetup -d {disk}: {proc.stderr.strip()}")
+        return f"detached {node}'s backing disk {disk} (DRBD goes Diskless there)"
 
 def _deep_set(cfg: dict, dotted: str, value) -> None:
     """overrides like {"heartbeat.interval": "50ms", "groups.0.migration_threshold": 3}."""

@@ -14,7 +14,12 @@ DRIVERS = {
 }
 
 
-def make_driver(resource):
+def make_driver(resource, node: str | None = None):
     """A driver for one configured resource (a hasupd.config resource dataclass)."""
     module, cls = DRIVERS[resource.type].split(":")
-    return getattr(importlib.import_module(module), cls)(resource)
+    factory = getattr(importlib.import_module(module), cls)
+    if resource.type == "filesystem":
+        return factory(resource, node=node)
+    if resource.type == "ocf":
+        return factory(resource, node_name=node)
+    return factory(resource)

@@ -287,8 +287,8 @@ def _netlink_errno(e: Exception) -> tuple[int | None, str]:
 # ---------------------------------------------------------------- driver
 
 DAD_PROBES = 2
-DAD_INTERVAL = 0.2  # s between probes
-DAD_WAIT = 0.5  # s to listen after the last probe
+DAD_INTERVAL = 0.05  # s between probes (a LAN answers ARP in well under a millisecond)
+DAD_WAIT = 0.1  # s to listen after the last probe: DAD is on the failover's critical path
 
 
 class VipDriver:
@@ -401,13 +401,14 @@ class VipDriver:
                 return Result(False, f"adding {self.cidr} to {nic.name} failed: {text}", errno=code)
         said = f"added {self.cidr} on {nic.name}" + (f" ({label})" if label else "")
         if self.res.arp_count > 0 and nic.arp:
+            # the first gratuitous ARP now; the rest of the burst and the
+            # repeat follow in the background (start returns at once)
             try:
-                await self._send_garp(nic)
-                said += f"; {self.res.arp_count} gratuitous ARP sent"
+                await self._send_garp(nic, 1)
+                said += f"; gratuitous ARP sent ({self.res.arp_count} in all)"
             except OSError as e:  # the address is up; neighbours will learn it by asking
                 said += f"; gratuitous ARP failed: {e.strerror}"
-            if self.res.arp_repeat_after > 0:
-                self._repeat = asyncio.create_task(self._repeat_garp())
+            self._repeat = asyncio.create_task(self._repeat_garp(nic))
         return Result(True, said)
 
     async def _stop(self) -> Result:
@@ -463,18 +464,26 @@ class VipDriver:
                     return who
         return None
 
-    async def _send_garp(self, nic: Link) -> None:
+    async def _send_garp(self, nic: Link, count: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         frame = gratuitous_arp(nic.mac, self.ip_bytes)
         with self._packet_socket(nic, listen=False) as s:
-            for i in range(self.res.arp_count):
+            for i in range(self.res.arp_count if count is None else count):
                 if i:
                     await asyncio.sleep(self.res.arp_interval)
                 await loop.sock_sendall(s, frame)
 
-    async def _repeat_garp(self) -> None:
-        """The second burst, for whoever missed the first; only while we
-        still hold the address."""
+    async def _repeat_garp(self, nic: Link) -> None:
+        """The rest of the first burst, then a second burst for whoever
+        missed the first; only while we still hold the address."""
+        try:
+            for _ in range(self.res.arp_count - 1):
+                await asyncio.sleep(self.res.arp_interval)
+                await self._send_garp(nic, 1)
+        except Exception as e:  # best effort: nobody waits for this result
+            log.warning("%s: gratuitous ARP failed: %s", self.name, e)
+        if self.res.arp_repeat_after <= 0:
+            return
         await asyncio.sleep(self.res.arp_repeat_after)
         try:
             snap = await self._snap()

@@ -1,0 +1,108 @@
+"""End-to-end lab fixtures: a real two-node lab per test, always removed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from hasupd.lab.cluster import Lab
+from hasupd.lab.monitor import InvariantMonitor
+
+_counter = itertools.count()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/lab/" in str(item.fspath):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture
+def make_lab(request):
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (they build network namespaces)")
+    labs: list[Lab] = []
+
+    def make(overrides: dict | None = None, start: bool = True) -> Lab:
+        prefix = f"t{os.getpid() % 1000}{next(_counter)}"[:6]
+        lab = Lab(prefix)
+        labs.append(lab)
+        lab.up(overrides, start=start)
+        return lab
+
+    yield make
+    for lab in labs:
+        if request.node.rep_call_failed if hasattr(request.node, "rep_call_failed") else False:
+            _dump_logs(lab)
+        lab.down()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        item.rep_call_failed = True
+
+
+def _dump_logs(lab: Lab) -> None:
+    for node in ("n1", "n2"):
+        log = lab.node_dir(node) / "hasupd.log"
+        if log.exists():
+            print(f"----- {node} hasupd.log (last 60 lines)")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+
+
+@pytest.fixture
+def monitor_of():
+    monitors: list[InvariantMonitor] = []
+
+    def make(lab: Lab) -> InvariantMonitor:
+        m = InvariantMonitor(lab).start()
+        monitors.append(m)
+        return m
+
+    yield make
+    for m in monitors:
+        m.stop()
+
+
+def ctl(lab: Lab, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = lab.exec(node, ["hasupctl", *args], capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hasupctl {' '.join(args)} on {node} exited {proc.returncode}: "
+                             f"{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def status(lab: Lab, node: str) -> dict:
+    return json.loads(ctl(lab, node, "status", "--json").stdout)
+
+
+def group(lab: Lab, node: str, name: str = "rg_web") -> dict:
+    return next(g for g in status(lab, node)["groups"] if g["name"] == name)
+
+
+def wait_for(what: str, predicate, timeout: float = 60.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError, StopIteration) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+
+
+def served_by(lab: Lab) -> str:
+    status_code, _, node = lab.curl(0.5)
+    return node if status_code == 200 else ""
