@@ -1,0 +1,658 @@
+"""The failover policy: ``decide(config, view) -> [Action]``, pure.
+
+Every two-node rule of DESIGN.md lives here and only here.  The planner
+reads nothing and writes nothing; time is ``view.now`` (monotonic) and
+``view.wall`` (Unix time, for fail-count expiry).  It plans for the LOCAL
+node only; the peer runs the same function on its own view, and the rules
+are written so that both nodes reach the same answer from what they both
+see (placement uses only shared facts: bans, fail counts, intents, both
+nodes' reported DRBD states and tie-breaker results, node names).
+
+``explain(config, view)`` gives one sentence per group: why it runs where
+it runs, or why it is not running / not moving.
+
+What the engine executes (engine-contract.md), in list order, stopping at
+the first failure:
+
+* DRBD_UP, PROMOTE (``--force`` only when ``action.force``), DEMOTE: drbdadm
+  on ``action.resource`` (the DRBD resource).
+* START, STOP, MONITOR: the driver of ``action.resource``.
+* CLAIM / RELEASE: set / drop ``claims[group] = action.epoch``.
+* BAN: bar this node from ``action.group`` until cleanup.
+* BLOCK: record ``blocked[group] = action.reason`` (critical alert).
+* REBOOT: self-fence.  FENCE: run the fence command against the peer; the
+  result comes back as ``view.fencing``.
+* ALERT: emit ``action.event``/``severity``/``reason``; when ``action.key``
+  is set it is a standing condition: add the key to ``view.alerted``.
+* FORGET_ALERT: the condition ``action.key`` cleared: drop it from
+  ``view.alerted`` (no alert is emitted).
+* FORGET_MOVE: the one-shot move of ``action.group`` is satisfied (the
+  group runs fully on the move's target, planned by that node): drop the
+  intent (``State.forget_move``), from now on stickiness keeps it there.
+  Pins (``--pin``) are never forgotten by the planner, only by ``clear``.
+* FORGET_FORCE: the DRBD resource ``action.resource`` is Primary on this
+  node, so the operator's forced promotion is used up: drop it
+  (``force_promotion(res, False)``), so that it cannot promote bad data
+  again later on its own.
+
+Decisions taken where DESIGN.md is silent (each is a scenario):
+
+* "Holding" a group on a node means: some resource of it is started, failed
+  or stop-failed there, or its DRBD resource is Primary there.  A claim alone
+  is only an epoch (a stale claim of a node that holds nothing is released).
+* Placement when nobody holds the group: the move target if it can run it,
+  else ``preferred_node`` if it can, else the first node name (sort order)
+  that can.  Stickiness infinity (or any value > 0) keeps a running group
+  where it is; stickiness 0 lets it go back to ``preferred_node``.
+* A move to a node that cannot run the group waits (the group stays); a pin
+  to such a node stops the group everywhere else (a pin is a constraint).
+* Two owners seen (rule 12): the older claim epoch loses; at equal epochs
+  the node placement would pick (preferred_node, else first name) keeps it.
+  The loser stops at once and demotes; the winner starts nothing more until
+  the loser has let go.
+* Blocked (a stop failed): the group is frozen on both nodes, nothing of it
+  is started, stopped, promoted or demoted until cleanup.  A stop failure the
+  peer reports blocks us too (unless on_stop_failure is reboot and the peer
+  is gone: it self-fenced).
+* The ping guard: a node without the tie-breaker starts nothing and stops
+  what it runs; "not known yet" (None) stops nothing but starts nothing.
+* A peer that is alive but has not finished its start-up probe (or reports
+  a resource of the group unprobed) may be running the group: wait for it.
+* DRBD still Connected while the heartbeat is silent: wait up to
+  ``drbd.peer_dead_wait`` after the loss; then alert, never take over.  At
+  start-up (peer never heard) a Connected DRBD after initdead alerts at once.
+* A split brain reported by DRBD: critical alert with the recovery commands;
+  a node that is Primary keeps running, nothing is promoted (not even with a
+  forced promotion) until DRBD no longer reports it.
+* A failed resource below the threshold restarts in place: the resources
+  after it stop (reverse order), it stops (cleanup of the failed instance),
+  then it and those after it start again in order.  A stopped resource in
+  the middle of a running group is treated the same way (order is kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hasupd.config import Config, Group
+from hasupd.model import (
+    Action,
+    ActionKind,
+    ClusterView,
+    DrbdStatus,
+    FenceState,
+    NodeState,
+    ResourceStatus,
+    ResState,
+)
+
+RUNNING = (ResState.STARTED, ResState.FAILED, ResState.STOP_FAILED)
+K = ActionKind
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+@dataclass
+class _Plan:
+    actions: list[Action] = field(default_factory=list)
+    sentences: dict[str, str] = field(default_factory=dict)
+    alerts: dict[str, Action] = field(default_factory=dict)  # standing conditions: key -> ALERT
+    fence: str = ""  # why the peer must be fenced ("" = no)
+
+
+def decide(config: Config, view: ClusterView) -> list[Action]:
+    """The actions for the local node, in execution order."""
+    return _plan(config, view).actions
+
+
+def explain(config: Config, view: ClusterView) -> dict[str, str]:
+    """Per group, one sentence: why it runs where it runs, or why not."""
+    return _plan(config, view).sentences
+
+
+# ---------------------------------------------------------------- the round
+
+
+def _plan(cfg: Config, view: ClusterView) -> _Plan:
+    plan = _Plan()
+    me = view.nodes[view.local]
+    peer_name = cfg.peer_of(view.local)
+
+    for res in cfg.drbd.resources:
+        d = me.drbd.get(res.name)
+        if d is not None and d.split_brain:
+            plan.alerts[f"split_brain:{res.name}"] = Action(
+                K.ALERT, None, res.name, severity="critical", event="drbd_split_brain",
+                key=f"split_brain:{res.name}",
+                reason=(f"DRBD {res.name} reports a split brain: nothing is promoted until an operator "
+                        f"resolves it; on the node whose changes are to be discarded run `drbdadm "
+                        f"secondary {res.name}; drbdadm connect --discard-my-data {res.name}`, then on "
+                        f"the other `drbdadm connect {res.name}`"))
+
+    group_actions: list[Action] = []
+    for g in cfg.groups:
+        if not me.settled:
+            plan.sentences[g.name] = (f"{g.name}: {view.local} is still probing its resources after "
+                                      "start-up; nothing is decided until that is done.")
+            continue
+        if view.maintenance:
+            plan.sentences[g.name] = (f"{g.name}: maintenance mode, hasupd observes only and starts, "
+                                      f"stops or moves nothing ({_where(cfg, view, g)}).")
+            continue
+        gp = _GroupPlanner(cfg, view, g, peer_name)
+        gp.plan()
+        group_actions += gp.actions
+        plan.sentences[g.name] = gp.sentence
+        plan.alerts.update(gp.alerts)
+        if gp.fence and not plan.fence:
+            plan.fence = gp.fence
+
+    # standing-condition alerts: raise the new ones, forget the cleared ones
+    for key in sorted(view.alerted - set(plan.alerts)):
+        plan.actions.append(Action(K.FORGET_ALERT, key=key, reason=f"the condition {key} has cleared"))
+    for key, alert in plan.alerts.items():
+        if key not in view.alerted:
+            plan.actions.append(alert)
+    if plan.fence:
+        plan.actions.append(Action(K.FENCE, None, peer_name, reason=plan.fence))
+    plan.actions += group_actions
+    return plan
+
+
+def _where(cfg: Config, view: ClusterView, g: Group) -> str:
+    """Where the group runs, from what this node sees (for maintenance)."""
+    def running(n: str) -> bool:
+        return n in view.nodes and any(
+            view.nodes[n].resources.get(r.name, ResourceStatus()).state in RUNNING for r in g.resources)
+
+    live = [n for n in cfg.node_names() if running(n) and (n == view.local or view.nodes[n].alive)]
+    if live:
+        return f"it runs on {' and '.join(live)}"
+    silent = [n for n in cfg.node_names() if running(n) and n not in live]
+    if silent:
+        return f"it ran on {silent[0]}, which is silent now"
+    return "it is not running"
+
+
+# ---------------------------------------------------------------- one group
+
+
+class _GroupPlanner:
+    def __init__(self, cfg: Config, view: ClusterView, g: Group, peer_name: str):
+        self.cfg, self.view, self.g = cfg, view, g
+        self.name = g.name
+        self.local, self.peer_name = view.local, peer_name
+        self.me = view.nodes[view.local]
+        self.peer = view.nodes.get(peer_name) or NodeState(peer_name)
+        self.peer_alive = self.peer.alive
+        self.d = self._drbd(self.me)
+        self.states = self._states(self.me)
+        self.peer_states = self._states(self.peer)
+        self.actions: list[Action] = []
+        self.alerts: dict[str, Action] = {}
+        self.fence = ""
+        self.sentence = ""
+
+    # ------------------------------------------------------------ facts
+
+    def _drbd(self, node: NodeState) -> DrbdStatus | None:
+        if self.g.drbd is None:
+            return None
+        return node.drbd.get(self.g.drbd) or DrbdStatus(self.g.drbd)
+
+    def _states(self, node: NodeState) -> list[ResState]:
+        return [node.resources.get(r.name, ResourceStatus()).state for r in self.g.resources]
+
+    def _holds(self, node: NodeState) -> bool:
+        d = self._drbd(node)
+        return any(s in RUNNING for s in self._states(node)) or (d is not None and d.role == "Primary")
+
+    def _peer_holds(self) -> bool:
+        """The live peer holds the group (its heartbeat says so, or DRBD sees it Primary).
+
+        A peer the heartbeat lost is judged by take_over(), DRBD's Connected state first."""
+        drbd_sees_primary = self.d is not None and self.d.connected and self.d.peer_role == "Primary"
+        return self.peer_alive and (drbd_sees_primary or self._holds(self.peer))
+
+    def _claim(self, node: NodeState) -> int:
+        return node.claims.get(self.name, 0)
+
+    def _fail(self, node: str) -> tuple[str, int] | None:
+        """(resource, count) of the first resource at the migration threshold on node."""
+        for r in self.g.resources:
+            c = self._count(node, r.name)
+            if c >= self.g.migration_threshold:
+                return r.name, c
+        return None
+
+    def _count(self, node: str, res: str) -> int:
+        fc = self.view.fail_counts.get((node, self.name, res))
+        if fc is None:
+            return 0
+        timeout = self.g.failure_timeout
+        if timeout > 0 and self.view.wall - fc.last_failure_wall > timeout:
+            return 0  # expired (the engine drops it too)
+        return fc.count
+
+    def _count_text(self, node: str, res: str) -> str:
+        raw = self.view.fail_counts.get((node, self.name, res))
+        count = self._count(node, res)
+        text = f"fail count {count} of {self.g.migration_threshold}"
+        if raw is not None and count == 0:
+            text += f"; its older failures expired after failure_timeout {self.g.failure_timeout:g}s"
+        return text
+
+    def _node(self, name: str) -> NodeState:
+        return self.me if name == self.local else self.peer
+
+    def _good_data(self, node: str) -> tuple[str, bool]:
+        """("" or why not, force needed) for promoting the group's DRBD on node."""
+        d = self._drbd(self._node(node))
+        if d is None or d.role == "Primary":
+            return "", False
+        r = d.resource
+        if d.split_brain:
+            return f"DRBD {r} on {node} reports a split brain, which an operator must resolve first", False
+        if not d.up:
+            return f"DRBD {r} is not up on {node}", False
+        if d.disk == "UpToDate" or (d.disk == "Consistent" and d.peer_disk == "Outdated"):
+            return "", False
+        if r in self.view.forced_promotions:
+            return "", True
+        if d.disk == "Consistent":
+            return (f"{node}'s copy of {r} is Consistent but its peer's is {d.peer_disk}, not known to be "
+                    "Outdated (only an operator's forced promotion would use it)"), False
+        return (f"{node}'s copy of {r} is {d.disk}, not UpToDate (only an operator's forced promotion "
+                "would use it)"), False
+
+    def _tiebreaker(self, node: str) -> bool | None:
+        return self.view.tiebreaker if node == self.local else self._node(node).tiebreaker
+
+    def why_not(self, node: str, starting: bool = True) -> str:
+        """Why node cannot run (start, or with starting=False keep) the group; "" = it can."""
+        ns = self._node(node)
+        if node != self.local and not self.peer_alive:
+            return f"{node} is not reachable"
+        if ns.standby:
+            return f"{node} is in standby"
+        if (self.name, node) in self.view.bans:
+            return f"{node} is banned from {self.name} until `hasupctl cleanup {self.name}`"
+        fail = self._fail(node)
+        if fail:
+            return (f"{fail[0]} failed {_times(fail[1])} on {node}, reaching the migration threshold "
+                    f"of {self.g.migration_threshold}")
+        move = self.view.moves.get(self.name)
+        if move is not None and move.pin and move.node != node:
+            return f"{self.name} is pinned to {move.node}"
+        if self.cfg.split_brain_guard.mode == "ping":
+            tb = self._tiebreaker(node)
+            if tb is False:
+                return f"the tie-breaker is unreachable from {node} (split_brain_guard ping)"
+            if tb is None and starting and node == self.local:
+                return f"the tie-breaker check has not answered yet on {node}"
+        if starting:
+            why, _ = self._good_data(node)
+            if why:
+                return why
+        return ""
+
+    # ------------------------------------------------------------ helpers that plan
+
+    def act(self, kind: ActionKind, resource: str | None, reason: str, **kw) -> None:
+        self.actions.append(Action(kind, self.name, resource, reason, **kw))
+
+    def alert(self, key: str, severity: str, event: str, reason: str) -> None:
+        self.alerts[key] = Action(K.ALERT, self.name, None, reason, severity=severity, event=event, key=key)
+
+    def drbd_up(self) -> None:
+        if self.d is not None and not self.d.up:
+            self.act(K.DRBD_UP, self.d.resource, f"DRBD {self.d.resource} is not up on {self.local}: "
+                     "bring it up so that it replicates")
+
+    def release_stale_claim(self) -> None:
+        if self.name in self.me.claims:
+            self.act(K.RELEASE, None, f"{self.local} holds nothing of {self.name}: drop its ownership claim")
+
+    def stop_all(self, reason: str, ban: bool = False) -> None:
+        """Stop the group here in reverse order, then demote, then drop the claim."""
+        if ban and (self.name, self.local) not in self.view.bans:
+            self.act(K.BAN, None, reason)
+        for r, s in reversed(list(zip(self.g.resources, self.states))):
+            if s in (ResState.STARTED, ResState.FAILED):
+                self.act(K.STOP, r.name, reason)
+        if self.d is not None and self.d.role == "Primary":
+            self.act(K.DEMOTE, self.d.resource, reason)
+        if self.name in self.me.claims:
+            self.act(K.RELEASE, None, reason)
+
+    def start_all(self, reason: str, epoch: int | None) -> None:
+        """Claim (when epoch is given), promote, then start in group order."""
+        if epoch is not None:
+            self.act(K.CLAIM, None, reason, epoch=epoch)
+        self.promote(reason)
+        for r, s in zip(self.g.resources, self.states):
+            if s != ResState.STARTED:
+                self.act(K.START, r.name, reason)
+
+    def promote(self, reason: str) -> None:
+        d = self.d
+        if d is None or d.role == "Primary":
+            return
+        self.drbd_up()
+        _, force = self._good_data(self.local)
+        if force:
+            reason = f"{reason} (promotion forced by the operator: {d.resource} is {d.disk})"
+        self.act(K.PROMOTE, d.resource, reason, force=force)
+
+    def new_epoch(self) -> int:
+        return max(self._claim(self.me), self._claim(self.peer)) + 1
+
+    def placement_choice(self) -> str:
+        """The node placement prefers when both could run it: preferred_node, else first name."""
+        if self.g.preferred_node:
+            return self.g.preferred_node
+        return sorted(self.cfg.node_names())[0]
+
+    # ------------------------------------------------------------ the rules, in order
+
+    def plan(self) -> None:
+        g, name = self.g, self.name
+        unknown = [r.name for r, s in zip(g.resources, self.states) if s == ResState.UNKNOWN]
+        if unknown:
+            for r in unknown:
+                self.act(K.MONITOR, r, f"{r} on {self.local} has not been probed: probe it before deciding")
+            self.sentence = (f"{name}: {', '.join(unknown)} on {self.local} must be probed before "
+                             "anything is decided.")
+            return
+
+        stop_failed = [r.name for r, s in zip(g.resources, self.states) if s == ResState.STOP_FAILED]
+        if stop_failed:
+            return self.local_stop_failure(stop_failed[0])
+        if name in self.view.blocked:
+            self.sentence = (f"{name} is blocked ({self.view.blocked[name]}): nothing of it is started, "
+                             f"stopped or moved on either node until an operator checks and runs "
+                             f"`hasupctl cleanup {name}`.")
+            return
+        peer_stop_failed = [r.name for r, s in zip(g.resources, self.peer_states) if s == ResState.STOP_FAILED]
+        if peer_stop_failed and (self.peer_alive or g.on_stop_failure == "block"):
+            self.sentence = (f"{name} is blocked: {peer_stop_failed[0]} failed to stop on {self.peer_name}, "
+                             f"which may still hold the data, so nothing of it starts on {self.local} "
+                             f"until `hasupctl cleanup {name}`.")
+            return
+
+        holds_me = self._holds(self.me)
+        if self.view.target_roles.get(name) == "stopped":
+            if holds_me:
+                self.stop_all(f"the operator stopped {name} (target role stopped)")
+                self.sentence = f"{name} is stopping on {self.local}: the operator stopped it."
+            else:
+                self.release_stale_claim()
+                self.drbd_up()
+                self.sentence = (f"{name} is stopped by the operator (target role stopped); "
+                                 f"`hasupctl start {name}` starts it again.")
+            return
+
+        peer_holds = self._peer_holds()
+        if holds_me and peer_holds:
+            return self.two_owners()
+        if holds_me:
+            return self.keep_or_leave()
+        if peer_holds:
+            return self.runs_on_peer()
+        if self.peer_alive:
+            return self.place()
+        return self.take_over()
+
+    # ------------------------------------------------------------ stop failure
+
+    def local_stop_failure(self, res: str) -> None:
+        name = self.name
+        if self.g.on_stop_failure == "reboot":
+            why = (f"{res} failed to stop on {self.local}: reboot this node (on_stop_failure reboot) so that "
+                   f"{self.peer_name} can take {name} over safely")
+            self.actions.append(Action(K.REBOOT, name, res, why))
+            self.sentence = f"{name}: {why}."
+            return
+        if name not in self.view.blocked:
+            self.act(K.BLOCK, res, f"{res} failed to stop on {self.local}, which may still hold the data: "
+                     f"{name} is blocked on both nodes until `hasupctl cleanup {name}`")
+        self.sentence = (f"{name} is blocked: {res} failed to stop on {self.local}, which may still hold "
+                         f"the data, so nothing of it is started, stopped or moved on either node until "
+                         f"an operator checks and runs `hasupctl cleanup {name}`.")
+
+    # ------------------------------------------------------------ rule 12
+
+    def two_owners(self) -> None:
+        name, mine, theirs = self.name, self._claim(self.me), self._claim(self.peer)
+        if mine != theirs:
+            winner = self.local if mine > theirs else self.peer_name
+            how = f"its claim (epoch {max(mine, theirs)}) is newer than {min(mine, theirs)}"
+        else:
+            winner = self.placement_choice()
+            first = "is the preferred node" if self.g.preferred_node else "comes first by name"
+            how = f"both claims have epoch {mine} and {winner} {first}"
+        loser = self.cfg.peer_of(winner)
+        why = f"{name} is active on both {self.local} and {self.peer_name}: {winner} keeps it because {how}"
+        self.alert(f"two_owners:{name}", "critical", "two_owners",
+                   f"{why}; {loser} stops it at once and demotes")
+        if loser == self.local:
+            self.stop_all(f"{why}: stop it here at once and demote")
+            self.sentence = f"{why}; {self.local} stops it at once and demotes."
+            return
+        leave = self.why_not(self.local, starting=False)
+        if leave:
+            self.stop_all(f"{leave}, so {name} leaves {self.local}")
+            self.sentence = f"{why}, but it leaves {self.local} anyway: {leave}."
+            return
+        self.sentence = f"{why}; {self.local} starts nothing more until {loser} has stopped it."
+
+    # ------------------------------------------------------------ the group runs here
+
+    def leave_reason(self) -> tuple[str, bool]:
+        """(why the group must leave this node, ban?) or ("", False) to keep it."""
+        name, local, peer = self.name, self.local, self.peer_name
+        fail = self._fail(local)
+        if fail:
+            return (f"{fail[0]} failed {_times(fail[1])} on {local}, reaching the migration threshold of "
+                    f"{self.g.migration_threshold}: stop {name} here and bar {local} from it until cleanup"), True
+        why = self.why_not(local, starting=False)
+        if why:
+            return f"{why}, so {name} leaves {local}", False
+        peer_can = self.peer_alive and not self.why_not(peer)
+        move = self.view.moves.get(name)
+        if move is not None and move.node == peer and peer_can:
+            return f"the operator moved {name} to {peer}", False
+        if (self.g.stickiness == 0 and self.g.preferred_node == peer and peer_can
+                and not (move is not None and move.node == local)):
+            return f"{name} prefers {peer} and has no stickiness: it goes back there", False
+        if self.d is not None and self.d.role != "Primary":
+            why, _ = self._good_data(local)
+            if why:
+                return f"{why}, so {name} cannot be promoted there and leaves {local}", False
+        return "", False
+
+    def keep_or_leave(self) -> None:
+        name, local, peer = self.name, self.local, self.peer_name
+        leave, ban = self.leave_reason()
+        if leave:
+            self.stop_all(leave, ban=ban)
+            nxt = self.why_not(peer)
+            then = f"{peer} takes over" if not nxt else f"{peer} cannot take over: {nxt}"
+            self.sentence = f"{name} is stopping on {local}: {leave}; {then}."
+            return
+
+        if name not in self.me.claims:
+            self.act(K.CLAIM, None, f"{name} runs on {local} and nobody else holds it: claim it (adopted "
+                     "after the start-up probe)", epoch=self.new_epoch())
+        if self.d is not None and self.d.role != "Primary":
+            self.promote(f"{name} holds resources on {local}: promote {self.d.resource} before starting more")
+        k = next((i for i, s in enumerate(self.states) if s != ResState.STARTED), None)
+        move = self.view.moves.get(name)
+        if k is None:
+            if self.d is not None and self.d.role == "Primary" and self.d.resource in self.view.forced_promotions:
+                self.act(K.FORGET_FORCE, self.d.resource, f"{self.d.resource} is Primary on {local}: "
+                         "the operator's forced promotion is used up")
+            if move is not None and move.node == local and not move.pin:
+                self.act(K.FORGET_MOVE, None, f"{name} runs on {local} as the operator asked: the one-shot "
+                         "move is done, stickiness keeps it here from now on")
+            self.sentence = f"{name} runs on {local}{self.why_here()}."
+            return
+
+        res = self.g.resources
+        failed = self.states[k] == ResState.FAILED
+        if failed:
+            r = res[k].name
+            reason = (f"{r} failed on {local} ({self._count_text(local, r)}): restart it and what "
+                      "follows it, in place")
+        elif any(s != ResState.STOPPED for s in self.states[k:]):
+            reason = (f"{res[k].name} is stopped while later resources of {name} run on {local}: restart "
+                      "from it to keep the group order")
+        else:
+            reason = f"{name} runs on {local} but is incomplete: start the rest in order"
+        for r, s in reversed(list(zip(res[k + 1:], self.states[k + 1:]))):
+            if s in (ResState.STARTED, ResState.FAILED):
+                self.act(K.STOP, r.name, reason)
+        if failed:
+            self.act(K.STOP, res[k].name, reason)
+        for r in res[k:]:
+            self.act(K.START, r.name, reason)
+        self.sentence = f"{name} is (re)starting on {local}: {reason}."
+
+    def why_here(self) -> str:
+        move = self.view.moves.get(self.name)
+        if move is not None and move.node == self.local:
+            return " where the operator pinned it" if move.pin else " where the operator moved it"
+        why = self.why_not(self.peer_name)
+        if why:
+            return f"; {self.peer_name} would not take it over: {why}"
+        if self.g.stickiness == 0:
+            return " (its preferred node)" if self.g.preferred_node == self.local else ""
+        return " and stays there (stickiness)"
+
+    # ------------------------------------------------------------ the group runs on the peer
+
+    def runs_on_peer(self) -> None:
+        name, peer = self.name, self.peer_name
+        self.release_stale_claim()
+        self.drbd_up()
+        leave = self.why_not(peer, starting=False)
+        why = self.why_not(self.local)
+        if leave:
+            then = f"{self.local} cannot take over: {why}" if why else f"{self.local} takes over then"
+            self.sentence = (f"{name} is still held by {peer}, which must give it up ({leave}); it waits "
+                             f"for {peer} to stop it and demote; {then}.")
+            return
+        if why:
+            tail = f"; {self.local} would not take it over: {why}"
+        elif self.g.stickiness > 0:
+            tail = " and stays there (stickiness)"
+            if self.g.preferred_node == self.local:
+                tail += f", although {self.local} is its preferred node"
+        else:
+            tail = ""
+        self.sentence = f"{name} runs on {peer}{tail}."
+
+    # ------------------------------------------------------------ nobody holds it, peer alive
+
+    def place(self) -> None:
+        name, local, peer = self.name, self.local, self.peer_name
+        if not self.peer.settled or ResState.UNKNOWN in self.peer_states:
+            self.drbd_up()
+            self.sentence = (f"{name} is not running: waiting for {peer} to finish probing its resources "
+                             "(it may be running them).")
+            return
+        can = {n: self.why_not(n) for n in (local, peer)}
+        eligible = [n for n in (local, peer) if not can[n]]
+        move = self.view.moves.get(name)
+        if not eligible:
+            self.release_stale_claim()
+            self.drbd_up()
+            self.sentence = (f"{name} is not running and cannot start: {can[local]}, and {can[peer]}.")
+            return
+        if move is not None and move.node in eligible:
+            owner, why = move.node, f"the operator moved it to {move.node}"
+        elif self.g.preferred_node in eligible:
+            owner, why = self.g.preferred_node, f"{self.g.preferred_node} is its preferred node"
+        elif len(eligible) == 1:
+            owner, why = eligible[0], can[self.cfg.peer_of(eligible[0])]
+        else:
+            owner, why = sorted(eligible)[0], f"both nodes can run it and {sorted(eligible)[0]} comes first by name"
+        if move is not None and move.node != owner:
+            why += f"; the move to {move.node} waits: {can[move.node]}"
+        if owner == local:
+            self.start_all(f"{name} is not running anywhere and {why}: start it on {local}", self.new_epoch())
+            self.sentence = f"{name} is starting on {local}: {why}."
+        else:
+            self.release_stale_claim()
+            self.drbd_up()
+            self.sentence = f"{name} is not running here: {peer} starts it because {why}."
+
+    # ------------------------------------------------------------ nobody holds it, peer not seen
+
+    def take_over(self) -> None:
+        name, local, peer, view = self.name, self.local, self.peer_name, self.view
+        uptime = view.now - view.started_at
+        initdead = self.cfg.heartbeat.initdead
+        if not view.peer_ever_seen and uptime < initdead:
+            self.drbd_up()
+            self.sentence = (f"{name} is not running: {local} started {uptime:g}s ago and has not heard "
+                             f"{peer} yet; it waits {initdead - uptime:g}s more of initdead before "
+                             "starting anything.")
+            return
+        gone = ("has not been heard since start-up" if not view.peer_ever_seen
+                else f"is silent on every ring for {view.now - self._lost_at():g}s")
+        d = self.d
+        if d is not None and d.connected:
+            sees = f" and still sees {peer} {d.peer_role}" if d.peer_role == "Primary" else ""
+            if view.peer_ever_seen:
+                waited = view.now - self._lost_at()
+                bound = self.cfg.drbd.peer_dead_wait
+                if waited < bound:
+                    self.sentence = (f"{name} is not running: {peer} {gone} but DRBD {d.resource} is still "
+                                     f"Connected{sees}; waiting up to {bound - waited:g}s more for DRBD to notice "
+                                     "before taking over.")
+                    return
+                how = f"still Connected {waited:g}s after the heartbeat loss (bound {bound:g}s)"
+            else:
+                how = f"Connected although the heartbeat of {peer} was never heard"
+            why = (f"DRBD {d.resource} is {how}{sees}: {peer} is alive and only the heartbeat is broken, "
+                   f"so {local} does not take {name} over")
+            self.alert(f"drbd_connected:{name}", "critical", "heartbeat_broken", why)
+            self.release_stale_claim()
+            self.sentence = f"{name} is not running: {why}."
+            return
+
+        why = self.why_not(local)
+        if why:
+            self.release_stale_claim()
+            self.drbd_up()
+            self.sentence = f"{name} is not running: {peer} {gone} and {local} cannot take it: {why}."
+            # an operator's choice (standby, ban, pin) is no news; a refusal by the guard or by
+            # the data is: the service is down until someone acts (split brain alerts on its own)
+            refused = (self.cfg.split_brain_guard.mode == "ping" and view.tiebreaker is False) or (
+                why == self._good_data(local)[0] and "split brain" not in why)
+            if refused:
+                self.alert(f"no_takeover:{name}", "critical", "no_takeover",
+                           f"{name} cannot run anywhere: {peer} {gone} and {why}")
+            return
+
+        mode = self.cfg.split_brain_guard.mode
+        if mode == "fence" and view.fencing != FenceState.SUCCEEDED:
+            if view.fencing == FenceState.PENDING:
+                self.sentence = f"{name} is not running: fencing {peer} is under way; takeover waits for it."
+                return
+            again = " again (the last attempt failed)" if view.fencing == FenceState.FAILED else ""
+            self.fence = f"{peer} {gone}: fence it{again} before taking over (split_brain_guard fence)"
+            self.sentence = f"{name} is not running: {self.fence}."
+            return
+        guard = {"ping": "the tie-breaker is reachable", "fence": f"{peer} was fenced",
+                 "drbd": "DRBD's fence-peer handler outdates the peer on promotion",
+                 "none": "split_brain_guard is none"}[mode]
+        reason = f"{peer} {gone} and {guard}: take {name} over on {local}"
+        self.start_all(reason, self.new_epoch())
+        self.sentence = f"{name} is starting on {local}: {peer} {gone} and {guard}."
+
+    def _lost_at(self) -> float:
+        return self.view.peer_lost_at if self.view.peer_lost_at is not None else self.view.now
