@@ -166,7 +166,8 @@ def cmd_simple(cmd: str, default: str, **fixed: Any):
         params = {k: getattr(args, k) for k in ("group", "node") if hasattr(args, k)}
         params.update(fixed)
         resp = call(args, cmd, **params)
-        return _done(resp, default.format(**{k: v or "" for k, v in params.items()}))
+        names = {"group": params.get("group") or "every group", "node": params.get("node") or "this node"}
+        return _done(resp, default.format(**names))
     return run
 
 
@@ -341,13 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cleanup", help="reset fail counts, bans and blocked state, re-probe")
     s.add_argument("group", nargs="?")
     s.add_argument("--node", help="only this node's fail counts and bans")
-    s.set_defaults(func=cmd_simple("cleanup", "cleaned up"))
+    s.set_defaults(func=cmd_simple("cleanup", "{group}: fail counts, bans and blocked state cleared; re-probing"))
 
     for name, text in (("standby", "move everything off NODE and keep it off"),
                        ("unstandby", "let NODE run groups again")):
         s = sub.add_parser(name, help=text)
         s.add_argument("node", nargs="?", help="default: this node")
-        s.set_defaults(func=cmd_simple(name, f"{{node}} {name} requested"))
+        s.set_defaults(func=cmd_simple(name, f"{name} requested for {{node}}"))
 
     s = sub.add_parser("maintenance", help="on: watch but change nothing; off: manage again")
     s.add_argument("state", choices=("on", "off"))
