@@ -17,7 +17,7 @@ MAX_RESPONSE = 64 << 20  # status/history answers can be large
 
 READ_ONLY = frozenset({"status", "history", "explain", "check", "drbd-status"})
 CHANGING = frozenset({"move", "clear", "cleanup", "standby", "unstandby", "maintenance", "start", "stop",
-                      "drbd-init", "drbd-fence-peer", "alert"})
+                      "drbd-init", "drbd-fence-peer", "drbd-unfence-peer", "alert"})
 COMMANDS = READ_ONLY | CHANGING
 
 

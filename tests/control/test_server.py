@@ -136,7 +136,7 @@ def test_client_timeout_is_one_clear_error(sockdir):
 def test_authorize_table():
     root, user = PeerCred(1, 0, 0), PeerCred(os.getpid(), 65534, 65534)
     for cmd in ("move", "clear", "cleanup", "standby", "unstandby", "maintenance", "start", "stop",
-                "drbd-init", "drbd-fence-peer", "alert"):
+                "drbd-init", "drbd-fence-peer", "drbd-unfence-peer", "alert"):
         assert authorize(cmd, root, "nogroup") is None
         assert authorize(cmd, user, "nogroup") == permission_error(cmd)
     assert permission_error("move") == "permission denied: hasupctl move needs root"
