@@ -128,16 +128,26 @@ def cmd_move(args) -> int:
         if resp.get("explain"):
             print(f"why: {resp['explain']}")
         return 0
+    before = _group_in(call(args, "status").get("status", {}), args.group) if args.wait else None
     resp = call(args, "move", **params)
     target = resp.get("node") or args.node
     if not args.wait:
         return _done(resp, f"{args.group}: move to {target} requested"
                            + (" (pinned; `hasupctl clear` removes the pin)" if args.pin else ""))
     print(resp.get("message") or f"{args.group}: moving to {target} ...", flush=True)
-    return _wait_for_move(args, target)
+    return _wait_for_move(args, target, before)
 
 
-def _wait_for_move(args, target: str | None) -> int:
+def _failures_on(grp: dict | None, node: str | None) -> tuple[int, bool]:
+    if not grp:
+        return 0, False
+    count = sum(fc["count"] for fc in grp.get("fail_counts", []) if fc["node"] == node)
+    return count, node in grp.get("bans", [])
+
+
+def _wait_for_move(args, target: str | None, before: dict | None) -> int:
+    """Poll the status until the group answers on TARGET, or the move has visibly failed."""
+    failures_before = _failures_on(before, target)
     started = time.monotonic()
     seen_intent = False
     while True:
@@ -151,6 +161,9 @@ def _wait_for_move(args, target: str | None) -> int:
             return 0
         if grp["state"] in ("blocked", "stop_failed"):
             raise Fail(f"move failed: {args.group} is {grp['state']}: {grp['blocked'] or grp['explain']}")
+        count, banned = _failures_on(grp, target)
+        if count > failures_before[0] or (banned and not failures_before[1]):
+            raise Fail(f"move failed: {args.group} failed on {target}: {grp.get('explain') or 'see hasupctl status'}")
         pending = grp.get("pending_move")
         seen_intent = seen_intent or pending is not None
         if seen_intent and pending is None and grp["node"] != target:

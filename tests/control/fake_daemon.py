@@ -195,6 +195,11 @@ def _moving(status: dict, polls: int, script: str) -> dict:
         g.update(state="partial", pending_move={"node": S, "epoch": 10, "pin": False})
     elif script == "started":
         g.update(state="started", node=S, pending_move=None)
+    elif script == "banned":  # the start failed on the target: fail count + ban, back on the first node
+        g.update(state="started", node=P, pending_move={"node": S, "epoch": 10, "pin": False},
+                 fail_counts=g["fail_counts"] + [{"node": S, "resource": "res_vip", "count": 1,
+                                                  "last_failure_wall": WALL}],
+                 explain="rg_web runs on primarycentos; secondarycentos could not start res_vip")
     else:
         g.update(state="stopped", node=None, pending_move=None,
                  explain="rg_web cannot run on secondarycentos: promotion of r0 failed (Need access to UpToDate data)")
@@ -208,7 +213,7 @@ def main() -> None:
     p.add_argument("--mode", default="0660")
     p.add_argument("--view", default="healthy", choices=("healthy", "degraded"))
     p.add_argument("--log")
-    p.add_argument("--move-script", choices=("started", "fails"))
+    p.add_argument("--move-script", choices=("started", "fails", "banned"))
     asyncio.run(serve(p.parse_args()))
 
 

@@ -186,6 +186,14 @@ def test_move_wait_reports_a_failed_move(fake):
                         "(Need access to UpToDate data)\n")
 
 
+def test_move_wait_sees_a_failure_on_the_target(fake):
+    sock, _ = fake(move_script="banned")
+    r = hasupctl("--socket", sock, "move", "rg_web", "--wait", "--timeout", "60")
+    assert r.returncode == 1
+    assert r.stderr == ("hasupctl: move failed: rg_web failed on secondarycentos: rg_web runs on primarycentos; "
+                        "secondarycentos could not start res_vip\n")
+
+
 def test_move_of_an_unknown_group_is_refused_by_the_daemon(fake):
     sock, _ = fake()
     r = hasupctl("--socket", sock, "move", "rg_nope")
