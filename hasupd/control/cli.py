@@ -220,8 +220,9 @@ def parse_since(text: str, now: float | None = None) -> float:
 def cmd_history(args) -> int:
     since = parse_since(args.since) if args.since else None
     resp = call(args, "history", since=since, timeout=30.0)
-    records = resp.get("records", [])
-    tls = timelines(records)
+    tls = resp.get("timelines")
+    if not isinstance(tls, list):  # older daemons send only the records
+        tls = timelines(resp.get("records", []))
     if args.json:
         print(json.dumps({"version": 1, "since_wall": since, "timelines": tls}, indent=2))
         return 0
