@@ -277,9 +277,10 @@ def decode(data: bytes, key: bytes, cluster: str, replay_guard: ReplayGuard | No
 
 def load_key(path: str) -> bytes:
     """The key in ``path``; KeyFileError (one clear line) if it is missing,
-    readable by group or others, or shorter than 32 bytes."""
+    not a regular file, open to group or others (any of the 0o077 bits), or
+    shorter than 32 bytes."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as e:
         raise KeyFileError(f"authkey {path}: {e.strerror}") from None
     try:
@@ -288,7 +289,7 @@ def load_key(path: str) -> bytes:
             raise KeyFileError(f"authkey {path}: not a regular file")
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
-            raise KeyFileError(f"authkey {path}: mode {mode:04o} lets group or others read it "
+            raise KeyFileError(f"authkey {path}: mode {mode:04o} gives group or others access to it "
                                f"(run `chmod 400 {path}`)")
         key = os.read(fd, 4096)
     finally:

@@ -164,13 +164,20 @@ def test_load_key_refusals(tmp_path):
         wire.load_key(str(path))
     path.write_bytes(os.urandom(64))
     os.chmod(path, 0o644)
-    with pytest.raises(wire.KeyFileError, match=r"mode 0644 lets group or others read it"):
+    with pytest.raises(wire.KeyFileError, match=r"mode 0644 gives group or others access"):
         wire.load_key(str(path))
     os.chmod(path, 0o440)
     with pytest.raises(wire.KeyFileError, match="mode 0440"):
         wire.load_key(str(path))
+    os.chmod(path, 0o620)
+    with pytest.raises(wire.KeyFileError, match="mode 0620"):
+        wire.load_key(str(path))
     os.chmod(path, 0o600)
     assert len(wire.load_key(str(path))) == 64
+    os.symlink(path, tmp_path / "link")  # the mode checked is the file's, not the link's
+    assert len(wire.load_key(str(tmp_path / "link"))) == 64
+    with pytest.raises(wire.KeyFileError, match="not a regular file"):
+        wire.load_key(str(tmp_path))
     path.write_bytes(b"short")
     with pytest.raises(wire.KeyFileError, match="5 bytes, at least 32"):
         wire.load_key(str(path))
