@@ -51,9 +51,10 @@ def _kernel() -> str:
     return os.uname().release
 
 
-async def ensure_module(cfg: config.Drbd, timeout: float = 30.0) -> Result:
+async def ensure_module(cfg: config.Drbd, timeout: float = 30.0, env: dict[str, str] | None = None) -> Result:
     """Load the drbd module (``modprobe drbd minor_count=N``) unless
-    ``cfg.status_path`` shows it is loaded already."""
+    ``cfg.status_path`` shows it is loaded already.  ``env``: extra
+    environment (the lab's PATH with the simulator's modprobe first)."""
     if os.path.exists(cfg.status_path):
         return Result(True, f"drbd module loaded ({cfg.status_path} exists)")
     if not cfg.load_module:
@@ -61,7 +62,7 @@ async def ensure_module(cfg: config.Drbd, timeout: float = 30.0) -> Result:
                              f"drbd.load_module is false: load it (modprobe drbd "
                              f"minor_count={cfg.minor_count})")
     argv = ("modprobe", "drbd", f"minor_count={cfg.minor_count}")
-    r = await run(argv, timeout)
+    r = await run(argv, timeout, env=env)
     if r.ok and os.path.exists(cfg.status_path):
         return dataclasses.replace(r, message=f"loaded the drbd module (minor_count={cfg.minor_count})")
     if r.ok:
@@ -268,7 +269,7 @@ class DrbdDriver:
     def _finish(self, st: DrbdStatus, proc: DrbdStatus | None = None) -> DrbdStatus:
         """Add what one source lacks: 8.4 progress from /proc/drbd, the
         sticky split-brain mark, the backing disk's presence."""
-        if st.up and st.replication in SYNCING and st.sync_percent is None:
+        if st.up and st.replication in SYNCING and None in (st.sync_percent, st.sync_eta_s, st.sync_speed_kib):
             st = merge_progress(st, proc if proc is not None else self._proc())
         if st.split_brain:
             self._split_brain = True
@@ -301,7 +302,7 @@ class DrbdDriver:
             return self._finish(st or DrbdStatus(self.name, up=False, minor=self.res.minor), proc)
         f = classify(r.output or r.message, r.returncode, errno=r.errno, timed_out=r.timed_out,
                      command=argv)
-        self.last_error = "" if f.kind is FailureKind.NOT_UP else explain(
+        self.last_error = "" if f.kind in (FailureKind.NOT_UP,) else explain(
             f, self.name, action="status", minor=self.res.minor,
             program=os.path.basename(argv[0]), kernel=_kernel())
         return self._finish(proc or DrbdStatus(self.name, up=False, minor=self.res.minor), proc)

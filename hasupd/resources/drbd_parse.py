@@ -345,9 +345,9 @@ def merge_progress(status: DrbdStatus, proc: DrbdStatus | None) -> DrbdStatus:
     if proc is None or not proc.up:
         return status
     changes: dict[str, object] = {}
-    if status.sync_percent is None and proc.sync_percent is not None:
-        changes.update(sync_percent=proc.sync_percent, sync_eta_s=proc.sync_eta_s,
-                       sync_speed_kib=proc.sync_speed_kib)
+    for f in ("sync_percent", "sync_eta_s", "sync_speed_kib"):
+        if getattr(status, f) is None and getattr(proc, f) is not None:
+            changes[f] = getattr(proc, f)
     if not status.out_of_sync_kib and proc.out_of_sync_kib:
         changes["out_of_sync_kib"] = proc.out_of_sync_kib
     if status.minor is None and proc.minor is not None:
@@ -361,6 +361,7 @@ def merge_progress(status: DrbdStatus, proc: DrbdStatus | None) -> DrbdStatus:
 class FailureKind(str, Enum):
     NO_UTILS = "no_utils"  # drbdadm/drbdsetup not installed
     NO_MODULE = "no_module"  # kernel module missing
+    NOT_LOADED = "not_loaded"  # kernel module not loaded (drbdsetup cannot reach it)
     NOT_UP = "not_up"  # (127) Device minor not allocated / unknown resource
     NOT_CONFIGURED = "not_configured"  # resource not in drbd.conf for this host
     NEED_UPTODATE = "need_uptodate"  # (-2) Need access to UpToDate data
@@ -393,8 +394,9 @@ def classify(output: str, returncode: int | None, *, errno: int | None = None,
             return DrbdFailure(FailureKind.OTHER, None, "modprobe not found (package kmod)")
         return DrbdFailure(FailureKind.NO_UTILS, None, output.strip().splitlines()[-1] if output.strip() else "")
     low = output.lower()
-    if "module drbd not found" in low or "failed to modprobe drbd" in low \
-            or "could not connect to 'drbd' generic netlink family" in low:
+    if "could not connect to 'drbd' generic netlink family" in low:
+        return DrbdFailure(FailureKind.NOT_LOADED, None, "the drbd generic netlink family is absent")
+    if "module drbd not found" in low or "failed to modprobe drbd" in low:
         line = next((x for x in output.splitlines() if "drbd" in x.lower()), output.strip())
         return DrbdFailure(FailureKind.NO_MODULE, None, line.strip())
     m = _CODE.search(output)
@@ -471,6 +473,8 @@ def explain(failure: DrbdFailure, resource: str, *, action: str = "",
     if k is FailureKind.NO_MODULE:
         on = f" for kernel {kernel}" if kernel else ""
         return f"the drbd kernel module is missing{on} ({failure.text}): install {MODULE_PACKAGES}"
+    if k is FailureKind.NOT_LOADED:
+        return f"{what} failed: the drbd kernel module is not loaded (modprobe drbd)"
     if k is FailureKind.NOT_UP:
         m = f" (minor {minor} does not exist yet)" if minor is not None else ""
         return (f"{what} failed: resource {resource} is not up{m}: run `drbdadm up {resource}` "

@@ -168,3 +168,9 @@ def test_drbd9_refusal_names_its_openers():
     assert classify(out, 11).kind is FailureKind.HELD_OPEN
     assert kernel_holders(out) == ["pid 3035 (mount)"]
     assert kernel_holders(capture("secondary-refused-mounted.txt")[0]) == []  # 8.4 does not say
+
+
+def test_module_not_loaded_is_not_module_missing():
+    f = classify("Could not connect to 'drbd' generic netlink family", 20, command=("drbdsetup",))
+    assert f.kind is FailureKind.NOT_LOADED
+    assert "not loaded" in explain(f, "r0", action="status")
