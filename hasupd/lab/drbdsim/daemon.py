@@ -396,11 +396,7 @@ class Res:
         self.emit()
 
     async def stop_tasks(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self.tasks)
         self.tasks = []
         if self.server is not None:
             self.server.close()
@@ -800,6 +796,18 @@ class Res:
         self.emit()
 
 
+async def cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel and reap; re-cancel a task that swallowed its cancellation."""
+    pending = [t for t in tasks if t is not asyncio.current_task()]
+    for _ in range(5):
+        pending = [t for t in pending if not t.done()]
+        if not pending:
+            return
+        for t in pending:
+            t.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+
+
 def decide(a: dict, b: dict) -> tuple[str, str | None, int]:
     """The sync handshake (DRBD's uuid_compare, simplified), symmetric: both
     sides compute it from the two hellos sorted by node name.  Returns
@@ -875,9 +883,7 @@ class Link:
         for f in self.waiting.values():
             if not f.done():
                 f.set_result(False)
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        self.writer.close()  # not waited for: asyncio.wait_for may swallow a cancellation (3.11)
 
     async def pinger(self) -> None:
         while True:
@@ -1035,6 +1041,11 @@ async def serve(node: Node) -> None:
             rc = 20
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except Exception as e:  # a simulator bug: say so instead of hanging the client
+            import traceback
+            traceback.print_exc()
+            out.send(err=f"drbdsim: internal error: {e!r}\n")
+            rc = 20
         with contextlib.suppress(Exception):
             out.send(rc=rc)
             await writer.drain()
@@ -1045,6 +1056,13 @@ async def serve(node: Node) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def dump_tasks() -> None:  # kill -USR1: where is every task (debugging)
+        for t in asyncio.all_tasks():
+            t.print_stack(file=sys.stderr)
+        sys.stderr.flush()
+
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     node.write_status()
     async with server:
         await stop.wait()

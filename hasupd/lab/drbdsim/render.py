@@ -99,7 +99,7 @@ def proc_drbd(views: list[View]) -> str:
                    f"{proto} {flags}\n"
                    f"    ns:{c.get('ns', 0)} nr:{c.get('nr', 0)} dw:{c.get('dw', 0)} dr:{c.get('dr', 0)} "
                    f"al:{c.get('al', 0)} bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:{v.oos_kib}\n")
-        if cs84(v) in SYNC_STATES:
+        if cs84(v) in ("SyncSource", "SyncTarget"):  # not while paused
             out.append(_progress(v))
     return "".join(out)
 
