@@ -258,10 +258,14 @@ class Alerter:
             await proc.wait()
             self._note(f"alert agent {agent.path} killed after its timeout of {agent.timeout:g}s")
             return
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # close(): the run is abandoned, its processes killed and reaped
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
+                pass
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
             raise
         if proc.returncode != 0:
