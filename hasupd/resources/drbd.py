@@ -175,7 +175,7 @@ class DrbdDriver:
         if r.ok:
             return r
         f = classify(r.output or r.message, r.returncode, errno=r.errno, timed_out=r.timed_out,
-                     command=argv)
+                     command=argv, module_loaded=os.path.exists(self.cfg.status_path))
         status = holders = None
         if f.kind is FailureKind.NEED_UPTODATE:
             status = await self.status()
@@ -221,6 +221,13 @@ class DrbdDriver:
 
     async def disconnect(self, timeout: float | None = None) -> Result:
         return await self._run(self._adm("disconnect", self.name), "disconnect", timeout)
+
+    async def attach(self, timeout: float | None = None) -> Result:
+        """Re-attach the backing disk (after it came back)."""
+        return await self._run(self._adm("attach", self.name), "attach", timeout)
+
+    async def detach(self, timeout: float | None = None) -> Result:
+        return await self._run(self._adm("detach", self.name), "detach", timeout)
 
     async def has_metadata(self, timeout: float | None = None) -> tuple[bool | None, Result]:
         """(True/False, result), or (None, the error) when it cannot be told.

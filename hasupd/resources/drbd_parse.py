@@ -384,8 +384,10 @@ _CODE = re.compile(r"(?:Failure|State change failed):\s*\((-?\d+)\)\s*(.*)")
 
 
 def classify(output: str, returncode: int | None, *, errno: int | None = None,
-             timed_out: bool = False, command: Sequence[str] = ()) -> DrbdFailure:
-    """What a failed drbdadm/drbdsetup/modprobe run means."""
+             timed_out: bool = False, command: Sequence[str] = (),
+             module_loaded: bool | None = None) -> DrbdFailure:
+    """What a failed drbdadm/drbdsetup/modprobe run means.  ``module_loaded``
+    (/proc/drbd exists) disambiguates drbdadm's bare "exit code 20"."""
     prog = command[0].rsplit("/", 1)[-1] if command else ""
     if timed_out:
         return DrbdFailure(FailureKind.TIMEOUT, None, "timed out")
@@ -399,6 +401,11 @@ def classify(output: str, returncode: int | None, *, errno: int | None = None,
     if "module drbd not found" in low or "failed to modprobe drbd" in low:
         line = next((x for x in output.splitlines() if "drbd" in x.lower()), output.strip())
         return DrbdFailure(FailureKind.NO_MODULE, None, line.strip())
+    if module_loaded is False and "terminated with exit code 20" in output:
+        # `drbdadm up` without the module only says: Command 'drbdsetup
+        # new-resource r0 0' terminated with exit code 20 (fixtures/no-module.txt)
+        return DrbdFailure(FailureKind.NO_MODULE, None, "drbdsetup could not reach the drbd module, "
+                                                        "which is not loaded")
     m = _CODE.search(output)
     if m:
         code, text = int(m.group(1)), m.group(0).strip()

@@ -174,3 +174,16 @@ def test_module_not_loaded_is_not_module_missing():
     f = classify("Could not connect to 'drbd' generic netlink family", 20, command=("drbdsetup",))
     assert f.kind is FailureKind.NOT_LOADED
     assert "not loaded" in explain(f, "r0", action="status")
+
+
+def test_drbdadm_up_without_module_is_named_when_the_module_is_absent():
+    # the real capture: `drbdadm up r0` on a host without the module
+    text = fixture_text("no-module.txt")
+    lines = text.splitlines()
+    up_out = lines[[i for i, ln in enumerate(lines) if ln.startswith("$ drbdadm up r0")][0] + 1]
+    assert up_out == "Command 'drbdsetup new-resource r0 0' terminated with exit code 20"
+    f = classify(up_out, 1, command=("drbdadm", "up", "r0"), module_loaded=False)
+    assert f.kind is FailureKind.NO_MODULE
+    assert "kmod-drbd84" in explain(f, "r0", action="up")
+    # with the module loaded the same words are not blamed on it
+    assert classify(up_out, 1, module_loaded=True).kind is FailureKind.OTHER
