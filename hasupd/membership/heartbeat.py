@@ -134,6 +134,7 @@ class PeerView:
     loss: tuple[float, ...]  # per ring, estimated share of packets lost
     config_digest: str
     ever_seen: bool
+    ring_last_seen: tuple[float | None, ...] = ()  # per ring, monotonic
 
 
 # ---------------------------------------------------------------- rings
@@ -286,7 +287,7 @@ class Heartbeat:
             incarnation=self._peer_inc, payload=self._peer_payload, last_seen=self._last_seen,
             lost_at=self._lost_at, rtt=tuple(r.rtt for r in self._rings),
             loss=tuple(round(r.loss, 4) for r in self._rings), config_digest=self._peer_digest,
-            ever_seen=self._ever_seen,
+            ever_seen=self._ever_seen, ring_last_seen=tuple(r.last_seen for r in self._rings),
         )
 
     async def close(self) -> None:
@@ -330,12 +331,14 @@ class Heartbeat:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        self._send(now)
-        self._check_rings(now)
-        self._next_tick += self.interval
-        if self._next_tick <= now:  # we were late (a busy machine): do not burst to catch up
-            self._next_tick = now + self.interval
-        self._tick_handle = self._loop.call_later(self._next_tick - now, self._tick)
+        try:
+            self._send(now)
+            self._check_rings(now)
+        finally:  # whatever went wrong (the loop logs it), the heartbeat goes on
+            self._next_tick += self.interval
+            if self._next_tick <= now:  # we were late (a busy machine): do not burst to catch up
+                self._next_tick = now + self.interval
+            self._tick_handle = self._loop.call_later(self._next_tick - now, self._tick)
 
     def _send_now_cb(self) -> None:
         self._send_soon = None

@@ -56,7 +56,7 @@ def test_api_payload_digest_and_death():
         a = hbmod.Heartbeat(make_config(port), "n1", KEY)
         b = hbmod.Heartbeat(make_config(port, deadtime="700ms"), "n2", KEY)  # another digest
         assert a.peer() == hbmod.PeerView("n2", False, (False,), "", None, None, None, (None,), (0.0,),
-                                          "", False)
+                                          "", False, (None,))
         await a.start()
         await b.start()
         try:
@@ -82,6 +82,7 @@ def test_api_payload_digest_and_death():
             assert view.incarnation == b.incarnation and view.config_digest == b.digest
             assert view.payload == {"node": {"name": "n2", "claims": {"g": 3}}}
             assert view.rtt[0] is not None and view.rtt[0] < 0.05
+            assert view.ring_last_seen[0] == view.last_seen
             assert a.counters["received"] >= 3 and b.counters["sent"] >= 4
             with pytest.raises(ValueError, match="too large"):
                 b.set_payload({"x": os.urandom(2000).hex()})
