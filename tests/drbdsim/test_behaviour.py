@@ -1,0 +1,208 @@
+"""The simulator's rules and its data path: real TCP over the namespaces,
+real loop devices and ext4."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .conftest import PrivateMount, connected_uptodate, ok, proc, run, wait
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def test_cut_link_disconnects_within_ping_window(make_cluster, net):
+    sc = make_cluster(ping_int=1.0, ping_timeout=0.5)
+    connected_uptodate(sc)
+    time.sleep(3)  # pings keep an idle connection up
+    assert sc.state("n1")["conn"] == "Connected"
+    t0 = time.monotonic()
+    net.cut("n2")
+    sc.wait_for("n1", lambda s: s["conn"] == "Connecting", timeout=15, interval=0.05)
+    took = time.monotonic() - t0
+    print(f"link cut noticed after {took:.2f}s (ping-int 1 + ping-timeout 0.5)")
+    assert 1.0 <= took <= 1.5 + 2.5
+    assert "PingAck did not arrive in time." in open(sc.kern_log("n1")).read()
+    # the primary wrote nothing while apart, yet moved to a new generation: it is the resync source
+    net.mend("n2")
+    sc.wait_for("n1", lambda s: s["conn"] == "Connected" and s["repl"] == "Established"
+                and s["peer_disk"] == "UpToDate", timeout=20)
+
+
+def test_resync_after_reconnect_shows_progress(make_cluster, net, tmp_path):
+    sc = make_cluster(resync_rate_kib=4096, resync_min_s=1.0)
+    connected_uptodate(sc, mkfs=True)
+    m = PrivateMount(sc.device("n1"), str(tmp_path / "m"))
+    try:
+        net.cut("n2")
+        sc.wait_for("n1", lambda s: s["conn"] == "Connecting", timeout=15)
+        m.sh(f"dd if=/dev/urandom of={m.mnt}/big bs=1M count=12 conv=fsync status=none")
+        sc.wait_for("n1", lambda s: s["oos"] >= 12 * 1024, timeout=10)
+        net.mend("n2")
+        st = sc.wait_for("n2", lambda s: s["repl"] == "SyncTarget", timeout=20, interval=0.05)
+        assert st["disk"] == "Inconsistent"
+        text = proc(sc, "n2")
+        assert "cs:SyncTarget" in text and "sync'ed:" in text and "finish:" in text and "want:" in text
+        status = ok(sc, "n1", "drbdadm", "status", "r0")
+        assert "replication:SyncSource" in status and "done:" in status
+        sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["repl"] == "Established", timeout=30)
+    finally:
+        m.umount()
+
+
+def test_events2_stream_survives_down_up(make_cluster):
+    sc = make_cluster()
+    connected_uptodate(sc)
+    ok(sc, "n1", "drbdadm", "secondary", "r0")
+    p = subprocess.Popen(["nsenter", f"--net=/run/netns/{sc.nodes['n1'][0]}", "--", "drbdsetup", "events2",
+                          "--timestamps", "r0"], env=sc.env("n1"), stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        lines = []
+        while not lines or not lines[-1].endswith("exists -"):
+            lines.append(p.stdout.readline().rstrip("\n"))
+        ok(sc, "n1", "drbdadm", "primary", "r0")
+        ok(sc, "n1", "drbdadm", "secondary", "r0")
+        ok(sc, "n1", "drbdadm", "down", "r0")
+        ok(sc, "n1", "drbdadm", "up", "r0")
+        sc.wait_for("n1", lambda s: s["conn"] == "Connected" and s["repl"] == "Established")
+        ok(sc, "n1", "drbdadm", "disconnect", "r0")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = p.stdout.readline().rstrip("\n")
+            lines.append(line)
+            if line.endswith("destroy connection name:r0 peer-node-id:0 conn-name:peer") and \
+                    any(" create resource " in x for x in lines):
+                break
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(10)
+    body = [x.split(" ", 1)[1] for x in lines]  # without the timestamps
+    assert body[:4][0] == "exists resource name:r0 role:Secondary suspended:no"
+    for expected in ("change resource name:r0 role:Primary", "change resource name:r0 role:Secondary",
+                     "change connection name:r0 peer-node-id:0 conn-name:peer connection:Disconnecting",
+                     "destroy peer-device name:r0 peer-node-id:0 conn-name:peer volume:0",
+                     "destroy device name:r0 volume:0 minor:1", "destroy resource name:r0",
+                     "create resource name:r0 role:Secondary suspended:no",
+                     "create device name:r0 volume:0 minor:1 disk:Diskless",
+                     "change connection name:r0 peer-node-id:0 conn-name:peer connection:Connecting",
+                     "change connection name:r0 peer-node-id:0 conn-name:peer connection:Connected"):
+        assert expected in body, f"{expected!r} not in stream:\n" + "\n".join(body)
+    assert body.index("destroy resource name:r0") < body.index("create resource name:r0 role:Secondary "
+                                                                "suspended:no")
+
+
+def test_clean_switch_keeps_fsynced_data(make_cluster, tmp_path):
+    sc = make_cluster()
+    connected_uptodate(sc, mkfs=True)
+    assert not os.path.exists(sc.device("n2"))  # only the Primary has the device
+    m = PrivateMount(sc.device("n1"), str(tmp_path / "a"))
+    m.sh(f"echo hello-from-n1 > {m.mnt}/data && sync {m.mnt}/data")
+    m.umount()
+    ok(sc, "n1", "drbdadm", "secondary", "r0")
+    assert not os.path.exists(sc.device("n1"))
+    ok(sc, "n2", "drbdadm", "primary", "r0")
+    m2 = PrivateMount(sc.device("n2"), str(tmp_path / "b"))
+    try:
+        assert m2.sh(f"cat {m2.mnt}/data") == "hello-from-n1\n"
+    finally:
+        m2.umount()
+
+
+def test_crash_of_primary_node_keeps_fsynced_data(make_cluster, net, tmp_path):
+    sc = make_cluster()
+    connected_uptodate(sc, mkfs=True)
+    # the mount lives in a mount namespace held by a process of node n1
+    m = PrivateMount(sc.device("n1"), str(tmp_path / "a"),
+                     ns_prefix=["nsenter", f"--net=/run/netns/{net.ns['n1']}", "--"])
+    m.sh(f"echo survived > {m.mnt}/data && sync {m.mnt}/data")
+    pids = net.pids("n1")
+    assert sc.pid("n1") in pids and m.p.pid in pids
+    for pid in pids:  # the node crashes: every process of it SIGKILLed
+        os.kill(pid, signal.SIGKILL)
+    m.p.wait(10)
+    sc.procs["n1"].wait(10)
+    sc.wait_for("n2", lambda s: s["conn"] == "Connecting", timeout=15)
+    ok(sc, "n2", "drbdadm", "primary", "r0")
+    m2 = PrivateMount(sc.device("n2"), str(tmp_path / "b"))
+    try:
+        assert m2.sh(f"cat {m2.mnt}/data") == "survived\n"
+        m2.sh(f"echo after-failover > {m2.mnt}/more && sync {m2.mnt}/more")
+        # n1 reboots: it comes back as a Secondary and resyncs from n2
+        sc.start_node("n1")
+        ok(sc, "n1", "drbdadm", "up", "r0")
+        sc.wait_for("n1", lambda s: s["disk"] == "UpToDate" and s["repl"] == "Established"
+                    and s["peer_role"] == "Primary", timeout=30)
+    finally:
+        m2.umount()
+
+
+def test_frozen_primary_is_noticed_then_split_brain(make_cluster, net, tmp_path):
+    sc = make_cluster()
+    connected_uptodate(sc, mkfs=True)
+    m = PrivateMount(sc.device("n1"), str(tmp_path / "a"))
+    m.sh(f"echo before-freeze > {m.mnt}/data && sync {m.mnt}/data")
+    os.kill(sc.pid("n1"), signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        sc.wait_for("n2", lambda s: s["conn"] == "Connecting", timeout=15, interval=0.05)
+        assert time.monotonic() - t0 <= 1.5 + 2.5
+        ok(sc, "n2", "drbdadm", "primary", "r0")  # fencing dont-care: the peer may be dead
+        m2 = PrivateMount(sc.device("n2"), str(tmp_path / "b"))
+        assert m2.sh(f"cat {m2.mnt}/data") == "before-freeze\n"
+        # n1's image is not the one n2 mounted: both run, apart
+        m2.sh(f"echo n2-was-here > {m2.mnt}/data && sync")
+        assert m.sh(f"cat {m.mnt}/data") == "before-freeze\n"
+    finally:
+        os.kill(sc.pid("n1"), signal.SIGCONT)
+    sc.wait_for("n1", lambda s: s["conn"] == "StandAlone", timeout=20)
+    sc.wait_for("n2", lambda s: s["conn"] == "StandAlone", timeout=20)
+    m.umount()
+    m2.umount()
+
+
+def test_second_primary_refused_and_promotion_on_outdated(make_cluster, net):
+    sc = make_cluster()
+    connected_uptodate(sc)
+    r = run(sc, "n2", "drbdadm", "primary", "r0")
+    assert r.returncode == 11 and "(-1) Multiple primaries not allowed by config" in r.stderr
+    net.cut("n2")
+    sc.wait_for("n2", lambda s: s["conn"] == "Connecting", timeout=15)
+    ok(sc, "n2", "drbdadm", "outdate", "r0")
+    r = run(sc, "n2", "drbdadm", "primary", "r0")
+    assert r.returncode == 17 and "(-2) Need access to UpToDate data" in r.stderr
+    ok(sc, "n2", "drbdadm", "primary", "--force", "r0")  # an operator may override
+    assert sc.state("n2")["role"] == "Primary"
+
+
+def test_backing_disk_loss_makes_node_diskless(make_cluster):
+    sc = make_cluster()
+    connected_uptodate(sc)
+    t0 = time.monotonic()
+    subprocess.run(["losetup", "-d", sc.disk("n2")], check=True)
+    sc.wait_for("n2", lambda s: s["disk"] == "Diskless", timeout=5, interval=0.05)
+    took = time.monotonic() - t0
+    print(f"backing disk loss -> Diskless after {took:.2f}s")
+    assert took < 2.0
+    assert ok(sc, "n2", "drbdadm", "dstate", "r0") == "Diskless/UpToDate\n"
+    sc.wait_for("n1", lambda s: s["peer_disk"] == "Diskless", timeout=5)
+    r = run(sc, "n2", "drbdadm", "attach", "r0")
+    assert r.returncode == 10 and "(104) Can not open backing device." in r.stderr
+
+
+def test_fence_peer_on_link_loss_and_unfence_after_resync(make_cluster, net, tmp_path):
+    log = tmp_path / "h"
+    sc = make_cluster(fencing="resource-only", handlers={
+        "fence-peer": f"echo fence-$DRBD_PEER >> {log}; exit 7",
+        "unfence-peer": f"echo unfence-$DRBD_PEER >> {log}"})
+    connected_uptodate(sc)
+    net.cut("n2")
+    sc.wait_for("n1", lambda s: s["peer_disk"] == "Outdated", timeout=15)
+    assert log.read_text() == "fence-n2\n"
+    sc.wait_for("n2", lambda s: s["conn"] == "Connecting", timeout=15)
+    net.mend("n2")
+    wait(lambda: "unfence-n2" in log.read_text(), 30, "unfence-peer")
+    st = sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["repl"] == "Established", timeout=30)
+    assert st["peer_role"] == "Primary"
