@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import stat
 import time
 from typing import AsyncIterator, Callable, Iterable
 
@@ -79,34 +80,48 @@ async def ensure_module(cfg: config.Drbd, timeout: float = 30.0, env: dict[str, 
 # ---------------------------------------------------------------- holders
 
 
-def _mountinfo() -> list[tuple[str, str]]:
-    """(source, mountpoint) of every mount in this mount namespace."""
+def _mountinfo() -> list[tuple[str, str, str]]:
+    """(major:minor, source, mountpoint) of every mount in this mount namespace."""
     out = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
-                mp = left.split()[4].replace("\\040", " ")
+                fields = left.split()
                 src = right.split()[1] if len(right.split()) > 1 else ""
-                out.append((src, mp))
-    except OSError:
+                out.append((fields[2], src, fields[4].replace("\\040", " ")))
+    except (OSError, IndexError):
         pass
     return out
 
 
+def _rdev(path: str) -> int | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
+
+
 def find_holders(device: str) -> list[str]:
     """Who holds ``device`` open: its mounts, processes with it (or a file
-    under its mounts) open or as cwd, and kernel holders (dm/LVM)."""
+    under its mounts) open or as cwd, and kernel holders (dm/LVM).  The
+    device is matched by its device number, whatever node names it."""
     real = os.path.realpath(device)
-    mounts = [mp for src, mp in _mountinfo() if src and os.path.realpath(src) == real]
+    rdev = _rdev(real)
+    majmin = f"{os.major(rdev)}:{os.minor(rdev)}" if rdev is not None else None
+    mounts = [mp for mm, src, mp in _mountinfo()
+              if (majmin is not None and mm == majmin) or (src and os.path.realpath(src) == real)]
     found: list[str] = [f"mounted on {mp}" for mp in mounts]
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil is a dependency
         psutil = None
 
-    def under(path: str) -> bool:
-        return path == real or any(path == mp or path.startswith(mp.rstrip("/") + "/") for mp in mounts)
+    def under(link: str, path: str) -> bool:
+        if any(path == mp or path.startswith(mp.rstrip("/") + "/") for mp in mounts):
+            return True
+        return path == real or (rdev is not None and path.startswith("/dev/") and _rdev(link) == rdev)
 
     me = os.getpid()
     for pid_s in os.listdir("/proc"):
@@ -115,12 +130,13 @@ def find_holders(device: str) -> list[str]:
         pid = int(pid_s)
         hit = False
         with contextlib.suppress(OSError):
-            hit = under(os.readlink(f"/proc/{pid}/cwd"))
+            hit = under(f"/proc/{pid}/cwd", os.readlink(f"/proc/{pid}/cwd"))
         if not hit:
             with contextlib.suppress(OSError):
                 for fd in os.listdir(f"/proc/{pid}/fd"):
+                    link = f"/proc/{pid}/fd/{fd}"
                     with contextlib.suppress(OSError):
-                        if under(os.readlink(f"/proc/{pid}/fd/{fd}")):
+                        if under(link, os.readlink(link)):
                             hit = True
                             break
         if hit:

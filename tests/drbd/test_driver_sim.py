@@ -1,0 +1,392 @@
+"""The DRBD driver against the simulator (hasupd.lab.drbdsim) on two
+network namespaces (dd-n1, dd-n2 joined by a bridge in dd-lan): the driver
+only sees drbdadm/drbdsetup/modprobe on its PATH and the /proc/drbd-format
+file, as on a real node.  The replication link is a real TCP connection, so
+cutting the bridge port really disconnects it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from hasupd import config
+from hasupd.lab.drbdsim.harness import SimCluster, TwoNodeNet
+from hasupd.model import DrbdStatus, FenceState
+from hasupd.resources import drbd
+from hasupd.resources.drbd_handler import fence_peer_verdict
+
+from .test_handler import FakeDaemon
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+PING = dict(ping_int=1.0, ping_timeout=0.5)  # the recommended `net { ping-int 1; ping-timeout 5; }`
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def net():
+    with TwoNodeNet("dd", "10.77.11") as n:
+        yield n
+
+
+@pytest.fixture
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="dd-sim-") as d:
+        yield Path(d)
+
+
+def drivers(sc: SimCluster, minor_count: int = 2) -> dict[str, drbd.DrbdDriver]:
+    out = {}
+    for n in sc.nodes:
+        res = config.DrbdResource("r0", sc.device(n), sc.res_opts["minor"], sc.disk(n), 7789)
+        cfg = config.Drbd(True, minor_count, sc.status_path(n), "drbdadm", "drbdsetup", 11.0, (res,))
+        out[n] = drbd.DrbdDriver(cfg, res, env=sc.env(n), timeout=30, probe_interval=5)
+    return out
+
+
+async def until(d: drbd.DrbdDriver, pred, timeout: float = 30.0, seen: list | None = None) -> DrbdStatus:
+    st = await d.wait_until(pred, timeout, interval=0.1, on_status=seen.append if seen is not None else None)
+    assert st is not None, f"{d.name}: condition not met within {timeout}s, last {d.last_status}"
+    return st
+
+
+def both_uptodate(st: DrbdStatus) -> bool:
+    return st.connected and st.disk == "UpToDate" and st.peer_disk == "UpToDate" \
+        and st.replication == "Established"
+
+
+async def first_sync(dv: dict[str, drbd.DrbdDriver]) -> list[DrbdStatus]:
+    """create-md + up on both, n1's data wins; returns n2's statuses during the sync."""
+    for d in dv.values():
+        assert (await drbd.ensure_module(d.cfg, env=d.env)).ok
+        has, r = await d.has_metadata()
+        assert (has, r.ok) == (False, True), r.message
+        assert (await d.create_md()).ok
+        assert (await d.has_metadata())[0] is True
+        assert (await d.up()).ok
+    await until(dv["n1"], lambda s: s.connected and s.disk == s.peer_disk == "Inconsistent")
+    r = await dv["n1"].promote()
+    assert not r.ok and "local disk is Inconsistent" in r.message
+    assert "hasupctl drbd init r0 --this-node-wins" in r.message
+    assert (await dv["n1"].force_primary_overwrite_peer()).ok
+    seen: list[DrbdStatus] = []
+    await until(dv["n2"], both_uptodate, 60, seen)
+    await until(dv["n1"], both_uptodate)
+    return seen
+
+
+def test_up_first_sync_promote_demote(net, workdir):
+    with SimCluster(workdir, net.nodes(), prefix="dd", resync_rate_kib=32768, **PING) as sc:
+        dv = drivers(sc)
+
+        async def go():
+            seen = await first_sync(dv)
+            syncing = [s for s in seen if s.replication == "SyncTarget"]
+            assert syncing and syncing[-1].sync_percent is not None
+            assert [s.sync_percent for s in syncing] == sorted(s.sync_percent for s in syncing)
+            # up again is idempotent (adjust)
+            r = await dv["n1"].up()
+            assert r.ok and r.command[1] == "adjust"
+            st1, st2 = await dv["n1"].status(), await dv["n2"].status()
+            assert (st1.role, st1.peer_role, st2.role, st2.peer_role) == (
+                "Primary", "Secondary", "Secondary", "Primary")
+            r = await dv["n2"].promote()
+            assert not r.ok and r.returncode == 11 and "peer is Primary" in r.message
+            assert (await dv["n1"].demote()).ok
+            assert (await dv["n2"].promote()).ok
+            st2 = await until(dv["n2"], lambda s: s.role == "Primary" and s.peer_role == "Secondary")
+            assert both_uptodate(st2)
+            return syncing
+
+        syncing = asyncio.run(go())
+        print(f"first sync seen at {[s.sync_percent for s in syncing]} %")
+
+
+def test_demote_refused_names_the_holders(net, workdir):
+    with SimCluster(workdir / "sim", net.nodes(), prefix="dd", **PING) as sc:
+        dv = drivers(sc)
+
+        async def go():
+            await first_sync(dv)
+            dev = sc.device("n1")
+            mnt = workdir / "mnt"
+            mnt.mkdir()
+            subprocess.run(["mkfs.ext4", "-q", dev], check=True, timeout=60)
+            subprocess.run(["mount", dev, str(mnt)], check=True, timeout=60)
+            sleeper = subprocess.Popen(["sleep", "60"], cwd=mnt)
+            try:
+                r = await dv["n1"].demote()
+                assert not r.ok and r.returncode == 11
+                assert "held open" in r.message and f"mounted on {mnt}" in r.message, r.message
+                assert f"pid {sleeper.pid} (sleep)" in r.message, r.message
+            finally:
+                sleeper.kill()
+                sleeper.wait()
+                subprocess.run(["umount", str(mnt)], timeout=60)
+            assert (await dv["n1"].demote()).ok
+
+        asyncio.run(go())
+
+
+def test_cut_link_reconnect_resync_and_data_follows(net, workdir):
+    with SimCluster(workdir, net.nodes(), prefix="dd", resync_rate_kib=8192, **PING) as sc:
+        dv = drivers(sc)
+
+        async def go():
+            await first_sync(dv)
+            seen: list[DrbdStatus] = []
+
+            async def collect():
+                async for st in dv["n1"].watch():
+                    seen.append(st)
+
+            watcher = asyncio.create_task(collect())
+            try:
+                await asyncio.sleep(0.5)
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                await loop.run_in_executor(None, net.cut, "n2")
+                while not any(not s.connected for s in seen):
+                    assert loop.time() - t0 < 30, seen[-3:]
+                    await asyncio.sleep(0.05)
+                lost_s = loop.time() - t0
+                lost = next(s for s in seen if not s.connected)
+                assert lost.role == "Primary" and lost.peer_disk in ("DUnknown", "Outdated")
+                # write while apart: the peer must get it through the resync
+                marker = f"dd-{time.time()}".encode().ljust(4096, b"\0")
+                fd = os.open(sc.device("n1"), os.O_WRONLY)
+                try:
+                    os.pwrite(fd, marker * 256, 0)  # 1 MiB
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                await loop.run_in_executor(None, net.mend, "n2")
+                n = len(seen)
+                while not (seen[-1:] and both_uptodate(seen[-1]) and len(seen) > n):
+                    assert loop.time() - t0 < 90, seen[-3:]
+                    await asyncio.sleep(0.05)
+                back = seen[n:]
+                assert any(s.replication == "SyncSource" for s in back), [s.replication for s in back]
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            # failover: the data written while apart is on n2
+            assert (await dv["n1"].demote()).ok
+            assert (await dv["n2"].promote()).ok
+            fd = os.open(sc.device("n2"), os.O_RDONLY)
+            try:
+                assert os.pread(fd, 4096, 0) == marker
+            finally:
+                os.close(fd)
+            return lost_s
+
+        lost_s = asyncio.run(go())
+        print(f"link cut seen by the Primary's watch after {lost_s:.2f} s (ping-int 1 s)")
+
+
+def test_backing_disk_detach_seen_through_uevents(net, workdir):
+    with SimCluster(workdir, net.nodes(), prefix="dd", **PING) as sc:
+        dv = drivers(sc)
+
+        async def go():
+            await first_sync(dv)
+            d = dv["n2"]
+            d.probe_interval = 600  # only events can tell
+            agen = d.watch()
+            first = await asyncio.wait_for(agen.__anext__(), 30)
+            assert first.disk == "UpToDate" and first.backing_disk_present
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await loop.run_in_executor(None, subprocess.run, ["losetup", "-d", sc.disk("n2")])
+            gone = diskless = None
+            while gone is None or diskless is None:
+                st = await asyncio.wait_for(agen.__anext__(), 30)
+                if not st.backing_disk_present and gone is None:
+                    gone = loop.time() - t0
+                if st.disk == "Diskless" and diskless is None:
+                    diskless = loop.time() - t0
+            await agen.aclose()
+            assert d.disk_events >= 1 and d.udev_source in ("udev", "kernel")
+            peer = await dv["n1"].status()
+            assert peer.peer_disk == "Diskless" and peer.role == "Primary"
+            return gone, diskless
+
+        gone, diskless = asyncio.run(go())
+        print(f"disk detach: uevent after {gone * 1000:.0f} ms, DRBD Diskless after {diskless * 1000:.0f} ms")
+
+
+def test_module_missing_is_one_clear_error(net, workdir):
+    with SimCluster(workdir, net.nodes(), prefix="dd", module="missing", **PING) as sc:
+        d = drivers(sc)["n1"]
+
+        async def go():
+            r = await drbd.ensure_module(d.cfg, env=d.env)
+            assert not r.ok and r.command == ("modprobe", "drbd", "minor_count=2")
+            assert "drbd kernel module is missing" in r.message and "kmod-drbd84" in r.message
+            up = await d.up()
+            assert not up.ok and "drbd kernel module is missing" in up.message, up.message
+            st = await d.status()
+            assert not st.up
+
+        asyncio.run(go())
+
+
+def test_minor_not_allocated_means_not_up_even_with_minor_count_1(net, workdir):
+    with SimCluster(workdir, net.nodes(), prefix="dd", minor=7, **PING) as sc:
+        d = drivers(sc, minor_count=1)["n1"]
+
+        async def go():
+            assert (await drbd.ensure_module(d.cfg, env=d.env)).ok
+            assert (await d.create_md()).ok
+            r = await d.attach()  # the reference admin's trap: attach before up
+            assert not r.ok and r.returncode == 10
+            assert "not up" in r.message and "not a minor_count problem" in r.message
+            assert "minor 7" in r.message
+            assert (await d.up()).ok  # minor 7 with minor_count=1 works, as measured
+            st = await d.status()
+            assert st.up and st.minor == 7 and st.disk == "Inconsistent"
+
+        asyncio.run(go())
+
+
+def test_drbd_utils_missing_with_the_simulator_off_path(net, workdir):
+    with SimCluster(workdir, net.nodes(), prefix="dd", **PING) as sc:
+        d = drivers(sc)["n1"]
+        d.env = {"PATH": str(workdir / "empty")}
+
+        async def go():
+            r = await d.up()
+            assert not r.ok and "install the drbd-utils package" in r.message
+            assert not (await d.status()).up and "drbd-utils" in d.last_error
+
+        asyncio.run(go())
+
+
+# ---------------------------------------------------------------- fencing, split brain
+
+
+def handler_cmd(which: str, sock: str) -> str:
+    return (f"HASUPD_SOCKET={sock} PYTHONPATH={REPO} HASUPD_HANDLER_TIMEOUT=20 "
+            f"{sys.executable} -m hasupd.resources.drbd_handler {which}")
+
+
+def _verdict(alive: bool, peer: DrbdStatus | None) -> dict:
+    v = fence_peer_verdict(alive, peer, "none", FenceState.NONE, resource="r0")
+    return {"ok": True, "verdict": v.verdict, "detail": v.detail}
+
+
+def test_fence_peer_handler_end_to_end(net, workdir):
+    """fencing resource-only with hasupd-drbd-handler: the Primary losing its
+    peer gets `down` (5) and marks it Outdated; the cut-off Secondary asked
+    to promote gets `peer-primary` (6), outdates itself and is refused."""
+    # one handler line for both nodes: each reaches its own daemon, found by
+    # the peer's name DRBD puts in the environment (n1's handler: DRBD_PEER=n2)
+    pattern = str(workdir / "asked-about-$DRBD_PEER.sock")
+    daemons = {
+        # n1's daemon: the peer is silent on every ring, guard none
+        "n1": FakeDaemon(str(workdir / "asked-about-n2.sock"), lambda req: _verdict(False, None)),
+        # n2's daemon still hears n1 (only the replication link is cut), and n1 is Primary
+        "n2": FakeDaemon(str(workdir / "asked-about-n1.sock"), lambda req: _verdict(
+            True, DrbdStatus("r0", up=True, role="Primary", disk="UpToDate"))),
+    }
+    try:
+        handlers = {h: handler_cmd(h, pattern) for h in ("fence-peer", "unfence-peer")}
+        with SimCluster(workdir / "sim", net.nodes(), prefix="dd", fencing="resource-only",
+                        handlers=handlers, **PING) as sc:
+            dv = drivers(sc)
+
+            async def go():
+                await first_sync(dv)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, net.cut, "n2")
+                st1 = await until(dv["n1"], lambda s: not s.connected and s.peer_disk == "Outdated", 30)
+                assert st1.role == "Primary"
+                assert [r["cmd"] for r in daemons["n1"].requests] == ["drbd-fence-peer"]
+                assert daemons["n1"].requests[0]["peer"] == "n2"
+                await until(dv["n2"], lambda s: not s.connected)
+                assert daemons["n2"].requests == []  # a disconnected Secondary is not fenced
+                r = await dv["n2"].promote()
+                assert not r.ok and "local disk is Outdated" in r.message, r.message
+                assert [r["cmd"] for r in daemons["n2"].requests] == ["drbd-fence-peer"]
+                await loop.run_in_executor(None, net.mend, "n2")
+                await until(dv["n2"], both_uptodate, 60)
+                t0 = loop.time()
+                while "drbd-unfence-peer" not in [r["cmd"] for r in daemons["n1"].requests]:
+                    assert loop.time() - t0 < 20, daemons["n1"].requests
+                    await asyncio.sleep(0.05)
+
+            asyncio.run(go())
+    finally:
+        for d in daemons.values():
+            d.close()
+
+
+def test_split_brain_seen_alerted_and_recovered(net, workdir):
+    sock = workdir / "hasupd.sock"
+    daemon = FakeDaemon(str(sock), {"ok": True})
+    try:
+        handlers = {"split-brain": handler_cmd("split-brain", str(sock))}
+        with SimCluster(workdir / "sim", net.nodes(), prefix="dd", fencing="dont-care",
+                        handlers=handlers, **PING) as sc:
+            dv = drivers(sc)
+
+            async def go():
+                await first_sync(dv)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, net.cut, "n2")
+                await until(dv["n2"], lambda s: not s.connected)
+                assert (await dv["n2"].promote()).ok  # dont-care: UpToDate promotes alone
+                for n in ("n1", "n2"):  # both write while apart
+                    fd = os.open(sc.device(n), os.O_WRONLY)
+                    os.pwrite(fd, n.encode() * 2048, 0)
+                    os.fsync(fd)
+                    os.close(fd)
+                seen: list[DrbdStatus] = []
+
+                async def collect():
+                    async for st in dv["n1"].watch():
+                        seen.append(st)
+
+                watcher = asyncio.create_task(collect())
+                try:
+                    await asyncio.sleep(0.5)
+                    await loop.run_in_executor(None, net.mend, "n2")
+                    t0 = loop.time()
+                    while not any(s.split_brain for s in seen):
+                        assert loop.time() - t0 < 30, seen[-3:]
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(1.0)
+                    assert seen[-1].split_brain and seen[-1].connection == "StandAlone"
+                    # a deep probe cannot see it, the driver remembers it
+                    st = await dv["n1"].status()
+                    assert st.split_brain and st.connection == "StandAlone"
+                    t0 = loop.time()
+                    while not any(r.get("cmd") == "alert" for r in daemon.requests):
+                        assert loop.time() - t0 < 20
+                        await asyncio.sleep(0.05)
+                    # recovery: n2 is the victim
+                    assert (await dv["n2"].demote()).ok
+                    assert (await dv["n2"].connect(discard_my_data=True)).ok
+                    assert (await dv["n1"].connect()).ok
+                    st = await until(dv["n1"], both_uptodate, 60)
+                    assert not st.split_brain
+                    t0 = loop.time()
+                    while not (seen and not seen[-1].split_brain and both_uptodate(seen[-1])):
+                        assert loop.time() - t0 < 30, seen[-3:]
+                        await asyncio.sleep(0.05)
+                finally:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
+
+            asyncio.run(go())
+        alert = next(r for r in daemon.requests if r.get("cmd") == "alert")
+        assert alert["severity"] == "critical" and "connect --discard-my-data r0" in alert["reason"]
+    finally:
+        daemon.close()
