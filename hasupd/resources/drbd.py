@@ -183,6 +183,8 @@ class DrbdDriver:
         self._rereads: set[asyncio.Task] = set()
         self.udev_source = ""  # "udev" | "kernel" once watch() runs ("" = no udev monitor)
         self.disk_events = 0  # uevents seen for the backing disk (for status and tests)
+        self.events_pid: int | None = None  # the running `drbdsetup events2` (process group leader)
+        self.events_starts = 0
 
     # ------------------------------------------------------------ commands
 
@@ -402,6 +404,7 @@ class DrbdDriver:
                                           program=os.path.basename(argv[0]))
                 proc = None
             if proc is not None:
+                self.events_pid, self.events_starts = proc.pid, self.events_starts + 1
                 stream.reset()
                 try:
                     assert proc.stdout is not None

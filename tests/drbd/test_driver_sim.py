@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -220,6 +221,38 @@ def test_backing_disk_detach_seen_through_uevents(net, workdir):
 
         gone, diskless = asyncio.run(go())
         print(f"disk detach: uevent after {gone * 1000:.0f} ms, DRBD Diskless after {diskless * 1000:.0f} ms")
+
+
+def test_watch_survives_the_death_of_events2(net, workdir):
+    with SimCluster(workdir / "sim", net.nodes(), prefix="dd", **PING) as sc:
+        dv = drivers(sc)
+
+        async def go():
+            await first_sync(dv)
+            d = dv["n1"]
+            d.probe_interval = 600  # only the stream can tell
+            agen = d.watch()
+            assert (await asyncio.wait_for(agen.__anext__(), 30)).role == "Primary"
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            while d.events_pid is None:
+                assert loop.time() - t0 < 20
+                await asyncio.sleep(0.05)
+            first_pid = d.events_pid
+            os.killpg(first_pid, signal.SIGKILL)
+            while d.events_starts < 2:
+                assert loop.time() - t0 < 20
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # the new stream's initial dump
+            assert (await dv["n1"].demote()).ok
+            while True:
+                st = await asyncio.wait_for(agen.__anext__(), 10)
+                if st.role == "Secondary":
+                    break
+            await agen.aclose()
+            assert d.events_pid != first_pid
+
+        asyncio.run(go())
 
 
 def test_module_missing_is_one_clear_error(net, workdir):
