@@ -59,6 +59,7 @@ class Engine:
         self.notify = notify or (lambda *a, **k: None)
         self.alerter = Alerter(cfg, local, foreground=foreground)
         self.history = History(cfg.state_dir, cfg.history_max_bytes, node=local)
+        self.alerter.history = self.history
         self.store = StateStore(os.path.join(cfg.state_dir, "state.json"))
         self.heartbeat = hbmod.Heartbeat(cfg, local, key)
         self.guard = None
@@ -378,14 +379,7 @@ class Engine:
             try:
                 async for status in drv.watch():
                     if status != self.drbd_status.get(name):
-                        old = self.drbd_status.get(name)
-                        self.drbd_status[name] = status
-                        if status.split_brain and not (old and old.split_brain):
-                            self.alerter.emit(
-                                "split_brain", "critical",
-                                f"DRBD {name} split brain: on the node whose changes are to be discarded run "
-                                f"`drbdadm secondary {name}; drbdadm connect --discard-my-data {name}`, "
-                                f"on the survivor `drbdadm connect {name}`", resource=name)
+                        self.drbd_status[name] = status  # the planner alerts a split brain
                         self.changed()
             except asyncio.CancelledError:
                 raise

@@ -276,19 +276,29 @@ def cmd_keygen(args) -> int:
 
 
 def cmd_drbd_init(args) -> int:
-    if not args.this_node_wins:
-        raise Fail("drbd init overwrites the peer's data: say which side wins with --this-node-wins "
-                   "(run it on the node whose data is kept)", 2)
-    if not args.yes:
+    """Local: works before the daemon runs (see hasupd.drbd_init)."""
+    import asyncio
+
+    from hasupd.drbd_init import InitError, init
+
+    try:
+        cfg = configmod.load(_config_path(args))
+    except configmod.ConfigError as e:
+        raise Fail(str(e), configmod.EX_CONFIG) from None
+
+    def confirm(question: str) -> bool:
+        if args.yes:
+            return True
         if not sys.stdin.isatty():
-            raise Fail("drbd init needs --yes when not run from a terminal", 2)
-        answer = input(f"The initial full sync of {args.resource} OVERWRITES the peer's copy with this "
-                       "node's data. Type 'yes' to go on: ")
-        if answer.strip() != "yes":
-            raise Fail("not confirmed; nothing done")
-    resp = call(args, "drbd-init", resource=args.resource, this_node_wins=True, timeout=120.0)
-    return _done(resp, f"initial sync of {args.resource} started from this node; "
-                       "`hasupctl drbd status` shows the progress")
+            raise Fail(f"{question} -- needs --yes when not run from a terminal", 2)
+        return input(f"{question} Type 'yes' to go on: ").strip() == "yes"
+
+    try:
+        print(asyncio.run(init(cfg, args.resource, args.this_node_wins, confirm,
+                               connect_timeout=args.timeout)))
+    except InitError as e:
+        raise Fail(str(e)) from None
+    return 0
 
 
 def render_drbd(drbd) -> str:
@@ -395,10 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("drbd", help="DRBD: initial sync, status")
     dsub = s.add_subparsers(dest="drbd_command", metavar="init|status")
     dsub.required = True
-    d = dsub.add_parser("init", help="initial full sync from this node (its data wins)")
+    d = dsub.add_parser("init", help="prepare DRBD (metadata, up); with --this-node-wins also run the "
+                                     "first full sync from this node (works without the daemon)")
     d.add_argument("resource")
-    d.add_argument("--this-node-wins", action="store_true", help="required: this node's data is kept")
+    d.add_argument("--this-node-wins", action="store_true",
+                   help="this node's data is kept: overwrite the peer's copy")
     d.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    d.add_argument("--timeout", type=float, default=300.0, help="how long to wait for the peer (s)")
     d.set_defaults(func=cmd_drbd_init)
     d = dsub.add_parser("status", help="DRBD state of both nodes")
     d.add_argument("--json", action="store_true")

@@ -327,7 +327,12 @@ class Lab:
             if status == 200:
                 return served
             time.sleep(0.2)
-        raise LabError(f"the VIP {VIP} did not answer within {timeout:g}s; logs: {self.dir}/*/hasupd.log")
+        tails = []
+        for node in NODES:
+            log = self.node_dir(node) / "hasupd.log"
+            if log.exists():
+                tails.append(f"--- {node}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+        raise LabError(f"the VIP {VIP} did not answer within {timeout:g}s\n" + "\n".join(tails))
 
     # ------------------------------------------------------------ faults
 

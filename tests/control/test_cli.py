@@ -126,9 +126,6 @@ def test_nobody_in_the_group_may_look_but_not_move(fake):
     r = hasupctl("--socket", sock, "move", "rg_web", "secondarycentos", user=NOBODY, extra_groups=[1])
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == "hasupctl: permission denied: hasupctl move needs root\n"
-    r = hasupctl("--socket", sock, "drbd", "init", "r0", "--this-node-wins", "--yes", user=NOBODY,
-                 extra_groups=[1])
-    assert r.stderr == "hasupctl: permission denied: hasupctl drbd init needs root\n"
     cmds = [(e["cmd"], e["uid"]) for e in read_log(log)]
     assert cmds == [("status", NOBODY)]  # refused requests never reached the engine
     r = hasupctl("--socket", sock, "move", "rg_web", "secondarycentos")  # root may
@@ -212,7 +209,6 @@ def test_move_of_an_unknown_group_is_refused_by_the_daemon(fake):
     (["stop", "rg_web"], "stop", {"group": "rg_web"}),
     (["move", "rg_web", "primarycentos", "--pin"], "move",
      {"group": "rg_web", "node": "primarycentos", "pin": True}),
-    (["drbd", "init", "r0", "--this-node-wins", "--yes"], "drbd-init", {"resource": "r0", "this_node_wins": True}),
 ])
 def test_changing_commands_send_their_request(fake, argv, cmd, args):
     sock, log = fake()
@@ -220,15 +216,6 @@ def test_changing_commands_send_their_request(fake, argv, cmd, args):
     assert r.returncode == 0, r.stderr
     assert read_log(log) == [{"cmd": cmd, "args": args, "uid": 0}]
     assert r.stdout.strip()  # says what happened
-
-
-def test_drbd_init_needs_the_winner_and_confirmation(fake):
-    sock, log = fake()
-    r = hasupctl("--socket", sock, "drbd", "init", "r0")
-    assert r.returncode == 2 and "--this-node-wins" in r.stderr
-    r = hasupctl("--socket", sock, "drbd", "init", "r0", "--this-node-wins")  # stdin is not a terminal
-    assert r.returncode == 2 and r.stderr == "hasupctl: drbd init needs --yes when not run from a terminal\n"
-    assert read_log(log) == []
 
 
 def test_read_only_commands(fake):

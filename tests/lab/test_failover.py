@@ -16,16 +16,20 @@ import time
 
 import pytest
 
-from tests.lab.conftest import ctl, group, served_by, status, wait_for
+from tests.lab.labkit import ctl, group, served_by, status, wait_for
 
 OTHER = {"n1": "n2", "n2": "n1"}
 
 
 def owner_of(lab) -> str:
-    return wait_for("the VIP to answer", lambda: served_by(lab), timeout=60)
+    """The node serving the VIP, once the cluster has settled on it."""
+    owner = wait_for("the VIP to answer", lambda: served_by(lab), timeout=60)
+    wait_for("the group to be started", lambda: group(lab, owner)["state"] == "started", timeout=60)
+    return owner
 
 
 def assert_clean(mon) -> None:
+    time.sleep(1.0)  # watch the settled state a little longer
     report = mon.stop()
     assert report.samples > 10, "the invariant monitor did not run"
     assert not report.violations, "invariant violated:\n" + "\n".join(report.violations[:20])
