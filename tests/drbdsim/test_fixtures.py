@@ -189,14 +189,9 @@ def test_alone_old_data_fencing_handler_7_and_6(make_cluster):
     for var in ("DRBD_RESOURCE=r0", "DRBD_MINOR=1", "DRBD_PEER=n2", "DRBD_PEERS=n2",
                 f"DRBD_PEER_ADDRESS={sc.nodes['n2'][1]}", "DRBD_PEER_AF=ipv4", "DRBD_CONF="):
         assert var in calls
-    # node2 alone, handler says the peer is primary (6): it outdates itself, refused
-    with open(f"{d}/rc", "w") as f:
-        f.write("6\n")
+    # n2 comes up: n1 (Primary alone, new generation) resyncs it
     ok(sc, "n2", "drbdadm", "up", "r0")
-    same_output(run(sc, "n2", "drbdadm", "primary", "r0"), "primary-refused-fence-peer-exit6")
-    sc.wait_for("n2", lambda s: s["disk"] == "Outdated")
-    # n1 and n2 now connect (link is up): n2 was outdated; resync it
-    sc.wait_for("n2", lambda s: s["disk"] == "UpToDate", timeout=30)
+    sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["peer_role"] == "Primary", timeout=30)
 
 
 def test_fence_exit6_outdated_state(make_cluster, net):

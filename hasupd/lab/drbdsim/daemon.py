@@ -362,8 +362,14 @@ class Res:
             link, self.link = self.link, None
             self.conn = "Disconnecting"
             self.emit()
-            outdate_peer = self.role == "Primary" and self.peer_role == "Secondary" and graceful
-            link.send(t="bye", outdate_you=outdate_peer)
+            # with fencing, a graceful disconnect leaves the Secondary Outdated (8.4's conn_try_disconnect)
+            fenced = graceful and self.rc.fencing != "dont-care"
+            outdate_peer = fenced and self.role == "Primary" and self.peer_role == "Secondary"
+            outdate_me = fenced and self.role == "Secondary" and self.peer_role == "Primary" \
+                and self.disk in (UPTODATE, CONSISTENT)
+            if outdate_me:
+                self.set_disk(OUTDATED)
+            link.send(t="bye", outdate_you=outdate_peer, outdated=outdate_me)
             await link.close()
             self.on_disconnected(outdate_peer=outdate_peer)
         elif self.conn != "StandAlone":
@@ -584,7 +590,8 @@ class Res:
         reason = await link.wait_closed()
         if self.link is link:
             self.link = None
-            await self.lost_connection(reason, outdate_me=link.bye_outdate)
+            await self.lost_connection(reason, outdate_me=link.bye_outdate,
+                                       peer_outdated=link.bye_peer_outdated)
 
     async def handshake(self, peer: dict) -> str | None:
         mine = self.hello()
@@ -621,6 +628,10 @@ class Res:
                 self.oos = 0
                 self.save_md()
             self.emit()
+            if self.md and self.md.get("fenced_peer") and self.peer_disk == UPTODATE:
+                self.md["fenced_peer"] = False
+                self.save_md()
+                self.node.spawn(self.run_handler("unfence-peer"))
         return outcome
 
     async def split_brain(self, outcome: str) -> None:
@@ -753,7 +764,8 @@ class Res:
             self.md["peer_outdated"] = True
             self.save_md()
 
-    async def lost_connection(self, reason: str, outdate_me: bool = False) -> None:
+    async def lost_connection(self, reason: str, outdate_me: bool = False,
+                              peer_outdated: bool = False) -> None:
         peer_was_primary = self.peer_role == "Primary"
         if reason == "ping":
             self.log("PingAck did not arrive in time.")
@@ -764,6 +776,9 @@ class Res:
         self.on_disconnected()
         if outdate_me and peer_was_primary and self.disk in (UPTODATE, CONSISTENT):
             self.set_disk(OUTDATED)
+        if peer_outdated and self.md is not None:
+            self.md["peer_outdated"] = True
+            self.save_md()
         self.conn = "Unconnected"
         self.emit()
         self.conn = "Connecting"
@@ -854,7 +869,7 @@ class Link:
         self.tasks: list[asyncio.Task] = []
         self.waiting: dict[int, asyncio.Future] = {}
         self.seq = 0
-        self.bye_outdate = False
+        self.bye_outdate = self.bye_peer_outdated = False
 
     def send(self, **msg) -> None:
         if self.writer.is_closing():
@@ -919,6 +934,7 @@ class Link:
                     pass
                 elif t == "bye":
                     self.bye_outdate = bool(m.get("outdate_you"))
+                    self.bye_peer_outdated = bool(m.get("outdated"))
                     self.finish("bye")
                     return
                 elif "req" in m:
