@@ -468,6 +468,9 @@ class _GroupPlanner:
                 and not (move is not None and move.node == local)):
             return f"{name} prefers {peer} and has no stickiness: it goes back there", False
         if self.d is not None and self.d.role != "Primary":
+            if self.d.connected and self.d.peer_role == "Primary":
+                return (f"DRBD {self.d.resource} is Primary on {peer} (one Primary at a time), so {name} "
+                        f"cannot be promoted here and leaves {local}"), False
             why, _ = self._good_data(local)
             if why:
                 return f"{why}, so {name} cannot be promoted there and leaves {local}", False

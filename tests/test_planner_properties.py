@@ -1,0 +1,365 @@
+"""Safety invariants of the planner over random two-node worlds (hypothesis).
+
+A "world" is the truth about both nodes (alive, resources, DRBD, operator
+state, links).  Each live node's view is derived from it the way the engine
+builds it: its own part observed, the peer's part as the heartbeat shows it
+(accurate while the heartbeat link works, else a stale last report or
+nothing: the peer is then seen dead although it may be alive = partition).
+Both nodes decide; the invariants are checked on both action lists at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hasupd import config as configmod
+from hasupd import planner
+from hasupd.model import (
+    ActionKind,
+    ClusterView,
+    DrbdStatus,
+    FailCount,
+    FenceState,
+    MoveIntent,
+    NodeState,
+    ResourceStatus,
+    ResState,
+)
+
+K = ActionKind
+ROOT = Path(__file__).resolve().parents[1]
+A, B = "primarycentos", "secondarycentos"
+GROUP, DRBD = "rg_web", "r0"
+RESOURCES = ("res_vip", "res_filesystem", "res_httpd")
+NOW, WALL = 1000.0, 1_000_000.0
+
+
+@functools.lru_cache(maxsize=None)
+def make_config(guard: str, threshold: int, on_stop_failure: str, preferred: str | None, sticky: bool):
+    data = yaml.safe_load((ROOT / "conf" / "hasupd.yaml").read_text())
+    data["split_brain_guard"] = {
+        "ping": {"mode": "ping", "ping": {"targets": ["192.168.0.1"]}},
+        "fence": {"mode": "fence", "fence": {"command": ["/bin/true"]}},
+        "drbd": {"mode": "drbd"},
+        "none": {"mode": "none"},
+    }[guard]
+    g = data["groups"][0]
+    g.update(migration_threshold=threshold, on_stop_failure=on_stop_failure,
+             stickiness="infinity" if sticky else 0)
+    if preferred:
+        g["preferred_node"] = preferred
+    return configmod.loads(yaml.safe_dump(data), "<property config>")
+
+
+configs = st.builds(
+    make_config,
+    st.sampled_from(["none", "ping", "fence", "drbd"]), st.sampled_from([1, 3]),
+    st.sampled_from(["block", "reboot"]), st.sampled_from([None, A, B]), st.booleans())
+
+res_state = st.sampled_from([ResState.STOPPED] * 4 + [ResState.STARTED] * 4 + [
+    ResState.FAILED, ResState.STOP_FAILED, ResState.UNKNOWN])
+disk = st.sampled_from(["UpToDate"] * 6 + ["Consistent", "Outdated", "Inconsistent", "Diskless"])
+
+
+def rarely(draw, one_in: int = 10) -> bool:
+    return draw(st.integers(0, one_in - 1)) == 0
+
+
+@st.composite
+def node_truth(draw, name, pattern):
+    """One node's truth; pattern idle/running biases towards the states that matter."""
+    if pattern == "random":
+        pattern = draw(st.sampled_from(["idle", "running", "mixed"]))
+    if pattern == "idle":
+        states = [ResState.STOPPED] * 3
+        role = "Primary" if rarely(draw) else "Secondary"
+    elif pattern == "running":
+        states = [ResState.STARTED] * 3
+        if rarely(draw, 3):
+            states[draw(st.integers(0, 2))] = draw(res_state)
+        elif rarely(draw, 6):  # a stop that failed half-way through a move or failover
+            states = [ResState.STARTED, ResState.STOP_FAILED, ResState.STOPPED]
+        role = "Secondary" if rarely(draw) else "Primary"
+    else:
+        states = [draw(res_state) for _ in RESOURCES]
+        role = draw(st.sampled_from(["Primary", "Secondary"]))
+    return {
+        "name": name,
+        "alive": not rarely(draw, 4),
+        "states": states,
+        "drbd_up": not rarely(draw),
+        "role": role,
+        "disk": draw(disk),
+        "settled": not rarely(draw, 20),
+        "standby": rarely(draw),
+        "tiebreaker": draw(st.sampled_from([True, True, False, None])),
+        "claim": draw(st.sampled_from([None, 1, 2, 3])),
+        "split_brain": rarely(draw, 20),
+    }
+
+
+@st.composite
+def worlds(draw):
+    cfg = draw(configs)
+    situation = draw(st.sampled_from(["fresh", "running", "partition", "thaw", "alone", "random"]))
+    if situation in ("fresh", "alone"):  # both nodes idle: who starts it? / a node starts alone
+        a, b = draw(node_truth(A, "idle")), draw(node_truth(B, "idle"))
+        if situation == "alone":
+            draw(st.sampled_from([a, b]))["alive"] = False
+    elif situation == "thaw":  # both ran it while apart, the heartbeat is back (rule 12)
+        a, b = draw(node_truth(A, "running")), draw(node_truth(B, "running"))
+        a["alive"] = b["alive"] = True
+    elif situation in ("running", "partition"):  # one runs it: failures, moves, peer death
+        runner = draw(st.sampled_from([A, B]))
+        a = draw(node_truth(A, "running" if runner == A else "idle"))
+        b = draw(node_truth(B, "running" if runner == B else "idle"))
+    else:
+        a, b = draw(node_truth(A, "random")), draw(node_truth(B, "random"))
+    if not a["alive"] and not b["alive"]:
+        a["alive"] = True
+    hb_link = situation != "partition" and not rarely(draw, 4)
+    drbd_link = situation not in ("partition", "thaw") and not rarely(draw, 3) or rarely(draw, 3)
+    connected = a["alive"] and b["alive"] and drbd_link and a["drbd_up"] and b["drbd_up"]
+    if connected:
+        a["split_brain"] = b["split_brain"] = False
+        if a["role"] == "Primary" and b["role"] == "Primary":  # DRBD allows one Primary while connected
+            b["role"] = "Secondary"
+    for n in (a, b):
+        if not n["drbd_up"]:
+            n["role"], n["disk"] = "Secondary", "DUnknown"
+    shared = {
+        "fail_counts": {(n, GROUP, r): FailCount(draw(st.integers(1, 3)), WALL - draw(st.sampled_from([5, 900])))
+                        for n in (A, B) for r in RESOURCES if rarely(draw, 8)},
+        "bans": frozenset((GROUP, n) for n in (A, B) if rarely(draw)),
+        "moves": ({GROUP: MoveIntent(draw(st.sampled_from([A, B])), 3, draw(st.booleans()))}
+                  if rarely(draw, 4) else {}),
+        "target_roles": {GROUP: "stopped"} if rarely(draw, 15) else {},
+        "maintenance": rarely(draw, 15),
+        "forced_promotions": frozenset([DRBD]) if rarely(draw, 6) else frozenset(),
+        "blocked": {GROUP: "a stop failed"} if rarely(draw, 15) else {},
+    }
+    per_view = {n["name"]: {
+        "stale_peer": draw(st.sampled_from(["report", "report", "nothing"])),
+        "ever_seen": draw(st.booleans()),
+        "lost_ago": draw(st.sampled_from([1.0, 5.0, 30.0])),
+        "uptime": draw(st.sampled_from([3.0, 1000.0])),
+        "fencing": draw(st.sampled_from(list(FenceState))),
+    } for n in (a, b)}
+    return cfg, {A: a, B: b}, hb_link, connected, shared, per_view
+
+
+def drbd_status(me: dict, other: dict, connected: bool) -> DrbdStatus:
+    return DrbdStatus(
+        DRBD, up=me["drbd_up"], role=me["role"],
+        peer_role=other["role"] if connected else "Unknown",
+        disk=me["disk"], peer_disk=other["disk"] if connected else "DUnknown",
+        connection="Connected" if connected else ("Connecting" if me["drbd_up"] else "StandAlone"),
+        split_brain=me["split_brain"])
+
+
+def node_state(t: dict, other: dict, connected: bool, alive: bool) -> NodeState:
+    return NodeState(
+        name=t["name"], alive=alive, standby=t["standby"], settled=t["settled"], tiebreaker=t["tiebreaker"],
+        drbd={DRBD: drbd_status(t, other, connected)},
+        resources={r: ResourceStatus(s) for r, s in zip(RESOURCES, t["states"])},
+        claims={GROUP: t["claim"]} if t["claim"] is not None else {})
+
+
+def view_of(world, local: str) -> ClusterView:
+    cfg, truth, hb_link, connected, shared, per_view = world
+    peer = cfg.peer_of(local)
+    me, them = truth[local], truth[peer]
+    pv = per_view[local]
+    sees_peer = hb_link and them["alive"]
+    if sees_peer:
+        peer_state = node_state(them, me, connected, True)
+    elif pv["stale_peer"] == "report":
+        peer_state = node_state(them, me, connected, False)
+    else:
+        peer_state = NodeState(peer)
+    ever_seen = sees_peer or pv["ever_seen"]
+    fencing = pv["fencing"]
+    if fencing == FenceState.SUCCEEDED and them["alive"]:
+        fencing = FenceState.FAILED  # a fence that succeeded left the peer dead
+    return ClusterView(
+        local=local, now=NOW, started_at=NOW - pv["uptime"],
+        nodes={local: node_state(me, them, connected, True), peer: peer_state},
+        peer_ever_seen=ever_seen,
+        peer_lost_at=(NOW - pv["lost_ago"]) if (ever_seen and not sees_peer) else None,
+        wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, **shared)
+
+
+# ---------------------------------------------------------------- invariants
+
+
+def owns(actions) -> bool:
+    """The list makes this node run the group (promote, claim or start)."""
+    return any(a.group == GROUP and a.kind in (K.PROMOTE, K.CLAIM, K.START) for a in actions)
+
+
+def holds(view: ClusterView) -> bool:
+    me = view.me
+    return (any(s.state in (ResState.STARTED, ResState.FAILED, ResState.STOP_FAILED)
+                for s in me.resources.values()) or me.drbd[DRBD].role == "Primary")
+
+
+def check_one(cfg, view: ClusterView, actions) -> None:
+    me, d = view.me, view.me.drbd[DRBD]
+    kinds = [a.kind for a in actions]
+    assert all(a.reason for a in actions), actions
+    if view.maintenance or not me.settled:
+        assert set(kinds) <= {K.ALERT, K.FORGET_ALERT}, actions
+
+    # never a START before the PROMOTE when DRBD is not already Primary
+    promoted = d.role == "Primary"
+    stopped: set[str] = set()
+    for a in actions:
+        if a.kind == K.PROMOTE:
+            promoted = True
+        if a.kind == K.START:
+            assert promoted, f"start of {a.resource} before promotion: {actions}"
+        if a.kind == K.STOP:
+            stopped.add(a.resource)
+        if a.kind == K.DEMOTE:
+            # never a DEMOTE while a resource of the group is still up here
+            for r in RESOURCES:
+                s = me.resources[r].state
+                assert s == ResState.STOPPED or r in stopped, f"demote with {r} {s.value}: {actions}"
+
+    for a in actions:
+        if a.kind == K.PROMOTE:
+            # never promote data that is not good, without the operator's force
+            good = d.disk == "UpToDate" or (d.disk == "Consistent" and d.peer_disk == "Outdated")
+            assert good or (a.force and DRBD in view.forced_promotions), (d, actions)
+            assert a.force == (not good)
+            assert not d.split_brain, actions
+            assert d.up or K.DRBD_UP in kinds[:kinds.index(K.PROMOTE)], actions
+            assert not (d.connected and d.peer_role == "Primary"), actions
+        if a.kind in (K.START, K.PROMOTE, K.CLAIM):
+            # never start on a node that is banned, in standby, or where the group is blocked
+            assert (GROUP, view.local) not in view.bans, actions
+            assert not me.standby, actions
+            assert GROUP not in view.blocked, actions
+            # ... nor while the peer reports a stop failure (it may still hold the data), unless
+            # it is gone and self-fenced (on_stop_failure reboot)
+            peer = view.peer
+            if peer.alive or cfg.group(GROUP).on_stop_failure == "block":
+                assert all(s.state != ResState.STOP_FAILED for s in peer.resources.values()), actions
+            assert view.target_roles.get(GROUP) != "stopped", actions
+            move = view.moves.get(GROUP)
+            assert not (move and move.pin and move.node != view.local), actions
+    assert kinds.count(K.PROMOTE) <= 1 and not (K.PROMOTE in kinds and K.DEMOTE in kinds), actions
+
+    # a node that sees its peer dead takes over only as the guard allows
+    if not view.peer.alive and not holds(view) and owns(actions):
+        assert not d.connected, f"takeover while DRBD is Connected: {actions}"
+        if not view.peer_ever_seen:
+            assert view.now - view.started_at >= cfg.heartbeat.initdead, actions
+        mode = cfg.split_brain_guard.mode
+        if mode == "ping":
+            assert view.tiebreaker is True, actions
+        if mode == "fence":
+            assert view.fencing == FenceState.SUCCEEDED, actions
+    if cfg.split_brain_guard.mode == "ping" and view.tiebreaker is False:
+        assert K.START not in kinds and K.PROMOTE not in kinds, actions
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds())
+def test_safety_invariants_on_both_nodes(world):
+    cfg, truth, hb_link, connected, shared, per_view = world
+    plans = {}
+    for n in (A, B):
+        if not truth[n]["alive"]:
+            continue
+        view = view_of(world, n)
+        actions = planner.decide(cfg, view)
+        assert actions == planner.decide(cfg, view)  # pure: same view, same plan
+        explained = planner.explain(cfg, view)
+        assert set(explained) == {GROUP} and explained[GROUP].endswith(".")
+        check_one(cfg, view, actions)
+        plans[n] = (view, actions)
+    # never both nodes told to own the group while they see each other
+    if len(plans) == 2 and hb_link:
+        assert not (owns(plans[A][1]) and owns(plans[B][1])), plans
+        # rule 12: two owners that see each other -> one of them lets go at once
+        views = [plans[n][0] for n in (A, B)]
+        if all(holds(v) and v.me.settled for v in views) and not shared["maintenance"] \
+                and GROUP not in shared["blocked"] and not any(
+                    s.state in (ResState.STOP_FAILED, ResState.UNKNOWN)
+                    for v in views for s in v.me.resources.values()):
+            assert any(a.kind in (K.STOP, K.DEMOTE) for n in (A, B) for a in plans[n][1]), plans
+
+
+# ---------------------------------------------------------------- convergence
+
+
+def apply(view: ClusterView, actions) -> ClusterView:
+    """The local effect of every action succeeding (the peer stays as it was)."""
+    me = view.me
+    res, drbd, claims = dict(me.resources), dict(me.drbd), dict(me.claims)
+    bans, blocked, moves = set(view.bans), dict(view.blocked), dict(view.moves)
+    forced, alerted, fencing = set(view.forced_promotions), set(view.alerted), view.fencing
+    for a in actions:
+        k = a.kind
+        if k == K.START:
+            res[a.resource] = ResourceStatus(ResState.STARTED)
+        elif k in (K.STOP, K.MONITOR):
+            res[a.resource] = ResourceStatus(ResState.STOPPED)
+        elif k == K.PROMOTE:
+            drbd[a.resource] = replace(drbd[a.resource], role="Primary", disk="UpToDate")
+        elif k == K.DEMOTE:
+            drbd[a.resource] = replace(drbd[a.resource], role="Secondary")
+        elif k == K.DRBD_UP:
+            drbd[a.resource] = replace(drbd[a.resource], up=True)
+        elif k == K.CLAIM:
+            claims[a.group] = a.epoch
+        elif k == K.RELEASE:
+            claims.pop(a.group, None)
+        elif k == K.BAN:
+            bans.add((a.group, view.local))
+        elif k == K.BLOCK:
+            blocked[a.group] = a.reason
+        elif k == K.FORGET_MOVE:
+            moves.pop(a.group, None)
+        elif k == K.FORGET_FORCE:
+            forced.discard(a.resource)
+        elif k == K.ALERT and a.key:
+            alerted.add(a.key)
+        elif k == K.FORGET_ALERT:
+            alerted.discard(a.key)
+        elif k == K.FENCE:
+            fencing = FenceState.PENDING
+        elif k == K.REBOOT:
+            return view  # the node is gone
+    me = replace(me, resources=res, drbd=drbd, claims=claims)
+    return replace(view, nodes={**view.nodes, view.local: me}, bans=frozenset(bans), blocked=blocked,
+                   moves=moves, forced_promotions=frozenset(forced), alerted=frozenset(alerted),
+                   fencing=fencing)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds())
+def test_a_view_that_matches_the_goal_plans_nothing(world):
+    """Executing a plan and deciding again settles within a few rounds (no flapping)."""
+    cfg, truth = world[0], world[1]
+    for n in (A, B):
+        if not truth[n]["alive"]:
+            continue
+        view = view_of(world, n)
+        history = []
+        for _ in range(6):
+            actions = planner.decide(cfg, view)
+            if not actions or any(a.kind == K.REBOOT for a in actions):
+                break
+            history.append(actions)
+            check_one(cfg, view, actions)
+            view = apply(view, actions)
+        else:
+            raise AssertionError(f"no fixed point after 6 rounds: {history[-2:]}")
