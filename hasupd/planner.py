@@ -483,6 +483,8 @@ class _GroupPlanner:
             self.stop_all(leave, ban=ban)
             nxt = self.why_not(peer)
             then = f"{peer} takes over" if not nxt else f"{peer} cannot take over: {nxt}"
+            if not self.peer_alive and self.d is not None and self.d.connected and self.d.peer_role == "Primary":
+                then = f"{peer} is silent on the heartbeat but DRBD sees it Primary"
             self.sentence = f"{name} is stopping on {local}: {leave}; {then}."
             return
 

@@ -533,13 +533,17 @@ def summary(cfg: Config, view: ClusterView, description: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hasupd-simulate",
                                  description="Print what the planner decides for a view (like crm_simulate).")
     ap.add_argument("view", help="a view file (see `pydoc hasupd.simulate` for its format)")
     ap.add_argument("--config", help="the configuration to use instead of the view's base (e.g. "
                                      "/etc/hasupd/hasupd.yaml)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         description, cfg, view = load(args.view, args.config)
         text = summary(cfg, view, description)

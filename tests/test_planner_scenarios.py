@@ -6,13 +6,16 @@ reviewer reads as a diff.  `pytest tests/test_planner_scenarios.py --update`
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from hasupd import simulate
 
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "tests" / "scenarios"
 NAMES = sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
 
 
@@ -31,3 +34,59 @@ def test_scenario(name, request):
         return
     assert expected_path.exists(), f"no {expected_path.name}: run with --update and review it"
     assert got == expected_path.read_text()
+
+
+# ---------------------------------------------------------------- hasupd-simulate
+
+
+def run_simulate(*args):
+    return subprocess.run([sys.executable, "-m", "hasupd.simulate", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_simulate_prints_the_scenario_summary():
+    name = "httpd-killed-threshold-1"
+    out = run_simulate(SCENARIOS / f"{name}.yaml")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (SCENARIOS / f"{name}.summary").read_text()
+
+
+def test_simulate_with_an_administrators_config(tmp_path):
+    cfg = (ROOT / "conf" / "hasupd.yaml").read_text().replace("migration_threshold: 1 ", "migration_threshold: 5 ")
+    (tmp_path / "hasupd.yaml").write_text(cfg)
+    out = run_simulate("--config", tmp_path / "hasupd.yaml", SCENARIOS / "httpd-killed-threshold-1.yaml")
+    assert out.returncode == 0, out.stderr
+    assert "migration_threshold 5" in out.stdout
+    assert "1. stop res_httpd" in out.stdout and "2. start res_httpd" in out.stdout  # restart, not failover
+
+
+@pytest.mark.parametrize("text,words", [
+    ("view: [1, 2\n", ":2:1: not valid YAML"),
+    ("descripton: x\nview: {}\n", "unknown key (did you mean 'description'?)"),
+    ("view:\n  nodes:\n    primarycentos:\n      drbd: Primary UpToDate\n", "view.nodes.primarycentos.drbd: expected"),
+    ("view:\n  nodes:\n    primarycentos:\n      drbd: Primary/Secondary UpToDate/Sideways Connected\n",
+     "'Sideways' is not a DRBD peer disk state"),
+    ("view:\n  nodes:\n    nodeX: {}\n", "view.nodes.nodeX: not a node"),
+    ("view:\n  nodes:\n    primarycentos:\n      resources: {res_htpd: started}\n",
+     "no such group or resource (did you mean 'res_httpd'?)"),
+    ("view:\n  nodes:\n    primarycentos:\n      resources: running\n", "'running' is not a resource state"),
+    ("view:\n  peer_lost_ago: 3\n", "the peer is alive"),
+    ("view:\n  fencing: maybe\n", "fencing: expected none, pending"),
+    ("view:\n  uptime: soon\n", "view.uptime: expected a number of seconds"),
+    ("config:\n  guard: quorum\n", "config.guard: expected one of ping, fence, drbd, none"),
+    ("config:\n  group: {migration_threshold: zero}\n", "whole number"),
+])
+def test_simulate_malformed_view_exits_78_with_one_line(tmp_path, text, words):
+    p = tmp_path / "view.yaml"
+    p.write_text(text)
+    out = run_simulate(p)
+    assert out.returncode == 78, out
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hasupd-simulate: "), out.stderr
+    assert words in lines[0], lines[0]
+
+
+def test_simulate_missing_file_exits_78(tmp_path):
+    out = run_simulate(tmp_path / "nope.yaml")
+    assert out.returncode == 78 and "cannot read it" in out.stderr
