@@ -206,3 +206,33 @@ def test_fence_peer_on_link_loss_and_unfence_after_resync(make_cluster, net, tmp
     wait(lambda: "unfence-n2" in log.read_text(), 30, "unfence-peer")
     st = sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["repl"] == "Established", timeout=30)
     assert st["peer_role"] == "Primary"
+
+
+def test_handler_may_query_drbd_while_promotion_waits(make_cluster, tmp_path):
+    out = tmp_path / "seen"
+    sc = make_cluster(fencing="resource-only",
+                      handlers={"fence-peer": f"drbdadm status r0 > {out} 2>&1; drbdadm role r0 >> {out}; exit 5"})
+    ok(sc, "n1", "drbdadm", "create-md", "--force", "r0")
+    ok(sc, "n1", "drbdadm", "up", "r0")
+    ok(sc, "n1", "drbdadm", "primary", "--force", "r0")
+    ok(sc, "n1", "drbdadm", "secondary", "r0")
+    ok(sc, "n1", "drbdadm", "down", "r0")
+    ok(sc, "n1", "drbdadm", "up", "r0")
+    t0 = time.monotonic()
+    ok(sc, "n1", "drbdadm", "primary", "r0")  # Consistent alone: asks fence-peer (5: peer down)
+    assert time.monotonic() - t0 < 20
+    assert out.read_text() == "r0 role:Secondary\n  disk:Consistent\n  peer connection:Connecting\n" \
+                              "Secondary/Unknown\n"
+    assert ok(sc, "n1", "drbdadm", "dstate", "r0") == "UpToDate/Outdated\n"
+
+
+def test_forced_alone_then_peer_joins_gets_full_sync(make_cluster):
+    sc = make_cluster(resync_rate_kib=16384)  # 64 MiB in 4 s
+    for n in ("n1", "n2"):
+        ok(sc, n, "drbdadm", "create-md", "--force", "r0")
+    ok(sc, "n1", "drbdadm", "up", "r0")
+    ok(sc, "n1", "drbdadm", "primary", "--force", "r0")
+    ok(sc, "n2", "drbdadm", "up", "r0")
+    st = sc.wait_for("n2", lambda s: s["repl"] == "SyncTarget", timeout=20, interval=0.05)
+    assert st["oos"] > 40000  # KiB: a full sync of the 64 MiB device, not a bitmap one
+    sc.wait_for("n2", lambda s: s["disk"] == "UpToDate", timeout=30)

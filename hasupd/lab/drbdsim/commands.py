@@ -81,8 +81,14 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
     color = color_opt == "always" or (color_opt == "auto" and req.get("tty", False))
     force = bool(flags & {"--force", "--overwrite-data-of-peer"})
     rc = 0
+    # state changes are serialised; queries are not (a fence-peer handler may ask while
+    # `drbdadm primary` waits for it)
+    readonly = sub in ("status", "role", "cstate", "dstate", "dump-md")
     for r in res:
         try:
+            if readonly:
+                await _one(r, sub, flags, force, color, req, out)
+                continue
             async with node.lock:
                 await _one(r, sub, flags, force, color, req, out)
         except CmdError as e:

@@ -258,8 +258,8 @@ class Res:
         if self.loopdev is not None:
             return
         image = self.md["image"] if self.md else None
-        if image is None and self.peer_hello:
-            image = self.peer_hello.get("image")
+        if (image is None or self.disk == DISKLESS) and self.link is not None and self.peer_hello.get("image"):
+            image = self.peer_hello["image"]  # diskless: the data is the peer's
         if image and not os.path.exists(image):
             storage.create_image(image, self.rc.size_mib)
         self.loopdev = storage.attach_loop(image)
@@ -324,9 +324,14 @@ class Res:
             self.oos = self.size_kib
         self.emit()
         if self.link is not None:
-            self.link.send(t="state", role=self.role, disk=self.disk)
+            self.send_state()
             if self.peer_disk == UPTODATE and self.disk != UPTODATE:
                 self.link.send(t="need_sync")
+
+    def send_state(self) -> None:
+        if self.link is not None:
+            self.link.send(t="state", role=self.role, disk=self.disk,
+                           image=self.md["image"] if self.md else None)
 
     def attach_cmd(self) -> str:
         fence = " --fencing=resource-only" if self.rc.fencing == "resource-only" else ""
@@ -427,7 +432,7 @@ class Res:
             pass  # stays UpToDate in the meta data; re-attach resyncs
         self.emit()
         if self.link:
-            self.link.send(t="state", role=self.role, disk=self.disk)
+            self.send_state()
 
     async def io_watch(self) -> None:
         """Backing disk gone (loop detached) -> Diskless, like an I/O error; and I/O accounting."""
@@ -472,8 +477,7 @@ class Res:
             self.attach_device()
             self.role = "Primary"
             self.emit()
-            self.link.send(t="state", role=self.role, disk=self.disk, uuid=self.md["uuid"],
-                           image=self.md["image"])
+            self.send_state()
             if start_full_sync:
                 self.start_sync_source(self.size_kib)
             return
@@ -508,7 +512,7 @@ class Res:
         self.role = "Secondary"
         self.emit()
         if self.link:
-            self.link.send(t="state", role=self.role, disk=self.disk)
+            self.send_state()
 
     async def cmd_secondary(self) -> None:
         if self.role != "Primary":
@@ -699,7 +703,7 @@ class Res:
         t = m.get("t")
         if t == "state":
             self.peer_role, self.peer_disk = m["role"], m["disk"]
-            if "image" in m:
+            if m.get("image"):
                 self.peer_hello["image"] = m["image"]
             self.emit()
         elif t == "write":
@@ -847,9 +851,9 @@ def decide(a: dict, b: dict) -> tuple[str, str | None, int]:
     if ac and bc and ra > 2 and rb > 2:
         return "split-brain", None, 0
     if ac and a["bitmap"] == b["uuid"] and ra >= 3:
-        return "sync", a["node"], max(a["oos"], 4)
+        return "sync", a["node"], full if b["disk"] == INCONSISTENT else max(a["oos"], 4)
     if bc and b["bitmap"] == a["uuid"] and rb >= 3:
-        return "sync", b["node"], max(b["oos"], 4)
+        return "sync", b["node"], full if a["disk"] == INCONSISTENT else max(b["oos"], 4)
     if ra >= 3 and rb <= 2:
         return "sync", a["node"], full
     if rb >= 3 and ra <= 2:
