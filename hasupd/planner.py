@@ -349,6 +349,13 @@ class _GroupPlanner:
     def new_epoch(self) -> int:
         return max(self._claim(self.me), self._claim(self.peer)) + 1
 
+    def start_epoch(self) -> int | None:
+        """The epoch to claim before starting; None: our claim is already the newest
+        (a retry after a failed promotion must not raise the epoch every round)."""
+        if self.name in self.me.claims and self._claim(self.me) > self._claim(self.peer):
+            return None
+        return self.new_epoch()
+
     def placement_choice(self) -> str:
         """The node placement prefers when both could run it: preferred_node, else first name."""
         if self.g.preferred_node:
@@ -587,7 +594,7 @@ class _GroupPlanner:
         if move is not None and move.node != owner:
             why += f"; the move to {move.node} waits: {can[move.node]}"
         if owner == local:
-            self.start_all(f"{name} is not running anywhere and {why}: start it on {local}", self.new_epoch())
+            self.start_all(f"{name} is not running anywhere and {why}: start it on {local}", self.start_epoch())
             self.sentence = f"{name} is starting on {local}: {why}."
         else:
             self.release_stale_claim()
@@ -656,7 +663,7 @@ class _GroupPlanner:
                  "drbd": "DRBD's fence-peer handler outdates the peer on promotion",
                  "none": "split_brain_guard is none"}[mode]
         reason = f"{peer} {gone} and {guard}: take {name} over on {local}"
-        self.start_all(reason, self.new_epoch())
+        self.start_all(reason, self.start_epoch())
         self.sentence = f"{name} is starting on {local}: {peer} {gone} and {guard}."
 
     def _lost_at(self) -> float:

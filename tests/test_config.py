@@ -51,3 +51,39 @@ def test_yaml_syntax_error_has_position(tmp_path):
     with pytest.raises(config.ConfigError) as e:
         config.load(p)
     assert "not valid YAML" in str(e.value) and e.value.line >= 2
+
+
+# more error cases (planner-facing policy keys and structure)
+@pytest.mark.parametrize(
+    "old,new,words",
+    [
+        ("    on_stop_failure: block ", "    on_stop_failure: ignore ", "expected one of block, reboot"),
+        ("    stickiness: infinity ", "    stickiness: sticky ", "whole number"),
+        ("    failure_timeout: 10m ", "    failure_timeout: ten minutes ", "expected a duration"),
+        ("    migration_threshold: 1 ", "    migration_threshold: 0 ", "out of range"),
+        ("  mode: none\n", "  mode: quorum\n", "expected one of ping, fence, drbd, none"),
+        ("  mode: none\n", "  mode: ping\n", "missing required key 'ping'"),
+        ("  mode: none\n", "  mode: fence\n", "missing required key 'fence'"),
+        ("    addresses: [192.168.0.22]", "    addresses: [192.168.1.22]", "not in ring 0's network"),
+        ("  - name: secondarycentos", "  - name: primarycentos", "both nodes are named"),
+        ("        type: httpd", "        type: apache", "expected one of"),
+        ("      - name: res_httpd", "      - name: res_vip", "resource name 'res_vip' is used twice"),
+    ],
+)
+def test_more_errors_name_the_place_and_what_is_expected(tmp_path, old, new, words):
+    p = tmp_path / "bad.yaml"
+    p.write_text(_with(REF, old, new))
+    with pytest.raises(config.ConfigError) as e:
+        config.load(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:{e.value.line}:{e.value.column}: "), msg
+    assert e.value.line > 0 and e.value.column > 0
+    assert words in msg, msg
+
+
+def test_preferred_node_must_be_a_node(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(_with(REF, "    stickiness: infinity ", "    preferred_node: thirdnode\n    stickiness: infinity "))
+    with pytest.raises(config.ConfigError) as e:
+        config.load(p)
+    assert "expected one of primarycentos, secondarycentos" in str(e.value)
