@@ -68,6 +68,24 @@ Decisions taken where DESIGN.md is silent (each is a scenario):
   after it stop (reverse order), it stops (cleanup of the failed instance),
   then it and those after it start again in order.  A stopped resource in
   the middle of a running group is treated the same way (order is kept).
+* The threshold reached: BAN first (so the reason is on record even if a
+  stop then fails), stops in reverse order, DEMOTE, RELEASE.  The ban stays
+  until cleanup even after the fail count expires (rule 3); expiry matters
+  for failures that stay below the threshold.
+* A node that holds resources while DRBD (Connected) sees the peer Primary
+  cannot be promoted: it stops what it holds.  A takeover that claimed but
+  failed to promote retries without raising its epoch again.
+* Resources not probed yet (UNKNOWN) on this node: MONITOR them, decide the
+  group next round.  The local node not settled, or maintenance: no actions
+  but the standing-condition alerts.
+* One FENCE per round whatever the number of groups; FENCE again after a
+  failed attempt (like Pacemaker's fencing retries); never while DRBD is
+  Connected to the peer (it is alive: only the heartbeat is broken).
+
+Standing-condition alert keys (``Action.key``): ``split_brain:RES``
+(critical, with the recovery commands), ``drbd_connected:GROUP`` (heartbeat
+broken, no takeover), ``no_takeover:GROUP`` (the peer is gone but the guard
+or the data refuses), ``two_owners:GROUP`` (rule 12).
 """
 
 from __future__ import annotations
