@@ -137,6 +137,8 @@ def parse(text: str, path: str = "<corosync.conf>") -> CorosyncInfo:
         if sec.name not in _KNOWN_SECTIONS:
             notes.append(Note(at(path, sec.line), "unknown", f"unknown corosync section {sec.name!r}; ignored"))
     for key, _value, line in root.items:
+        if key == "compatibility":  # corosync 1.x (whitetank): no meaning since
+            continue
         notes.append(Note(at(path, line), "unknown", f"corosync key {key!r} outside any section; ignored"))
     totems = root.subs("totem")
     if not totems:

@@ -222,7 +222,19 @@ def _address(words: list[str]) -> tuple[str | None, int | None]:
     return host.strip("[]") or None, int(port) if port.isdigit() else None
 
 
+_MAX_WORDS = {"device": 4, "disk": 2, "address": 3, "meta-disk": 3, "flexible-meta-disk": 3, "node-id": 2}
+
+
+def _check_words(st: Stmt) -> None:
+    """`disk /dev/sdb1 address ...`: a forgotten ';' joins two statements."""
+    limit = _MAX_WORDS.get(st.key)
+    if st.block is None and limit is not None and len(st.words) > limit:
+        raise DataError(st.where, f"{st.key} takes at most {limit - 1} values, found "
+                        f"{' '.join(st.words[1:])!r}: is a ';' missing?")
+
+
 def _volume_or_disk(host: Host, st: Stmt, notes: list[Note]) -> None:
+    _check_words(st)
     if st.key == "device":
         host.device, host.minor = _device(st.words)
     elif st.key == "disk" and st.block is None:
@@ -318,6 +330,7 @@ def _host(sub: Stmt, res: Resource, notes: list[Note]) -> Host:
             notes.append(Note(st.where, "unknown", f"resource {res.name} on {host.name}: unknown DRBD "
                               f"statement {' '.join(st.words)!r}; ignored"))
         elif st.key == "address":
+            _check_words(st)
             host.address, host.port = _address(st.words)
         elif st.key == "node-id" and len(st.words) > 1:
             host.node_id = int(st.words[1])

@@ -259,7 +259,14 @@ class _Exporter:
                 self.notes.append(f"{r.name}: kill_grace/probe_file have no Filesystem agent equivalent")
             return _Prim(r.name, "ocf:heartbeat:Filesystem", params, [])
         if isinstance(r, HttpdResource):
-            params = [("configfile", r.configfile), ("httpd", r.binary), ("port", str(r.port))]
+            params = [("configfile", r.configfile)]
+            # the agent wants a full path; a bare name is what it finds by itself
+            guess = "httpd" if r.configfile.startswith("/etc/httpd/") else "apache2"
+            if r.binary.startswith("/"):
+                params.append(("httpd", r.binary))
+            elif r.binary != guess:
+                self.notes.append(f"{r.name}: binary {r.binary}: give the apache agent its full path (httpd=)")
+            params.append(("port", str(r.port)))
             if r.statusurl != f"http://127.0.0.1:{r.port}/server-status?auto":
                 params.append(("statusurl", r.statusurl))
             if r.status_regex != r"(?m)^(Total Accesses|ServerVersion|BusyWorkers):":
@@ -351,7 +358,8 @@ def render_pcs(m: _Model, cfg: Config) -> str:
            'CIB="${CIB:-hasupd-export-cib.xml}"',
            'if [ -z "$PCS_NO_PUSH" ]; then pcs cluster cib "$CIB"; fi',
            'PCS="pcs -f $CIB"']
-    out.append(f"$PCS property set {_sh(m.properties)}")
+    # cluster-name comes from corosync.conf (pcs cluster setup), not from a property
+    out.append(f"$PCS property set {_sh([(k, v) for k, v in m.properties if k != 'cluster-name'])}")
     if m.rsc_defaults:
         out.append(f"$PCS resource defaults update {_sh(m.rsc_defaults)}")
     out.append(f"$PCS resource op defaults update {_sh(m.op_defaults)}")
@@ -369,10 +377,12 @@ def render_pcs(m: _Model, cfg: Config) -> str:
             line += f" meta {_sh(p.meta)}"
         if p.id in clone_of:
             _cid, promotable, meta = clone_of[p.id]
-            line += (" promotable" if promotable else " clone") + (f" {_sh(meta)}" if meta and promotable
-                                                                    else "")
+            meta = [(k, v) for k, v in meta if k != "promotable"]
+            line += (" promotable" if promotable else " clone") + (f" {_sh(meta)}" if meta else "")
         if p.id in group_of:
             line += f" --group {group_of[p.id]}"
+        if not p.agent.startswith("stonith:"):
+            line += " --no-default-ops"  # no timeouts pcs would take from the agent's meta-data
         out.append(line)
     for cid, child, _promotable, _meta in m.clones:
         if cid != f"{child}-clone":

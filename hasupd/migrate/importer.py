@@ -221,6 +221,9 @@ class _Import:
         ids = {m: u for u in units for m in (crm.groups[u].members if u in crm.groups else [u])}
         for o in crm.orders:
             chain = [ids.get(r) for r, _ in o.members]
+            if sum(1 for c in chain if c) >= 2 and (o.kind in ("Optional", "Serialize") or pcmk_score(o.kind) == 0):
+                self.note(self.w(o.line), "dropped", f"order {o.id} is {o.kind}: hasupd starts a group's "
+                          "resources strictly in order")
             for a, b in zip(chain, chain[1:]):
                 if a and b and a != b:
                     after[b].add(a)
@@ -539,11 +542,6 @@ class _Import:
                        if r.fencing in ("resource-only", "resource-and-stonith") and r.name in self.used_drbd]
         if drbd_fenced:
             r = drbd_fenced[0]
-            handler = r.handlers.get("fence-peer", "")
-            if "hasupd" not in handler:
-                self.note(r.fencing_where, "warning", f"DRBD {r.name}: point its fence-peer handler at "
-                          "`hasupd-drbd-handler fence-peer` (README: DRBD, Fencing handlers) instead of "
-                          f"{handler or 'nothing'}")
             return {"mode": C("drbd", f"DRBD resource-level fencing ({r.fencing}, {r.fencing_where})")}, None
         pinged = self._ping_guard()
         if pinged is not None:
@@ -581,6 +579,11 @@ class _Import:
                 else:
                     argv.append(f"--{opt}={v}")
             argv.append(f"--action={action}")
+            host_map = [e.split(":", 1) for e in re.split(r"[;\s]+", d.params.get("pcmk_host_map", "")) if ":" in e]
+            if host_map:
+                for host, plug in host_map:
+                    commands.append((d, argv[:-1] + [f"--plug={plug}", argv[-1]], [host]))
+                continue
             hosts = d.params.get("pcmk_host_list", "").split()
             commands.append((d, argv, hosts))
         timeout = self.prop("stonith-timeout")
@@ -599,7 +602,7 @@ class _Import:
                 cases.append(f"{'|'.join(hosts)}) exec {shlex.join(argv)};;")
             script = f'case "$HASUPD_PEER" in {" ".join(cases)} esac; exit 1'
             fence["command"] = C(Flow(["/bin/sh", "-c", script]),
-                                 approx="one stonith device per node (pcmk_host_list), chosen by the peer's name")
+                                 approx="the stonith device (pcmk_host_list/pcmk_host_map) for the peer's name")
         if timeout is not None:
             fence["timeout"] = duration(pcmk_seconds(timeout[0]) or 60.0)
         return {"mode": C("fence", "stonith-enabled with stonith devices"), "fence": fence}
@@ -642,7 +645,11 @@ class _Import:
     # -------------------------------------------------------------- nodes & rings
     def node_names(self) -> tuple[list[str], str]:
         if self.coro and self.coro.nodes:
-            names = [n.name or n.addrs.get(0, "") for n in self.coro.nodes]
+            names = []
+            for n in self.coro.nodes:
+                if not n.name:
+                    n.name = self._name_of(n.addrs.get(0, ""), self.coro.where(n.line))
+                names.append(n.name)
             return names, self.coro.where(self.coro.nodes[0].line)
         used = [r for r in (self.drbd.resources if self.drbd else []) if r.name in self.used_drbd] or \
             (self.drbd.resources if self.drbd else [])
@@ -655,6 +662,26 @@ class _Import:
             return names, self.w(self.crm.locations[0].line)
         raise DataError(self.crm.path, "cannot tell the node names: give --corosync (nodelist) or --drbd "
                         "(on HOST sections)")
+
+    def _name_of(self, addr: str, where: str) -> str:
+        """A nodelist entry without `name:`: its ring0_addr is a name, or an address that
+        the DRBD configuration or the hosts file names."""
+        try:
+            ipaddress.IPv4Address(addr)
+        except ValueError:
+            return addr
+        for r in (self.drbd.resources if self.drbd else []):
+            for h in r.hosts:
+                if h.address == addr:
+                    self.note(where, "info", f"node {addr} has no name: {h.name}, from DRBD ({h.where})")
+                    return h.name
+        if self.hosts:
+            names = [n for n, (a, _w) in self.hosts.entries.items() if a == addr]
+            if names:
+                short = [n for n in names if "." not in n] or names
+                self.note(where, "info", f"node {addr} has no name: {short[0]}, from the hosts file")
+                return short[0]
+        raise DataError(where, f"node {addr} has no name: give --drbd or --hosts to name it")
 
     def drbd_address(self, node: str) -> tuple[str, str] | None:
         for r in (self.drbd.resources if self.drbd else []):
@@ -672,7 +699,9 @@ class _Import:
         for n in names:
             in_hosts = self.hosts.entries.get(n)
             drbd = self.drbd_address(n)
-            if in_hosts and drbd and in_hosts[0] != drbd[0]:
+            # the same /24 but another address: one of them is wrong (a dedicated
+            # replication network elsewhere is normal)
+            if in_hosts and drbd and in_hosts[0] != drbd[0] and _network(in_hosts[0]) == _network(drbd[0]):
                 self.hosts_disagree[n] = f"{in_hosts[1]} says {in_hosts[0]}"
                 self.note(in_hosts[1], "warning", f"{n} is {in_hosts[0]} here but {drbd[0]} in the DRBD "
                           f"configuration ({drbd[1]}): the two disagree; hasupd uses {drbd[0]} "
@@ -684,8 +713,11 @@ class _Import:
         nodes = [{"name": n} for n in names]
         addrs: list[list[tuple[str, str | None]]] = [[] for _ in names]  # per node: (address, approx)
         rings: list[dict] = []
-        if coro is not None and coro.transport == "udp" and not coro.nodes and any(i.mcastaddr for i in coro.interfaces):
+        multicast = coro is not None and coro.transport == "udp" and \
+            any(i.mcastaddr and not i.broadcast for i in coro.interfaces)
+        if multicast:
             hb["transport"] = "multicast"
+            by_name = {(n.name or n.addrs.get(0)): n for n in coro.nodes}
             for itf in coro.interfaces:
                 ring: dict = {}
                 net = _network(itf.bindnetaddr)
@@ -697,7 +729,11 @@ class _Import:
                 ring["ttl"] = itf.ttl or 1
                 rings.append(ring)
                 for i, n in enumerate(names):
-                    addrs[i].append(self._address_in(n, net, coro.where(itf.line)))
+                    cn = by_name.get(n)
+                    if cn is not None and itf.index in cn.addrs:
+                        addrs[i].append(self._resolve(cn.addrs[itf.index], coro.where(cn.line)))
+                    else:
+                        addrs[i].append(self._address_in(n, net, coro.where(itf.line)))
         elif coro is not None and (coro.nodes or coro.transport in ("udpu", "knet", "iba")):
             hb["transport"] = C("unicast", f"corosync transport {coro.transport}") if coro.transport != "udp" \
                 else C("unicast", approx="corosync udp with a nodelist")
@@ -848,6 +884,11 @@ class _Import:
             if host.meta_disk and host.meta_disk != "internal":
                 self.note(host.where, "info", f"DRBD {name}: meta-disk {host.meta_disk} stays in DRBD's "
                           "configuration")
+            handler = r.handlers.get("fence-peer", "")
+            if (r.fencing in ("resource-only", "resource-and-stonith") or handler) and "hasupd" not in handler:
+                self.note(r.fencing_where or r.where, "warning", f"DRBD {name}: point its fence-peer handler at "
+                          "`hasupd-drbd-handler fence-peer` (README: DRBD, Fencing handlers) instead of "
+                          f"{handler or 'nothing'}")
             minors.append(host.minor if host.minor is not None else 0)
             ping.append((r.ping_int + r.ping_timeout, r))
             resources.append(entry)
@@ -958,6 +999,9 @@ class _Import:
                         self.note(self.w(a.line), "dropped", f"alert {a.id}: only the first recipient is kept")
                 alerts.append(entry)
             doc["alerts"] = alerts
+        grouped = {name for name, _m, _l, _w in layout} | {m for _n, ms, _l, _w in layout for m in ms} | \
+            set(self.crm.groups)
+        self.constraint_notes(grouped)
         self.property_notes()
         return doc
 
@@ -1009,6 +1053,21 @@ class _Import:
                                         "but still fails over")
             else:
                 g["preferred_node"] = C(best[1], f"location score {int(best[0])} ({best[2]})")
+
+    def constraint_notes(self, grouped: set[str]) -> None:
+        """Constraints that touch no group (e.g. keeping a stonith device off its own node)."""
+        crm = self.crm
+        for kind, items in (("location", crm.locations), ("colocation", crm.colocations), ("order", crm.orders)):
+            for c in items:
+                rscs = [c.rsc] if kind == "location" else [r for r, _ in c.members]
+                if any(r in grouped or r in self.drbd_of for r in rscs):
+                    continue
+                if any(r in {p.id for p in self.ping} or r in crm.clones for r in rscs):
+                    continue
+                why = ("hasupd runs the fence command on the survivor, never against itself"
+                       if any(crm.primitives.get(r) is not None and crm.primitives[r].cls == "stonith"
+                              for r in rscs) else "hasupd does not run these resources")
+                self.note(self.w(c.line), "dropped", f"{kind} {c.id} ({', '.join(rscs)}): {why}")
 
     def property_notes(self) -> None:
         known = {"stonith-enabled", "no-quorum-policy", "default-action-timeout", "default-resource-stickiness",

@@ -52,7 +52,10 @@ def _flow(v) -> str:
         return "{" + ", ".join(f"{k}: {_flow(x)}" for k, x in v.items()) + "}"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_flow(x) for x in v) + "]"
-    return scalar(v)
+    text = scalar(v)
+    if not text.startswith('"') and any(c in text for c in ",[]{}"):
+        text = json.dumps(str(v))  # flow indicators inside [..] / {..}
+    return text
 
 
 def _with_comment(text: str, comment: str | None) -> str:
