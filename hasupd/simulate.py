@@ -458,8 +458,9 @@ def describe_view(cfg: Config, view: ClusterView) -> list[str]:
             flags.append({True: "tie-breaker reachable", False: "tie-breaker UNREACHABLE",
                           None: "tie-breaker not known"}[ns.tiebreaker])
         lines.append(f"  {n}: {', '.join(flags)}")
-        for name, d in ns.drbd.items():
-            lines.append(f"    drbd {name}: {_drbd_text(d)}")
+        for r in cfg.drbd.resources:
+            d = ns.drbd.get(r.name)
+            lines.append(f"    drbd {r.name}: {_drbd_text(d) if d else 'no report'}")
         for g in cfg.groups:
             states = [ns.resources.get(r.name, ResourceStatus()).state for r in g.resources]
             if len(set(states)) == 1:
