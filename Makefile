@@ -36,16 +36,18 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 man: $(STAMP)
 	@$(PY) scripts/gen-man.py
 
-# Both packages from the tracked files only (what a clean clone has).
+# Both packages from the tracked files only (what a clean clone has), with
+# the distribution's own python3 and tools (not a pyenv/venv one on PATH).
+PKG_ENV := env PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 packages:
 	@scripts/deps.sh scripts/apt-packages-build.txt
 	@rm -rf build/pkg dist && mkdir -p build/pkg/hasupd-$(VERSION) dist
 	@git ls-files -z | tar --null -T - -cf - | tar -xf - -C build/pkg/hasupd-$(VERSION)
 	@tar -czf dist/hasupd-$(VERSION).tar.gz -C build/pkg hasupd-$(VERSION)
-	@cd build/pkg/hasupd-$(VERSION) && dpkg-buildpackage -us -uc -b > ../deb-build.log 2>&1 \
+	@cd build/pkg/hasupd-$(VERSION) && $(PKG_ENV) dpkg-buildpackage -us -uc -b > ../deb-build.log 2>&1 \
 	    || { tail -30 ../deb-build.log; exit 1; }
 	@cp build/pkg/hasupd_$(VERSION)_all.deb dist/
-	@rpmbuild -bb --nodeps --define "_topdir $(CURDIR)/build/rpm" \
+	@$(PKG_ENV) rpmbuild -bb --nodeps --define "_topdir $(CURDIR)/build/rpm" \
 	    --define "_sourcedir $(CURDIR)/dist" rpm/hasupd.spec > build/pkg/rpm-build.log 2>&1 \
 	    || { tail -30 build/pkg/rpm-build.log; exit 1; }
 	@cp build/rpm/RPMS/noarch/hasupd-$(VERSION)-*.noarch.rpm dist/
@@ -56,3 +58,9 @@ demo: $(STAMP)
 
 lab-down: $(STAMP)
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m hasupd.lab.cli --prefix $${HASUPD_LAB_PREFIX:-demo} down
+
+# Real DRBD end to end: two qemu VMs (software emulation) with the installed
+# .deb; the image is cached in $HASUPD_VM_CACHE (default /var/cache/hasupd-vm).
+test-vm: packages
+	@scripts/deps.sh scripts/apt-packages-vm.txt
+	@python3 tests/vm/e2e.py --deb dist/hasupd_$(VERSION)_all.deb

@@ -250,8 +250,9 @@ def cmd_check(args) -> int:
         cfg = configmod.load(path)
     except configmod.ConfigError as e:
         raise Fail(str(e), configmod.EX_CONFIG) from None
-    print(configmod.summary(cfg))
-    print(f"{path}: valid")
+    if not args.quiet:
+        print(configmod.summary(cfg))
+        print(f"{path}: valid")
     return 0
 
 
@@ -395,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("check", help="validate the configuration (no daemon needed)")
     s.add_argument("--config", dest="check_config", help="file to check")
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing when valid (errors still go to stderr; for ExecStartPre)")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("keygen", help="make the heartbeat key (64 random bytes, mode 0400)")
