@@ -1,0 +1,336 @@
+"""Failover time in the lab, per kind of failure.
+
+For each scenario a fresh lab (prefix "bf") is built; each run injects the
+fault on the node that serves the VIP and measures, from the fault:
+
+* ``to_first_200``: the first HTTP 200 on the VIP from the expected node
+  (the peer after a failover, the same node after a restart in place),
+  probed from the client namespace every 10 ms;
+* ``total``: the end of the last step the daemons recorded (httpd
+  answering on the new owner);
+* each step of the failover timeline from both nodes' history (failure
+  seen, stop, demote, promote, VIP up, mount, httpd answering), as offset
+  from the fault and duration;
+* ``failed_probes``: probes not answered 200 from the fault until the
+  service was back (for the daemon kill: until the restarted daemon has
+  settled; the goal is none); ``gap``: the longest stretch without a 200.
+
+Between runs the cluster is brought back to health (cleanup, boot, thaw,
+split brain resolved as an administrator would); a run that does not
+recover within the timeout is recorded as failed, and the lab is rebuilt.
+
+    .venv/bin/python bench/failover.py [--runs N] [--quick] [--only NAME,...]
+
+Writes bench/results/failover.json (format: bench/results/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    OTHER,
+    Poller,
+    ctl,
+    fmt,
+    group_of,
+    heal,
+    healthy,
+    machine,
+    merged_records,
+    need_root,
+    rebuild,
+    stats,
+    status,
+    wait,
+    write_json,
+)
+from hasupd.history import timelines  # noqa: E402
+from hasupd.lab.cluster import Lab, LabError  # noqa: E402
+
+TUNED = {"heartbeat.interval": "50ms", "heartbeat.deadtime": "300ms"}
+
+# name: (what it is, overrides, fault, who must answer afterwards, goal (metric, limit) or None)
+SCENARIOS: dict[str, tuple[str, dict, str, str, tuple[str, float] | None]] = {
+    "httpd_kill_t1": ("httpd killed (kill -9), migration threshold 1: failover", {}, "kill-httpd", "peer",
+                      ("to_first_200", 0.5)),
+    "httpd_kill_t3": ("httpd killed, migration threshold 3: restart in place",
+                      {"groups.0.migration_threshold": 3}, "kill-httpd", "same", None),
+    "crash_default": ("owner node crashed, default profile (interval 200ms, deadtime 2s)", {}, "crash",
+                      "peer", ("to_first_200", 2.5)),
+    "crash_tuned": ("owner node crashed, tuned profile (interval 50ms, deadtime 300ms)", TUNED, "crash",
+                    "peer", ("to_first_200", 0.5)),
+    "freeze": ("owner node frozen (SIGSTOP + cables cut), default profile", {}, "freeze", "peer", None),
+    "move": ("planned move (hasupctl move rg_web --wait)", {}, "move", "peer", ("gap", 0.5)),
+    "daemon_kill": ("hasupd killed on the owner, restarted 1 s later (systemd RestartSec=1s)", {},
+                    "kill-daemon", "same", ("failed_probes", 0)),
+}
+
+# timeline step -> the benchmark's step name (others, bookkeeping, are left out)
+STEP_NAMES = {
+    "stop res_httpd": "stop httpd",
+    "stop res_filesystem": "umount",
+    "stop res_vip": "VIP down",
+    "demote r0": "demote",
+    "promote r0": "promote",
+    "start res_vip": "VIP up + GARP",
+    "start res_filesystem": "mount",
+    "start res_httpd": "httpd answering",
+}
+STEP_ORDER = ["failure seen", "daemon restarted", "stop httpd", "umount", "VIP down", "demote", "promote",
+              "VIP up + GARP", "mount", "httpd answering", "first HTTP 200"]
+
+
+def canonical(step: str) -> str | None:
+    if step.startswith(("failure seen", "peer lost", "stop failed")):
+        return "failure seen"
+    return STEP_NAMES.get(step)
+
+
+def steps_of(records: list[dict], t0: float, until: float, detector: str | None = None) -> list[dict]:
+    """First occurrence after the fault of each step, offsets from the fault.
+    ``detector``: the node whose "failure seen" counts (the survivor, when
+    the owner dies: what the dying node saw itself does not matter)."""
+    found: dict[str, dict] = {}
+    for tl in timelines(records):
+        base = tl.get("start_wall") or 0.0
+        for s in tl["steps"]:
+            name = canonical(s["step"])
+            begin = base + s["offset"]
+            if name is None or name in found or not (t0 - 0.05 <= begin <= until):
+                continue
+            if name == "failure seen" and detector and s["node"] != detector:
+                continue
+            found[name] = {"step": name, "offset": round(begin - t0, 4), "duration": s["duration"],
+                           "node": s["node"], "ok": s["ok"]}
+    for r in records:  # a restarted daemon's first record
+        if r.get("kind") == "start" and "daemon restarted" not in found and t0 <= r.get("wall", 0) <= until:
+            found["daemon restarted"] = {"step": "daemon restarted", "offset": round(r["wall"] - t0, 4),
+                                         "duration": 0.0, "node": r.get("node"), "ok": True}
+    return sorted(found.values(), key=lambda s: s["offset"])
+
+
+def running_on(st: dict | None, node: str) -> bool:
+    """Every resource of rg_web started on NODE, as NODE itself sees it
+    (the group's "node" field can lag behind after the peer died)."""
+    g = group_of(st)
+    return bool(g) and all(r["states"].get(node) == "started" for r in g["resources"])
+
+
+class Bench:
+    def __init__(self, name: str, runs: int, prefix: str = "bf", log=print):
+        self.name = name
+        self.what, self.overrides, self.fault, self.expect, self.goal = SCENARIOS[name]
+        self.runs = runs
+        self.lab = Lab(prefix)
+        self.log = log
+        self.results: list[dict] = []
+
+    def run_all(self) -> list[dict]:
+        if self.lab.meta_path.exists():
+            self.lab.down()  # a leftover of an interrupted run
+        self.lab.up(self.overrides)
+        poller = Poller(self.lab).start()
+        try:
+            owner = wait(lambda: healthy(self.lab), 90, 0.5)
+            for i in range(self.runs):
+                if not owner:
+                    self.log("    the cluster is not healthy: rebuilding the lab")
+                    poller.stop()
+                    owner = rebuild(self.lab, self.overrides)
+                    poller = Poller(self.lab).start()
+                    if not owner:
+                        self.results.append({"ok": False, "error": "lab did not become healthy"})
+                        continue
+                res = self.one_run(poller, owner)
+                res["run"] = i + 1
+                self.results.append(res)
+                self.log("    run %d: %s" % (i + 1, describe(res)))
+                owner = self.recover(res)
+        finally:
+            poller.stop()
+            self.lab.down()
+        return self.results
+
+    def one_run(self, poller: Poller, owner: str) -> dict:
+        lab = self.lab
+        target = OTHER[owner] if self.expect == "peer" else owner
+        if poller.wait_ok(time.time(), owner, 10) is None:
+            return {"ok": False, "owner": owner, "error": "the VIP did not answer before the fault"}
+        time.sleep(0.3)
+        t0 = time.time()
+        restarted = None
+        if self.fault == "move":
+            proc = ctl(lab, owner, "move", "rg_web", "--wait", "--timeout", "60", timeout=90)
+            if proc.returncode != 0:
+                return {"ok": False, "owner": owner, "error": f"move: {proc.stdout}{proc.stderr}".strip()}
+        else:
+            lab.fault(owner, self.fault)
+        if self.fault == "kill-daemon":
+            time.sleep(1.0)  # systemd: Restart=on-failure, RestartSec=1s
+            restarted = time.time()
+            lab.start_daemon(owner)
+        t_ok = poller.wait_ok(t0, target, 60)
+        if t_ok is None:
+            return {"ok": False, "owner": owner, "target": target, "fault_wall": t0,
+                    "error": f"no HTTP 200 from {target} within 60 s"}
+        # let the daemons finish and record the whole timeline
+        settled = wait(lambda: running_on(status(lab, target), target), 30, 0.2)
+        if self.fault == "kill-daemon":
+            # the restarted daemon must have adopted the group; watch a while longer
+            wait(lambda: (st := status(lab, owner)) and st["hasupd"]["pid"] == lab.daemon_pid(owner)
+                 and running_on(st, owner), 30, 0.2)
+            time.sleep(2.0)
+        else:
+            time.sleep(0.5)
+        until = time.time()
+        records = merged_records(lab, t0 - 1)
+        steps = steps_of(records, t0, until, target if self.fault in ("crash", "freeze") else None)
+        if self.fault == "kill-httpd" and self.expect == "same":
+            # apache's workers outlive a kill -9 of its parent and keep answering
+            # until the daemon stops the group: count from the end of that stop
+            stop = next((s for s in steps if s["step"] == "stop httpd"), None)
+            if stop is None:
+                return {"ok": False, "owner": owner, "target": target, "fault_wall": t0,
+                        "error": "no stop of httpd in the history", "steps": steps}
+            t_ok = poller.wait_ok(t0 + stop["offset"] + stop["duration"], target, 30)
+            if t_ok is None:
+                return {"ok": False, "owner": owner, "target": target, "fault_wall": t0,
+                        "error": "no HTTP 200 after httpd was restarted", "steps": steps}
+        to_first = t_ok - t0
+        steps.append({"step": "first HTTP 200", "offset": round(to_first, 4), "duration": 0.0, "node": target,
+                      "ok": True})
+        ends = [s["offset"] + s["duration"] for s in steps if s["step"] not in ("first HTTP 200",)]
+        window_end = until if self.fault == "kill-daemon" else t_ok
+        return {"ok": True, "owner": owner, "target": target, "fault_wall": round(t0, 4),
+                "to_first_200": round(to_first, 4),
+                "total": round(max(ends), 4) if ends else round(to_first, 4),
+                "failed_probes": poller.failed(t0, window_end),
+                "probes": len(poller.since(t0, window_end)),
+                "gap": round(poller.longest_gap(t0, window_end), 4),
+                "restart_offset": round(restarted - t0, 4) if restarted else None,
+                "settled": bool(settled),
+                "steps": steps}
+
+    def recover(self, res: dict) -> str:
+        owner = res.get("owner")
+        frozen = {owner} if self.fault == "freeze" and owner else set()
+        crashed = {owner} if self.fault == "crash" and owner else set()
+        try:
+            got = heal(self.lab, frozen, crashed, timeout=120, log=self.log)
+        except LabError as e:
+            self.log(f"    heal failed: {e}")
+            got = ""
+        return got
+
+
+def describe(res: dict) -> str:
+    if not res.get("ok"):
+        return "FAILED: " + res.get("error", "?")
+    steps = ", ".join(f"{s['step']} +{s['offset']:.3f}" for s in res["steps"])
+    return (f"{res['owner']}->{res['target']} first 200 after {res['to_first_200']:.3f}s, total "
+            f"{res['total']:.3f}s, gap {res['gap']:.3f}s, failed probes {res['failed_probes']}/{res['probes']}"
+            f"  [{steps}]")
+
+
+def summarize(name: str, runs: list[dict]) -> dict:
+    ok = [r for r in runs if r.get("ok")]
+    out = {"what": SCENARIOS[name][0], "runs": runs, "failed_runs": len(runs) - len(ok),
+           "stats": stats([r["to_first_200"] for r in ok]),
+           "total_stats": stats([r["total"] for r in ok]),
+           "gap_stats": stats([r["gap"] for r in ok]),
+           "failed_probes_stats": stats([r["failed_probes"] for r in ok])}
+    step_stats = {}
+    for step in STEP_ORDER:
+        offs = [s["offset"] for r in ok for s in r["steps"] if s["step"] == step]
+        durs = [s["duration"] for r in ok for s in r["steps"] if s["step"] == step]
+        if offs:
+            step_stats[step] = {"offset": stats(offs), "duration": stats(durs)}
+    out["step_stats"] = step_stats
+    goal = SCENARIOS[name][4]
+    if goal:
+        metric, limit = goal
+        value = stats([r[metric] for r in ok])["median"] if ok else None
+        out["goal"] = {"metric": metric, "limit": limit, "median": value,
+                       "met": value is not None and value <= limit}
+    return out
+
+
+def costliest(run: dict) -> list[tuple[str, float]]:
+    """Where a run's time went: each step's duration and the wait before it
+    began (after the previous step ended), largest first."""
+    segs = []
+    prev_end = 0.0
+    for s in sorted(run["steps"], key=lambda s: s["offset"]):
+        if s["offset"] - prev_end > 0.001:
+            segs.append((f"waiting before '{s['step']}'", s["offset"] - prev_end))
+        if s["duration"] > 0.001:
+            segs.append((f"'{s['step']}' itself", s["duration"]))
+        prev_end = max(prev_end, s["offset"] + s["duration"])
+    return sorted(segs, key=lambda s: -s[1])
+
+
+def print_summary(name: str, s: dict) -> None:
+    st = s["stats"]
+    print(f"\n== {name}: {s['what']}")
+    print(f"   first HTTP 200: min {fmt(st['min'])}  median {fmt(st['median'])}  p95 {fmt(st['p95'])}  "
+          f"max {fmt(st['max'])}  (n={st['n']}, failed runs {s['failed_runs']})")
+    tt, gp, fp = s["total_stats"], s["gap_stats"], s["failed_probes_stats"]
+    print(f"   timeline total: median {fmt(tt['median'])}  max {fmt(tt['max'])};  longest gap: median "
+          f"{fmt(gp['median'])}  max {fmt(gp['max'])};  failed probes: median {fp['median']}  max {fp['max']}")
+    for step, ss in s["step_stats"].items():
+        o, d = ss["offset"], ss["duration"]
+        print(f"   {step:<17} at +{fmt(o['median'])} (min {fmt(o['min'])}, p95 {fmt(o['p95'])}, max "
+              f"{fmt(o['max'])})  takes {fmt(d['median'])} (max {fmt(d['max'])})")
+    goal = s.get("goal")
+    if goal:
+        verdict = "met" if goal["met"] else "MISSED"
+        print(f"   goal {goal['metric']} <= {goal['limit']}: median {goal['median']} -> {verdict}")
+        ok = [r for r in s["runs"] if r.get("ok")]
+        if not goal["met"] and ok:
+            median_run = sorted(ok, key=lambda r: r[goal["metric"]])[len(ok) // 2]
+            segs = costliest(median_run)[:3]
+            print("   where the time goes (median run): " +
+                  "; ".join(f"{name} {dt:.3f}s" for name, dt in segs))
+            s["goal"]["costliest"] = [{"segment": n, "seconds": round(dt, 4)} for n, dt in segs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="2 runs per scenario")
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--prefix", default="bf")
+    ap.add_argument("--output", default="failover.json")
+    args = ap.parse_args(argv)
+    need_root()
+    runs = 2 if args.quick else args.runs
+    names = [n for n in args.only.split(",") if n] or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"failover.py: unknown scenario(s) {', '.join(unknown)} (known: {', '.join(SCENARIOS)})",
+              file=sys.stderr)
+        return 2
+    result = {"machine": machine(), "runs_per_scenario": runs, "probe_interval_s": 0.01, "scenarios": {}}
+    started = time.monotonic()
+    for name in names:
+        print(f"-- {name}: {SCENARIOS[name][0]} ({runs} runs)", flush=True)
+        t = time.monotonic()
+        runs_out = Bench(name, runs, args.prefix).run_all()
+        result["scenarios"][name] = summarize(name, runs_out)
+        print(f"   ({time.monotonic() - t:.0f}s)", flush=True)
+    for name, s in result["scenarios"].items():
+        print_summary(name, s)
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    path = write_json(args.output, result)
+    print(f"\nwrote {path} ({result['elapsed_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
