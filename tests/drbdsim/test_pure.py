@@ -34,6 +34,14 @@ def test_decide(a, b, expected):
     assert (outcome, source) == expected
 
 
+def test_decide_never_replaces_a_primarys_mounted_image():
+    a = dict(hello("a", "Y", bitmap="X"), role="Secondary", image="/i/a")
+    b = dict(hello("b", "Z", bitmap="X", discard=True), role="Primary", image="/i/b")
+    assert decide(a, b)[0] == "target-primary"
+    b["image"] = "/i/a"  # a diskless Primary re-attaching: same data, resync allowed
+    assert decide(a, b)[:2] == ("sync", "a")
+
+
 def test_decide_resync_amount_is_what_was_written():
     assert decide(hello("a", "Y", bitmap="X", oos=4096), hello("b", "X"))[2] == 4096
 

@@ -603,7 +603,7 @@ class Res:
         outcome, source, amount = decide(a, b)
         self.peer_role = peer["role"]
         self.peer_disk = peer["disk"]
-        if outcome in ("split-brain", "unrelated"):
+        if outcome in ("split-brain", "unrelated", "target-primary"):
             await self.split_brain(outcome)
             return None
         self.discard = False
@@ -647,6 +647,8 @@ class Res:
             self.peer_role, self.peer_disk = "Unknown", "DUnknown"
             self.emit()
             await self.run_handler("split-brain", volume=True)
+        elif outcome == "target-primary":
+            self.log("I shall become SyncTarget, but I am primary!", block=True)
         else:
             self.log("Unrelated data, aborting!", block=True)
         if link:
@@ -830,7 +832,17 @@ async def cancel_all(tasks: list[asyncio.Task]) -> None:
 def decide(a: dict, b: dict) -> tuple[str, str | None, int]:
     """The sync handshake (DRBD's uuid_compare, simplified), symmetric: both
     sides compute it from the two hellos sorted by node name.  Returns
-    (outcome, source node, KiB to resync); outcome in none|sync|split-brain|unrelated."""
+    (outcome, source node, KiB to resync); outcome in
+    none|sync|split-brain|unrelated|target-primary."""
+    outcome, source, amount = _compare(a, b)
+    if outcome == "sync":
+        src, tgt = (a, b) if source == a["node"] else (b, a)
+        if tgt.get("role") == "Primary" and tgt.get("image") != src.get("image"):
+            return "target-primary", None, 0  # its mounted data cannot be replaced under it
+    return outcome, source, amount
+
+
+def _compare(a: dict, b: dict) -> tuple[str, str | None, int]:
     full = 1 << 62
     if a["disk"] == DISKLESS or b["disk"] == DISKLESS:
         return "none", None, 0
