@@ -240,6 +240,12 @@ class DrbdDriver:
     async def disconnect(self, timeout: float | None = None) -> Result:
         return await self._run(self._adm("disconnect", self.name), "disconnect", timeout)
 
+    async def outdate(self, timeout: float | None = None) -> Result:
+        """``drbdadm outdate``: this (disconnected Secondary) node's data is
+        marked Outdated, so the peer may promote; what a fence-peer verdict
+        with ``ask_peer_to_outdate`` asks of the peer."""
+        return await self._run(self._adm("outdate", self.name), "outdate", timeout)
+
     async def attach(self, timeout: float | None = None) -> Result:
         """Re-attach the backing disk (after it came back)."""
         return await self._run(self._adm("attach", self.name), "attach", timeout)

@@ -7,6 +7,7 @@ cutting the bridge port really disconnects it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,6 +42,19 @@ def net():
 def workdir():
     with tempfile.TemporaryDirectory(prefix="dd-sim-") as d:
         yield Path(d)
+
+
+@contextlib.contextmanager
+def sim(workdir: Path, net: TwoNodeNet, **kw):
+    """A SimCluster whose kernel logs are printed when the test fails."""
+    with SimCluster(workdir / "sim", net.nodes(), prefix="dd", **{**PING, **kw}) as sc:
+        try:
+            yield sc
+        except BaseException:
+            for n in sc.nodes:
+                with contextlib.suppress(OSError):
+                    print(f"--- {n} kern.log (tail)\n" + Path(sc.kern_log(n)).read_text()[-3000:])
+            raise
 
 
 def drivers(sc: SimCluster, minor_count: int = 2) -> dict[str, drbd.DrbdDriver]:
@@ -84,7 +98,7 @@ async def first_sync(dv: dict[str, drbd.DrbdDriver]) -> list[DrbdStatus]:
 
 
 def test_up_first_sync_promote_demote(net, workdir):
-    with SimCluster(workdir, net.nodes(), prefix="dd", resync_rate_kib=32768, **PING) as sc:
+    with sim(workdir, net, resync_rate_kib=32768) as sc:
         dv = drivers(sc)
 
         async def go():
@@ -111,7 +125,7 @@ def test_up_first_sync_promote_demote(net, workdir):
 
 
 def test_demote_refused_names_the_holders(net, workdir):
-    with SimCluster(workdir / "sim", net.nodes(), prefix="dd", **PING) as sc:
+    with sim(workdir, net) as sc:
         dv = drivers(sc)
 
         async def go():
@@ -137,7 +151,7 @@ def test_demote_refused_names_the_holders(net, workdir):
 
 
 def test_cut_link_reconnect_resync_and_data_follows(net, workdir):
-    with SimCluster(workdir, net.nodes(), prefix="dd", resync_rate_kib=8192, **PING) as sc:
+    with sim(workdir, net, resync_rate_kib=8192) as sc:
         dv = drivers(sc)
 
         async def go():
@@ -168,6 +182,10 @@ def test_cut_link_reconnect_resync_and_data_follows(net, workdir):
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+                # what a fence-peer verdict asks of a live cut-off peer
+                await until(dv["n2"], lambda s: not s.connected)
+                assert (await dv["n2"].outdate()).ok
+                assert (await dv["n2"].status()).disk == "Outdated"
                 await loop.run_in_executor(None, net.mend, "n2")
                 n = len(seen)
                 while not (seen[-1:] and both_uptodate(seen[-1]) and len(seen) > n):
@@ -193,7 +211,7 @@ def test_cut_link_reconnect_resync_and_data_follows(net, workdir):
 
 
 def test_backing_disk_detach_seen_through_uevents(net, workdir):
-    with SimCluster(workdir, net.nodes(), prefix="dd", **PING) as sc:
+    with sim(workdir, net) as sc:
         dv = drivers(sc)
 
         async def go():
@@ -224,7 +242,7 @@ def test_backing_disk_detach_seen_through_uevents(net, workdir):
 
 
 def test_watch_survives_the_death_of_events2(net, workdir):
-    with SimCluster(workdir / "sim", net.nodes(), prefix="dd", **PING) as sc:
+    with sim(workdir, net) as sc:
         dv = drivers(sc)
 
         async def go():
@@ -256,7 +274,7 @@ def test_watch_survives_the_death_of_events2(net, workdir):
 
 
 def test_module_missing_is_one_clear_error(net, workdir):
-    with SimCluster(workdir, net.nodes(), prefix="dd", module="missing", **PING) as sc:
+    with sim(workdir, net, module="missing") as sc:
         d = drivers(sc)["n1"]
 
         async def go():
@@ -272,7 +290,7 @@ def test_module_missing_is_one_clear_error(net, workdir):
 
 
 def test_minor_not_allocated_means_not_up_even_with_minor_count_1(net, workdir):
-    with SimCluster(workdir, net.nodes(), prefix="dd", minor=7, **PING) as sc:
+    with sim(workdir, net, minor=7) as sc:
         d = drivers(sc, minor_count=1)["n1"]
 
         async def go():
@@ -290,7 +308,7 @@ def test_minor_not_allocated_means_not_up_even_with_minor_count_1(net, workdir):
 
 
 def test_drbd_utils_missing_with_the_simulator_off_path(net, workdir):
-    with SimCluster(workdir, net.nodes(), prefix="dd", **PING) as sc:
+    with sim(workdir, net) as sc:
         d = drivers(sc)["n1"]
         d.env = {"PATH": str(workdir / "empty")}
 
@@ -331,8 +349,8 @@ def test_fence_peer_handler_end_to_end(net, workdir):
     }
     try:
         handlers = {h: handler_cmd(h, pattern) for h in ("fence-peer", "unfence-peer")}
-        with SimCluster(workdir / "sim", net.nodes(), prefix="dd", fencing="resource-only",
-                        handlers=handlers, **PING) as sc:
+        with sim(workdir, net, fencing="resource-only",
+                        handlers=handlers) as sc:
             dv = drivers(sc)
 
             async def go():
@@ -348,6 +366,7 @@ def test_fence_peer_handler_end_to_end(net, workdir):
                 r = await dv["n2"].promote()
                 assert not r.ok and "local disk is Outdated" in r.message, r.message
                 assert [r["cmd"] for r in daemons["n2"].requests] == ["drbd-fence-peer"]
+                assert (await dv["n2"].outdate()).ok  # already Outdated: a no-op, as in DRBD
                 await loop.run_in_executor(None, net.mend, "n2")
                 await until(dv["n2"], both_uptodate, 60)
                 t0 = loop.time()
@@ -366,8 +385,8 @@ def test_split_brain_seen_alerted_and_recovered(net, workdir):
     daemon = FakeDaemon(str(sock), {"ok": True})
     try:
         handlers = {"split-brain": handler_cmd("split-brain", str(sock))}
-        with SimCluster(workdir / "sim", net.nodes(), prefix="dd", fencing="dont-care",
-                        handlers=handlers, **PING) as sc:
+        with sim(workdir, net, fencing="dont-care",
+                        handlers=handlers) as sc:
             dv = drivers(sc)
 
             async def go():
