@@ -236,3 +236,15 @@ def test_forced_alone_then_peer_joins_gets_full_sync(make_cluster):
     st = sc.wait_for("n2", lambda s: s["repl"] == "SyncTarget", timeout=20, interval=0.05)
     assert st["oos"] > 40000  # KiB: a full sync of the 64 MiB device, not a bitmap one
     sc.wait_for("n2", lambda s: s["disk"] == "UpToDate", timeout=30)
+
+
+def test_adjust_applies_new_fencing_config(make_cluster, net, tmp_path):
+    log = tmp_path / "h"
+    sc = make_cluster()
+    connected_uptodate(sc)
+    sc.reconfigure(fencing="resource-only", handlers={"fence-peer": f"echo $DRBD_RESOURCE >> {log}; exit 4"})
+    ok(sc, "n1", "drbdadm", "adjust", "r0")
+    assert sc.state("n1")["conn"] == "Connected"  # adjust disturbs nothing that is up
+    net.cut("n2")
+    sc.wait_for("n1", lambda s: s["peer_disk"] == "Outdated", timeout=15)
+    assert log.read_text() == "r0\n"

@@ -103,6 +103,7 @@ async def _one(r: Res, sub: str, flags: set[str], force: bool, color: bool, req:
     if sub == "up":
         return await r.cmd_up()
     if sub == "adjust":
+        r.node.reload()  # like drbdadm, adjust applies the current configuration
         if not r.up:
             return await r.cmd_up()
         if r.disk == "Diskless":

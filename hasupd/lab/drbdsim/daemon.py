@@ -986,6 +986,18 @@ class Node:
         self.loops_path = os.path.join(self.paths.state_dir, "loops")
         self.background: set[asyncio.Task] = set()
 
+    def reload(self) -> None:
+        """Re-read the sim config: fencing, handlers, ping and rates apply from now on."""
+        try:
+            cfg = simconfig.load(self.cfg.path)
+        except simconfig.SimConfigError as e:
+            self.log(f"drbdsim: config not reloaded: {e}")
+            return
+        self.cfg = cfg
+        for rc in cfg.resources:
+            if rc.name in self.resources:
+                self.resources[rc.name].rc = rc
+
     def spawn(self, coro) -> asyncio.Task:
         t = asyncio.create_task(coro)
         self.background.add(t)

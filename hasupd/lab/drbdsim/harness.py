@@ -97,6 +97,12 @@ class SimCluster:
                "resources": [dict(self.res_opts, hosts=hosts)]}
         self.config_path.write_text(json.dumps(cfg, indent=1))
 
+    def reconfigure(self, **res_opts) -> None:
+        """Change resource options (fencing, handlers, ping_int, ...) in the config;
+        a node applies them at its next ``drbdadm adjust``."""
+        self.res_opts.update(res_opts)
+        self.write_config()
+
     def write_shims(self, node: str) -> None:
         b = self.bin_dir(node)
         b.mkdir(parents=True, exist_ok=True)
