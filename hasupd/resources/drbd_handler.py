@@ -167,6 +167,8 @@ def _log(msg: str, critical: bool = False) -> None:
 def _env() -> tuple[str, str, dict]:
     resource = os.environ.get("DRBD_RESOURCE", "")
     peer = os.environ.get("DRBD_PEER", "") or os.environ.get("DRBD_PEERS", "").split(" ")[0]
+    if not peer and "DRBD_PEER_NODE_ID" in os.environ:  # DRBD 9 names the peer by node id
+        peer = os.environ.get(f"DRBD_NODE_ID_{os.environ['DRBD_PEER_NODE_ID']}", "")
     extra = {k: os.environ[e] for k, e in (("peer_address", "DRBD_PEER_ADDRESS"), ("minor", "DRBD_MINOR"))
              if e in os.environ}
     return resource, peer, extra

@@ -274,3 +274,14 @@ def test_usage_errors_never_say_yes():
                            env=env, capture_output=True, text=True, timeout=30)
         assert p.returncode not in (3, 4, 5, 6, 7, 0)
         assert "usage" in p.stderr
+
+
+def test_drbd9_environment_names_the_peer_by_node_id(sockdir):
+    sock = sockdir / "hasupd.sock"
+    d = FakeDaemon(str(sock), {"ok": True, "verdict": "outdated", "detail": "x"})
+    try:
+        p = run_handler("fence-peer", sock, {"DRBD_PEER": "", "DRBD_PEERS": "", "DRBD_PEER_NODE_ID": "1",
+                                             "DRBD_NODE_ID_0": "node1", "DRBD_NODE_ID_1": "node2"})
+    finally:
+        d.close()
+    assert p.returncode == 4 and d.requests[0]["peer"] == "node2"
