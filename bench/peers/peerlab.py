@@ -1,0 +1,452 @@
+"""The lab the peers run in: two nodes and a client in network namespaces.
+
+    netns pk-lan      bridge br0 (10.77.0.0/24), the switch
+    netns pk-n1       eth0 10.77.0.11   (node n1)
+    netns pk-n2       eth0 10.77.0.12   (node n2)
+    netns pk-client   eth0 10.77.0.100  (the HTTP poller)
+    VIP 10.77.0.20/24, owned by whichever node the peer makes active
+
+It is hasupd.lab.netlab's Topology (one ring) with 10.77 addresses, so the
+peers and hasupd meet the same switch, the same faults (a cable is pulled on
+the switch side) and the same client.  Each node is also a mount + UTS
+namespace of its own, held open by a ``sleep`` holder: every daemon of the
+node is started with ``nsenter`` into it, so it sees the node's private
+/run, /dev/shm, /etc/corosync, /var/lib/pacemaker... (bind mounts of
+BASE/NODE/...) and its own host name.  The node's files are always visible
+inside the node at NODE_MOUNT, so a path in a cluster-wide setting (the
+apache config of a Pacemaker resource) is the same on both nodes.
+
+Every process of a node lives in its network namespace, so ``kill_node``
+and ``down`` find them all there and kill them by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from hasupd.lab.netlab import CLIENT, Topology
+from hasupd.resources.httpd import write_lab_config
+
+PREFIX = "pk"
+NODES = ("n1", "n2")
+VIP = "10.77.0.20"
+BASE = Path("/var/lib/pk-bench")  # not /tmp: keepalived refuses scripts under world-writable dirs
+NODE_MOUNT = BASE / "node"  # inside a node: that node's own BASE/NODE
+POLL_INTERVAL = 0.010
+
+
+class Blocked(Exception):
+    """The peer cannot run (or stopped working) here; the message says why."""
+
+
+def other(node: str) -> str:
+    return NODES[1] if node == NODES[0] else NODES[0]
+
+
+def run(argv: list[str], timeout: float = 60, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired as e:
+        raise Blocked(f"{' '.join(argv)}: no answer within {timeout:g}s") from e
+    if check and proc.returncode != 0:
+        raise Blocked(f"{' '.join(argv)}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-400:]}")
+    return proc
+
+
+def wait_until(what: str, predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Blocked(f"{what}: not reached within {timeout:g}s")
+        time.sleep(interval)
+
+
+class PeerTopology(Topology):
+    """netlab's Topology on 10.77.0.0/24 (the range kept for the peers)."""
+
+    def address(self, node: str, ring: int) -> str:
+        return "10.77." + super().address(node, ring).split(".", 2)[2]
+
+    def network(self, ring: int) -> str:
+        return "10.77." + super().network(ring).split(".", 2)[2]
+
+
+# --------------------------------------------------------------------- the client
+
+POLLER = r"""
+import asyncio, json, sys, time
+interval, vip, timeout = float(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+
+async def probe():
+    t0, status, served = time.time(), 0, ""
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection(vip, 80), timeout)
+        try:
+            w.write(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
+            data = await asyncio.wait_for(r.read(), timeout)
+        finally:
+            w.close()
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        for line in head[1:]:
+            if line.lower().startswith("x-served-by:"):
+                served = line.split(":", 1)[1].strip()
+    except Exception:
+        pass
+    print(json.dumps([t0, time.time(), status, served]), flush=True)
+
+async def main():
+    pending, tick = set(), time.monotonic()
+    while True:
+        task = asyncio.create_task(probe())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        tick += interval
+        await asyncio.sleep(max(0.0, tick - time.monotonic()))
+
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    start: float
+    end: float
+    status: int
+    served: str
+
+
+class Poller:
+    """A GET of http://VIP/ every 10 ms from the client namespace.
+
+    Probes overlap (each has its own connection and a 0.5 s timeout), so a
+    slow or hanging one never delays the next: the resolution stays 10 ms
+    while the VIP is unreachable.  Which node answered comes from the
+    X-Served-By header each node's apache sets."""
+
+    def __init__(self, topo: Topology):
+        self.probes: list[Probe] = []
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            topo.exec_argv(CLIENT, [sys.executable, "-c", POLLER, str(POLL_INTERVAL), VIP, "0.5"]),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                p = Probe(*json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            with self.lock:
+                self.probes.append(p)
+
+    def since(self, t: float) -> list[Probe]:
+        with self.lock:
+            return [p for p in self.probes if p.end >= t]
+
+    def owner(self, window: float = 1.0) -> str | None:
+        """The node that answered every probe ended in the last ``window`` s, if one did."""
+        recent = self.since(time.time() - window)
+        served = {p.served if p.status == 200 else "" for p in recent}
+        if len(recent) >= window / POLL_INTERVAL / 4 and len(served) == 1 and "" not in served:
+            return served.pop()
+        return None
+
+    def wait_steady(self, timeout: float = 120) -> str:
+        return wait_until("the VIP answers steadily from one node", self.owner, timeout)
+
+    def first_ok_from(self, node: str, since: float, timeout: float) -> Probe:
+        def found():
+            oks = [p for p in self.since(since) if p.status == 200 and p.served == node]
+            return min(oks, key=lambda p: p.end) if oks else None
+        return wait_until(f"an HTTP 200 from {node}", found, timeout, interval=0.05)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+def outcome(poller: Poller, fault_at: float, old: str, new: str, timeout: float) -> dict:
+    """One trial's figures: fault -> first 200 from the new owner (completion
+    time of that probe), and the gap the client saw without any 200."""
+    first = poller.first_ok_from(new, fault_at, timeout)
+    window = [p for p in poller.since(fault_at - 5) if p.end <= first.end]
+    last_old = max((p.end for p in window if p.status == 200 and p.served == old), default=None)
+    failed = sum(1 for p in window if p.end >= fault_at and p.status != 200)
+    return {"from_fault": round(first.end - fault_at, 4),
+            "gap": round(first.end - last_old, 4) if last_old else None,
+            "old": old, "new": new, "failed_probes": failed}
+
+
+def summary(values: list[float]) -> dict:
+    """min / median / p95 / max of a list of seconds (p95: nearest rank)."""
+    if not values:
+        return {"n": 0}
+    s = sorted(values)
+    p95 = s[min(len(s) - 1, max(0, int(round(0.95 * len(s) + 0.5)) - 1))]
+    return {"n": len(s), "min": round(s[0], 4), "median": round(statistics.median(s), 4),
+            "p95": round(p95, 4), "max": round(s[-1], 4)}
+
+
+# --------------------------------------------------------------------- the lab
+
+
+@dataclass
+class NodeHandle:
+    name: str
+    holder: int | None = None
+    daemons: dict[str, int] = field(default_factory=dict)
+
+
+class PeerLab:
+    """Namespaces, per-node mount/UTS namespaces, apache configs, faults."""
+
+    def __init__(self):
+        self.topo = PeerTopology(PREFIX, nodes=NODES, rings=1, client=True)
+        self.nodes = {n: NodeHandle(n) for n in NODES}
+        self.poller: Poller | None = None
+
+    def dir(self, node: str) -> Path:
+        return BASE / node
+
+    # ------------------------------------------------------------ up / down
+
+    def up(self) -> None:
+        self.down()  # what a killed earlier run may have left
+        BASE.mkdir(parents=True, exist_ok=True)
+        BASE.chmod(0o755)
+        NODE_MOUNT.mkdir(exist_ok=True)
+        for node in NODES:
+            shutil.rmtree(self.dir(node), ignore_errors=True)
+            self.dir(node).mkdir(mode=0o755)
+            self._write_httpd(node)
+        self.topo.up()
+
+    def down(self) -> None:
+        if self.poller:
+            self.poller.stop()
+            self.poller = None
+        for node in NODES:
+            self.kill_node(node)
+        self.topo.down()
+
+    def start_poller(self) -> Poller:
+        self.poller = Poller(self.topo)
+        return self.poller
+
+    # ------------------------------------------------------------ nodes
+
+    def boot(self, node: str, mounts: dict[str, str], extra_setup: str = "") -> None:
+        """Start the node's holder (mount + UTS namespaces inside its netns)
+        and make its private mounts: {path in the node: directory under
+        BASE/NODE}; /run and /dev/shm are fresh tmpfs."""
+        h = self.nodes[node]
+        p = subprocess.Popen(["ip", "netns", "exec", self.topo.ns(node), "unshare", "--mount", "--uts",
+                              "--propagation", "private", "sleep", "infinity"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        h.holder = p.pid
+
+        def ready():
+            try:
+                return (os.readlink(f"/proc/{p.pid}/exe").endswith("sleep")
+                        and os.readlink(f"/proc/{p.pid}/ns/uts") != os.readlink("/proc/self/ns/uts"))
+            except OSError:
+                return False
+        wait_until(f"the namespace holder of {node}", ready, 10, 0.01)
+        lines = [f"hostname {node}", f"mount --bind {self.dir(node)} {NODE_MOUNT}",
+                 "mount -t tmpfs -o mode=1777 tmpfs /dev/shm", "mount -t tmpfs -o mode=755 tmpfs /run",
+                 "mkdir -p /run/lock /run/resource-agents"]
+        for inside, sub in mounts.items():
+            src = self.dir(node) / sub
+            src.mkdir(parents=True, exist_ok=True)
+            lines.append(f"mount --bind {src} {inside}")
+        self.sh(node, "\n".join(lines + [extra_setup]))
+
+    def enter(self, node: str, argv: list[str]) -> list[str]:
+        holder = self.nodes[node].holder
+        if holder is None:
+            raise Blocked(f"node {node} is not booted")
+        return ["nsenter", "-t", str(holder), "-m", "-u", "-n", "--", *argv]
+
+    def sh(self, node: str, script: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        return run(self.enter(node, ["sh", "-ec", script]), timeout=timeout, check=check)
+
+    def spawn(self, node: str, name: str, argv: list[str]) -> int:
+        """Start a daemon in the node (foreground mode), its output in BASE/NODE/NAME.out."""
+        with open(self.dir(node) / f"{name}.out", "ab") as out:
+            p = subprocess.Popen(self.enter(node, argv), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        self.nodes[node].daemons[name] = p.pid
+        return p.pid
+
+    def pids(self, node: str) -> list[int]:
+        pids = set(self.topo.pids(node)) if self.topo.exists() else set()
+        h = self.nodes[node]
+        pids.update(p for p in [h.holder, *h.daemons.values()] if p)
+        return sorted(pids)
+
+    def kill_node(self, node: str) -> None:
+        """Power the node off: SIGKILL every process of it, drop the VIP it may hold."""
+        pids = self.pids(node)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:  # reap our own children
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(psutil.pid_exists(p) and _not_zombie(p) for p in pids):
+            time.sleep(0.02)
+        h = self.nodes[node]
+        h.holder, h.daemons = None, {}
+        if self.topo.exists():
+            run(["ip", "-n", self.topo.ns(node), "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)
+
+    # ------------------------------------------------------------ faults
+
+    def httpd_pid(self, node: str) -> int | None:
+        try:
+            pid = int((self.dir(node) / "httpd" / "httpd.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if psutil.pid_exists(pid) and _not_zombie(pid) else None
+
+    def kill_httpd(self, node: str) -> float:
+        """SIGKILL apache's main process (as hasupd-lab's kill-httpd fault: its
+        workers are left behind, still holding port 80); returns the time."""
+        pid = self.httpd_pid(node)
+        if pid is None:
+            raise Blocked(f"apache does not run on {node}")
+        at = time.time()
+        os.kill(pid, signal.SIGKILL)
+        return at
+
+    def kill_stray_httpd(self, node: str) -> None:
+        """Kill apache processes of the node (the workers a parent kill left),
+        and wait until they are gone (their port 80 with them)."""
+        def strays():
+            found = []
+            for pid in self.topo.pids(node):
+                try:
+                    p = psutil.Process(pid)
+                    if p.name() == "apache2" and p.status() != psutil.STATUS_ZOMBIE:
+                        found.append(pid)
+                except psutil.Error:
+                    pass
+            return found
+        for pid in strays():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_until(f"apache's processes on {node} gone", lambda: not strays(), 10, 0.05)
+        (self.dir(node) / "httpd" / "httpd.pid").unlink(missing_ok=True)
+
+    def freeze(self, node: str) -> float:
+        """Node death as hasupd-lab's freeze fault: cables cut (switch side),
+        every process of the node stopped; returns the time."""
+        at = time.time()
+        self.topo.isolate(node)
+        for pid in self.pids(node):
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        return at
+
+    def revive(self, node: str) -> None:
+        """After a freeze: power the node off, plug its cable back (boot it yourself)."""
+        self.kill_node(node)
+        self.topo.restore(node)
+
+    # ------------------------------------------------------------ measurements
+
+    def footprint(self, node: str, exclude: tuple[str, ...], window: float) -> dict:
+        """RSS / PSS of the node's cluster processes (not ``exclude``), and
+        their CPU share of one core over ``window`` seconds."""
+        procs = []
+        for pid in self.pids(node):
+            try:
+                p = psutil.Process(pid)
+                if p.name() not in exclude:
+                    procs.append(p)
+            except psutil.Error:
+                pass
+        cpu0 = {p.pid: _cpu(p) for p in procs}
+        t0 = time.monotonic()
+        time.sleep(window)
+        elapsed = time.monotonic() - t0
+        per_name: dict[str, float] = {}
+        rss = pss = cpu = 0.0
+        for p in procs:
+            try:
+                mem = p.memory_full_info()
+                used = _cpu(p) - cpu0[p.pid]
+            except psutil.Error:
+                continue
+            rss += mem.rss
+            pss += getattr(mem, "pss", 0)
+            cpu += used
+            per_name[p.name()] = round(per_name.get(p.name(), 0) + mem.rss / 2**20, 1)
+        return {"rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1),
+                "cpu_pct": round(100 * cpu / elapsed, 3), "window_s": window, "processes_rss_mb": per_name}
+
+    # ------------------------------------------------------------ apache
+
+    def _write_httpd(self, node: str) -> None:
+        """hasupd's lab apache config, with NODE_MOUNT paths and an X-Served-By header."""
+        real = self.dir(node)
+        conf = Path(write_lab_config(real / "httpd", "80", real / "www", node))
+        text = conf.read_text().replace(str(real), str(NODE_MOUNT))
+        text += ("LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so\n"
+                 f"Header always set X-Served-By {node}\n")
+        conf.write_text(text)
+        for d in (real / "www", real / "httpd"):
+            d.chmod(0o755)
+
+    def start_httpd(self, node: str) -> None:
+        (self.dir(node) / "httpd" / "httpd.pid").unlink(missing_ok=True)
+        run(self.enter(node, ["apache2", "-f", str(NODE_MOUNT / "httpd" / "httpd.conf"), "-k", "start"]))
+        wait_until(f"apache on {node}", lambda: self.httpd_pid(node), 15, 0.05)
+
+
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def random_phase(max_seconds: float) -> None:
+    """Wait a random time, so a fault lands at a random phase of a periodic check."""
+    time.sleep(random.uniform(0, max_seconds))
