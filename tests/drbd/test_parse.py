@@ -344,3 +344,19 @@ def test_parsers_never_crash_on_garbage(lines):
     parse_proc_drbd("\n".join(lines), NAMES)
     for line in lines:
         parse_legacy_event(line)
+
+
+def test_every_state_named_in_the_issue_is_parsed_from_a_real_capture():
+    seen = _feed_all(Events2Stream(), fixture_text("events2-stream-session-node1-1.txt"))
+    seen += [parse_proc_drbd(p.read_text(), NAMES)["r0"] for p in FIXTURES.glob("proc-drbd-8.4.11-*.txt")
+             if "r0" in parse_proc_drbd(p.read_text(), NAMES)]
+    conns = {s.connection for s in seen}
+    for c in ("StandAlone", "Connecting", "Disconnecting", "Connected"):  # Connecting = WFConnection
+        assert c in conns
+    reps = {s.replication for s in seen}
+    for r in ("SyncSource", "SyncTarget", "PausedSyncS", "PausedSyncT", "Established"):
+        assert r in reps
+    disks = {s.disk for s in seen} | {s.peer_disk for s in seen}
+    for d in ("Diskless", "Outdated", "Consistent", "Inconsistent", "UpToDate", "DUnknown"):
+        assert d in disks
+    assert any(s.split_brain for s in seen)
