@@ -150,7 +150,9 @@ def render(name: str, desc: str, parser: argparse.ArgumentParser) -> str:
 
 
 def main() -> int:
-    outdir = ROOT / "debian" / "man"
+    ap = argparse.ArgumentParser(description="write the man pages from the parsers")
+    ap.add_argument("--outdir", default=str(ROOT / "debian" / "man"))
+    outdir = Path(ap.parse_args().outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     for name, (module, desc) in PAGES.items():
         parser = importlib.import_module(module).build_parser() if module else handler_parser()

@@ -1,25 +1,32 @@
-"""Build the .deb and the .rpm from the tracked tree, install the .deb,
-run it, remove and purge it, and check what lands where.
+"""Build the .deb and the .rpm from the tracked tree (`make packages`),
+check what each holds, install the .deb with apt on this machine, run it
+with Debian's python3 and Debian's libraries, remove and purge it.
 
-The .deb is installed with apt (which pulls Debian's python3-pyroute2,
--pyudev, -psutil, -yaml, -structlog, -systemd) and removed again at the end.
+apt pulls Debian's python3-pyroute2, -pyudev, -psutil, -yaml, -structlog and
+-systemd (no recommends: drbd-utils or a mail server must not land on the
+test machine); they stay installed after the purge, hasupd does not.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from hasupd.control.cli import build_parser
+
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "0.1.0"
 DEB = ROOT / "dist" / f"hasupd_{VERSION}_all.deb"
+SCENARIO = ROOT / "tests" / "scenarios" / "adoption-after-daemon-restart-disturbs-nothing"
+NETNS = f"hpkg{os.getpid()}"
 
 pytestmark = pytest.mark.slow
 
+COMMANDS = ["hasupd", "hasupctl", "hasupd-simulate", "hasupd-drbd-handler"]
 EXPECTED = [
     "/usr/sbin/hasupd",
     "/usr/bin/hasupctl",
@@ -27,10 +34,14 @@ EXPECTED = [
     "/usr/bin/hasupd-drbd-handler",
     "/lib/systemd/system/hasupd.service",
     "/etc/hasupd/hasupd.yaml",
+    "/usr/share/hasupd/hasupd.yaml",
     "/usr/share/bash-completion/completions/hasupctl",
-    "/usr/share/man/man8/hasupd.8.gz",
-    "/usr/share/man/man8/hasupctl.8.gz",
-]
+    "/usr/lib/python3/dist-packages/hasupd/daemon.py",
+    "/usr/share/doc/hasupd/copyright",
+] + [f"/usr/share/man/man8/{c}.8.gz" for c in COMMANDS]
+RUNTIME_DEPS = ["python3-pyroute2", "python3-pyudev", "python3-psutil", "python3-yaml",
+                "python3-structlog", "python3-systemd"]
+APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
 
 def run(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -40,11 +51,15 @@ def run(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def purge() -> None:
+    run("dpkg", "--purge", "hasupd", check=False, env=APT_ENV)
+
+
 @pytest.fixture(scope="module")
 def packages():
     if os.geteuid() != 0:
         pytest.fail("the packaging test installs a .deb: run it as root")
-    run("make", "packages", cwd=ROOT)
+    run("make", "packages", cwd=ROOT, timeout=600)
     rpms = sorted((ROOT / "dist").glob(f"hasupd-{VERSION}-*.noarch.rpm"))
     assert DEB.exists() and rpms, list((ROOT / "dist").iterdir())
     return DEB, rpms[0]
@@ -53,61 +68,149 @@ def packages():
 def test_deb_contents_and_lintian(packages):
     deb, _ = packages
     listing = run("dpkg-deb", "-c", str(deb)).stdout
+    paths = {line.split()[5].lstrip(".") for line in listing.splitlines()}
     for path in EXPECTED:
-        assert "." + path in listing, f"{path} missing from the .deb"
-    assert "hasupd/lab" not in listing, "the lab is not for production nodes"
-    conffiles = run("dpkg-deb", "-I", str(deb), "conffiles").stdout
-    assert "/etc/hasupd/hasupd.yaml" in conffiles
-    lint = run("lintian", "--no-tag-display-limit", str(deb), check=False)
-    errors = [ln for ln in lint.stdout.splitlines() if ln.startswith("E:")]
+        assert path in paths, f"{path} missing from the .deb"
+    assert not [p for p in paths if "hasupd/lab" in p or p.endswith("hasupd-lab")], "the lab is for development"
+    assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")], "byte code is built on the node"
+    assert run("dpkg-deb", "-I", str(deb), "conffiles").stdout.split() == ["/etc/hasupd/hasupd.yaml"]
+    depends = run("dpkg-deb", "-f", str(deb), "Depends").stdout
+    for dep in RUNTIME_DEPS:
+        assert dep in depends, f"{dep} not in Depends: {depends}"
+    lint = run("lintian", "--tag-display-limit", "0", "-I", str(deb), check=False)
     print("lintian:\n" + lint.stdout)
+    errors = [ln for ln in lint.stdout.splitlines() if ln.startswith("E:")]
     assert not errors, "lintian errors:\n" + "\n".join(errors)
 
 
-def test_rpm_contents(packages):
+def test_man_pages_match_the_parsers(tmp_path):
+    """The committed pages are what gen-man.py writes from today's parsers."""
+    run(str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "gen-man.py"), "--outdir", str(tmp_path))
+    for name in COMMANDS:
+        fresh = (tmp_path / f"{name}.8").read_text()
+        assert f".TH {name.upper()} 8" in fresh and ".SH OPTIONS" in fresh
+        assert (ROOT / "debian" / "man" / f"{name}.8").read_text() == fresh, \
+            f"debian/man/{name}.8 is stale: run `make man` and commit it"
+    assert "hasupctl drbd init" in (tmp_path / "hasupctl.8").read_text()
+
+
+def test_bash_completion_knows_every_command():
+    text = (ROOT / "debian" / "hasupctl.bash-completion").read_text()
+    listed = set(re.search(r'local cmds="([^"]*)"', text).group(1).split())
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert listed == set(sub.choices), f"completion {sorted(listed)} vs parser {sorted(sub.choices)}"
+    run("bash", "-n", str(ROOT / "debian" / "hasupctl.bash-completion"))
+
+
+def test_rpm_contents_and_scriptlets(packages):
     _, rpm = packages
     files = run("rpm", "-qlp", str(rpm)).stdout.split()
-    for path in ("/usr/sbin/hasupd", "/usr/bin/hasupctl", "/usr/lib/systemd/system/hasupd.service",
-                 "/etc/hasupd/hasupd.yaml"):
+    for path in ("/usr/sbin/hasupd", "/usr/bin/hasupctl", "/usr/bin/hasupd-simulate", "/usr/bin/hasupd-drbd-handler",
+                 "/usr/lib/systemd/system/hasupd.service", "/etc/hasupd/hasupd.yaml", "/usr/share/hasupd/hasupd.yaml",
+                 "/var/lib/hasupd", "/usr/share/bash-completion/completions/hasupctl"):
         assert path in files, f"{path} missing from the .rpm"
-    config = run("rpm", "-qcp", str(rpm)).stdout.split()
-    assert config == ["/etc/hasupd/hasupd.yaml"]
+    assert [f for f in files if f.startswith("/usr/share/man/man8/")] == sorted(
+        f"/usr/share/man/man8/{c}.8.gz" for c in COMMANDS)
+    assert not [f for f in files if "/hasupd/lab" in f], "the lab is for development"
+    assert any(re.search(r"/site-packages/hasupd/daemon\.py$", f) for f in files)
+    assert run("rpm", "-qcp", str(rpm)).stdout.split() == ["/etc/hasupd/hasupd.yaml"]
+    requires = run("rpm", "-qpR", str(rpm)).stdout
+    for dep in ("python3-pyroute2", "python3-pyudev", "python3-psutil", "python3-pyyaml", "python3-structlog",
+                "python3-systemd", "shadow-utils"):
+        assert dep in requires, f"{dep} not required"
     scripts = run("rpm", "-qp", "--scripts", str(rpm)).stdout
-    assert "groupadd -r hasupd" in scripts and "%systemd" not in scripts
-    if shutil.which("rpmlint"):
-        print(run("rpmlint", str(rpm), check=False).stdout)
+    assert "groupadd -r hasupd" in scripts
+    assert "%" not in scripts, "an unexpanded macro in a scriptlet:\n" + scripts
+    # the fallback systemd macros must name the unit (an empty %{?*} once left `preset  >/dev/null`)
+    assert re.search(r"preset\s+hasupd\.service", scripts) and re.search(r"disable --now\s+hasupd\.service", scripts), scripts
+    # the wrappers run Debian's/EL's python3 on the module's main()
+    stat = run("rpm", "-qp", "--qf", "[%{FILENAMES} %{FILEMODES:perms}\n]", str(rpm)).stdout
+    assert "/usr/sbin/hasupd -rwxr-xr-x" in stat and "/etc/hasupd/hasupd.yaml -rw-r-----" in stat, stat
+    lint = run("rpmlint", str(rpm), check=False)
+    print("rpmlint:\n" + lint.stdout)
 
 
 def test_unit_file_verifies():
     proc = run("systemd-analyze", "verify", str(ROOT / "systemd" / "hasupd.service"), check=False)
-    # verify complains about the binaries when the package is not installed; nothing else may appear
+    # before the package is installed verify complains about the missing binaries; nothing else may appear
     problems = [ln for ln in (proc.stdout + proc.stderr).splitlines()
-                if ln.strip() and "is not executable" not in ln and "No such file" not in ln
-                and "Command /usr/" not in ln]
+                if ln.strip() and "/usr/sbin/hasupd" not in ln and "/usr/bin/hasupctl" not in ln]
     assert not problems, "\n".join(problems)
 
 
-def test_install_run_remove_purge(packages):
+@pytest.fixture
+def netns():
+    """A namespace with a veth pair (both ends up) and 10.99.77.1/24: room for a VIP."""
+    run("ip", "netns", "add", NETNS)
+    try:
+        ns = ("ip", "netns", "exec", NETNS)
+        run(*ns, "ip", "link", "add", "hpkga", "type", "veth", "peer", "name", "hpkgb")
+        for dev in ("lo", "hpkga", "hpkgb"):
+            run(*ns, "ip", "link", "set", dev, "up")
+        run(*ns, "ip", "addr", "add", "10.99.77.1/24", "dev", "hpkga")
+        yield ns
+    finally:
+        run("ip", "netns", "del", NETNS, check=False)
+
+
+def test_install_run_remove_purge(packages, netns, tmp_path):
     deb, _ = packages
-    run("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", str(deb),
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    purge()  # a leftover from an interrupted run
+    assert not os.path.exists("/etc/hasupd"), "/etc/hasupd exists before the install"
+    run("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", str(deb),
+        env=APT_ENV, timeout=900)
     try:
         for path in EXPECTED:
             assert os.path.exists(path), f"{path} not installed"
-        assert run("/usr/bin/hasupctl", "--version").stdout.strip().endswith(VERSION)
-        check = run("/usr/bin/hasupctl", "check", "--config", "/etc/hasupd/hasupd.yaml")
-        assert "group rg_web" in check.stdout
+        for dep in RUNTIME_DEPS:
+            assert "ok installed" in run("dpkg-query", "-W", "-f=${Status}", dep).stdout, dep
+        assert run("/usr/bin/hasupctl", "--version").stdout.strip() == f"hasupctl {VERSION}"
+        assert run("/usr/sbin/hasupd", "--version").stdout.strip() == f"hasupd {VERSION}"
+        check = run("/usr/bin/hasupctl", "check")
+        assert "group rg_web" in check.stdout and "/etc/hasupd/hasupd.yaml: valid" in check.stdout
+        assert run("/usr/bin/hasupctl", "check", "--quiet").stdout == ""  # the unit's ExecStartPre
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("cluster: web\nnodes: 3\n")
+        refused = run("/usr/bin/hasupctl", "check", "--quiet", "--config", str(bad), check=False)
+        assert refused.returncode == 78 and str(bad) in refused.stderr and "Traceback" not in refused.stderr
+        # the unit verifies strictly now that its binaries exist
+        verify = run("systemd-analyze", "verify", "/lib/systemd/system/hasupd.service", check=False)
+        assert verify.returncode == 0 and not (verify.stdout + verify.stderr).strip(), verify.stderr
+        # group, state directory, conffile mode
         assert run("getent", "group", "hasupd").returncode == 0
+        st = os.stat("/etc/hasupd/hasupd.yaml")
+        assert oct(st.st_mode & 0o777) == "0o640" and st.st_gid == int(run("getent", "group", "hasupd").stdout.split(":")[2])
         assert os.path.isdir("/var/lib/hasupd")
+        # the planner on Debian's python3: the scenario's reviewed summary, verbatim
+        sim = run("/usr/bin/hasupd-simulate", str(SCENARIO) + ".yaml")
+        assert sim.stdout == Path(str(SCENARIO) + ".summary").read_text()
+        # every module imports; pyroute2 0.7 / structlog 22 / psutil / pyudev code paths really run
+        smoke = run(*netns, "/usr/bin/python3", str(ROOT / "tests" / "packaging" / "installed_smoke.py"),
+                    "hpkga", "10.99.77.50", timeout=120)
+        print(smoke.stdout)
+        assert smoke.stdout.count("ok:") == 4, smoke.stdout
         # without a key the daemon refuses to start, with a clear line and EX_CONFIG
         daemon = run("/usr/sbin/hasupd", "--config", "/etc/hasupd/hasupd.yaml", "--node", "primarycentos",
                      check=False, timeout=60)
-        assert daemon.returncode == 78 and "authkey" in daemon.stderr, daemon.stderr
-        run("dpkg", "-r", "hasupd")
+        assert daemon.returncode == 78 and "authkey" in daemon.stderr and "Traceback" not in daemon.stderr, daemon.stderr
+        handler = run("/usr/bin/hasupd-drbd-handler", check=False)
+        assert handler.returncode == 2 and "fence-peer" in handler.stderr
+        # the key made by hasupctl keygen; purge removes it
+        run("/usr/bin/hasupctl", "keygen")
+        assert oct(os.stat("/etc/hasupd/authkey").st_mode & 0o777) == "0o400"
+        with open("/etc/hasupd/hasupd.yaml", "a") as f:
+            f.write("# edited by the administrator\n")
+        run("dpkg", "--remove", "hasupd", env=APT_ENV)
         assert os.path.exists("/etc/hasupd/hasupd.yaml"), "remove keeps the conffile"
-        assert not os.path.exists("/usr/sbin/hasupd")
+        assert "edited by the administrator" in Path("/etc/hasupd/hasupd.yaml").read_text()
+        for path in ("/usr/sbin/hasupd", "/usr/bin/hasupctl", "/usr/lib/python3/dist-packages/hasupd"):
+            assert not os.path.exists(path), f"{path} left behind after remove"
     finally:
-        run("dpkg", "-P", "hasupd", check=False)
+        purge()
     for path in ("/etc/hasupd", "/var/lib/hasupd", "/usr/sbin/hasupd", "/usr/bin/hasupctl",
-                 "/lib/systemd/system/hasupd.service"):
+                 "/lib/systemd/system/hasupd.service", "/usr/lib/python3/dist-packages/hasupd", "/usr/share/hasupd",
+                 "/usr/share/man/man8/hasupctl.8.gz"):
         assert not os.path.exists(path), f"{path} left behind after purge"
+    assert run("getent", "group", "hasupd", check=False).returncode == 2, "purge removes the hasupd group"
+    status = run("dpkg-query", "-W", "-f=${Status}", "hasupd", check=False)
+    assert status.returncode != 0 or "not-installed" in status.stdout, status.stdout
