@@ -1,0 +1,452 @@
+#!/usr/bin/env python3
+"""bench/results/*.json -> bench/results/report.md with PNG plots.
+
+    .venv/bin/python bench/report.py [--results DIR]
+
+Reads whatever exists of the files below (each is optional; the report says
+which are missing) and writes report.md, failover.png (failover time per
+scenario, hasupd and its peers side by side, box plots), timeline.png (one
+failover of hasupd, step by step) and footprint.png (RSS / CPU / detection
+time against the number of resource groups).  Needs matplotlib (the
+``bench`` extra: ``pip install -e '.[bench]'``).  Every key is optional:
+missing ones leave a gap in the report, never a traceback.
+
+Input formats (seconds are floats; "summary" = n, min, median, p95, max,
+which the report recomputes from the lists when absent):
+
+failover.json (bench/failover.py, hasupd)::
+
+    {"generated": "2026-11-24T20:00:00+00:00",
+     "machine": {"nproc": 2, "cpu": "AMD EPYC", "kernel": "6.18.44"},
+     "scenarios": {
+       "kill_httpd": {                      # scenario keys: see SCENARIOS below
+         "description": "...",              # optional, one line
+         "seconds": [0.31, 0.35],           # fault -> first HTTP 200 from the new owner
+                                            # (move: the gap without a 200); if absent,
+                                            # taken from runs[].total
+         "median": 0.33, "min": ..., "p95": ..., "max": ...,      # optional
+         "runs": [{"total": 0.31,           # same figure as seconds[i]
+                   "failed_probes": 12,     # optional
+                   "steps": [{"step": "failure seen", "offset": 0.004, "duration": 0.004},
+                             {"step": "VIP up + GARP", "offset": 0.21, "duration": 0.02}]}],
+                                            # offset: seconds from the fault to the end of
+                                            # the step; duration: how long the step took
+         "steps": {"failure seen": {"median": 0.004, "max": 0.01}}  # optional
+       }}}
+
+footprint.json (bench/footprint.py, hasupd)::
+
+    {"machine": {...},
+     "idle": {"rss_mb": 28.5, "cpu_pct": 0.21, "heartbeat_pps": 10.0, "heartbeat_bps": 4100},
+     "sizes": [{"groups": 1, "rss_mb": 28.5, "cpu_pct": 0.21, "detect_ms": 4.1},
+               {"groups": 10, ...}, {"groups": 50, ...}]}
+
+peers.json (bench/peers/run.py): per peer, the same scenario entries
+(``seconds`` + summary + ``runs``), ``footprint`` per node (rss_mb, pss_mb,
+cpu_pct), ``blocked`` (why the peer could not run, or null).
+
+heartbeat.json (optional)::
+
+    {"detection": {"default": {"interval_s": 0.2, "deadtime_s": 2.0, "seconds": [...]},
+                   "tuned": {...}},
+     "cpu_pct": 0.02}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = {  # key -> label; peers run kill_httpd, freeze and move
+    "kill_httpd": "httpd kill -9",
+    "kill_httpd_restart": "httpd kill -9, restart in place (threshold 3)",
+    "crash": "node crash",
+    "crash_tuned": "node crash, tuned heartbeat",
+    "freeze": "node death (freeze + cables cut)",
+    "freeze_tuned": "node death, tuned heartbeat",
+    "move": "planned move (gap)",
+    "kill_daemon": "daemon killed on the owner",
+}
+GOALS = {  # issue 9's targets for hasupd, seconds
+    "kill_httpd": 0.5, "crash": 2.5, "crash_tuned": 0.5, "freeze": 2.5, "freeze_tuned": 0.5, "move": 0.5,
+}
+GOAL_RSS_MB, GOAL_CPU_PCT = 35.0, 0.5
+SYSTEMS = ("hasupd", "pacemaker", "keepalived")
+COLORS = {"hasupd": "#2a7ab0", "pacemaker": "#c0504d", "keepalived": "#9bbb59"}
+
+
+# --------------------------------------------------------------------- reading (pure)
+
+
+def load(results: Path) -> dict[str, dict | None]:
+    docs = {}
+    for name in ("failover", "footprint", "peers", "heartbeat"):
+        path = results / f"{name}.json"
+        try:
+            docs[name] = json.loads(path.read_text())
+        except FileNotFoundError:
+            docs[name] = None
+        except ValueError as e:
+            print(f"bench/report.py: {path}: not JSON ({e}); left out", file=sys.stderr)
+            docs[name] = None
+    return docs
+
+
+def seconds_of(entry: dict | None) -> list[float]:
+    """A scenario's measured seconds: ``seconds``, else runs[].total / from_fault."""
+    if not isinstance(entry, dict):
+        return []
+    values = entry.get("seconds")
+    if not isinstance(values, list):
+        values = [r.get("total", r.get("from_fault")) for r in entry.get("runs", []) if isinstance(r, dict)]
+    return [float(v) for v in values if isinstance(v, (int, float))]
+
+
+def summarize(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    s = sorted(values)
+    return {"n": len(s), "min": s[0], "median": statistics.median(s),
+            "p95": s[min(len(s) - 1, max(0, round(0.95 * len(s) + 0.5) - 1))], "max": s[-1]}
+
+
+def by_system(docs: dict) -> dict[str, dict[str, list[float]]]:
+    """{system: {scenario: [seconds]}} for hasupd and every peer that ran."""
+    out: dict[str, dict[str, list[float]]] = {}
+    failover = docs.get("failover") or {}
+    out["hasupd"] = {k: seconds_of(v) for k, v in (failover.get("scenarios") or {}).items()}
+    for name, rec in ((docs.get("peers") or {}).get("peers") or {}).items():
+        out[name] = {k: seconds_of(v) for k, v in (rec.get("scenarios") or {}).items()}
+    return out
+
+
+def scenario_order(data: dict[str, dict[str, list[float]]]) -> list[str]:
+    seen = {k for sys_ in data.values() for k, v in sys_.items() if v}
+    return [k for k in SCENARIOS if k in seen] + sorted(seen - set(SCENARIOS))
+
+
+def median_run(entry: dict) -> dict | None:
+    """The run whose total is the median one, if it has steps."""
+    runs = [r for r in entry.get("runs", []) if isinstance(r, dict) and r.get("steps")]
+    if not runs:
+        return None
+    runs.sort(key=lambda r: r.get("total", 0) or 0)
+    return runs[(len(runs) - 1) // 2]
+
+
+def step_rows(run: dict) -> list[tuple[str, float, float]]:
+    """(step, start, duration) from a run's steps; start = offset - duration."""
+    rows = []
+    for s in run.get("steps", []):
+        if not isinstance(s, dict) or "offset" not in s:
+            continue
+        offset = float(s["offset"])
+        duration = float(s.get("duration") or 0.0)
+        rows.append((str(s.get("step", "?")), max(0.0, offset - duration), duration))
+    return rows
+
+
+def this_machine() -> dict:
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release()}
+
+
+def fmt(v, unit="s", digits=2) -> str:
+    return "—" if v is None else f"{v:.{digits}f} {unit}".rstrip()
+
+
+# --------------------------------------------------------------------- plots
+
+
+def plot_failover(data: dict, order: list[str], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    systems = [s for s in SYSTEMS if any(data.get(s, {}).get(k) for k in order)]
+    systems += [s for s in data if s not in systems and any(data[s].get(k) for k in order)]
+    if not order or not systems:
+        return False
+    width = 0.8 / len(systems)
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(order) + 2), 4.5))
+    for i, system in enumerate(systems):
+        positions, values = [], []
+        for j, k in enumerate(order):
+            v = data.get(system, {}).get(k)
+            if v:
+                positions.append(j - 0.4 + width * (i + 0.5))
+                values.append(v)
+        if not values:
+            continue
+        bp = ax.boxplot(values, positions=positions, widths=width * 0.85, patch_artist=True,
+                        manage_ticks=False, whis=(0, 100))
+        for box in bp["boxes"]:
+            box.set(facecolor=COLORS.get(system, "#888888"), alpha=0.8)
+        for median in bp["medians"]:
+            median.set(color="black")
+        for x, v in zip(positions, values):  # the runs themselves: with a few runs a box says little
+            ax.plot([x] * len(v), v, ".", color="black", markersize=3, alpha=0.6)
+        ax.plot([], [], "s", color=COLORS.get(system, "#888888"), label=system)
+    for j, k in enumerate(order):
+        if k in GOALS:
+            ax.hlines(GOALS[k], j - 0.45, j + 0.45, colors="#444444", linestyles="dashed", linewidth=1)
+    ax.plot([], [], "--", color="#444444", linewidth=1, label="hasupd goal")
+    ax.set_xticks(range(len(order)), [SCENARIOS.get(k, k).replace(" (", "\n(") for k in order], fontsize=8)
+    ax.set_yscale("symlog", linthresh=0.1)  # log above 0.1 s, linear below (a 0 s run stays visible)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("seconds to the first HTTP 200 (log above 0.1 s)")
+    ax.set_title("Failover time per scenario (client polls the VIP every 10 ms)")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_timeline(scenario: str, run: dict, path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    rows = step_rows(run)
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    for i, (_step, start, duration) in enumerate(rows):
+        ax.barh(i, max(duration, 0.001), left=start, color=COLORS["hasupd"])
+        ax.text(start + duration, i, f"  {(start + duration) * 1000:.0f} ms", va="center", fontsize=8)
+    total = run.get("total")
+    if isinstance(total, (int, float)):
+        ax.axvline(total, color="#c0504d", linestyle="--", linewidth=1, label=f"first HTTP 200: {total:.3f} s")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds after the fault")
+    ax.set_title(f"hasupd, {SCENARIOS.get(scenario, scenario)}: one failover (the median run), step by step")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_footprint(sizes: list[dict], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    sizes = sorted((s for s in sizes if isinstance(s, dict) and isinstance(s.get("groups"), (int, float))),
+                   key=lambda s: s["groups"])
+    if not sizes:
+        return False
+    panels = [(key, label) for key, label in (("rss_mb", "RSS (MB)"), ("cpu_pct", "CPU (% of one core)"),
+                                               ("detect_ms", "failure -> observed (ms)"))
+              if any(isinstance(s.get(key), (int, float)) for s in sizes)]
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        pts = [(s["groups"], s[key]) for s in sizes if isinstance(s.get(key), (int, float))]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=COLORS["hasupd"])
+        goal = {"rss_mb": GOAL_RSS_MB, "cpu_pct": GOAL_CPU_PCT}.get(key)
+        if goal is not None:
+            ax.axhline(goal, color="#444444", linestyle="--", linewidth=1, label="goal (idle, 1 group)")
+            ax.legend(fontsize=8)
+        ax.set_xlabel("resource groups")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    fig.suptitle("hasupd on an idle node against the number of groups")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------- the report
+
+
+def report(docs: dict, results: Path) -> str:
+    data = by_system(docs)
+    order = scenario_order(data)
+    machine = this_machine()
+    out = ["# hasupd benchmarks", "",
+           "Generated by `bench/report.py` from the JSON files in this directory "
+           "(see README.md for their format).", "",
+           f"Machine the report was made on: {machine['nproc']} CPUs, {machine['cpu'] or 'unknown CPU'}, "
+           f"Linux {machine['kernel']}."]
+    for name, doc in docs.items():
+        if isinstance(doc, dict) and isinstance(doc.get("machine"), dict):
+            m = doc["machine"]
+            out.append(f"`{name}.json` was measured on: {m.get('nproc', '?')} CPUs, {m.get('cpu', '?')}, "
+                       f"Linux {m.get('kernel', '?')}"
+                       + (f", load {m['load_1min_at_start']} at start" if "load_1min_at_start" in m else "")
+                       + (f" ({doc['generated']})" if doc.get("generated") else "") + ".")
+    missing = [f"`{n}.json`" for n, d in docs.items() if d is None]
+    if missing:
+        out += ["", f"**Missing:** {', '.join(missing)} (not measured yet: the sections that need them "
+                "are left out or marked —)."]
+
+    # ---- failover
+    out += ["", "## Failover time", "",
+            "From the fault to the first HTTP 200 from the new owner, the client polling the VIP every "
+            "10 ms from its own namespace (planned move: the gap without any 200). Median (min–max, n runs).",
+            ""]
+    systems = [s for s in SYSTEMS if data.get(s)] + [s for s in data if s not in SYSTEMS and data[s]]
+    if order:
+        out.append("| scenario | " + " | ".join(systems) + " | hasupd goal |")
+        out.append("|---|" + "---|" * (len(systems) + 1))
+        for k in order:
+            cells = []
+            for s in systems:
+                sm = summarize(data.get(s, {}).get(k, []))
+                cells.append(f"{sm['median']:.2f} s ({sm['min']:.2f}–{sm['max']:.2f}, n={sm['n']})"
+                             if sm["n"] else "—")
+            goal = GOALS.get(k)
+            out.append(f"| {SCENARIOS.get(k, k)} | " + " | ".join(cells)
+                       + f" | {'≤ %.1f s' % goal if goal else ('no failed probe' if k == 'kill_daemon' else '')} |")
+        if plot_failover(data, order, results / "failover.png"):
+            out += ["", "![failover time per scenario](failover.png)"]
+    else:
+        out.append("No failover figures yet.")
+    out += goal_notes(docs)
+    out += peer_notes(docs)
+
+    # ---- timeline
+    failover = docs.get("failover") or {}
+    scenarios = failover.get("scenarios") or {}
+    out += ["", "## One failover, step by step (hasupd)", ""]
+    shown = False
+    for k in [k for k in SCENARIOS if k in scenarios] + sorted(set(scenarios) - set(SCENARIOS)):
+        run = median_run(scenarios[k]) if isinstance(scenarios[k], dict) else None
+        if run is None:
+            continue
+        if not shown and plot_timeline(k, run, results / "timeline.png"):
+            out += [f"![timeline of one failover: {SCENARIOS.get(k, k)}](timeline.png)", ""]
+            shown = True
+        out += [f"**{SCENARIOS.get(k, k)}** (median run, {fmt(run.get('total'))} to the first 200):", "",
+                "| step | done at | took |", "|---|---|---|"]
+        out += [f"| {step} | {(start + dur) * 1000:.0f} ms | {dur * 1000:.0f} ms |"
+                for step, start, dur in step_rows(run)]
+        out.append("")
+    if not shown:
+        out.append("No step timeline yet (failover.json has no runs with steps).")
+
+    # ---- footprint
+    out += ["", "## Footprint", ""]
+    fp = docs.get("footprint") or {}
+    idle = fp.get("idle") if isinstance(fp.get("idle"), dict) else {}
+    rows = ["| system, node | RSS | PSS | CPU at idle |", "|---|---|---|---|"]
+    if idle:
+        rows.append(f"| hasupd (goal ≤ {GOAL_RSS_MB:g} MB, ≤ {GOAL_CPU_PCT:g} %) | {fmt(idle.get('rss_mb'), 'MB', 1)} "
+                    f"| {fmt(idle.get('pss_mb'), 'MB', 1)} | {fmt(idle.get('cpu_pct'), '%', 2)} |")
+    for name, rec in ((docs.get("peers") or {}).get("peers") or {}).items():
+        for node, f in (rec.get("footprint") or {}).items():
+            rows.append(f"| {name}, {node} | {fmt(f.get('rss_mb'), 'MB', 1)} | {fmt(f.get('pss_mb'), 'MB', 1)} "
+                        f"| {fmt(f.get('cpu_pct'), '%', 2)} |")
+    out += rows if len(rows) > 2 else ["No footprint figures yet."]
+    if idle.get("heartbeat_pps") is not None:
+        out += ["", f"hasupd's heartbeat: {idle['heartbeat_pps']:g} packets/s, "
+                f"{idle.get('heartbeat_bps', 0):g} bytes/s."]
+    out.append("")
+    out.append("Peers: the cluster processes of each node (corosync + pacemaker daemons; keepalived), "
+               "apache left out; RSS counts shared libraries on every node, PSS shares them out.")
+    sizes = fp.get("sizes") if isinstance(fp.get("sizes"), list) else []
+    if sizes:
+        out += ["", "| groups | RSS | CPU | failure → observed |", "|---|---|---|---|"]
+        for s in sorted((s for s in sizes if isinstance(s, dict)), key=lambda s: s.get("groups", 0)):
+            out.append(f"| {s.get('groups', '?')} | {fmt(s.get('rss_mb'), 'MB', 1)} | {fmt(s.get('cpu_pct'), '%', 2)} "
+                       f"| {fmt(s.get('detect_ms'), 'ms', 1)} |")
+        if plot_footprint(sizes, results / "footprint.png"):
+            out += ["", "![RSS, CPU and detection time against the number of groups](footprint.png)"]
+
+    # ---- heartbeat
+    hb = docs.get("heartbeat")
+    if isinstance(hb, dict):
+        out += ["", "## Heartbeat", ""]
+        for profile, d in (hb.get("detection") or {}).items():
+            sm = summarize(seconds_of(d))
+            if sm["n"]:
+                out.append(f"* dead-peer detection, {profile} (interval {d.get('interval_s', '?')} s, deadtime "
+                           f"{d.get('deadtime_s', '?')} s): median {sm['median']:.3f} s, max {sm['max']:.3f} s, "
+                           f"n={sm['n']}")
+        if isinstance(hb.get("cpu_pct"), (int, float)):
+            out.append(f"* CPU of one heartbeat process: {hb['cpu_pct']:.3f} % of one core")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def goal_notes(docs: dict) -> list[str]:
+    """For each goal hasupd misses: the step of its median run that costs the most."""
+    notes = []
+    for k, entry in ((docs.get("failover") or {}).get("scenarios") or {}).items():
+        sm = summarize(seconds_of(entry))
+        goal = GOALS.get(k)
+        if not sm["n"] or goal is None or sm["median"] <= goal:
+            continue
+        run = median_run(entry)
+        rows = step_rows(run) if run else []
+        if rows:
+            step, _, dur = max(rows, key=lambda r: r[2])
+            notes.append(f"* {SCENARIOS.get(k, k)}: median {sm['median']:.2f} s misses the {goal:g} s goal; "
+                         f"the costliest step is \"{step}\" ({dur * 1000:.0f} ms).")
+        else:
+            notes.append(f"* {SCENARIOS.get(k, k)}: median {sm['median']:.2f} s misses the {goal:g} s goal "
+                         "(no step timeline recorded).")
+    for k, entry in ((docs.get("failover") or {}).get("scenarios") or {}).items():
+        if k == "kill_daemon":
+            failed = [r.get("failed_probes") for r in entry.get("runs", []) if isinstance(r, dict)]
+            failed = [f for f in failed if isinstance(f, int)]
+            if sum(failed):
+                notes.append(f"* daemon killed: {sum(failed)} failed probes over {len(failed)} runs "
+                             f"(goal: none).")
+    return ["", "Goals missed:", "", *notes] if notes else []
+
+
+def peer_notes(docs: dict) -> list[str]:
+    peers = docs.get("peers") or {}
+    notes = []
+    for name, rec in (peers.get("peers") or {}).items():
+        if rec.get("blocked"):
+            notes.append(f"* **{name} could not run here:** {rec['blocked']}")
+        versions = ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items() if v)
+        settings = "; ".join(f"{k} {v}" for k, v in (rec.get("settings") or {}).items())
+        notes.append(f"* {name}: {versions}. Settings: {settings}.")
+    if not notes:
+        return []
+    runs = peers.get("runs_per_scenario")
+    return ["", "The peers (`bench/peers/run.py`" + (f", {runs} runs per scenario" if runs else "") + "):", "",
+            *notes]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=RESULTS, help=f"directory of the JSON files (default {RESULTS})")
+    args = p.parse_args()
+    try:
+        import matplotlib
+    except ImportError:
+        print("bench/report.py: matplotlib is missing: .venv/bin/pip install -e '.[bench]'", file=sys.stderr)
+        return 1
+    matplotlib.use("Agg")
+    if not args.results.is_dir():
+        print(f"bench/report.py: {args.results}: no such directory", file=sys.stderr)
+        return 1
+    docs = load(args.results)
+    if not any(docs.values()):
+        print(f"bench/report.py: no results in {args.results} (run the benchmarks first)", file=sys.stderr)
+        return 1
+    text = report(docs, args.results)
+    (args.results / "report.md").write_text(text)
+    print(f"written {args.results / 'report.md'}"
+          + "".join(f"; {n}.json missing" for n, d in docs.items() if d is None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
