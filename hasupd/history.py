@@ -184,6 +184,7 @@ def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
     for tl in out:
         if tl["kind"] in ("change", "move") and not tl["_actions"]:
             continue  # a decision or request that ran nothing
+        tl["steps"].sort(key=lambda st: st["offset"])  # records arrive when steps end
         tl["total"] = round(tl["_end"] - tl["_t0"], 4)
         tl["outcome"] = "ok" if all(s["ok"] for s in tl["steps"]) else "failed"
         for k in ("_t0", "_open", "_done", "_end", "_actions"):
