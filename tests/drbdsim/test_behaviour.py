@@ -248,3 +248,19 @@ def test_adjust_applies_new_fencing_config(make_cluster, net, tmp_path):
     net.cut("n2")
     sc.wait_for("n1", lambda s: s["peer_disk"] == "Outdated", timeout=15)
     assert log.read_text() == "r0\n"
+
+
+def test_link_lost_during_full_sync_resumes(make_cluster, net):
+    sc = make_cluster(resync_rate_kib=8192)  # 8 s
+    for n in ("n1", "n2"):
+        ok(sc, n, "drbdadm", "create-md", "--force", "r0")
+        ok(sc, n, "drbdadm", "up", "r0")
+    sc.wait_for("n1", lambda s: s["conn"] == "Connected")
+    ok(sc, "n1", "drbdadm", "primary", "--force", "r0")
+    sc.wait_for("n2", lambda s: s["repl"] == "SyncTarget" and s["oos"] < 50000, timeout=20)
+    net.cut("n2")
+    sc.wait_for("n2", lambda s: s["conn"] == "Connecting", timeout=15)
+    assert sc.state("n2")["disk"] == "Inconsistent"
+    net.mend("n2")
+    sc.wait_for("n2", lambda s: s["repl"] == "SyncTarget", timeout=20)
+    sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["repl"] == "Established", timeout=40)

@@ -16,6 +16,7 @@ import secrets
 import signal
 import sys
 import time
+import traceback
 
 from hasupd.lab.drbdsim import config as simconfig
 from hasupd.lab.drbdsim import render, storage
@@ -358,9 +359,9 @@ class Res:
         self.peer_disk = OUTDATED if self.md and self.md.get("peer_outdated") else "DUnknown"
         self.emit()
         if not self.tasks:
-            self.tasks = [asyncio.create_task(self.listener()), asyncio.create_task(self.io_watch())]
+            self.tasks = [self.node.spawn(self.listener()), self.node.spawn(self.io_watch())]
             if self.initiator:
-                self.tasks.append(asyncio.create_task(self.connector()))
+                self.tasks.append(self.node.spawn(self.connector()))
 
     async def to_standalone(self, graceful: bool = True) -> None:
         if self.link is not None:
@@ -570,8 +571,20 @@ class Res:
                 "oos": self.oos, "fresh": bool(md.get("fresh")), "attached": self.loopdev is not None}
 
     async def run_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._run_link(reader, writer)
+        except Exception:  # a simulator bug: keep the connector alive
+            self.node.internal_error("peer link")
+            if self.link is not None and self.link.writer is writer:
+                self.link = None
+                self.conn = "Connecting"
+                self.emit()
+            writer.close()
+
+    async def _run_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = Link(self, reader, writer)
-        link.send(**self.hello())
+        sent = self.hello()
+        link.send(**sent)
         try:
             line = await asyncio.wait_for(reader.readline(), max(2.0, 2 * self.rc.ping_timeout))
             peer = json.loads(line)
@@ -587,7 +600,7 @@ class Res:
         self.conn = "Connected"
         self.emit()
         self.log("Handshake successful: Agreed network protocol version 101")
-        outcome = await self.handshake(peer)
+        outcome = await self.handshake(sent, peer)
         if outcome is None:
             return
         link.start()
@@ -597,8 +610,8 @@ class Res:
             await self.lost_connection(reason, outdate_me=link.bye_outdate,
                                        peer_outdated=link.bye_peer_outdated)
 
-    async def handshake(self, peer: dict) -> str | None:
-        mine = self.hello()
+    async def handshake(self, mine: dict, peer: dict) -> str | None:
+        # decided on exactly the two hellos exchanged: both sides reach the same verdict
         a, b = sorted([mine, peer], key=lambda h: h["node"])
         outcome, source, amount = decide(a, b)
         self.peer_role = peer["role"]
@@ -668,7 +681,7 @@ class Res:
         self.peer_disk = INCONSISTENT
         self.repl = "SyncSource"
         self.emit()
-        self.sync_task = asyncio.create_task(self.sync_run())
+        self.sync_task = self.node.spawn(self.sync_run())
 
     async def sync_run(self) -> None:
         cfg = self.node.cfg
@@ -894,7 +907,7 @@ class Link:
             self.writer.write((json.dumps(msg) + "\n").encode())
 
     def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.pinger()), asyncio.create_task(self.receiver())]
+        self.tasks = [self.res.node.spawn(self.pinger()), self.res.node.spawn(self.receiver())]
 
     def finish(self, reason: str) -> None:
         if not self.done.done():
@@ -965,6 +978,9 @@ class Link:
             self.finish("ping")
         except (OSError, ValueError):
             self.finish("eof")
+        except Exception:  # a simulator bug: drop the link (it reconnects) and say why
+            self.res.node.internal_error("peer link receiver")
+            self.finish("eof")
 
 
 # ====================================================================== node
@@ -1001,8 +1017,20 @@ class Node:
     def spawn(self, coro) -> asyncio.Task:
         t = asyncio.create_task(coro)
         self.background.add(t)
-        t.add_done_callback(self.background.discard)
+        t.add_done_callback(self._task_done)
         return t
+
+    def _task_done(self, t: asyncio.Task) -> None:
+        self.background.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            self.internal_error(f"task {t.get_coro().__qualname__}", t.exception())
+
+    def internal_error(self, where: str, exc: BaseException | None = None) -> None:
+        """Log a simulator bug to stderr (daemon.log) and kern.log, where test failures show it."""
+        text = "".join(traceback.format_exception(exc)) if exc else traceback.format_exc()
+        sys.stderr.write(f"drbdsim: internal error in {where}:\n{text}")
+        sys.stderr.flush()
+        self.log(f"drbdsim: INTERNAL ERROR in {where}: {text.strip().splitlines()[-1]}")
 
     def log(self, msg: str) -> None:
         self.logf.write(f"[{time.monotonic() - self.t0:12.6f}] {msg}\n")
@@ -1086,8 +1114,7 @@ async def serve(node: Node) -> None:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         except Exception as e:  # a simulator bug: say so instead of hanging the client
-            import traceback
-            traceback.print_exc()
+            node.internal_error(f"command {req!r}")
             out.send(err=f"drbdsim: internal error: {e!r}\n")
             rc = 20
         with contextlib.suppress(Exception):
