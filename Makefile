@@ -64,3 +64,22 @@ lab-down: $(STAMP)
 test-vm: packages
 	@scripts/deps.sh scripts/apt-packages-vm.txt
 	@python3 tests/vm/e2e.py --deb dist/hasupd_$(VERSION)_all.deb
+
+# Benchmarks (issue 9), as root: failover time per scenario, footprint, chaos,
+# then bench/report.py turns bench/results/*.json into report.md + plots.
+# `bench-quick` runs each with --quick (well under 10 minutes).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/failover.py --runs 5
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/footprint.py
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/peers/run.py || echo "bench/peers/run.py failed: the report shows the last peers.json"
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/chaos.py --runs 50 --seed 1; rc=$$?; $(PY) bench/report.py; exit $$rc
+
+bench-quick: $(BENCH_STAMP)
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/failover.py --quick
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/footprint.py --quick
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/chaos.py --quick --seed 1; rc=$$?; $(PY) bench/report.py; exit $$rc

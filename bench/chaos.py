@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    boot,
     ctl,
     curl_node,
     heal,
@@ -104,7 +105,7 @@ class Chaos:
             mon.note_fault(node, "crash")
             lab.fault(node, "crash")
             time.sleep(hold)
-            lab.fault(node, "boot")
+            boot(lab, node)
             mon.note_fault(node, "boot")
             return "done, booted"
         if kind == "cut-ring":
@@ -170,15 +171,18 @@ class Chaos:
         probes = [p for p in report.probes if t_start <= p[0]]
         answered = [p for p in probes if p[1] == 200]
         failovers = sum(1 for a, b in zip(answered, answered[1:], strict=False) if a[2] != b[2])
-        outage, last = 0.0, t_start
+        outage, last, outages = 0.0, t_start, []
         for wall, code, _ in probes:
             if code == 200:
+                if wall - last > 0.1:
+                    outages.append([round(last - t_start, 2), round(wall - last, 2)])
                 outage = max(outage, wall - last)
                 last = wall
         result = {"schedule": index + 1, "steps": steps, "seconds": round(t_end - t_start, 1),
                   "probes": len(probes), "answered": len(answered),
                   "availability": round(len(answered) / len(probes), 4) if probes else 0.0,
                   "failovers": failovers, "longest_outage_s": round(outage, 3),
+                  "outages": outages,  # [seconds after the schedule began, length] of each > 0.1 s
                   "violations": report.violations, "samples": report.samples,
                   "recovered": bool(recovered_owner) or self.needs_rebuild,
                   "served_at_end": served_at_end}
@@ -199,12 +203,14 @@ class Chaos:
             for i in range(runs):
                 res = self.schedule(i)
                 self.schedules.append(res)
-                faults = "; ".join(f"{s['fault']}{' ' + ' '.join(s['args']) if s['args'] else ''} on {s['node']} "
-                                   f"{s['hold']}s ({s['result']})" for s in res["steps"])
+                faults = "; ".join(f"@{s['at']}s {s['fault']}{' ' + ' '.join(s['args']) if s['args'] else ''} "
+                                   f"on {s['node']} {s['hold']}s ({s['result']})" for s in res["steps"])
                 flag = "" if res["recovered"] and not res["violations"] else "  <-- " + (
                     "VIOLATION" if res["violations"] else "NOT RECOVERED")
                 self.log(f"  #{i + 1:>2} avail {res['availability']:.1%} failovers {res['failovers']} "
                          f"outage {res['longest_outage_s']:.2f}s violations {len(res['violations'])}: {faults}{flag}")
+                if res["outages"]:
+                    self.log("      outages (at, s): " + ", ".join(f"@{a}:{d}" for a, d in res["outages"]))
                 for v in res["violations"][:5]:
                     self.log(f"      {v}")
             served_at_end = curl_node(self.lab)

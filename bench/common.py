@@ -245,13 +245,31 @@ def resolve_split_brain(lab: Lab, survivor: str) -> bool:
     return True
 
 
+def boot(lab: Lab, node: str) -> str:
+    """Boot a crashed node as a real reboot would: the dead kernel's
+    addresses are gone.  (The lab's crash kills the node's processes but
+    keeps its network namespace, so the VIP would still sit on its eth0 and
+    answer ARP from the moment the cables are back, before hasupd runs.)"""
+    for ring in range(lab.topo.rings):
+        own = lab.topo.address(node, ring)
+        proc = subprocess.run(lab.topo.exec_argv(node, ["ip", "-o", "-4", "addr", "show", "dev", f"eth{ring}"]),
+                              capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            fields = line.split()
+            cidr = fields[fields.index("inet") + 1] if "inet" in fields else ""
+            if cidr and cidr.split("/")[0] != own:
+                subprocess.run(lab.topo.exec_argv(node, ["ip", "addr", "del", cidr, "dev", f"eth{ring}"]),
+                               capture_output=True)
+    return lab.fault(node, "boot")
+
+
 def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = None,
          timeout: float = 120.0, log=print) -> str:
     """Bring the lab back to a healthy cluster; returns the owner or "" on failure."""
     for node in sorted(frozen or ()):
         lab.fault(node, "thaw")
     for node in sorted(crashed or ()):
-        lab.fault(node, "boot")
+        boot(lab, node)
     for node in NODES:
         for ring in (0, 1):
             lab.topo.heal_ring(node, ring)
@@ -264,7 +282,7 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
                 if lab.meta.get("holders", {}).get(node) and lab.alive(lab.holder_pid(node)):
                     lab.start_daemon(node)  # what systemd's Restart=on-failure does
                 else:
-                    lab.fault(node, "boot")
+                    boot(lab, node)
         owner = curl_node(lab)
         live = next((n for n in NODES if lab.daemon_pid(n)), None)
         if live:
@@ -326,7 +344,7 @@ def machine() -> dict:
                                 capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = ""
-    return {"host": platform.node(), "kernel": platform.release(), "cpu": model, "cpus": os.cpu_count(),
+    return {"host": platform.node(), "kernel": platform.release(), "cpu": model, "nproc": os.cpu_count(),
             "mem_gb": round(mem / 1024 / 1024, 1), "python": platform.python_version(),
             "load_avg": [round(x, 2) for x in os.getloadavg()], "commit": commit,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

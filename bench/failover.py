@@ -55,21 +55,28 @@ from hasupd.lab.cluster import Lab, LabError  # noqa: E402
 
 TUNED = {"heartbeat.interval": "50ms", "heartbeat.deadtime": "300ms"}
 
-# name: (what it is, overrides, fault, who must answer afterwards, goal (metric, limit) or None)
+# name: (what it is, overrides, fault, who must answer afterwards, goal (metric, limit) or None);
+# the names are bench/report.py's scenario keys
 SCENARIOS: dict[str, tuple[str, dict, str, str, tuple[str, float] | None]] = {
-    "httpd_kill_t1": ("httpd killed (kill -9), migration threshold 1: failover", {}, "kill-httpd", "peer",
-                      ("to_first_200", 0.5)),
-    "httpd_kill_t3": ("httpd killed, migration threshold 3: restart in place",
-                      {"groups.0.migration_threshold": 3}, "kill-httpd", "same", None),
-    "crash_default": ("owner node crashed, default profile (interval 200ms, deadtime 2s)", {}, "crash",
-                      "peer", ("to_first_200", 2.5)),
+    "kill_httpd": ("httpd killed (kill -9), migration threshold 1: failover", {}, "kill-httpd", "peer",
+                   ("to_first_200", 0.5)),
+    "kill_httpd_restart": ("httpd killed (kill -9), migration threshold 3: restart in place",
+                           {"groups.0.migration_threshold": 3}, "kill-httpd", "same", None),
+    "crash": ("owner node crashed, default profile (interval 200ms, deadtime 2s)", {}, "crash",
+              "peer", ("to_first_200", 2.5)),
     "crash_tuned": ("owner node crashed, tuned profile (interval 50ms, deadtime 300ms)", TUNED, "crash",
                     "peer", ("to_first_200", 0.5)),
-    "freeze": ("owner node frozen (SIGSTOP + cables cut), default profile", {}, "freeze", "peer", None),
-    "move": ("planned move (hasupctl move rg_web --wait)", {}, "move", "peer", ("gap", 0.5)),
-    "daemon_kill": ("hasupd killed on the owner, restarted 1 s later (systemd RestartSec=1s)", {},
+    "freeze": ("owner node frozen (SIGSTOP + cables cut), default profile", {}, "freeze", "peer",
+               ("to_first_200", 2.5)),
+    "freeze_tuned": ("owner node frozen (SIGSTOP + cables cut), tuned profile", TUNED, "freeze", "peer",
+                     ("to_first_200", 0.5)),
+    "move": ("planned move (hasupctl move rg_web --wait): the gap without an answer", {}, "move", "peer",
+             ("gap", 0.5)),
+    "kill_daemon": ("hasupd killed on the owner, restarted 1 s later (systemd RestartSec=1s)", {},
                     "kill-daemon", "same", ("failed_probes", 0)),
 }
+# the figure a scenario is judged by ("seconds" in failover.json)
+HEADLINE = {"move": "gap", "kill_daemon": "gap"}
 
 # timeline step -> the benchmark's step name (others, bookkeeping, are left out)
 STEP_NAMES = {
@@ -93,7 +100,8 @@ def canonical(step: str) -> str | None:
 
 
 def steps_of(records: list[dict], t0: float, until: float, detector: str | None = None) -> list[dict]:
-    """First occurrence after the fault of each step, offsets from the fault.
+    """First occurrence after the fault of each step: offset = seconds from
+    the fault to the end of the step (bench/report.py's convention).
     ``detector``: the node whose "failure seen" counts (the survivor, when
     the owner dies: what the dying node saw itself does not matter)."""
     found: dict[str, dict] = {}
@@ -106,8 +114,8 @@ def steps_of(records: list[dict], t0: float, until: float, detector: str | None 
                 continue
             if name == "failure seen" and detector and s["node"] != detector:
                 continue
-            found[name] = {"step": name, "offset": round(begin - t0, 4), "duration": s["duration"],
-                           "node": s["node"], "ok": s["ok"]}
+            found[name] = {"step": name, "offset": round(begin + s["duration"] - t0, 4),
+                           "duration": s["duration"], "node": s["node"], "ok": s["ok"]}
     for r in records:  # a restarted daemon's first record
         if r.get("kind") == "start" and "daemon restarted" not in found and t0 <= r.get("wall", 0) <= until:
             found["daemon restarted"] = {"step": "daemon restarted", "offset": round(r["wall"] - t0, 4),
@@ -149,6 +157,8 @@ class Bench:
                         continue
                 res = self.one_run(poller, owner)
                 res["run"] = i + 1
+                if res.get("ok"):
+                    res["total"] = res[HEADLINE.get(self.name, "to_first_200")]
                 self.results.append(res)
                 self.log("    run %d: %s" % (i + 1, describe(res)))
                 owner = self.recover(res)
@@ -198,18 +208,18 @@ class Bench:
             if stop is None:
                 return {"ok": False, "owner": owner, "target": target, "fault_wall": t0,
                         "error": "no stop of httpd in the history", "steps": steps}
-            t_ok = poller.wait_ok(t0 + stop["offset"] + stop["duration"], target, 30)
+            t_ok = poller.wait_ok(t0 + stop["offset"], target, 30)
             if t_ok is None:
                 return {"ok": False, "owner": owner, "target": target, "fault_wall": t0,
                         "error": "no HTTP 200 after httpd was restarted", "steps": steps}
         to_first = t_ok - t0
         steps.append({"step": "first HTTP 200", "offset": round(to_first, 4), "duration": 0.0, "node": target,
                       "ok": True})
-        ends = [s["offset"] + s["duration"] for s in steps if s["step"] not in ("first HTTP 200",)]
+        ends = [s["offset"] for s in steps if s["step"] != "first HTTP 200"]
         window_end = until if self.fault == "kill-daemon" else t_ok
         return {"ok": True, "owner": owner, "target": target, "fault_wall": round(t0, 4),
                 "to_first_200": round(to_first, 4),
-                "total": round(max(ends), 4) if ends else round(to_first, 4),
+                "timeline_total": round(max(ends), 4) if ends else round(to_first, 4),
                 "failed_probes": poller.failed(t0, window_end),
                 "probes": len(poller.since(t0, window_end)),
                 "gap": round(poller.longest_gap(t0, window_end), 4),
@@ -233,16 +243,20 @@ def describe(res: dict) -> str:
     if not res.get("ok"):
         return "FAILED: " + res.get("error", "?")
     steps = ", ".join(f"{s['step']} +{s['offset']:.3f}" for s in res["steps"])
-    return (f"{res['owner']}->{res['target']} first 200 after {res['to_first_200']:.3f}s, total "
-            f"{res['total']:.3f}s, gap {res['gap']:.3f}s, failed probes {res['failed_probes']}/{res['probes']}"
+    return (f"{res['owner']}->{res['target']} first 200 after {res['to_first_200']:.3f}s, timeline "
+            f"{res['timeline_total']:.3f}s, gap {res['gap']:.3f}s, failed probes {res['failed_probes']}/{res['probes']}"
             f"  [{steps}]")
 
 
 def summarize(name: str, runs: list[dict]) -> dict:
     ok = [r for r in runs if r.get("ok")]
-    out = {"what": SCENARIOS[name][0], "runs": runs, "failed_runs": len(runs) - len(ok),
-           "stats": stats([r["to_first_200"] for r in ok]),
-           "total_stats": stats([r["total"] for r in ok]),
+    headline = HEADLINE.get(name, "to_first_200")
+    seconds = [r["total"] for r in ok]
+    out = {"description": SCENARIOS[name][0], "measure": headline, "seconds": seconds, **stats(seconds),
+           "runs": runs, "failed_runs": len(runs) - len(ok),
+           "stats": stats(seconds),
+           "to_first_200_stats": stats([r["to_first_200"] for r in ok]),
+           "timeline_total_stats": stats([r["timeline_total"] for r in ok]),
            "gap_stats": stats([r["gap"] for r in ok]),
            "failed_probes_stats": stats([r["failed_probes"] for r in ok])}
     step_stats = {}
@@ -251,6 +265,7 @@ def summarize(name: str, runs: list[dict]) -> dict:
         durs = [s["duration"] for r in ok for s in r["steps"] if s["step"] == step]
         if offs:
             step_stats[step] = {"offset": stats(offs), "duration": stats(durs)}
+    out["steps"] = {step: ss["offset"] for step, ss in step_stats.items()}  # done at, from the fault
     out["step_stats"] = step_stats
     goal = SCENARIOS[name][4]
     if goal:
@@ -266,27 +281,30 @@ def costliest(run: dict) -> list[tuple[str, float]]:
     began (after the previous step ended), largest first."""
     segs = []
     prev_end = 0.0
-    for s in sorted(run["steps"], key=lambda s: s["offset"]):
-        if s["offset"] - prev_end > 0.001:
-            segs.append((f"waiting before '{s['step']}'", s["offset"] - prev_end))
+    for s in sorted(run["steps"], key=lambda s: s["offset"] - s["duration"]):
+        begin = s["offset"] - s["duration"]
+        if begin - prev_end > 0.001:
+            segs.append((f"waiting before '{s['step']}'", begin - prev_end))
         if s["duration"] > 0.001:
             segs.append((f"'{s['step']}' itself", s["duration"]))
-        prev_end = max(prev_end, s["offset"] + s["duration"])
+        prev_end = max(prev_end, s["offset"])
     return sorted(segs, key=lambda s: -s[1])
 
 
 def print_summary(name: str, s: dict) -> None:
     st = s["stats"]
-    print(f"\n== {name}: {s['what']}")
-    print(f"   first HTTP 200: min {fmt(st['min'])}  median {fmt(st['median'])}  p95 {fmt(st['p95'])}  "
+    print(f"\n== {name}: {s['description']}")
+    print(f"   {s['measure']}: min {fmt(st['min'])}  median {fmt(st['median'])}  p95 {fmt(st['p95'])}  "
           f"max {fmt(st['max'])}  (n={st['n']}, failed runs {s['failed_runs']})")
-    tt, gp, fp = s["total_stats"], s["gap_stats"], s["failed_probes_stats"]
-    print(f"   timeline total: median {fmt(tt['median'])}  max {fmt(tt['max'])};  longest gap: median "
-          f"{fmt(gp['median'])}  max {fmt(gp['max'])};  failed probes: median {fp['median']}  max {fp['max']}")
+    ft, tt, gp, fp = (s["to_first_200_stats"], s["timeline_total_stats"], s["gap_stats"],
+                      s["failed_probes_stats"])
+    print(f"   first 200: median {fmt(ft['median'])}  max {fmt(ft['max'])};  timeline: median {fmt(tt['median'])}"
+          f"  max {fmt(tt['max'])};  longest gap: median {fmt(gp['median'])}  max {fmt(gp['max'])};  "
+          f"failed probes: median {fp['median']}  max {fp['max']}")
     for step, ss in s["step_stats"].items():
         o, d = ss["offset"], ss["duration"]
-        print(f"   {step:<17} at +{fmt(o['median'])} (min {fmt(o['min'])}, p95 {fmt(o['p95'])}, max "
-              f"{fmt(o['max'])})  takes {fmt(d['median'])} (max {fmt(d['max'])})")
+        print(f"   {step:<17} done at +{fmt(o['median'])} (min {fmt(o['min'])}, p95 {fmt(o['p95'])}, max "
+              f"{fmt(o['max'])})  took {fmt(d['median'])} (max {fmt(d['max'])})")
     goal = s.get("goal")
     if goal:
         verdict = "met" if goal["met"] else "MISSED"
@@ -316,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failover.py: unknown scenario(s) {', '.join(unknown)} (known: {', '.join(SCENARIOS)})",
               file=sys.stderr)
         return 2
-    result = {"machine": machine(), "runs_per_scenario": runs, "probe_interval_s": 0.01, "scenarios": {}}
+    result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), "machine": machine(),
+              "runs_per_scenario": runs, "probe_interval_s": 0.01, "scenarios": {}}
     started = time.monotonic()
     for name in names:
         print(f"-- {name}: {SCENARIOS[name][0]} ({runs} runs)", flush=True)

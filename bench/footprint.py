@@ -170,13 +170,19 @@ def measure_size(lab: Lab, n: int, window: float, trials: int, log=print) -> dic
         write_configs(lab, n)
         for node in NODES:
             lab.start_daemon(node)
-        started = wait(lambda: curl_node(lab) and all_started(lab, n), 120, 1.0)
-        if not started:
+        def up_or_dead():
+            if any(lab.daemon_pid(node) is None for node in NODES):
+                return "dead"
+            return curl_node(lab) and all_started(lab, n) and "ok"
+        started = wait(up_or_dead, 120, 1.0)
+        if started != "ok":
             tails = {node: (lab.node_dir(node) / "hasupd.log").read_text(errors="replace").splitlines()[-8:]
                      for node in NODES if (lab.node_dir(node) / "hasupd.log").exists()}
             alive = {node: lab.daemon_pid(node) is not None for node in NODES}
-            return {"groups": n, "ok": False, "daemons_alive": alive,
-                    "error": f"the {n} groups did not all start within 120 s", "log_tail": tails}
+            why = next((line for tail in tails.values() for line in reversed(tail) if "Error" in line), "")
+            error = (f"hasupd exited: {why}" if why else "hasupd exited") if started == "dead" \
+                else f"the {n} groups did not all start within 120 s"
+            return {"groups": n, "ok": False, "daemons_alive": alive, "error": error, "log_tail": tails}
         time.sleep(5)  # settle: the first monitors, GARP repeats
         sizes = {}
         with tempfile.TemporaryDirectory(prefix="hasupd-fp-") as tmp:
@@ -187,6 +193,7 @@ def measure_size(lab: Lab, n: int, window: float, trials: int, log=print) -> dic
             before = {node: p.cpu_times() for node, p in procs.items()}
             rss = {node: [] for node in NODES}
             uss = {node: 0 for node in NODES}
+            pss = {node: 0 for node in NODES}
             while time.monotonic() - t0 < window:
                 for node, p in procs.items():
                     rss[node].append(p.memory_info().rss)
@@ -195,11 +202,19 @@ def measure_size(lab: Lab, n: int, window: float, trials: int, log=print) -> dic
             after = {node: p.cpu_times() for node, p in procs.items()}
             for node, p in procs.items():
                 try:
-                    uss[node] = p.memory_full_info().uss
+                    full = p.memory_full_info()
+                    uss[node], pss[node] = full.uss, getattr(full, "pss", 0)
                 except psutil.Error:
                     pass
             cap.stop()
             per_src = cap.per_source()
+        dead = [node for node in NODES if lab.daemon_pid(node) is None]
+        if dead:
+            tails = {node: (lab.node_dir(node) / "hasupd.log").read_text(errors="replace").splitlines()[-8:]
+                     for node in dead}
+            why = next((line for tail in tails.values() for line in reversed(tail) if "Error" in line), "")
+            return {"groups": n, "ok": False, "daemons_alive": {node: node not in dead for node in NODES},
+                    "error": f"hasupd exited on {', '.join(dead)} during the window: {why}", "log_tail": tails}
         owner = curl_node(lab)
         for node in NODES:
             b, a = before[node], after[node]
@@ -211,18 +226,20 @@ def measure_size(lab: Lab, n: int, window: float, trials: int, log=print) -> dic
             mp = max([per_src.get(x, {}).get("max_payload", 0) for x in addrs])
             sizes[node] = {"role": "owner of rg_web" if node == owner else "standby for rg_web",
                            "rss_mb": round(max(rss[node]) / 2**20, 2), "uss_mb": round(uss[node] / 2**20, 2),
+                           "pss_mb": round(pss[node] / 2**20, 2),
                            "cpu_pct": round(100 * own / elapsed, 3),
                            "cpu_pct_with_children": round(100 * (own + kids) / elapsed, 3),
-                           "hb_packets_s": round(pk / elapsed, 2), "hb_bytes_s": round(by / elapsed, 1),
+                           "heartbeat_pps": round(pk / elapsed, 2), "heartbeat_bps": round(by / elapsed, 1),
                            "hb_max_payload": mp}
         detect = detection(lab, n, trials, log)
         worst = max(sizes.values(), key=lambda d: d["rss_mb"])
         return {"groups": n, "ok": True, "window_s": round(elapsed, 1),
                 "rss_mb": max(d["rss_mb"] for d in sizes.values()),
+                "pss_mb": max(d["pss_mb"] for d in sizes.values()),
                 "cpu_pct": max(d["cpu_pct"] for d in sizes.values()),
                 "cpu_pct_with_children": max(d["cpu_pct_with_children"] for d in sizes.values()),
-                "hb_packets_s": max(d["hb_packets_s"] for d in sizes.values()),
-                "hb_bytes_s": max(d["hb_bytes_s"] for d in sizes.values()),
+                "heartbeat_pps": max(d["heartbeat_pps"] for d in sizes.values()),
+                "heartbeat_bps": max(d["heartbeat_bps"] for d in sizes.values()),
                 "hb_max_payload": max(d["hb_max_payload"] for d in sizes.values()),
                 "fits_packet_limit": max(d["hb_max_payload"] for d in sizes.values()) < PACKET_LIMIT,
                 "detect_ms": detect["median_ms"], "detect": detect, "nodes": sizes,
@@ -288,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     window = args.window or (15.0 if args.quick else 60.0)
     trials = 3 if args.quick else 5
     lab = Lab(args.prefix)
-    result = {"machine": machine(), "window_s": window, "packet_limit": PACKET_LIMIT, "sizes": [],
+    result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), "machine": machine(), "window_s": window, "packet_limit": PACKET_LIMIT, "sizes": [],
               "findings": []}
     for n in sizes:
         print(f"-- {n} group(s): {window:g} s window", flush=True)
@@ -304,28 +321,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {n} groups FAILED: {row['error']}")
             for node, tail in (row.get("log_tail") or {}).items():
                 print(f"   {node} log: " + "\n      ".join(tail))
-            # measure what fits: halve towards the last size that worked
-            smaller = [m for m in (40, 30, 25, 20, 15) if m < n and m not in sizes]
-            for m in smaller:
+            # measure what fits (in one packet, and then within the 1200-byte budget)
+            steps = (30, 20, 15) if args.quick else (40, 30, 25, 20, 15)
+            for m in [m for m in steps if m < n and m not in sizes]:
                 print(f"-- {m} group(s) instead", flush=True)
                 try:
                     alt = measure_size(lab, m, window, trials)
                 except LabError as e:
                     alt = {"groups": m, "ok": False, "error": str(e).splitlines()[0]}
+                alt["instead_of"] = n
+                result["sizes"].append(row)
+                row = alt
                 if alt["ok"]:
-                    alt["instead_of"] = n
-                    result["sizes"].append(row)
-                    row = alt
-                    break
-                result["findings"].append(f"{m} groups: {alt['error']}")
+                    print_row(alt)
+                    if alt["fits_packet_limit"]:
+                        break
+                    result["findings"].append(f"{m} groups: heartbeat payload {alt['hb_max_payload']} bytes "
+                                              f">= {PACKET_LIMIT}")
+                else:
+                    print(f"   {m} groups FAILED: {alt['error']}")
+                    result["findings"].append(f"{m} groups: {alt['error']}")
         result["sizes"].append(row)
-        if row["ok"]:
+        if row["ok"] and "instead_of" not in row:
             print_row(row)
     ok_rows = [r for r in result["sizes"] if r["ok"]]
     if ok_rows:
         first = ok_rows[0]
-        result["idle"] = {k: first[k] for k in ("groups", "rss_mb", "cpu_pct", "cpu_pct_with_children",
-                                                "hb_packets_s", "hb_bytes_s", "hb_max_payload")}
+        result["idle"] = {k: first[k] for k in ("groups", "rss_mb", "pss_mb", "cpu_pct", "cpu_pct_with_children",
+                                                "heartbeat_pps", "heartbeat_bps", "hb_max_payload")}
         result["idle"]["nodes"] = first["nodes"]
         result["idle"]["goals"] = {"rss_mb<=35": first["rss_mb"] <= 35, "cpu_pct<=0.5": first["cpu_pct"] <= 0.5}
     print("\n groups |  RSS MB | USS MB | CPU % (own / +children) | hb pkt/s | hb B/s | max payload | detect ms")
@@ -335,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         uss = max(d["uss_mb"] for d in r["nodes"].values())
         print(f" {r['groups']:>6} | {r['rss_mb']:7.1f} | {uss:6.1f} | {r['cpu_pct']:6.2f} / "
-              f"{r['cpu_pct_with_children']:6.2f}          | {r['hb_packets_s']:8.1f} | {r['hb_bytes_s']:6.0f} | "
+              f"{r['cpu_pct_with_children']:6.2f}          | {r['heartbeat_pps']:8.1f} | {r['heartbeat_bps']:6.0f} | "
               f"{r['hb_max_payload']:11d} | {fmt(r['detect_ms'], '')}")
     for f in result["findings"]:
         print(f" finding: {f}")
@@ -347,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_row(r: dict) -> None:
     for node, d in r["nodes"].items():
         print(f"   {node} ({d['role']}): RSS {d['rss_mb']} MB (USS {d['uss_mb']}), CPU {d['cpu_pct']}% "
-              f"(+children {d['cpu_pct_with_children']}%), heartbeat {d['hb_packets_s']} pkt/s "
-              f"{d['hb_bytes_s']} B/s, largest payload {d['hb_max_payload']} B")
+              f"(+children {d['cpu_pct_with_children']}%), heartbeat {d['heartbeat_pps']} pkt/s "
+              f"{d['heartbeat_bps']} B/s, largest payload {d['hb_max_payload']} B")
     print(f"   detection of a removed address: {r['detect']['values_ms']} ms")
 
 
