@@ -123,9 +123,9 @@ class Lab:
     def exec(self, node: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(self.enter_argv(node, argv), env=self.node_env(node), **kw)
 
-    def spawn(self, node: str, argv: list[str], log: Path) -> int:
+    def spawn(self, node: str, argv: list[str], log: Path, env: dict | None = None) -> int:
         with open(log, "ab") as out:
-            p = subprocess.Popen(self.enter_argv(node, argv), env=self.node_env(node), stdout=out,
+            p = subprocess.Popen(self.enter_argv(node, argv), env={**self.node_env(node), **(env or {})}, stdout=out,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return p.pid
 
@@ -222,7 +222,8 @@ class Lab:
             self.kill_node_processes(node)
         self._stop_drbd()
         jd = self.meta.get("journald")
-        if jd:
+        others = [d for d in RUN_ROOT.glob("*/lab.json") if d.parent != self.dir] if RUN_ROOT.exists() else []
+        if jd and not others:  # the journald we started, once no other lab may be writing to it
             _kill_group(jd, signal.SIGTERM)
         self.topo.down()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -244,7 +245,8 @@ class Lab:
     # ------------------------------------------------------------ pieces
 
     def _journald(self) -> None:
-        if Path("/run/systemd/journal/socket").exists():
+        from hasupd.alerts import journal_listening
+        if journal_listening():
             return
         jd = Path("/lib/systemd/systemd-journald")
         if not jd.exists():
@@ -254,7 +256,7 @@ class Lab:
         self.meta["journald"] = p.pid
         self.save()
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not Path("/run/systemd/journal/socket").exists():
+        while time.monotonic() < deadline and not journal_listening():
             time.sleep(0.05)
 
     def _start_holder(self, node: str) -> None:
@@ -287,10 +289,10 @@ class Lab:
                      f"Header always set X-Served-By {node}\n")
         conf.write_text(text)
 
-    def start_daemon(self, node: str, extra: list[str] | None = None) -> int:
+    def start_daemon(self, node: str, extra: list[str] | None = None, env: dict | None = None) -> int:
         log = self.node_dir(node) / "hasupd.log"
         argv = [sys.executable, "-m", "hasupd.daemon", "--config", str(self.config_path(node)), "--node", node]
-        pid = self.spawn(node, argv + (extra or []), log)
+        pid = self.spawn(node, argv + (extra or []), log, env)
         self.meta["daemons"][node] = pid
         self.save()
         return pid
