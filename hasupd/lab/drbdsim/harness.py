@@ -243,15 +243,16 @@ class TwoNodeNet:
         self.lan = f"{prefix}-lan"
         self.ns = {"n1": f"{prefix}-n1", "n2": f"{prefix}-n2"}
         self.addr = {"n1": f"{subnet}.1", "n2": f"{subnet}.2"}
+        self.created: list[str] = []
 
     def up(self) -> TwoNodeNet:
         try:
-            _sh("ip", "netns", "add", self.lan)
+            self._add(self.lan)
             _sh("ip", "-n", self.lan, "link", "set", "lo", "up")
             _sh("ip", "-n", self.lan, "link", "add", "br0", "type", "bridge")
             _sh("ip", "-n", self.lan, "link", "set", "br0", "up")
             for n, ns in self.ns.items():
-                _sh("ip", "netns", "add", ns)
+                self._add(ns)
                 _sh("ip", "-n", ns, "link", "set", "lo", "up")
                 _sh("ip", "-n", self.lan, "link", "add", self.port(n), "type", "veth", "peer", "name",
                     "eth0", "netns", ns)
@@ -279,14 +280,23 @@ class TwoNodeNet:
         r = _sh("ip", "netns", "pids", self.ns[node], check=False)
         return [int(x) for x in r.stdout.split()]
 
+    def _add(self, ns: str) -> None:
+        r = _sh("ip", "netns", "add", ns, check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"ip netns add {ns}: {r.stderr.strip()} (another run with prefix "
+                               f"{self.prefix!r}?)")
+        self.created.append(ns)
+
     def down(self) -> None:
-        for ns in [*self.ns.values(), self.lan]:
+        """Delete only the namespaces this object created (never someone else's)."""
+        for ns in reversed(self.created):
             for pid in _sh("ip", "netns", "pids", ns, check=False).stdout.split():
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             _sh("ip", "netns", "del", ns, check=False)
+        self.created = []
 
     def __enter__(self) -> TwoNodeNet:
         return self.up()
