@@ -132,10 +132,33 @@ def test_rpm_contents_and_scriptlets(packages):
 
 def test_unit_file_verifies():
     proc = run("systemd-analyze", "verify", str(ROOT / "systemd" / "hasupd.service"), check=False)
-    # before the package is installed verify complains about the missing binaries; nothing else may appear
+    # before the package is installed verify complains about the missing binaries and man pages
+    # (Documentation=); nothing else may appear.  Installed, it verifies strictly (below).
     problems = [ln for ln in (proc.stdout + proc.stderr).splitlines()
-                if ln.strip() and "/usr/sbin/hasupd" not in ln and "/usr/bin/hasupctl" not in ln]
+                if ln.strip() and "/usr/sbin/hasupd" not in ln and "/usr/bin/hasupctl" not in ln
+                and not re.search(r"Command 'man (hasupd|hasupctl)\(8\)' failed", ln)]
     assert not problems, "\n".join(problems)
+
+
+def check_rpm_payload(rpm: Path, root: Path) -> None:
+    """Unpack the .rpm and run its wrapper scripts against its own site-packages."""
+    root.mkdir()
+    payload = subprocess.run(["rpm2cpio", str(rpm)], capture_output=True, check=True).stdout
+    subprocess.run(["cpio", "-idm", "--quiet"], input=payload, cwd=root, check=True)
+    site = next(root.glob("usr/lib/python3*/site-packages"))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = run("/usr/bin/python3", "-c", "import hasupd.daemon; print(hasupd.daemon.__file__)", env=env,
+                cwd=root).stdout  # (-c puts the working directory first on sys.path)
+    assert where.startswith(str(site)), where
+    assert run("/usr/bin/python3", str(root / "usr/bin/hasupctl"), "--version", env=env).stdout.strip() == \
+        f"hasupctl {VERSION}"
+    assert run("/usr/bin/python3", str(root / "usr/sbin/hasupd"), "--version", env=env).stdout.strip() == \
+        f"hasupd {VERSION}"
+    check = run("/usr/bin/python3", str(root / "usr/bin/hasupctl"), "check", "--config",
+                str(root / "etc/hasupd/hasupd.yaml"), env=env)
+    assert "group rg_web" in check.stdout
+    handler = run("/usr/bin/python3", str(root / "usr/bin/hasupd-drbd-handler"), env=env, check=False)
+    assert handler.returncode == 2 and "fence-peer" in handler.stderr
 
 
 @pytest.fixture
@@ -195,6 +218,8 @@ def test_install_run_remove_purge(packages, netns, tmp_path):
         assert daemon.returncode == 78 and "authkey" in daemon.stderr and "Traceback" not in daemon.stderr, daemon.stderr
         handler = run("/usr/bin/hasupd-drbd-handler", check=False)
         assert handler.returncode == 2 and "fence-peer" in handler.stderr
+        # the .rpm's own wrappers and tree, on the same python3 and libraries
+        check_rpm_payload(packages[1], tmp_path / "rpmroot")
         # the key made by hasupctl keygen; purge removes it
         run("/usr/bin/hasupctl", "keygen")
         assert oct(os.stat("/etc/hasupd/authkey").st_mode & 0o777) == "0o400"
