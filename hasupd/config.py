@@ -203,6 +203,11 @@ class Group:
     failure_timeout: float  # 0 = fail counts never expire
     on_stop_failure: str  # "block" | "reboot"
     autostart: bool
+    # the group-level `timeouts` / `monitor_interval` as written (each resource's
+    # own values are resolved already); kept so `hasupctl export` can write them
+    # back as Pacemaker's op defaults
+    default_timeouts: Timeouts = field(default=Timeouts(240.0, 240.0, 240.0), compare=False)
+    default_monitor_interval: float = field(default=20.0, compare=False)
 
     def resource(self, name: str) -> Resource | None:
         return next((r for r in self.resources if r.name == name), None)
@@ -722,6 +727,8 @@ def loads(text: str, path: str = "<string>") -> Config:
             failure_timeout=gm.opt("failure_timeout", _Value.duration, 600.0),
             on_stop_failure=gm.opt("on_stop_failure", lambda v: v.choice(("block", "reboot")), "block"),
             autostart=gm.opt("autostart", _Value.bool, True),
+            default_timeouts=default_timeouts,
+            default_monitor_interval=default_interval,
         ))
     if len({g.name for g in groups}) != len(groups):
         raise top.need("groups").error("two groups have the same name")

@@ -233,6 +233,7 @@ def render(cfg) -> tuple[str, list[str]]:
     if multicast:
         lines.append("    transport: udp")
         if len(hb.rings) > 1:
+            lines.append("    # corosync 2 (redundant rings); corosync 3 runs one udp ring: use knet there")
             lines.append("    rrp_mode: passive")
             notes.append("corosync 3 runs one multicast (udp) ring only; the second ring needs corosync 2 "
                          "(rrp_mode) or transport knet with unicast rings")

@@ -88,9 +88,13 @@ class _Exporter:
         self.guard()
         if cfg.heartbeat.initdead != 20.0:
             m.properties.append(("dc-deadtime", _t(cfg.heartbeat.initdead)))
-        all_timeouts = [getattr(r.timeouts, a) for g in cfg.groups for r in g.resources
-                        for a in ("start", "stop", "monitor")]
-        self.base = _common_value(all_timeouts) or 20.0
+        # the groups' own `timeouts` become Pacemaker's op defaults; resources that
+        # differ get op timeouts of their own
+        group_timeouts = [getattr(g.default_timeouts, a) for g in cfg.groups for a in ("start", "stop", "monitor")]
+        self.base = _common_value(group_timeouts) or 20.0
+        if len(set(group_timeouts)) > 1:
+            self.notes.append("the groups' timeouts differ: Pacemaker has one op default "
+                              f"({_t(self.base)}); the others are written on each operation")
         m.op_defaults.append(("timeout", _t(self.base)))
         self.policies()
         for d in cfg.drbd.resources:

@@ -39,6 +39,9 @@ PCMK_DEFAULT_TIMEOUT = 20.0
 PROMOTED = ("master", "promoted")
 _TRUE = ("true", "yes", "1", "on", "y")
 _JOURNALING = {"ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "gfs2", "ocfs2", "nilfs2"}
+# fence-agents options that take no value (`lanplus=1` -> `--lanplus`)
+_FENCE_FLAGS = {"lanplus", "ssl", "ssl_secure", "ssl_insecure", "notls", "inet4_only", "inet6_only",
+                "verbose", "use_sudo", "secure", "api_version", "missing_as_off", "abort_on_fail"} - {"api_version"}
 _FENCE_OPTION = {"ipaddr": "ip", "login": "username", "passwd": "password", "port": "plug",
                  "action": None}
 
@@ -211,7 +214,8 @@ class _Import:
                        f"of the order constraints" if len(units) > 1 else
                        f"the source has no group: {units[0]} alone")
             out.append((name, members, line, why))
-        out.sort(key=lambda t: t[2])
+        # by name: `crm configure show` reorders objects, the import must not follow
+        out.sort(key=lambda t: t[0])
         return out
 
     def _ordered(self, units: list[str]) -> list[str]:
@@ -487,6 +491,8 @@ class _Import:
         res[Comment("no unit: the apache agent runs httpd itself, as hasupd's command mode does")] = None
         if "port" in pr:
             res["port"] = int(pr["port"])
+        else:
+            res["port"] = C(80, approx="port not set: the apache agent reads Listen from the configuration")
         if "statusurl" in pr:
             res["statusurl"] = pr["statusurl"]
         if "testregex" in pr:
@@ -505,7 +511,8 @@ class _Import:
     def _map_ocf(self, p: Primitive, res: dict) -> None:
         res["agent"] = f"{p.provider}:{p.type}"
         if p.params:
-            res["params"] = dict(p.params)
+            # sorted: pcs and crmsh reorder them, and an agent reads them by name
+            res["params"] = dict(sorted(p.params.items()))
 
     def _op_notes(self, p: Primitive) -> None:
         for op in p.ops:
@@ -571,18 +578,22 @@ class _Import:
         for d in devices:
             argv = [d.type]
             for k, v in d.params.items():
+                if re.fullmatch(r"\*{3,}", v):
+                    self.note(self.w(d.line), "warning", f"stonith device {d.id}: {k} is hidden (******) in this "
+                              "crm output (crmsh's obscure_pattern): put the real value into the fence command")
                 if k.startswith("pcmk_") or k in ("action", "priority"):
                     continue
                 opt = _FENCE_OPTION.get(k, k)
-                if v.lower() in ("1", "true", "yes", "on"):
+                if v.lower() in ("true", "yes", "on") or (v == "1" and opt in _FENCE_FLAGS):
                     argv.append(f"--{opt}")
                 else:
                     argv.append(f"--{opt}={v}")
-            argv.append(f"--action={action}")
+            argv = [argv[0], *sorted(argv[1:]), f"--action={action}"]  # sorted: pcs reorders params
             host_map = [e.split(":", 1) for e in re.split(r"[;\s]+", d.params.get("pcmk_host_map", "")) if ":" in e]
             if host_map:
                 for host, plug in host_map:
-                    commands.append((d, argv[:-1] + [f"--plug={plug}", argv[-1]], [host]))
+                    options = sorted(argv[1:-1] + [f"--plug={plug}"])
+                    commands.append((d, [argv[0], *options, argv[-1]], [host]))
                 continue
             hosts = d.params.get("pcmk_host_list", "").split()
             commands.append((d, argv, hosts))
@@ -605,6 +616,8 @@ class _Import:
                                  approx="the stonith device (pcmk_host_list/pcmk_host_map) for the peer's name")
         if timeout is not None:
             fence["timeout"] = duration(pcmk_seconds(timeout[0]) or 60.0)
+        else:
+            fence["timeout"] = C("60s", "Pacemaker's default stonith-timeout")
         return {"mode": C("fence", "stonith-enabled with stonith devices"), "fence": fence}
 
     def _ping_guard(self) -> dict | None:
@@ -660,6 +673,18 @@ class _Import:
         names = list(dict.fromkeys(loc.node for loc in self.crm.locations if loc.node))
         if names:
             return names, self.w(self.crm.locations[0].line)
+        nets = [_network(i.bindnetaddr) for i in (self.coro.interfaces if self.coro else []) if i.bindnetaddr]
+        if self.hosts and nets:
+            # one name per address in the ring's network, short names first
+            by_addr: dict[str, str] = {}
+            for name, (addr, _w) in self.hosts.entries.items():
+                if ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(nets[0]):
+                    if addr not in by_addr or ("." in by_addr[addr] and "." not in name):
+                        by_addr[addr] = name
+            if by_addr:
+                self.note(self.hosts.entries[next(iter(by_addr.values()))][1], "info",
+                          f"node names from the hosts file (no nodelist, no DRBD): {', '.join(by_addr.values())}")
+                return list(by_addr.values()), ""
         raise DataError(self.crm.path, "cannot tell the node names: give --corosync (nodelist) or --drbd "
                         "(on HOST sections)")
 
