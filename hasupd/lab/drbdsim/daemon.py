@@ -178,7 +178,7 @@ class Res:
                        DRBD_PEER=self.peer.name, DRBD_PEERS=self.peer.name,
                        DRBD_PEER_ADDRESS=self.peer.address, DRBD_PEER_AF="ipv4",
                        DRBD_CONF=self.node.cfg.conf_path, DRBD_DONT_WARN_ON_VERSION_MISMATCH="1")
-            env[f"DRBD_MINOR_{0}"] = str(self.minor)
+            env["DRBD_MINOR_0"] = str(self.minor)  # per-volume minor, volume 0
             try:
                 proc = await asyncio.create_subprocess_shell(
                     cmd, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
@@ -428,9 +428,7 @@ class Res:
             self.repl = "Established"
         self.disk = "Failed"
         self.emit()
-        self.disk = DISKLESS
-        if self.md and self.md["disk"] == UPTODATE and self.role == "Primary":
-            pass  # stays UpToDate in the meta data; re-attach resyncs
+        self.disk = DISKLESS  # the meta data keeps its disk state; a re-attach on a Primary resyncs
         self.emit()
         if self.link:
             self.send_state()
@@ -720,6 +718,11 @@ class Res:
             self.peer_role, self.peer_disk = m["role"], m["disk"]
             if m.get("image"):
                 self.peer_hello["image"] = m["image"]
+            if m["disk"] == DISKLESS and self.repl in SYNC_STATES:  # resync aborted by the peer
+                if self.sync_task:
+                    self.sync_task.cancel()
+                    self.sync_task = None
+                self.repl, self.sync_total, self.speed = "Established", 0, 0
             self.emit()
         elif t == "write":
             self.counters["nr"] += m["kib"]

@@ -38,10 +38,13 @@ class SimCluster:
                  size_mib: int = 64, fencing: str = "dont-care", ping_int: float = 10.0,
                  ping_timeout: float = 0.5, handlers: dict | None = None, module: str = "available",
                  resync_rate_kib: int = 65536, resync_min_s: float = 1.0,
-                 exec_prefix: dict[str, list[str]] | None = None, disk_mib: int = 1):
+                 exec_prefix: dict[str, list[str]] | None = None, disk_mib: int = 1,
+                 daemon_env: dict[str, dict[str, str]] | None = None):
         """``nodes``: name -> (network namespace, replication address).
         ``exec_prefix``: name -> argv prefix that enters the node (default:
-        ``nsenter --net=/run/netns/NS``)."""
+        ``nsenter --net=/run/netns/NS``).  ``daemon_env``: name -> extra
+        environment of the node's simulator, which its handlers inherit
+        (e.g. where hasupd's control socket is for ``hasupd-drbd-handler``)."""
         self.workdir = Path(workdir).resolve()
         self.nodes = dict(nodes)
         self.prefix, self.resource = prefix, resource
@@ -50,6 +53,7 @@ class SimCluster:
         self.exec_prefix = exec_prefix or {n: ["nsenter", f"--net=/run/netns/{ns}", "--"]
                                            for n, (ns, _a) in self.nodes.items()}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.daemon_env = daemon_env or {}
         self.disks: dict[str, str] = {}
         self.res_opts = dict(name=resource, minor=minor, port=port, size_mib=size_mib, fencing=fencing,
                              ping_int=ping_int, ping_timeout=ping_timeout, handlers=handlers or {})
@@ -139,7 +143,8 @@ class SimCluster:
         if os.path.exists(sock):
             os.unlink(sock)
         log = open(self.node_dir(node) / "daemon.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(REPO), PATH=self.env(node)["PATH"])
+        env = dict(os.environ, **self.daemon_env.get(node, {}))
+        env.update(PYTHONPATH=str(REPO), PATH=self.env(node, env)["PATH"])
         argv = [*self.exec_prefix[node], sys.executable, "-m", "hasupd.lab.drbdsim.daemon",
                 "--node", node, "--config", str(self.config_path), "--module", module or self.module]
         self.procs[node] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
