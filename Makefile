@@ -83,3 +83,9 @@ bench-quick: $(BENCH_STAMP)
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/failover.py --quick
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/footprint.py --quick
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/chaos.py --quick --seed 1; rc=$$?; $(PY) bench/report.py; exit $$rc
+
+# hasupd's peers alone (Pacemaker + corosync, keepalived) in the same kind of lab:
+# bench/results/peers.json.  `make bench-peers PEERS_ARGS=--quick` for the short run.
+bench-peers: $(BENCH_STAMP)
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/peers/run.py $(PEERS_ARGS)
+	@$(PY) bench/report.py
