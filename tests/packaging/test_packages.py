@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,55 @@ def test_unit_file_verifies():
     assert not problems, "\n".join(problems)
 
 
+DAEMON_CONFIG = """\
+cluster: pkgtest
+nodes:
+  - {name: hpkgn1, addresses: [10.99.77.1]}
+  - {name: hpkgn2, addresses: [10.99.77.2]}
+heartbeat:
+  transport: unicast
+  rings: [{bind_network: 10.99.77.0/24, port: 5405}]
+  deadtime: 2s
+  initdead: 1s
+  authkey: TMP/authkey
+split_brain_guard: {mode: none}
+state_dir: TMP/state
+control: {socket: TMP/state/hasupd.sock}
+groups:
+  - name: rg_test
+    resources:
+      - {name: res_vip, type: vip, ip: 10.99.77.50, cidr_netmask: 24, nic: hpkga}
+"""
+
+
+def run_daemon_alone(netns: tuple[str, ...], tmp: Path) -> None:
+    """/usr/sbin/hasupd in the namespace: it starts the group (a VIP) and answers hasupctl status."""
+    conf = tmp / "daemon.yaml"
+    conf.write_text(DAEMON_CONFIG.replace("TMP", str(tmp)))
+    run("/usr/bin/hasupctl", "keygen", str(tmp / "authkey"))
+    log = open(tmp / "daemon.log", "w")
+    daemon = subprocess.Popen([*netns, "/usr/sbin/hasupd", "--config", str(conf), "--node", "hpkgn1"],
+                              stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline and daemon.poll() is None:
+            status = run(*netns, "/usr/bin/hasupctl", "--config", str(conf), "status", check=False)
+            if "Group rg_test: started on hpkgn1" in status.stdout:
+                break
+            time.sleep(1)
+        assert status is not None and "Group rg_test: started on hpkgn1" in status.stdout, \
+            f"{status.stdout if status else ''}\n{(tmp / 'daemon.log').read_text()}"
+        assert "10.99.77.50/24" in run(*netns, "ip", "-br", "addr", "show", "hpkga").stdout
+        daemon.terminate()
+        assert daemon.wait(timeout=60) == 0, (tmp / "daemon.log").read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+
+
 def check_rpm_payload(rpm: Path, root: Path) -> None:
     """Unpack the .rpm and run its wrapper scripts against its own site-packages."""
     root.mkdir()
@@ -212,6 +262,8 @@ def test_install_run_remove_purge(packages, netns, tmp_path):
                     "hpkga", "10.99.77.50", timeout=120)
         print(smoke.stdout)
         assert smoke.stdout.count("ok:") == 4, smoke.stdout
+        # the installed daemon runs a group on Debian's libraries (alone: the peer never answers)
+        run_daemon_alone(netns, tmp_path)
         # without a key the daemon refuses to start, with a clear line and EX_CONFIG
         daemon = run("/usr/sbin/hasupd", "--config", "/etc/hasupd/hasupd.yaml", "--node", "primarycentos",
                      check=False, timeout=60)
