@@ -109,13 +109,15 @@ def cli_import(argv: list[str] | None = None) -> int:
         return EX_DATAERR
     print(summary(result.notes), file=sys.stderr)
     try:
-        configmod.loads(result.text, args.output or "<import>")
+        cfg = configmod.loads(result.text, args.output or "<import>")
     except configmod.ConfigError as e:
         print(f"hasupctl import: the result would not pass `hasupctl check`: {e}", file=sys.stderr)
         if args.output:
             _write(args.output + ".rejected", result.text)
             print(f"hasupctl import: written to {args.output}.rejected for inspection", file=sys.stderr)
         return configmod.EX_CONFIG
+    for warning in cfg.warnings:
+        print(f"  hasupctl check: warning: {warning}", file=sys.stderr)
     _write(args.output, result.text)
     if args.output:
         print(f"hasupctl import: wrote {args.output}", file=sys.stderr)

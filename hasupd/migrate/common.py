@@ -34,6 +34,11 @@ class Note:
         return f"{self.where}: {self.kind}: {self.message}" if self.where else f"{self.kind}: {self.message}"
 
 
+def kv(pairs: dict[str, str]) -> str:
+    """NAME=VALUE words, as crm writes them."""
+    return " ".join(f"{k}={v}" for k, v in pairs.items())
+
+
 def at(path: str, line: int) -> str:
     return f"{path}:{line}"
 

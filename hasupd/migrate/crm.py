@@ -17,7 +17,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from hasupd.migrate.common import DataError, Note, at
+from hasupd.migrate.common import DataError, Note, at, kv
 
 # ---------------------------------------------------------------- model
 
@@ -344,7 +344,7 @@ def _parse_primitive(r: _Reader, cfg: CrmConfig) -> None:
             prim.meta.update(r.attrs(stops))
         elif word in ("utilization", "op_params", "op_meta"):
             dropped = r.attrs(stops)
-            cfg.note(tok.line, "dropped", f"primitive {prim.id}: {word} {dropped} has no hasupd "
+            cfg.note(tok.line, "dropped", f"primitive {prim.id}: {word} {kv(dropped)} has no hasupd "
                      "equivalent (two nodes, one group owner)")
         elif word == "op":
             name = r.next("an operation name")
@@ -385,7 +385,7 @@ def _parse_group(r: _Reader, cfg: CrmConfig) -> None:
         if tok.text == "meta":
             meta.update(r.attrs(_ATTR_LISTS))
         elif tok.text == "params":
-            cfg.note(tok.line, "dropped", f"group {gid.text}: params {r.attrs(_ATTR_LISTS)} ignored")
+            cfg.note(tok.line, "dropped", f"group {gid.text}: params {kv(r.attrs(_ATTR_LISTS))} ignored")
         elif "=" in tok.text:
             continue  # description=...
         else:

@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hasupd.migrate import yamlout
-from hasupd.migrate.common import DataError, Note, at, duration, pcmk_score, pcmk_seconds
+from hasupd.migrate.common import DataError, Note, at, duration, kv, pcmk_score, pcmk_seconds
 from hasupd.migrate.corosync import CorosyncInfo
 from hasupd.migrate.crm import CrmConfig, Primitive
 from hasupd.migrate.drbdconf import DrbdInfo
@@ -127,7 +127,7 @@ class _Import:
                               "are not needed: hasupd follows DRBD through drbdsetup events2 and /proc/drbd")
                 extra = {k: v for k, v in p.params.items() if k != "drbd_resource"}
                 if extra:
-                    self.note(self.w(p.line), "dropped", f"{p.id}: params {extra} are for the drbd agent; "
+                    self.note(self.w(p.line), "dropped", f"{p.id}: params {kv(extra)} are for the drbd agent; "
                               "hasupd drives DRBD with drbdadm and the DRBD configuration")
             elif self.is_ping(p):
                 self.ping.append(p)
@@ -649,7 +649,7 @@ class _Import:
             leftover = {k: v for k, v in p.params.items() if k not in ("host_list", "timeout", "name",
                                                                          "multiplier")}
             if leftover:
-                self.note(self.w(p.line), "dropped", f"{p.id}: params {leftover} have no hasupd equivalent "
+                self.note(self.w(p.line), "dropped", f"{p.id}: params {kv(leftover)} have no hasupd equivalent "
                           "(rise/fall count rounds instead)")
             return {"mode": C("ping", f"cloned {p.agent} {p.id}: run only while a target answers"),
                     "ping": ping}
