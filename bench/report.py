@@ -41,6 +41,9 @@ footprint.json (bench/footprint.py, hasupd)::
      "sizes": [{"groups": 1, "rss_mb": 28.5, "cpu_pct": 0.21, "detect_ms": 4.1},
                {"groups": 10, ...}, {"groups": 50, ...}]}
 
+chaos.json (bench/chaos.py, optional): runs, seed, availability (0..1),
+failovers, slowest_failover_s, violations (count), not_recovered.
+
 peers.json (bench/peers/run.py): per peer, the same scenario entries
 (``seconds`` + summary + ``runs``), ``footprint`` per node (rss_mb, pss_mb,
 cpu_pct), ``blocked`` (why the peer could not run, or null).
@@ -86,15 +89,20 @@ COLORS = {"hasupd": "#2a7ab0", "pacemaker": "#c0504d", "keepalived": "#9bbb59"}
 
 def load(results: Path) -> dict[str, dict | None]:
     docs = {}
-    for name in ("failover", "footprint", "peers", "heartbeat"):
+    for name in ("failover", "footprint", "peers", "chaos", "heartbeat"):
         path = results / f"{name}.json"
+        docs[name] = None
         try:
-            docs[name] = json.loads(path.read_text())
+            doc = json.loads(path.read_text())
         except FileNotFoundError:
-            docs[name] = None
+            continue
         except ValueError as e:
             print(f"bench/report.py: {path}: not JSON ({e}); left out", file=sys.stderr)
-            docs[name] = None
+            continue
+        if isinstance(doc, dict):
+            docs[name] = doc
+        else:
+            print(f"bench/report.py: {path}: not a JSON object; left out", file=sys.stderr)
     return docs
 
 
@@ -373,6 +381,18 @@ def report(docs: dict, results: Path) -> str:
     if findings:
         out += ["", "Findings of the footprint run:", "", *[f"* {f}" for f in findings]]
 
+    # ---- chaos
+    chaos = docs.get("chaos")
+    if isinstance(chaos, dict):
+        out += ["", "## Chaos (random fault schedules, invariants checked throughout)", ""]
+        facts = [("schedules", chaos.get("runs"), "{}"), ("seed", chaos.get("seed"), "{}"),
+                 ("availability", chaos.get("availability"), "{:.2%} of the probes answered 200"),
+                 ("failovers", chaos.get("failovers"), "{}"),
+                 ("slowest failover", chaos.get("slowest_failover_s"), "{:.2f} s without an answer"),
+                 ("invariant violations", chaos.get("violations"), "{} samples"),
+                 ("schedules not recovered", chaos.get("not_recovered"), "{}")]
+        out += [f"* {label}: {form.format(v)}" for label, v, form in facts if isinstance(v, (int, float))]
+
     # ---- heartbeat
     hb = docs.get("heartbeat")
     if isinstance(hb, dict):
@@ -457,7 +477,8 @@ def peer_notes(docs: dict) -> list[str]:
             notes.append(f"* **{name} could not run here:** {rec['blocked']}")
         versions = ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items() if v)
         settings = "; ".join(f"{k} {v}" for k, v in (rec.get("settings") or {}).items())
-        notes.append(f"* {name}: {versions}. Settings: {settings}.")
+        if versions or settings:
+            notes.append(f"* {name}: {versions or 'versions unknown'}. Settings: {settings or 'unknown'}.")
     if not notes:
         return []
     runs = peers.get("runs_per_scenario")
