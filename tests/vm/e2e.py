@@ -100,6 +100,23 @@ class Run:
             raise StepFailed("\n".join(errors))
         return outs
 
+    def diagnose(self) -> None:
+        """After a failure: hasupd's state and journal from each VM still up, saved and shown."""
+        cmd = ("systemctl status --no-pager -n 0 hasupd apache2; hasupctl status; cat /proc/drbd;"
+               " journalctl -q --no-pager -b -n 60 -u hasupd")
+        for vm in self.vms.values():
+            if not vm.alive():
+                continue
+            try:
+                vm.console.abandon()
+                rc, out = vm.console.run(f"timeout 60 sh -c '{cmd}' 2>&1", timeout=90)
+            except VmError as e:
+                out = str(e)
+            path = self.rundir / f"{vm.name}.diagnosis.txt"
+            path.write_text(out + "\n")
+            print(f"\n=== {vm.name} ({path}), last lines:\n" + "\n".join(out.splitlines()[-30:]),
+                  file=sys.stderr)
+
     def kill_all(self) -> None:
         for vm in self.vms.values():
             vm.kill()
@@ -414,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         restart_daemon(run)
         watchdog(run)
     except (StepFailed, VmError) as e:
-        print(f"\ntest-vm FAILED: {e}\n    console logs: {rundir}/", file=sys.stderr)
+        print(f"\ntest-vm FAILED: {e}", file=sys.stderr)
+        if run is not None:
+            run.diagnose()
+        print(f"\ntest-vm FAILED (see above); console logs and diagnosis: {rundir}/", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ntest-vm interrupted; logs: {rundir}/", file=sys.stderr)

@@ -10,6 +10,7 @@ command and the last lines of its console.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import signal
@@ -84,6 +85,7 @@ class Console:
         self._pending: str | None = None
 
     def _read(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two reads
         while True:
             try:
                 data = self._sock.recv(65536)
@@ -94,7 +96,7 @@ class Console:
                     self._closed = True
                     self._cond.notify_all()
                     return
-                self._buf += data.decode("utf-8", "replace").replace("\r", "")
+                self._buf += decoder.decode(data).replace("\r", "")
                 self._cond.notify_all()
 
     def close(self) -> None:
@@ -149,6 +151,12 @@ class Console:
         m = self.expect(rf"__RC{self._seq}=(\d+)\n", timeout, f"command {cmd!r}")
         out = self._buf[start:m.start()]
         return int(m.group(1)), out.strip("\n")
+
+    def abandon(self) -> None:
+        """Interrupt a command still running (after a failure elsewhere)."""
+        if self._pending is not None:
+            self.send("\x03\n")
+            self._pending = None
 
     def run(self, cmd: str, timeout: float = 120) -> tuple[int, str]:
         self.start(cmd)
@@ -234,6 +242,9 @@ class Vm:
     def power_cut(self) -> None:
         """SIGKILL the qemu process: the guest gets no chance to write anything."""
         self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self.console is not None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
