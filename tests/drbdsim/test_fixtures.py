@@ -232,6 +232,7 @@ def test_split_brain_and_recovery(make_cluster, net):
     same_output(run(sc, "n2", "drbdadm", "secondary", "r0"), "sb-victim-secondary")
     same_output(run(sc, "n2", "drbdadm", "connect", "--discard-my-data", "r0"), "connect-discard-my-data")
     assert rcd(sc, "n2") == fixture("role-cstate-dstate-sb-victim-wfconnection.txt")
+    assert norm_proc(proc(sc, "n2")) == norm_proc(fixture("proc-drbd-8.4.11-sb-victim-wfconnection.txt"))
     same_output(run(sc, "n1", "drbdadm", "connect", "r0"), "connect-sb-survivor")
     sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["repl"] == "Established", timeout=30)
     sc.wait_for("n1", lambda s: s["peer_disk"] == "UpToDate" and s["repl"] == "Established", timeout=30)
@@ -239,3 +240,19 @@ def test_split_brain_and_recovery(make_cluster, net):
     assert rcd(sc, "n1") == fixture("role-cstate-dstate-sb-recovered.txt")
     assert norm_proc(proc(sc, "n1")) == norm_proc(fixture("proc-drbd-8.4.11-sb-recovered.txt"))
     assert norm_proc(proc(sc, "n2")) == norm_proc(fixture("proc-drbd-8.4.11-sb-recovered-node2.txt"))
+
+
+def test_fencing_secondary_promotes_disconnected(make_cluster, net):
+    d = handler_dir()
+    sc = make_cluster(fencing="resource-only", handlers={"fence-peer": fence_handler(d)})
+    connected_uptodate(sc, primary="n2")
+    net.cut("n2")
+    sc.wait_for("n1", lambda s: s["conn"] == "Connecting", timeout=15)
+    same_state(sc, "n1", "fencing-secondary-disconnected")
+    same_output(run(sc, "n1", "drbdadm", "primary", "r0"), "primary-disconnected-fencing-exit7")
+    same_state(sc, "n1", "fencing-promoted-disconnected")
+    # the peer stays known-Outdated across a restart of the resource
+    ok(sc, "n1", "drbdadm", "secondary", "r0")
+    ok(sc, "n1", "drbdadm", "down", "r0")
+    ok(sc, "n1", "drbdadm", "up", "r0")
+    assert norm_proc(proc(sc, "n1")) == norm_proc(fixture("proc-drbd-8.4.11-minor-count-1-up.txt"))
