@@ -209,7 +209,9 @@ def main() -> int:
 def bench(args) -> int:
     runs = args.runs or (2 if args.quick else 5)
     window = 5.0 if args.quick else 20.0
-    # a SIGTERM unwinds like Ctrl-C, so the lab is always torn down
+    # Ctrl-C (even when started from a shell that ignores it) and SIGTERM unwind
+    # through the `finally` that tears the lab down
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     doc = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine(), "quick": args.quick, "runs_per_scenario": runs,
