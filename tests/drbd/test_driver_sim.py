@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def net():
-    with TwoNodeNet("dd", "10.77.11") as n:
+    with TwoNodeNet(f"dd{os.getpid() % 10000}", "10.77.11") as n:
         yield n
 
 
