@@ -85,7 +85,8 @@ class Engine:
         self.peer_ever_seen = False
         self.last_summary = ""
         self.acting: Action | None = None  # the action running now (for status)
-        self.alerted: set[str] = set()  # standing-condition alerts already raised (planner's keys)
+        self.alerted: set[str] = set()
+        self.ring_errors: dict[int, str] = {}  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
 
     # ------------------------------------------------------------ start-up
 
@@ -417,7 +418,13 @@ class Engine:
             elif name == "RingDown":
                 self.alerter.emit("ring_degraded", "warning",
                                   f"heartbeat ring {ev.ring} is silent; redundancy degraded", node=self.peer_name)
+            elif name == "RingError":
+                if self.ring_errors.get(ev.ring) != ev.message:
+                    self.ring_errors[ev.ring] = ev.message
+                    self.alerter.emit("ring_error", "warning",
+                                      f"heartbeat ring {ev.ring} cannot be used (retrying): {ev.message}")
             elif name == "RingUp":
+                self.ring_errors.pop(ev.ring, None)
                 self.alerter.emit("ring_healthy", "info", f"heartbeat ring {ev.ring} is healthy again")
             elif name == "ConfigMismatch":
                 self.alerter.emit("config_mismatch", "warning",
