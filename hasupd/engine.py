@@ -168,7 +168,22 @@ class Engine:
 
     def publish(self) -> None:
         """Send our state to the peer now (after any change)."""
-        self.heartbeat.set_payload({"node": to_dict(self.local_state()), "state": self.store.state.to_wire()})
+        node = to_dict(self.local_state())
+        state = self.store.state.to_wire()
+        try:
+            self.heartbeat.set_payload({"node": node, "state": state})
+        except ValueError:
+            # too large for one packet: the human details go first, the facts stay
+            for r in node.get("resources", {}).values():
+                r["detail"] = ""
+            try:
+                self.heartbeat.set_payload({"node": node, "state": state})
+            except ValueError as e:
+                if "payload_too_large" not in self.alerted:
+                    self.alerted.add("payload_too_large")
+                    self.alerter.emit("config_too_large", "critical",
+                                      f"the state of this node does not fit in one heartbeat packet ({e}): "
+                                      "the peer sees an old state; use fewer resources per cluster")
         self.heartbeat.send_now()
 
     def changed(self) -> None:
