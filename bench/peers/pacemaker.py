@@ -93,10 +93,10 @@ class Pacemaker:
             "chown hacluster:haclient /run/crm /run/pacemaker /var/lib/pacemaker /var/lib/pacemaker/*"
             " /var/log/pacemaker",
             "chmod 750 /var/lib/pacemaker/*", "chmod 770 /var/log/pacemaker"]))
-        self.lab.spawn(node, "corosync", ["corosync", "-f"])
+        corosync = self.lab.spawn(node, "corosync", ["corosync", "-f"])
         wait = time.monotonic() + 30
         while run(self.lab.enter(node, ["corosync-cfgtool", "-s"]), check=False).returncode != 0:
-            if time.monotonic() > wait:
+            if time.monotonic() > wait or self.lab.exited(corosync):
                 raise Blocked(f"corosync did not start on {node}: {self._tail(node, 'corosync.out')}")
             time.sleep(0.2)
         self.lab.spawn(node, "pacemakerd", ["pacemakerd", "-f"])

@@ -225,6 +225,7 @@ class PeerLab:
         self.topo = PeerTopology(PREFIX, nodes=NODES, rings=1, client=True)
         self.nodes = {n: NodeHandle(n) for n in NODES}
         self.poller: Poller | None = None
+        self._procs: dict[int, subprocess.Popen] = {}
 
     def dir(self, node: str) -> Path:
         return BASE / node
@@ -298,7 +299,13 @@ class PeerLab:
             p = subprocess.Popen(self.enter(node, argv), stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True)
         self.nodes[node].daemons[name] = p.pid
+        self._procs[p.pid] = p
         return p.pid
+
+    def exited(self, pid: int) -> bool:
+        """Has a daemon started by ``spawn`` ended?"""
+        proc = self._procs.get(pid)
+        return proc is not None and proc.poll() is not None
 
     def pids(self, node: str) -> list[int]:
         pids = set(self.topo.pids(node)) if self.topo.exists() else set()
