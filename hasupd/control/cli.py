@@ -400,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print nothing when valid (errors still go to stderr; for ExecStartPre)")
     s.set_defaults(func=cmd_check)
 
+    for name, text in (("import", "import a Pacemaker/corosync/DRBD setup into hasupd.yaml (--crm FILE ...)"),
+                       ("export", "write the equivalent Pacemaker configuration (--format crm|pcs)")):
+        s = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
+        s.add_argument("rest", nargs=argparse.REMAINDER, help="see `hasupctl " + name + " --help`")
+        s.set_defaults(func=_migrate(name))
+
     s = sub.add_parser("keygen", help="make the heartbeat key (64 random bytes, mode 0400)")
     s.add_argument("path", nargs="?", help=f"default: the config's heartbeat.authkey or {DEFAULT_KEY}")
     s.add_argument("--force", action="store_true", help="replace an existing key")
@@ -420,6 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_drbd_status)
     return p
+
+
+def _migrate(direction: str):
+    def run(args) -> int:
+        from hasupd import migrate
+        rest = list(args.rest)
+        if direction == "export" and "--config" not in rest and getattr(args, "config", None):
+            rest = ["--config", args.config, *rest]
+        return (migrate.cli_import if direction == "import" else migrate.cli_export)(rest)
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
