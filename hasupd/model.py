@@ -137,6 +137,11 @@ class ClusterView:
     # condition (split brain, "DRBD still Connected", ...) alerts once, and
     # again only after it has cleared and come back.
     alerted: frozenset[str] = frozenset()
+    # added by the planner: the highest claim epoch this node has ever seen (its own claims
+    # and the peer's published ones; the engine persists it).  A new claim takes
+    # max(epoch_floor, both claims) + 1, so epochs never go back after a clean failover
+    # (a released claim no longer shows) or a restart.
+    epoch_floor: int = 0
 
     @property
     def me(self) -> NodeState:

@@ -50,6 +50,26 @@ Decisions taken where DESIGN.md is silent (each is a scenario):
   the node placement would pick (preferred_node, else first name) keeps it.
   The loser stops at once and demotes; the winner starts nothing more until
   the loser has let go.
+* ... but the data decides first: when only one of the two is DRBD Primary,
+  the group runs there whatever the claims say, and the other holds only
+  leftovers (e.g. a VIP still configured when a crashed node comes back with
+  the claim it persisted, which may even be newer): it stops them at once and
+  releases its claim, silently (no two_owners alert: nothing of the group can
+  run without the data); the Primary starts nothing more until they are gone.
+* Claim epochs only go up: a new claim is one more than both claims in view
+  and ``view.epoch_floor`` (the highest epoch this node ever saw, persisted by
+  the engine), so a clean failover (the old claim released) or a restart
+  never lets an epoch restart from 1.
+* A Primary whose local disk is gone (DRBD Diskless/Failed/Detaching: every
+  I/O goes to the peer's copy) gives the group up when the peer could take it
+  over: stop in reverse order, demote, release; the peer waits for the demote
+  (it never promotes while the other node is Primary) and takes over; the
+  diskless node is not eligible again until its disk is UpToDate (rule 4).
+  Like Pacemaker with ocf:linbit:drbd, whose monitor of a Diskless Primary
+  does not fail but withdraws its master score so the master role moves:
+  it is not a resource failure (no fail count, no ban; nothing to clean up
+  after the disk is back).  If the peer cannot take over, the group keeps
+  running on the peer's copy and the status says so.
 * Blocked (a stop failed): the group is frozen on both nodes, nothing of it
   is started, stopped, promoted or demoted until cleanup.  A stop failure the
   peer reports blocks us too (unless on_stop_failure is reboot and the peer
@@ -105,6 +125,9 @@ from hasupd.model import (
 )
 
 RUNNING = (ResState.STARTED, ResState.FAILED, ResState.STOP_FAILED)
+# DRBD disk states of a node that has lost its local copy (on-io-error detach, the disk vanished):
+# a Primary there serves every read and write over the network from the peer's disk
+NO_LOCAL_DISK = ("Diskless", "Failed", "Detaching")
 K = ActionKind
 
 
@@ -233,6 +256,10 @@ class _GroupPlanner:
         A peer the heartbeat lost is judged by take_over(), DRBD's Connected state first."""
         drbd_sees_primary = self.d is not None and self.d.connected and self.d.peer_role == "Primary"
         return self.peer_alive and (drbd_sees_primary or self._holds(self.peer))
+
+    def _diskless_primary(self) -> bool:
+        """This node is DRBD Primary without a local disk (it runs on the peer's copy)."""
+        return self.d is not None and self.d.role == "Primary" and self.d.disk in NO_LOCAL_DISK
 
     def _claim(self, node: NodeState) -> int:
         return node.claims.get(self.name, 0)
@@ -365,7 +392,8 @@ class _GroupPlanner:
         self.act(K.PROMOTE, d.resource, reason, force=force)
 
     def new_epoch(self) -> int:
-        return max(self._claim(self.me), self._claim(self.peer)) + 1
+        """One more than any claim this node has seen (now, or ever: view.epoch_floor)."""
+        return max(self.view.epoch_floor, self._claim(self.me), self._claim(self.peer)) + 1
 
     def start_epoch(self) -> int | None:
         """The epoch to claim before starting; None: our claim is already the newest
@@ -450,6 +478,12 @@ class _GroupPlanner:
     # ------------------------------------------------------------ rule 12
 
     def two_owners(self) -> None:
+        if self.d is not None:
+            mine_primary = self.d.role == "Primary"
+            theirs_primary = self._drbd(self.peer).role == "Primary" or (
+                self.d.connected and self.d.peer_role == "Primary")
+            if mine_primary != theirs_primary:
+                return self.leftovers(self.local if mine_primary else self.peer_name)
         name, mine, theirs = self.name, self._claim(self.me), self._claim(self.peer)
         if mine != theirs:
             winner = self.local if mine > theirs else self.peer_name
@@ -473,6 +507,29 @@ class _GroupPlanner:
             return
         self.sentence = f"{why}; {self.local} starts nothing more until {loser} has stopped it."
 
+    def leftovers(self, primary: str) -> None:
+        """Both nodes hold the group but only `primary` has its DRBD resource Primary: the
+        group runs there (nothing of it can run without the data); the other node holds
+        leftovers (e.g. a VIP still configured after a restart) and stops them at once,
+        whatever the claims say (its claim may be a stale one kept across a restart)."""
+        name, local, peer, r = self.name, self.local, self.peer_name, self.d.resource
+        if primary == peer:
+            held = [res.name for res, s in zip(self.g.resources, self.states) if s in RUNNING]
+            why = (f"{name} runs on {peer}, where DRBD {r} is Primary; {local} is not Primary and holds only "
+                   f"leftovers of it ({', '.join(held)})")
+            self.stop_all(f"{why}: stop them at once")
+            self.sentence = f"{why}, which it stops at once."
+            return
+        held = [res.name for res, s in zip(self.g.resources, self.peer_states) if s in RUNNING]
+        why = (f"{name} runs on {local}, where DRBD {r} is Primary; {peer} is not Primary and holds only "
+               f"leftovers of it ({', '.join(held)}), which it stops at once")
+        leave = self.why_not(local, starting=False)
+        if leave:
+            self.stop_all(f"{leave}, so {name} leaves {local}")
+            self.sentence = f"{why}, but {name} leaves {local} anyway: {leave}."
+            return
+        self.sentence = f"{why}; {local} starts nothing more until they are gone."
+
     # ------------------------------------------------------------ the group runs here
 
     def leave_reason(self) -> tuple[str, bool]:
@@ -486,6 +543,11 @@ class _GroupPlanner:
         if why:
             return f"{why}, so {name} leaves {local}", False
         peer_can = self.peer_alive and not self.why_not(peer)
+        if self._diskless_primary() and peer_can:
+            d = self.d
+            return (f"DRBD {d.resource} on {local} has lost its local disk ({d.disk}: every read and write "
+                    f"goes to {peer}'s copy), so {name} moves to {peer}, which has the data (not a resource "
+                    "failure: no fail count, no ban)"), False
         move = self.view.moves.get(name)
         if move is not None and move.node == peer and peer_can:
             return f"the operator moved {name} to {peer}", False
@@ -555,6 +617,9 @@ class _GroupPlanner:
         if move is not None and move.node == self.local:
             return " where the operator pinned it" if move.pin else " where the operator moved it"
         why = self.why_not(self.peer_name)
+        if why and self._diskless_primary():
+            return (f" without a local disk (DRBD {self.d.resource} is {self.d.disk}: it runs on "
+                    f"{self.peer_name}'s copy); {self.peer_name} cannot take it over: {why}")
         if why:
             return f"; {self.peer_name} would not take it over: {why}"
         if self.g.stickiness == 0:
@@ -569,6 +634,9 @@ class _GroupPlanner:
         self.drbd_up()
         leave = self.why_not(peer, starting=False)
         why = self.why_not(self.local)
+        pd = self._drbd(self.peer)
+        if not leave and not why and pd is not None and pd.role == "Primary" and pd.disk in NO_LOCAL_DISK:
+            leave = f"DRBD {pd.resource} on {peer} has lost its local disk, it is {pd.disk}"
         if leave:
             then = f"{self.local} cannot take over: {why}" if why else f"{self.local} takes over then"
             self.sentence = (f"{name} is still held by {peer}, which must give it up ({leave}); it waits "

@@ -51,6 +51,7 @@ The view file (every key optional except where said)::
       fencing: none                    # none | pending | succeeded | failed
       blocked: {rg_web: reason}
       alerted: [split_brain:r0]        # standing alerts already raised
+      epoch_floor: 4                   # the highest claim epoch this node has ever seen (default 0)
 
 Exit status: 0, or 78 (EX_CONFIG) with one line on stderr for a malformed
 view or configuration.
@@ -267,7 +268,7 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
     _check_keys(path, "view.", v, (
         "local", "now", "uptime", "wall", "peer_ever_seen", "peer_lost_ago", "nodes", "fail_counts", "bans",
         "moves", "target_roles", "maintenance", "forced_promotions", "tiebreaker", "fencing", "blocked",
-        "alerted"))
+        "alerted", "epoch_floor"))
     names = cfg.node_names()
     local = v.get("local", names[0])
     if local not in names:
@@ -397,12 +398,15 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
     except ValueError:
         raise ViewError(f"{where}fencing: expected none, pending, succeeded or failed") from None
     blocked = {str(g): str(r) for g, r in _mapping(where + "blocked", v.get("blocked")).items()}
+    epoch_floor = v.get("epoch_floor", 0)
+    if isinstance(epoch_floor, bool) or not isinstance(epoch_floor, int) or epoch_floor < 0:
+        raise ViewError(f"{where}epoch_floor: expected a claim epoch (a whole number >= 0)")
     return ClusterView(
         local=local, now=now, started_at=now - uptime, nodes=nodes, peer_ever_seen=peer_ever_seen,
         peer_lost_at=peer_lost_at, wall=wall, fail_counts=fail_counts, bans=frozenset(bans), moves=moves,
         target_roles=target_roles, maintenance=bool(v.get("maintenance", False)),
         forced_promotions=frozenset(v.get("forced_promotions") or ()), tiebreaker=tiebreaker,
-        fencing=fencing, blocked=blocked, alerted=frozenset(v.get("alerted") or ()))
+        fencing=fencing, blocked=blocked, alerted=frozenset(v.get("alerted") or ()), epoch_floor=epoch_floor)
 
 
 # ---------------------------------------------------------------- the summary
@@ -489,6 +493,8 @@ def describe_view(cfg: Config, view: ClusterView) -> list[str]:
         extra.append(f"fencing of {peer}: {view.fencing.value}")
     if view.alerted:
         extra.append(f"alerted: {', '.join(sorted(view.alerted))}")
+    if view.epoch_floor:
+        extra.append(f"highest claim epoch ever seen here: {view.epoch_floor}")
     lines += [f"  {x}" for x in extra]
     return lines
 

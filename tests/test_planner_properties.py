@@ -107,7 +107,7 @@ def node_truth(draw, name, pattern):
 @st.composite
 def worlds(draw):
     cfg = draw(configs)
-    situation = draw(st.sampled_from(["fresh", "running", "partition", "thaw", "alone", "random"]))
+    situation = draw(st.sampled_from(["fresh", "running", "partition", "thaw", "alone", "reboot", "random"]))
     if situation in ("fresh", "alone"):  # both nodes idle: who starts it? / a node starts alone
         a, b = draw(node_truth(A, "idle")), draw(node_truth(B, "idle"))
         if situation == "alone":
@@ -115,6 +115,13 @@ def worlds(draw):
     elif situation == "thaw":  # both ran it while apart, the heartbeat is back (rule 12)
         a, b = draw(node_truth(A, "running")), draw(node_truth(B, "running"))
         a["alive"] = b["alive"] = True
+    elif situation == "reboot":  # one runs it; the other came back from a crash with leftovers and a stale claim
+        runner = draw(st.sampled_from([A, B]))
+        a = draw(node_truth(A, "running" if runner == A else "idle"))
+        b = draw(node_truth(B, "running" if runner == B else "idle"))
+        back = b if runner == A else a
+        back["alive"], back["role"] = True, "Secondary"
+        back["states"] = [draw(st.sampled_from([ResState.STOPPED, ResState.STARTED])) for _ in RESOURCES]
     elif situation in ("running", "partition"):  # one runs it: failures, moves, peer death
         runner = draw(st.sampled_from([A, B]))
         a = draw(node_truth(A, "running" if runner == A else "idle"))
@@ -150,6 +157,7 @@ def worlds(draw):
         "lost_ago": draw(st.sampled_from([1.0, 5.0, 30.0])),
         "uptime": draw(st.sampled_from([3.0, 1000.0])),
         "fencing": draw(st.sampled_from(list(FenceState))),
+        "floor": draw(st.sampled_from([0, 0, 2, 5])),
     } for n in (a, b)}
     return cfg, {A: a, B: b}, hb_link, connected, shared, per_view
 
@@ -192,7 +200,7 @@ def view_of(world, local: str) -> ClusterView:
         nodes={local: node_state(me, them, connected, True), peer: peer_state},
         peer_ever_seen=ever_seen,
         peer_lost_at=(NOW - pv["lost_ago"]) if (ever_seen and not sees_peer) else None,
-        wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, **shared)
+        wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, epoch_floor=pv["floor"], **shared)
 
 
 # ---------------------------------------------------------------- invariants
@@ -241,6 +249,12 @@ def check_one(cfg, view: ClusterView, actions) -> None:
             assert not d.split_brain, actions
             assert d.up or K.DRBD_UP in kinds[:kinds.index(K.PROMOTE)], actions
             assert not (d.connected and d.peer_role == "Primary"), actions
+            # ... nor while the live peer reports itself Primary (single primary: it demotes first)
+            pd = view.peer.drbd.get(DRBD)
+            assert not (view.peer.alive and pd is not None and pd.role == "Primary"), actions
+        if a.kind == K.CLAIM:
+            # epochs only go up: above every claim in sight and every claim seen before
+            assert a.epoch > max(view.epoch_floor, *(n.claims.get(GROUP, 0) for n in view.nodes.values())), actions
         if a.kind in (K.START, K.PROMOTE, K.CLAIM):
             # never start on a node that is banned, in standby, or where the group is blocked
             assert (GROUP, view.local) not in view.bans, actions
@@ -295,6 +309,13 @@ def test_safety_invariants_on_both_nodes(world):
                     s.state in (ResState.STOP_FAILED, ResState.UNKNOWN)
                     for v in views for s in v.me.resources.values()):
             assert any(a.kind in (K.STOP, K.DEMOTE) for n in (A, B) for a in plans[n][1]), plans
+            # the data decides: a node that is not DRBD Primary while the peer is holds leftovers and
+            # stops them, whatever the claims say
+            for n in (A, B):
+                v, acts = plans[n]
+                if v.me.drbd[DRBD].role != "Primary" and v.peer.drbd[DRBD].role == "Primary":
+                    held = [r for r in RESOURCES if v.me.resources[r].state in (ResState.STARTED, ResState.FAILED)]
+                    assert {a.resource for a in acts if a.kind == K.STOP} >= set(held), plans
 
 
 # ---------------------------------------------------------------- convergence
