@@ -54,6 +54,7 @@ class Engine:
         self.cfg = cfg
         self.local = local
         self.peer_name = cfg.peer_of(local)
+        self.digest = cfg.digest()
         self.started_at = time.monotonic()
         self.stop_resources_on_exit = stop_resources_on_exit
         self.notify = notify or (lambda *a, **k: None)
@@ -117,7 +118,8 @@ class Engine:
         self.tasks.append(asyncio.create_task(self._membership_loop(), name="membership"))
         for name, drv in self.drivers.items():
             self.tasks.append(asyncio.create_task(self._watch_loop(name, drv), name=f"watch-{name}"))
-            self.tasks.append(asyncio.create_task(self._monitor_loop(name, drv), name=f"monitor-{name}"))
+            if self.group_of[name].resource(name).type != "ocf":  # an OCF watch is its periodic monitor
+                self.tasks.append(asyncio.create_task(self._monitor_loop(name, drv), name=f"monitor-{name}"))
         for name, drv in self.drbd.items():
             self.tasks.append(asyncio.create_task(self._drbd_loop(name, drv), name=f"drbd-{name}"))
         if self.guard is not None:
@@ -131,7 +133,7 @@ class Engine:
             name=self.local, alive=True, rings=tuple(peer.rings), incarnation=self.heartbeat.incarnation,
             standby=self.store.state.standby.get(self.local, False), drbd=dict(self.drbd_status),
             resources=dict(self.resources), claims=dict(self.claims), settled=self.settled,
-            config_digest=self.cfg.digest(),
+            config_digest=self.digest,
             tiebreaker=self.guard.reachable if self.guard is not None else None,
         )
 
