@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from xml.etree import ElementTree
 
 from hasupd.migrate.common import DataError, Note, at, kv
 
@@ -168,6 +169,7 @@ class Tok:
 class Statement:
     tokens: list[Tok]
     line: int
+    raw: str = ""  # the text as written (continuations joined), for `xml <...>`
 
 
 _PROMPT = re.compile(r"^crm\((?P<cib>[^)]*)\)(?P<level>[A-Za-z_]*)#\s?(?P<rest>.*)$")
@@ -219,9 +221,10 @@ def statements(text: str, cfg: CrmConfig) -> list[Statement]:
                 words = words[1:]  # crm(live)# configure [STATEMENT]
                 if not words:
                     return
-            pending = Statement(words, lineno)
+            pending = Statement(words, lineno, rest)
         else:
             pending.tokens.extend(_words(rest, lineno, path))
+            pending.raw += " " + rest
         if not cont:
             out.append(pending)
             pending = None
@@ -507,6 +510,9 @@ def _parse_alert(r: _Reader, cfg: CrmConfig) -> None:
             got = r.attrs(("meta", "attributes", "to", "select"))
             if tok.text == "meta":
                 meta.update(got)
+            elif got:
+                cfg.note(tok.line, "dropped", f"alert {aid.text}: attributes {kv(got)}: hasupd gives its alert "
+                         "agents Pacemaker's CRM_alert_* variables only")
         elif tok.text == "to":
             nxt = r.next("a recipient")
             if nxt.text == "{":
@@ -523,6 +529,24 @@ def _parse_alert(r: _Reader, cfg: CrmConfig) -> None:
         else:
             cfg.note(tok.line, "unknown", f"alert {aid.text}: unexpected {tok.text!r}; ignored")
     cfg.alerts.append(AlertDef(aid.text, path.text, meta, recipients, aid.line))
+
+
+def _parse_xml(st: Statement, cfg: CrmConfig) -> None:
+    """`xml <alert ...>`: crmsh shows CIB parts it has no syntax for as raw XML."""
+    text = st.raw.strip()
+    text = text[text.index("xml") + 3:] if "xml" in text else text
+    try:
+        elem = ElementTree.fromstring(text.strip())
+    except ElementTree.ParseError as e:
+        raise DataError(cfg.where(st.line), f"xml: not well-formed XML ({e})") from None
+    if elem.tag == "alert" and elem.get("path"):
+        meta = {nv.get("name"): nv.get("value") for ma in elem.findall("meta_attributes")
+                for nv in ma.findall("nvpair") if nv.get("name")}
+        recipients = [r.get("value") for r in elem.findall("recipient") if r.get("value")]
+        cfg.alerts.append(AlertDef(elem.get("id", "alert"), elem.get("path"), meta, recipients, st.line))
+        return
+    cfg.note(st.line, "unknown", f"xml <{elem.tag} id={elem.get('id')}>: raw CIB XML of this kind is not "
+             "read; ignored")
 
 
 def _delete(ids: list[Tok], cfg: CrmConfig) -> None:
@@ -566,6 +590,8 @@ def parse(text: str, path: str = "<crm>") -> CrmConfig:
             _parse_node(r, cfg)
         elif keyword == "alert":
             _parse_alert(r, cfg)
+        elif keyword == "xml":
+            _parse_xml(st, cfg)
         elif keyword in ("delete", "rm"):
             _delete(st.tokens[1:], cfg)
         elif keyword == "erase":

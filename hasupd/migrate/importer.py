@@ -1018,6 +1018,8 @@ class _Import:
                 entry: dict = {"path": a.path}
                 if "timeout" in a.meta:
                     entry["timeout"] = duration(pcmk_seconds(a.meta["timeout"]) or 30.0)
+                else:
+                    entry["timeout"] = C("30s", "Pacemaker's default alert timeout")
                 if a.recipients:
                     entry["recipient"] = a.recipients[0]
                     if len(a.recipients) > 1:

@@ -20,4 +20,6 @@ $PCS resource create WebSite ocf:heartbeat:apache configfile=/etc/httpd/conf/htt
 # pcs names the clone of drbd_wwwdata drbd_wwwdata-clone (the crm export calls it ms_drbd_wwwdata)
 $PCS constraint colocation add g_ClusterIP with Promoted drbd_wwwdata-clone INFINITY
 $PCS constraint order promote drbd_wwwdata-clone then start g_ClusterIP
+$PCS alert create id=alert_1 path=/usr/share/pacemaker/alerts/alert_smtp.sh meta timeout=30s
+$PCS alert recipient add alert_1 value=ops@example.lan
 if [ -z "$PCS_NO_PUSH" ]; then pcs cluster cib-push "$CIB" --config; fi
