@@ -153,11 +153,15 @@ class Engine:
     def view(self) -> ClusterView:
         now = time.monotonic()
         self.store.expire(time.time(), self.cfg)
+        me, them = self.local_state(), self.peer_state()
+        # every claim seen raises the persisted floor: a new claim goes above all of them
+        if self.store.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0)):
+            self.store.save()
         st = self.store.state
         peer = self.heartbeat.peer()
         return ClusterView(
             local=self.local, now=now, started_at=self.started_at,
-            nodes={self.local: self.local_state(), self.peer_name: self.peer_state()},
+            nodes={self.local: me, self.peer_name: them},
             peer_ever_seen=self.peer_ever_seen,
             peer_lost_at=peer.lost_at if not peer.alive else None,
             wall=time.time(),
@@ -166,6 +170,7 @@ class Engine:
             forced_promotions=frozenset(st.forced_promotions),
             tiebreaker=self.guard.reachable if self.guard is not None else None,
             fencing=self.fencing, blocked=dict(st.blocked), alerted=frozenset(self.alerted),
+            epoch_floor=st.claim_floor,
         )
 
     def publish(self) -> None:

@@ -65,11 +65,13 @@ Decisions taken where DESIGN.md is silent (each is a scenario):
   over: stop in reverse order, demote, release; the peer waits for the demote
   (it never promotes while the other node is Primary) and takes over; the
   diskless node is not eligible again until its disk is UpToDate (rule 4).
-  Like Pacemaker with ocf:linbit:drbd, whose monitor of a Diskless Primary
-  does not fail but withdraws its master score so the master role moves:
-  it is not a resource failure (no fail count, no ban; nothing to clean up
-  after the disk is back).  If the peer cannot take over, the group keeps
-  running on the peer's copy and the status says so.
+  It is not counted as a failure (no fail count, no ban): none of the
+  group's resources failed, the DRBD agent Pacemaker uses moves the master
+  role of a Diskless node through its promotion score rather than a failed
+  monitor, and rule 4 already keeps the group off the node until its disk is
+  back and UpToDate, so a ban would only add a cleanup chore.  If the peer
+  cannot take over, the group keeps running on the peer's copy and the
+  status says so.
 * Blocked (a stop failed): the group is frozen on both nodes, nothing of it
   is started, stopped, promoted or demoted until cleanup.  A stop failure the
   peer reports blocks us too (unless on_stop_failure is reboot and the peer

@@ -81,6 +81,9 @@ class State:
     forced: Mapping[str, Register] = field(default_factory=dict)  # DRBD resource -> (epoch, bool)
     claims: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # node -> group -> epoch (local)
     cleanup_walls: Mapping[tuple[str, str], int] = field(default_factory=dict)  # when, for display (local)
+    # the highest claim epoch this node has ever seen, its own or the peer's (local): a new
+    # claim goes above it, so epochs never restart after a clean failover or a restart
+    claim_floor: int = 0
 
     # ------------------------------------------------------------ plain views (what ClusterView takes)
 
@@ -196,7 +199,11 @@ class State:
             mine.pop(group, None)
         else:
             mine[group] = int(epoch)
-        return replace(self, claims={**self.claims, node: mine})
+        return replace(self, claims={**self.claims, node: mine},
+                       claim_floor=max(self.claim_floor, int(epoch or 0)))
+
+    def raise_claim_floor(self, epoch: int) -> State:
+        return self if epoch <= self.claim_floor else replace(self, claim_floor=int(epoch))
 
     def expire(self, now_wall: float, config_or_timeouts) -> State:
         """Drop fail counts older than their group's failure_timeout (0 = never).
@@ -253,6 +260,8 @@ class State:
                 d["claims"] = {no: dict(c) for no, c in self.claims.items()}
             if self.cleanup_walls:
                 d["cw"] = [[g, no, w] for (g, no), w in sorted(self.cleanup_walls.items())]
+            if self.claim_floor:
+                d["cf"] = self.claim_floor
         return d
 
     @classmethod
@@ -300,6 +309,7 @@ class State:
             forced={s(r): (i(e), bool(v)) for r, e, v in d.get("p", [])},
             claims={s(no): {s(g): i(e) for g, e in c.items()} for no, c in d.get("claims", {}).items()},
             cleanup_walls={(s(g), s(no)): i(w) for g, no, w in d.get("cw", [])},
+            claim_floor=i(d.get("cf", 0)),
         )
 
 
@@ -343,6 +353,7 @@ def merge(local: State, peer: State | Mapping[str, Any]) -> State:
         forced=_lww_map(local.forced, peer.forced),
         claims=local.claims,
         cleanup_walls=local.cleanup_walls,
+        claim_floor=local.claim_floor,
     )
     return _apply_cleanups(merged)
 
@@ -457,6 +468,9 @@ class StateStore:
 
     def record_claim(self, node: str, group: str, epoch: int | None) -> bool:
         return self._do(self.state.record_claim(node, group, epoch))
+
+    def raise_claim_floor(self, epoch: int) -> bool:
+        return self._do(self.state.raise_claim_floor(epoch))
 
     def expire(self, now_wall: float, cfg) -> bool:
         return self._do(self.state.expire(now_wall, cfg))
