@@ -25,8 +25,11 @@ What the lab points hasupd at:
 Model.  The replication link is a real TCP connection on the resource's port
 from one node's address to the other's (the node whose name sorts first
 connects, the other accepts); pings every ``ping_int`` and a silence of
-``ping_int + ping_timeout`` (or EOF) is a lost connection, so a cut cable, an
-nft drop or a frozen node disconnects it for real.  Data lives in image files
+``ping_int + ping_timeout`` is a lost connection, so a cut cable, an nft drop
+or a frozen node disconnects it for real.  A peer whose processes were killed
+(EOF without goodbye) is treated as a crashed machine, which sends no FIN:
+noticed when its pings stop, as DRBD would.  ``drbdadm down``/``disconnect``
+say goodbye: the peer notices at once.  Data lives in image files
 in a directory shared by the two nodes: while connected both nodes point at
 one image and only the Primary attaches a loop device to it; a node that
 promotes while disconnected copies the image to a new one of its own (so an

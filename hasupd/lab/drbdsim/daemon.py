@@ -952,12 +952,19 @@ class Link:
     async def receiver(self) -> None:
         res = self.res
         limit = res.rc.ping_int + res.rc.ping_timeout
+        loop = asyncio.get_running_loop()
+        last_rx = loop.time()
         try:
             while True:
                 line = await asyncio.wait_for(self.reader.readline(), limit)
                 if not line:
-                    self.finish("eof")
+                    # EOF without a goodbye: the peer's processes were killed, a crash.  A
+                    # crashed machine sends no FIN, so notice it the way DRBD does: when
+                    # the pings stop being answered.
+                    await asyncio.sleep(max(0.0, last_rx + limit - loop.time()))
+                    self.finish("ping")
                     return
+                last_rx = loop.time()
                 m = json.loads(line)
                 t = m.get("t")
                 if t == "ping":
