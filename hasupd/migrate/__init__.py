@@ -129,6 +129,8 @@ def export_parser(prog: str = "hasupctl export") -> argparse.ArgumentParser:
                                 "+ DRBD resource file")
     p.add_argument("--config", default=configmod.DEFAULT_PATH, help="hasupd.yaml (default %(default)s)")
     p.add_argument("--format", choices=("crm", "pcs"), required=True)
+    p.add_argument("--pacemaker", choices=("2", "1.1"), default="2",
+                   help="crm syntax for Pacemaker 2 (promotable clone, Promoted; default) or 1.1 (ms, Master)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="the crm/pcs script; the corosync.conf and DRBD parts go beside it as "
                         "STEM.corosync.conf and STEM.drbd.res (default: everything on stdout)")
@@ -144,7 +146,7 @@ def cli_export(argv: list[str] | None = None) -> int:
     except configmod.ConfigError as e:
         print(f"hasupctl export: {e}", file=sys.stderr)
         return configmod.EX_CONFIG
-    out = export_config(cfg, args.format)
+    out = export_config(cfg, args.format, legacy=args.pacemaker == "1.1")
     for n in out.notes:
         print(f"not carried over: {n}", file=sys.stderr)
     if args.output in (None, "-") and not args.corosync_out and not args.drbd_out:

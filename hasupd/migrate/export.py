@@ -302,28 +302,38 @@ def _pairs(pairs) -> str:
     return " ".join(f"{k}={_q(v)}" for k, v in pairs)
 
 
-def render_crm(m: _Model, cfg: Config) -> str:
+_LEGACY_ROLE = {"Promoted": "Master", "Unpromoted": "Slave"}
+
+
+def render_crm(m: _Model, cfg: Config, legacy: bool = False) -> str:
+    """crm shell syntax; LEGACY: Pacemaker 1.1 (`ms`, Master/Slave roles)."""
     out = [f"# Pacemaker configuration for cluster {cfg.cluster}, written by `hasupctl export`",
            "# from " + cfg.path + ". Load it with: crm configure load update FILE",
-           "# (Pacemaker 2.1 syntax: promotable clone, Promoted role; for Pacemaker 1.1 write",
-           "#  `ms` and Master instead)"]
+           "# (Pacemaker 1.1 syntax: ms, Master/Slave roles)" if legacy else
+           "# (Pacemaker 2.1 syntax: promotable clone, Promoted role; --pacemaker 1.1 for ms/Master)"]
+    role = (lambda r: _LEGACY_ROLE.get(r, r)) if legacy else (lambda r: r)
     for nid, name in m.nodes:
-        out.append(f"node {nid}: {name}")
+        out.append(f"node {name}" if legacy else f"node {nid}: {name}")
     for p in m.prims:
         lines = [f"primitive {p.id} {p.agent}"]
         if p.params:
             lines.append(f"params {_pairs(p.params)}")
         for name, attrs in p.ops:
+            attrs = [(k, role(v) if k == "role" else v) for k, v in attrs]
             lines.append(f"op {name} {_pairs(attrs)}")
         if p.meta:
             lines.append(f"meta {_pairs(p.meta)}")
         out.append(" \\\n\t".join(lines))
     for gid, members, meta in m.groups:
         out.append(f"group {gid} {' '.join(members)}" + (f" \\\n\tmeta {_pairs(meta)}" if meta else ""))
-    for cid, child, _promotable, meta in m.clones:
-        out.append(f"clone {cid} {child}" + (f" \\\n\tmeta {_pairs(meta)}" if meta else ""))
-    for cid, rsc, with_rsc, role in m.colocations:
-        out.append(f"colocation {cid} inf: {rsc} {with_rsc}:{role}")
+    for cid, child, promotable, meta in m.clones:
+        kind = "clone"
+        if legacy and promotable:
+            kind = "ms"
+            meta = [(k.replace("promoted-", "master-"), v) for k, v in meta if k != "promotable"]
+        out.append(f"{kind} {cid} {child}" + (f" \\\n\tmeta {_pairs(meta)}" if meta else ""))
+    for cid, rsc, with_rsc, with_role in m.colocations:
+        out.append(f"colocation {cid} inf: {rsc} {with_rsc}:{role(with_role)}")
     for lid, rsc, score, target in m.locations:
         if target and target.startswith("rule:"):
             out.append(f"location {lid} {rsc} rule {score}: {target[5:]}")
@@ -453,11 +463,14 @@ def render_drbd(cfg: Config) -> str:
     return "\n".join(out) + "\n"
 
 
-def export_config(cfg: Config, fmt: str = "crm") -> Exported:
-    """CFG as a crm (or pcs) script, a corosync.conf part and a DRBD file."""
+def export_config(cfg: Config, fmt: str = "crm", legacy: bool = False) -> Exported:
+    """CFG as a crm (or pcs) script, a corosync.conf part and a DRBD file.
+    LEGACY writes Pacemaker 1.1 crm syntax (ms, Master/Slave)."""
     ex = _Exporter(cfg)
     model = ex.run()
-    script = render_crm(model, cfg) if fmt == "crm" else render_pcs(model, cfg)
+    script = render_crm(model, cfg, legacy) if fmt == "crm" else render_pcs(model, cfg)
+    if legacy and fmt == "pcs":
+        ex.notes.append("--pacemaker 1.1: the pcs script is for pcs 0.10+ (Pacemaker 2); use --format crm")
     coro, coro_notes = corosyncmod.render(cfg)
     drbd = render_drbd(cfg)
     if cfg.drbd.resources:

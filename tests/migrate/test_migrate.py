@@ -186,6 +186,24 @@ def test_round_trip_import_export_import(case, monkeypatch, tmp_path):
     assert again["script"].read_text() == paths["script"].read_text()
 
 
+@pytest.mark.parametrize("case", ["reference", "two-drbd"])
+def test_pacemaker_1_1_syntax_round_trips(case, monkeypatch, tmp_path):
+    first = do_import(case, monkeypatch).text
+    out = export_config(configmod.loads(first, "hasupd.yaml"), "crm", legacy=True)
+    assert re.search(r"^ms ms_drbd_\w+ drbd_\w+ \\\n\tmeta master-max=1 ", out.script, re.M)
+    assert "Promoted" not in out.script and ":Master" in out.script and "role=Slave" in out.script
+    (tmp_path / "old.crm").write_text(out.script)
+    paths = {"corosync": tmp_path / "c.conf", "drbd": tmp_path / "d.res"}
+    paths["corosync"].write_text(out.corosync)
+    paths["drbd"].write_text(out.drbd)
+    same_config(first, reimport(tmp_path / "old.crm", paths))
+    # crmsh reads it too, and shows it back in its own form
+    cib = _empty_cib(tmp_path / "cib.xml")
+    _crm(cib, "-F", "configure", "load", "update", str(tmp_path / "old.crm"))
+    (tmp_path / "shown.crm").write_text(_crm(cib, "configure", "show", check_errors=False))
+    same_config(first, reimport(tmp_path / "shown.crm", paths))
+
+
 def test_export_of_the_shipped_reference_config_imports_back(tmp_path):
     cfg = configmod.load(ROOT / "conf" / "hasupd.yaml")
     out = export_config(cfg, "crm")
