@@ -535,13 +535,13 @@ class _Import:
             self.note(self.w(p.line), "dropped", f"{p.id}: meta {k}={v} has no hasupd equivalent")
 
     # -------------------------------------------------------------- guard
-    def guard(self) -> tuple[dict, str | None]:
-        """(split_brain_guard mapping, approximation)."""
+    def guard(self) -> dict:
+        """The split_brain_guard mapping."""
         crm = self.crm
         st = self.prop("stonith-enabled")
         nqp = self.prop("no-quorum-policy")
         if self.fencing_enabled():
-            return self._fence_guard(), None
+            return self._fence_guard()
         if st is None and not self.stonith:
             self.note(self.crm.path, "warning", "stonith-enabled is not set (default true) and there is no "
                       "stonith device: Pacemaker would not have started any resource")
@@ -549,10 +549,10 @@ class _Import:
                        if r.fencing in ("resource-only", "resource-and-stonith") and r.name in self.used_drbd]
         if drbd_fenced:
             r = drbd_fenced[0]
-            return {"mode": C("drbd", f"DRBD resource-level fencing ({r.fencing}, {r.fencing_where})")}, None
+            return {"mode": C("drbd", f"DRBD resource-level fencing ({r.fencing}, {r.fencing_where})")}
         pinged = self._ping_guard()
         if pinged is not None:
-            return pinged, None
+            return pinged
         parts = []
         if st is not None:
             parts.append(f"stonith-enabled={st[0]}")
@@ -569,7 +569,7 @@ class _Import:
             self.note(crm.path, "warning", "no fencing in the source: split_brain_guard none; consider ping, "
                       "drbd or fence")
         why = " + ".join(parts) or "no fencing in the source"
-        return {"mode": C("none", f"{why}: take over on heartbeat silence alone")}, None
+        return {"mode": C("none", f"{why}: take over on heartbeat silence alone")}
 
     def _fence_guard(self) -> dict:
         devices = self.stonith
@@ -656,23 +656,24 @@ class _Import:
         return None
 
     # -------------------------------------------------------------- nodes & rings
-    def node_names(self) -> tuple[list[str], str]:
+    def node_names(self) -> list[str]:
+        """The two node names: corosync nodelist, DRBD hosts, crm nodes, locations, hosts file."""
         if self.coro and self.coro.nodes:
             names = []
             for n in self.coro.nodes:
                 if not n.name:
                     n.name = self._name_of(n.addrs.get(0, ""), self.coro.where(n.line))
                 names.append(n.name)
-            return names, self.coro.where(self.coro.nodes[0].line)
+            return names
         used = [r for r in (self.drbd.resources if self.drbd else []) if r.name in self.used_drbd] or \
             (self.drbd.resources if self.drbd else [])
         if used and used[0].hosts:
-            return [h.name for h in used[0].hosts], used[0].where
+            return [h.name for h in used[0].hosts]
         if self.crm.nodes:
-            return list(self.crm.nodes), self.w(next(iter(self.crm.nodes.values())).line)
+            return list(self.crm.nodes)
         names = list(dict.fromkeys(loc.node for loc in self.crm.locations if loc.node))
         if names:
-            return names, self.w(self.crm.locations[0].line)
+            return names
         nets = [_network(i.bindnetaddr) for i in (self.coro.interfaces if self.coro else []) if i.bindnetaddr]
         if self.hosts and nets:
             # one name per address in the ring's network, short names first
@@ -684,7 +685,7 @@ class _Import:
             if by_addr:
                 self.note(self.hosts.entries[next(iter(by_addr.values()))][1], "info",
                           f"node names from the hosts file (no nodelist, no DRBD): {', '.join(by_addr.values())}")
-                return list(by_addr.values()), ""
+                return list(by_addr.values())
         raise DataError(self.crm.path, "cannot tell the node names: give --corosync (nodelist) or --drbd "
                         "(on HOST sections)")
 
@@ -946,7 +947,7 @@ class _Import:
             if dname not in self.used_drbd:
                 self.note(self.w(line), "dropped", f"DRBD {dname} is not tied to any group (no colocation); "
                           "left out")
-        names, _names_where = self.node_names()
+        names = self.node_names()
         if self.drbd:
             for r in self.drbd.resources:
                 if r.name in self.used_drbd and r.hosts and \
@@ -966,8 +967,7 @@ class _Import:
         hb, nodes = self.heartbeat(names)
         doc["nodes"] = nodes
         doc["heartbeat"] = hb
-        guard, _ = self.guard()
-        doc["split_brain_guard"] = guard
+        doc["split_brain_guard"] = self.guard()
         group_devices: dict[str, str] = {}
         groups = []
         base, base_why = self.base_timeout()
