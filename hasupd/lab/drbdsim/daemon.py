@@ -259,8 +259,9 @@ class Res:
         if self.loopdev is not None:
             return
         image = self.md["image"] if self.md else None
-        if (image is None or self.disk == DISKLESS) and self.link is not None and self.peer_hello.get("image"):
-            image = self.peer_hello["image"]  # diskless: the data is the peer's
+        if (image is None or self.disk != UPTODATE) and self.link is not None \
+                and self.peer_disk == UPTODATE and self.peer_hello.get("image"):
+            image = self.peer_hello["image"]  # no good local data: I/O goes to the peer's
         if image and not os.path.exists(image):
             storage.create_image(image, self.rc.size_mib)
         self.loopdev = storage.attach_loop(image)
@@ -467,7 +468,8 @@ class Res:
             if not ok:
                 raise self.refuse(-1, "Multiple primaries not allowed by config", 11)
             start_full_sync = False
-            if force and self.disk in (INCONSISTENT, OUTDATED, CONSISTENT):
+            # --force only overrides a refusal: with an UpToDate peer the data is reachable anyway
+            if force and self.disk in (INCONSISTENT, OUTDATED, CONSISTENT) and self.peer_disk != UPTODATE:
                 self.md["uuid"] = secrets.token_hex(8).upper()
                 self.md["bitmap"] = None
                 self.md["fresh"] = False
@@ -496,6 +498,8 @@ class Res:
                     raise need
                 if code not in (3, 4, 5, 7):
                     raise self.refuse(-7, "Refusing to be Primary while peer is not outdated", 11)
+                if self.link is not None:  # the peer came back while the handler ran
+                    return await self.cmd_primary(force)
             elif self.disk == CONSISTENT and not peer_ok:
                 raise need
             if self.disk == CONSISTENT:
