@@ -79,7 +79,7 @@ class NodeState:
     drbd: Mapping[str, DrbdStatus] = field(default_factory=dict)
     resources: Mapping[str, ResourceStatus] = field(default_factory=dict)
     # group -> ownership epoch, for every group this node holds or is starting.
-    # A takeover claims max(known epochs) + 1, so after a partition both
+    # A takeover claims max(known epochs, ClusterView.epoch_floor) + 1, so after a partition both
     # nodes agree which claim is newer (rule 12).
     claims: Mapping[str, int] = field(default_factory=dict)
     settled: bool = False  # finished its start-up probe (adoption)
