@@ -369,10 +369,16 @@ class Lab:
             self.topo.restore(node)
             return f"thawed {node} and plugged its cables back"
         if kind == "crash":
+            # all at once, as a power cut: the processes die before they can
+            # notice the cables, and the addresses go with the "RAM"
+            pids = self._node_pids(node)
+            for pid in pids:
+                _signal(pid, signal.SIGSTOP)
             self.topo.isolate(node)
             self.kill_node_processes(node)
+            _run(["ip", "-n", self.topo.ns(node), "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)
             self._crash_drbd(node)
-            return f"crashed {node}: every process killed, its mounts gone, cables cut"
+            return f"crashed {node}: every process killed, its mounts and the VIP gone, cables cut"
         if kind == "boot":
             return self.boot(node)
         if kind in ("cut-ring", "heal-ring"):
