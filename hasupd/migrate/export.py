@@ -307,10 +307,12 @@ _LEGACY_ROLE = {"Promoted": "Master", "Unpromoted": "Slave"}
 
 def render_crm(m: _Model, cfg: Config, legacy: bool = False) -> str:
     """crm shell syntax; LEGACY: Pacemaker 1.1 (`ms`, Master/Slave roles)."""
-    out = [f"# Pacemaker configuration for cluster {cfg.cluster}, written by `hasupctl export`",
-           "# from " + cfg.path + ". Load it with: crm configure load update FILE",
-           "# (Pacemaker 1.1 syntax: ms, Master/Slave roles)" if legacy else
-           "# (Pacemaker 2.1 syntax: promotable clone, Promoted role; --pacemaker 1.1 for ms/Master)"]
+    header = [f"Pacemaker configuration for cluster {cfg.cluster}, written by `hasupctl export`",
+              f"from {cfg.path}. Load it with: crm configure load update FILE",
+              "(Pacemaker 1.1 syntax: ms, Master/Slave roles)" if legacy else
+              "(Pacemaker 2.1 syntax: promotable clone, Promoted role)"]
+    # crmsh keeps comments as XML comments, which may not contain "--" or end with "-"
+    out = ["# " + re.sub(r"-(?=-)", "- ", h).rstrip("-") for h in header]
     role = (lambda r: _LEGACY_ROLE.get(r, r)) if legacy else (lambda r: r)
     for nid, name in m.nodes:
         out.append(f"node {name}" if legacy else f"node {nid}: {name}")
