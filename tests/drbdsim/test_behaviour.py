@@ -270,3 +270,22 @@ def test_link_lost_during_full_sync_resumes(make_cluster, net):
     net.mend("n2")
     sc.wait_for("n2", lambda s: s["repl"] == "SyncTarget", timeout=20)
     sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["repl"] == "Established", timeout=40)
+
+
+def test_simultaneous_promotions_one_wins(make_cluster):
+    sc = make_cluster()
+    connected_uptodate(sc)
+    ok(sc, "n1", "drbdadm", "secondary", "r0")
+    sc.wait_for("n2", lambda s: s["peer_role"] == "Secondary")
+    for _ in range(3):
+        procs = {n: subprocess.Popen(["nsenter", f"--net=/run/netns/{sc.nodes[n][0]}", "--", "drbdadm",
+                                      "primary", "r0"], env=sc.env(n), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for n in ("n1", "n2")}
+        codes = {n: p.wait(30) for n, p in procs.items()}
+        assert sorted(codes.values()) == [0, 11], codes
+        roles = {n: sc.state(n)["role"] for n in ("n1", "n2")}
+        assert sorted(roles.values()) == ["Primary", "Secondary"], roles
+        winner = next(n for n, c in codes.items() if c == 0)
+        ok(sc, winner, "drbdadm", "secondary", "r0")
+        for n in ("n1", "n2"):
+            sc.wait_for(n, lambda s: s["peer_role"] == "Secondary" and s["role"] == "Secondary")

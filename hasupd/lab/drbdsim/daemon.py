@@ -70,6 +70,8 @@ class Res:
         self.link: Link | None = None
         self.peer_hello: dict = {}
         self.pending_promote = False
+        self.promote_granted = False  # the peer said yes; not Primary yet
+        self.peer_promoting = False  # we said yes to the peer; its state message is on its way
         self.tasks: list[asyncio.Task] = []
         self.sync_task: asyncio.Task | None = None
         self.server: asyncio.base_events.Server | None = None
@@ -454,7 +456,7 @@ class Res:
             return
         need = self.refuse(-2, "Need access to UpToDate data", 17)
         if self.conn == "Connected" and self.link is not None:
-            if self.peer_role == "Primary":
+            if self.peer_role == "Primary" or self.peer_promoting:
                 raise self.refuse(-1, "Multiple primaries not allowed by config", 11)
             if self.disk != UPTODATE and self.peer_disk != UPTODATE and not force:
                 raise need
@@ -465,7 +467,8 @@ class Res:
                 ok = await self.link.request(t="promote", timeout=5.0)
             finally:
                 self.pending_promote = False
-            if not ok:
+            if not ok or self.link is None:
+                self.promote_granted = False
                 raise self.refuse(-1, "Multiple primaries not allowed by config", 11)
             start_full_sync = False
             # --force only overrides a refusal: with an UpToDate peer the data is reachable anyway
@@ -475,8 +478,11 @@ class Res:
                 self.md["fresh"] = False
                 self.set_disk(UPTODATE)
                 start_full_sync = self.peer_disk != UPTODATE
-            self.attach_device()
-            self.role = "Primary"
+            try:
+                self.attach_device()
+                self.role = "Primary"
+            finally:
+                self.promote_granted = False
             self.emit()
             self.send_state()
             if start_full_sync:
@@ -720,6 +726,7 @@ class Res:
         t = m.get("t")
         if t == "state":
             self.peer_role, self.peer_disk = m["role"], m["disk"]
+            self.peer_promoting = False
             if m.get("image"):
                 self.peer_hello["image"] = m["image"]
             if m["disk"] == DISKLESS and self.repl in SYNC_STATES:  # resync aborted by the peer
@@ -770,16 +777,20 @@ class Res:
             self.emit()
 
     def on_request(self, m: dict) -> bool:
+        """The peer asks to become Primary: single-primary is decided here, in the
+        order the two requests cross (the node whose name sorts first wins a tie)."""
         if m.get("t") == "promote":
-            if self.role == "Primary":
+            if self.role == "Primary" or self.promote_granted:
                 return False
             if self.pending_promote and self.node.name < self.peer.name:
                 return False
+            self.peer_promoting = True  # until its next state message
             return True
         return False
 
     def on_disconnected(self, outdate_peer: bool = False) -> None:
         """Common part of losing the peer: the Primary starts a new generation."""
+        self.peer_promoting = False
         if self.sync_task:
             self.sync_task.cancel()
             self.sync_task = None
@@ -985,6 +996,8 @@ class Link:
                 elif "ans" in m:
                     f = self.waiting.get(m["ans"])
                     if f and not f.done():
+                        if m["ok"] and res.pending_promote:
+                            res.promote_granted = True  # before the next request is answered
                         f.set_result(bool(m["ok"]))
                 else:
                     res.on_message(m)
