@@ -51,6 +51,9 @@ class Run:
     def __init__(self, rundir: Path, image: Path, deb: Path):
         self.rundir = rundir
         self.figures: dict[str, str] = {}
+        self.failed_checks: list[str] = []
+        self.current = ""
+        self.while_down = ""  # sha256 of the file node1 wrote while node2 was powered off
         self.steps: list[tuple[str, float]] = []
         self.t0 = time.monotonic()
         payload = self.make_payload(deb)
@@ -77,6 +80,7 @@ class Run:
     @contextmanager
     def step(self, name: str):
         print(f"--- {name}", flush=True)
+        self.current = name
         t = time.monotonic()
         try:
             yield
@@ -85,6 +89,12 @@ class Run:
         took = time.monotonic() - t
         self.steps.append((name, took))
         print(f"    ok ({took:.1f}s)", flush=True)
+
+    def check(self, ok: bool, message: str) -> None:
+        """A check the later steps do not depend on: recorded, the run goes on, the test fails at the end."""
+        if not ok:
+            self.failed_checks.append(f"{self.current}: {message}")
+            print(f"    CHECK FAILED: {message}", flush=True)
 
     def both(self, cmd: str, timeout: float = 120) -> dict[str, str]:
         """The same command on both consoles at once; both must succeed."""
@@ -282,8 +292,8 @@ def httpd_kill(run: Run) -> None:
             f"no fail count for res_httpd on node1 in the status: {fails}"
         ev1, ev2 = journal_events(n1, since), journal_events(n2, since2)
         print(f"    journal node1: {ev1}\n    journal node2: {ev2}")
-        assert any(e.endswith(" resource_failed") for e in ev1), f"node1 journal has no resource_failed: {ev1}"
-        assert ev2, "node2 journal has no hasupd alert record for the failover"
+        run.check(any(e.endswith(" resource_failed") for e in ev1), f"node1 journal has no resource_failed: {ev1}")
+        run.check(bool(ev2), "node2 (which took over) has no hasupd alert record (HASUPD_EVENT=) in its journal")
     with run.step("hasupctl cleanup rg_web: node1 eligible again"):
         n1.sh(f"hasupctl cleanup {GROUP}")
 
@@ -308,11 +318,16 @@ def power_cut(run: Run) -> None:
         assert got == want, f"powercut.bin on node1 {got} != {want} written on node2"
         line = drbd_line(n1)
         assert "ro:Primary/Unknown" in line, f"node1 after the power cut: {line}"
+        src = n1.sh("findmnt -n -o SOURCE /mnt/data", check=False).strip()
+        assert src == "/dev/drbd1", f"node1: /mnt/data is {src!r} after the takeover"
         q = wait_group_on(n1, "node1", timeout=60)
         assert q["nodes"].get("node2") is False, f"node1 still sees node2 online: {q['nodes']}"
         ev = journal_events(n1, since)
         print(f"    journal node1: {ev}")
-        assert any(e.endswith(" peer_lost") for e in ev), f"node1 journal has no peer_lost: {ev}"
+        run.check(any(e.endswith(" peer_lost") for e in ev), f"node1 journal has no peer_lost: {ev}")
+        # written while node2 is down: only the resync can bring it there (checked after the move)
+        run.while_down = n1.sh("dd if=/dev/urandom of=/mnt/data/while-down.bin bs=1M count=4 conv=fsync"
+                               " status=none && sha256sum /mnt/data/while-down.bin").split()[0]
     with run.step("node2 boots again: rejoins as Secondary, resyncs, no fail-back"):
         t = time.monotonic()
         n2.boot()
@@ -339,6 +354,8 @@ def move_back(run: Run) -> None:
         print("    " + out.strip())
         wait_group_on(n1, "node2", timeout=60)
         assert_owner(n2, n1)
+        got = n2.sh("sha256sum /mnt/data/while-down.bin").split()[0]
+        assert got == run.while_down, f"while-down.bin on node2 {got} != {run.while_down} written on node1"
 
 
 def restart_daemon(run: Run) -> None:
@@ -364,6 +381,7 @@ def watchdog(run: Run) -> None:
         restarts = int(n2.sh("systemctl show -p NRestarts --value hasupd").strip())
         apache = n2.sh("/root/payload/hvm apache-pid").strip()
         n1.console.start("/root/payload/hvm poll 45")
+        since = guest_now(n2)
         t = time.monotonic()
         n2.sh(f"kill -STOP {pid}")
 
@@ -378,9 +396,10 @@ def watchdog(run: Run) -> None:
         run.figures["watchdog restart after SIGSTOP (WatchdogSec=10s)"] = f"{time.monotonic() - t:.1f}s"
         log = n2.sh("journalctl -q --no-pager -u hasupd | grep -i watchdog | tail -3", check=False)
         print(f"    {v}\n    " + log.replace("\n", "\n    "))
-        assert "atchdog timeout" in log, f"no watchdog timeout in hasupd's journal: {log!r}"
+        run.check("atchdog timeout" in log, f"no watchdog timeout in hasupd's journal: {log!r}")
         rc, out = n1.console.finish(120)
         print("    " + out.strip().replace("\n", "\n    "))
+        print(f"    journal node1 meanwhile: {journal_events(n1, since)}")
         wait_group_on(n2, "node2", timeout=90)
         wait_group_on(n1, "node2", timeout=60)
         assert n2.sh("/root/payload/hvm apache-pid").strip() == apache, "apache was restarted"
@@ -442,19 +461,30 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if run is not None:
             run.kill_all()
+    if run.failed_checks:
+        print("\ntest-vm FAILED: every step ran, but these checks failed:", file=sys.stderr)
+        for c in run.failed_checks:
+            print(f"  {c}", file=sys.stderr)
+        print(f"console logs: {rundir}/", file=sys.stderr)
+        report(run, t0, rundir, "FAILED")
+        return 1
     for p in rundir.glob("*.raw"):
         p.unlink()
     for p in rundir.glob("*.qcow2"):
         p.unlink()
     if not os.environ.get("HASUPD_VM_RESULTS"):
         prune_runs(rundir.parent)
-    print(f"\ntest-vm PASSED in {time.monotonic() - t0:.0f}s on real DRBD 8.4 (logs: {rundir}/)")
+    report(run, t0, rundir, "PASSED")
+    return 0
+
+
+def report(run: Run, t0: float, rundir: Path, verdict: str) -> None:
+    print(f"\ntest-vm {verdict} in {time.monotonic() - t0:.0f}s on real DRBD 8.4 (logs: {rundir}/)")
     for name, took in run.steps:
         print(f"  {took:7.1f}s  {name}")
     print("measured:")
     for k, v in run.figures.items():
         print(f"  {k:55s} {v}")
-    return 0
 
 
 if __name__ == "__main__":
