@@ -64,10 +64,14 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
         out.send(err="USAGE: drbdadm COMMAND [OPTION...] {all|RESOURCE...}\n")
         return 20
     sub, names = pos[0], pos[1:]
+    if sub == "status" and not names:
+        names = ["all"]  # plain `drbdadm status` shows every resource
     res = _resources(node, names)
     if isinstance(res, str):
         out.send(err=res)
         return 10 if "not defined" in res else 20
+    if sub == "status" and names == ["all"]:
+        res = [r for r in res if r.up]
     meta_only = sub in ("create-md", "dump-md")
     if not meta_only:
         if node.module == "missing":
