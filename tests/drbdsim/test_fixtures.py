@@ -3,7 +3,6 @@
 normalised."""
 
 import os
-import tempfile
 
 import pytest
 
@@ -42,8 +41,8 @@ def same_output(r, name, norm=lambda s: s):
     assert norm(r.stdout + r.stderr) == norm(text)
 
 
-def handler_dir():
-    d = tempfile.mkdtemp(prefix="ds-handler-", dir="/tmp")
+def handler_dir(tmp_path):
+    d = str(tmp_path)
     with open(os.path.join(d, "rc"), "w") as f:
         f.write("7\n")
     return d
@@ -173,8 +172,8 @@ def test_alone_old_data_nofencing(make_cluster):
     assert rcd(sc, "n2") == fixture("role-cstate-dstate-alone-promoted-nofencing.txt")
 
 
-def test_alone_old_data_fencing_handler_7_and_6(make_cluster):
-    d = handler_dir()
+def test_alone_old_data_fencing_handler_7_and_6(make_cluster, tmp_path):
+    d = handler_dir(tmp_path)
     sc = make_cluster(fencing="resource-only", handlers={"fence-peer": fence_handler(d)})
     connected_uptodate(sc)
     ok(sc, "n1", "drbdadm", "secondary", "r0")
@@ -194,8 +193,8 @@ def test_alone_old_data_fencing_handler_7_and_6(make_cluster):
     sc.wait_for("n2", lambda s: s["disk"] == "UpToDate" and s["peer_role"] == "Primary", timeout=30)
 
 
-def test_fence_exit6_outdated_state(make_cluster, net):
-    d = handler_dir()
+def test_fence_exit6_outdated_state(make_cluster, net, tmp_path):
+    d = handler_dir(tmp_path)
     sc = make_cluster(fencing="resource-only", handlers={"fence-peer": fence_handler(d)})
     connected_uptodate(sc)
     net.cut("n2")
@@ -209,8 +208,8 @@ def test_fence_exit6_outdated_state(make_cluster, net):
     same_state(sc, "n2", "fence-exit6-outdated")
 
 
-def test_split_brain_and_recovery(make_cluster, net):
-    d = handler_dir()
+def test_split_brain_and_recovery(make_cluster, net, tmp_path):
+    d = handler_dir(tmp_path)
     sc = make_cluster(handlers={"split-brain": f"echo $DRBD_RESOURCE >> {d}/sb"})
     connected_uptodate(sc)
     net.cut("n2")
@@ -242,8 +241,8 @@ def test_split_brain_and_recovery(make_cluster, net):
     assert norm_proc(proc(sc, "n2")) == norm_proc(fixture("proc-drbd-8.4.11-sb-recovered-node2.txt"))
 
 
-def test_fencing_secondary_promotes_disconnected(make_cluster, net):
-    d = handler_dir()
+def test_fencing_secondary_promotes_disconnected(make_cluster, net, tmp_path):
+    d = handler_dir(tmp_path)
     sc = make_cluster(fencing="resource-only", handlers={"fence-peer": fence_handler(d)})
     connected_uptodate(sc, primary="n2")
     net.cut("n2")
