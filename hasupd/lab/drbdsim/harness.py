@@ -140,6 +140,9 @@ class SimCluster:
         if old is not None and old.poll() is None:
             raise RuntimeError(f"simulator of {node} is already running (pid {old.pid})")
         sock = self.socket(node)
+        if len(sock.encode()) > 107:
+            raise ValueError(f"socket path {sock} is longer than a UNIX socket allows (107 bytes): "
+                             "use a shorter workdir")
         if os.path.exists(sock):
             os.unlink(sock)
         log = open(self.node_dir(node) / "daemon.log", "ab")
