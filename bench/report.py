@@ -482,6 +482,10 @@ def peer_notes(docs: dict) -> list[str]:
     if not notes:
         return []
     runs = peers.get("runs_per_scenario")
+    notes.append("* The peers move less than hasupd: no DRBD and no filesystem in their group (the lab has "
+                 "no DRBD module for them), and keepalived only moves the address (apache runs on both "
+                 "nodes all the time). A kill -9 of apache's main process leaves its workers answering "
+                 "until the group is stopped there: the client sees no error before that, only the old node.")
     return ["", "The peers (`bench/peers/run.py`" + (f", {runs} runs per scenario" if runs else "") + "):", "",
             *notes]
 

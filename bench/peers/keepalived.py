@@ -60,9 +60,8 @@ vrrp_instance VI_1 {
 class Keepalived:
     name = NAME
 
-    def __init__(self, lab: PeerLab, log=print):
+    def __init__(self, lab: PeerLab):
         self.lab = lab
-        self.log = log
 
     def boot(self, node: str) -> None:
         conf = self.lab.dir(node) / "keepalived.conf"
@@ -100,23 +99,27 @@ class Keepalived:
 
     scenarios = ("kill_httpd", "freeze")
 
+    # each scenario measures one fault on the owner; restore_<scenario>(old owner) heals the cluster
+
     def kill_httpd(self, poller, owner: str) -> dict:
         random_phase(1.0)  # the script runs every second
         at = self.lab.kill_httpd(owner)
-        result = outcome(poller, at, owner, other(owner), 60)
-        self.lab.kill_stray_httpd(owner)
-        self.lab.start_httpd(owner)
-        self.wait_backup(owner)
-        return result
+        return outcome(poller, at, owner, other(owner), 60)
+
+    def restore_kill_httpd(self, old: str) -> None:
+        self.lab.kill_stray_httpd(old)
+        self.lab.start_httpd(old)
+        self.wait_backup(old)
 
     def freeze(self, poller, owner: str) -> dict:
         random_phase(ADVERT)
         at = self.lab.freeze(owner)
-        result = outcome(poller, at, owner, other(owner), 60)
-        self.lab.revive(owner)
-        self.boot(owner)
-        self.wait_backup(owner)
-        return result
+        return outcome(poller, at, owner, other(owner), 60)
+
+    def restore_freeze(self, old: str) -> None:
+        self.lab.revive(old)
+        self.boot(old)
+        self.wait_backup(old)
 
 
 def versions() -> dict:

@@ -9,6 +9,7 @@ corosync 3 over knet on one link, two_node, the default token (3 s).
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -74,9 +75,8 @@ DAEMON_PROCESSES_EXCLUDED = ("apache2", "sleep", "nsenter", "sh")
 class Pacemaker:
     name = NAME
 
-    def __init__(self, lab: PeerLab, log=print):
+    def __init__(self, lab: PeerLab):
         self.lab = lab
-        self.log = log
 
     # ------------------------------------------------------------ set-up
 
@@ -140,37 +140,42 @@ class Pacemaker:
 
     scenarios = ("kill_httpd", "freeze", "move")
 
+    # each scenario measures one fault on the owner; restore_<scenario>(old owner) heals the cluster
+
     def kill_httpd(self, poller, owner: str) -> dict:
         random_phase(MONITOR)  # the failure lands anywhere in the 20 s monitor period
         at = self.lab.kill_httpd(owner)
-        result = outcome(poller, at, owner, other(owner), 120)
-        new = other(owner)
+        return outcome(poller, at, owner, other(owner), 120)
+
+    def restore_kill_httpd(self, old: str) -> None:
+        new = other(old)
         self.settle(new)
-        self.lab.kill_stray_httpd(owner)
-        run(self.lab.enter(new, ["crm_resource", "--cleanup", "--resource", "res_httpd", "--node", owner]))
+        self.lab.kill_stray_httpd(old)
+        run(self.lab.enter(new, ["crm_resource", "--cleanup", "--resource", "res_httpd", "--node", old]))
         self.settle(new)
-        return result
 
     def freeze(self, poller, owner: str) -> dict:
         at = self.lab.freeze(owner)
-        new = other(owner)
-        result = outcome(poller, at, owner, new, 120)
-        self.lab.revive(owner)
-        self.boot(owner)
-        self.wait_online(180, new)
-        self.settle(new)
-        return result
+        return outcome(poller, at, owner, other(owner), 120)
+
+    def restore_freeze(self, old: str) -> None:
+        self.lab.revive(old)
+        self.boot(old)
+        self.wait_online(180, other(old))
+        self.settle(other(old))
 
     def move(self, poller, owner: str) -> dict:
         new = other(owner)
         at = time.time()
         # --force: without it stickiness INFINITY ties the INFINITY move preference and nothing moves
         run(self.lab.enter(new, ["crm_resource", "--move", "--resource", GROUP, "--node", new, "--force"]))
-        result = outcome(poller, at, owner, new, 120)
+        return outcome(poller, at, owner, new, 120)
+
+    def restore_move(self, old: str) -> None:
+        new = other(old)
         self.settle(new)
         run(self.lab.enter(new, ["crm_resource", "--clear", "--resource", GROUP]))
         self.settle(new)
-        return result
 
 
 def versions() -> dict:
@@ -187,7 +192,6 @@ def config_files() -> dict:
 
 def check_installed() -> list[str]:
     """What is missing for this peer (commands, agents)."""
-    import shutil
     missing = [c for c in ("corosync", "pacemakerd", "crm", "crm_resource", "crm_mon", "apache2")
                if shutil.which(c) is None and not Path(f"/usr/sbin/{c}").exists()]
     missing += [a for a in ("IPaddr2", "apache")

@@ -172,10 +172,15 @@ class Poller:
     def wait_steady(self, timeout: float = 120) -> str:
         return wait_until("the VIP answers steadily from one node", self.owner, timeout)
 
+    def sent(self, t: float, until: float = float("inf")) -> list[Probe]:
+        """Probes sent between t and until, in the order they were sent."""
+        with self.lock:
+            return sorted((p for p in self.probes if t <= p.start <= until), key=lambda p: p.start)
+
     def first_ok_from(self, node: str, since: float, timeout: float) -> Probe:
+        """The first probe sent after ``since`` that ``node`` answered 200."""
         def found():
-            oks = [p for p in self.since(since) if p.status == 200 and p.served == node]
-            return min(oks, key=lambda p: p.end) if oks else None
+            return next((p for p in self.sent(since) if p.status == 200 and p.served == node), None)
         return wait_until(f"an HTTP 200 from {node}", found, timeout, interval=0.05)
 
     def stop(self) -> None:
@@ -187,15 +192,19 @@ class Poller:
 
 
 def outcome(poller: Poller, fault_at: float, old: str, new: str, timeout: float) -> dict:
-    """One trial's figures: fault -> first 200 from the new owner (completion
-    time of that probe), and the gap the client saw without any 200."""
+    """One trial's figures, computed as bench/common.py's Poller does for
+    hasupd: ``from_fault``, from the fault to the answer of the first probe
+    sent after it that the new owner answered 200; ``gap``, the longest time
+    without a 200 answer from the fault to then; ``failed_probes``, probes
+    sent in that time not answered 200."""
     first = poller.first_ok_from(new, fault_at, timeout)
-    window = [p for p in poller.since(fault_at - 5) if p.end <= first.end]
-    last_old = max((p.end for p in window if p.status == 200 and p.served == old), default=None)
-    failed = sum(1 for p in window if p.end >= fault_at and p.status != 200)
-    return {"from_fault": round(first.end - fault_at, 4),
-            "gap": round(first.end - last_old, 4) if last_old else None,
-            "old": old, "new": new, "failed_probes": failed}
+    window = poller.sent(fault_at, first.end)
+    gap, last = 0.0, fault_at
+    for p in window:
+        if p.status == 200:
+            gap, last = max(gap, p.end - last), p.end
+    return {"from_fault": round(first.end - fault_at, 4), "gap": round(gap, 4), "old": old, "new": new,
+            "failed_probes": sum(1 for p in window if p.status != 200)}
 
 
 def summary(values: list[float]) -> dict:
@@ -438,7 +447,13 @@ class PeerLab:
 
     def start_httpd(self, node: str) -> None:
         (self.dir(node) / "httpd" / "httpd.pid").unlink(missing_ok=True)
-        run(self.enter(node, ["apache2", "-f", str(NODE_MOUNT / "httpd" / "httpd.conf"), "-k", "start"]))
+        argv = self.enter(node, ["apache2", "-f", str(NODE_MOUNT / "httpd" / "httpd.conf"), "-k", "start"])
+        deadline = time.monotonic() + 10
+        # port 80 was seen still taken once, just after the old workers were gone: try again a while
+        while (proc := run(argv, check=False)).returncode != 0:
+            if "Address already in use" not in proc.stderr or time.monotonic() > deadline:
+                raise Blocked(f"apache does not start on {node}: {proc.stderr.strip()[-300:]}")
+            time.sleep(0.5)
         wait_until(f"apache on {node}", lambda: self.httpd_pid(node), 15, 0.05)
 
 
