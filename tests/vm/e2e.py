@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -199,8 +200,10 @@ def assert_owner(owner: Vm, other: Vm) -> None:
     assert who == owner.name, f"http://{VIP}/whoami.txt from {other.name} says {who!r}, not {owner.name}"
 
 
-def journal_events(vm: Vm, since: str) -> list[str]:
-    out = vm.sh(f"journalctl -q --no-pager --since '{since}' -o export SYSLOG_IDENTIFIER=hasupd "
+def journal_events(vm: Vm, since: str, group: str | None = None) -> list[str]:
+    """hasupd's alert records since `since` (guest time) as ['COUNT EVENT', ...]."""
+    match = f"HASUPD_GROUP={group}" if group else "SYSLOG_IDENTIFIER=hasupd"
+    out = vm.sh(f"journalctl -q --no-pager --since '{since}' -o export {match} "
                 "| sed -n 's/^HASUPD_EVENT=//p' | sort | uniq -c", check=False)
     return [" ".join(line.split()) for line in out.splitlines() if line.strip()]
 
@@ -290,10 +293,11 @@ def httpd_kill(run: Run) -> None:
         fails = q["groups"][GROUP]["fail_counts"] or []
         assert any(f.get("node") == "node1" and f.get("resource") == "res_httpd" for f in fails), \
             f"no fail count for res_httpd on node1 in the status: {fails}"
-        ev1, ev2 = journal_events(n1, since), journal_events(n2, since2)
+        ev1, ev2 = journal_events(n1, since, GROUP), journal_events(n2, since2, GROUP)
         print(f"    journal node1: {ev1}\n    journal node2: {ev2}")
         run.check(any(e.endswith(" resource_failed") for e in ev1), f"node1 journal has no resource_failed: {ev1}")
-        run.check(bool(ev2), "node2 (which took over) has no hasupd alert record (HASUPD_EVENT=) in its journal")
+        run.check(bool(ev2), f"node2 (which took over) has no alert record for {GROUP} in its journal"
+                  f" (journalctl HASUPD_GROUP={GROUP}: nothing since the kill)")
     with run.step("hasupctl cleanup rg_web: node1 eligible again"):
         n1.sh(f"hasupctl cleanup {GROUP}")
 
@@ -432,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.deb.is_file():
         print(f"test-vm: no package {args.deb} (make packages)", file=sys.stderr)
         return 1
+    # a CI timeout or ^C still reaches the `finally` that kills the VMs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     t0 = time.monotonic()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rundir = Path(os.environ.get("HASUPD_VM_RESULTS") or CACHE / "runs" / stamp)
