@@ -76,8 +76,10 @@ class Res:
         self.sync_task: asyncio.Task | None = None
         self.server: asyncio.base_events.Server | None = None
         self.prev: dict = {}
+        self.disk_backing: str | None = None  # the file behind a loop-device disk
         self.md_path = os.path.join(node.paths.state_dir, f"{self.name}.md.json")
         self.md = self._load_md()
+        self.disk_present()  # learn which file backs the disk while it is there
 
     # ---------------------------------------------------------------- basics
 
@@ -306,7 +308,7 @@ class Res:
     # ---------------------------------------------------------------- up/down
 
     def attach(self) -> None:
-        if not storage.disk_present(self.me.disk):
+        if not self.disk_present():
             raise CmdError(*render.failure(str(self.minor), 104, "Can not open backing device.",
                                            self.attach_cmd()))
         if self.md is None:
@@ -336,6 +338,11 @@ class Res:
         if self.link is not None:
             self.link.send(t="state", role=self.role, disk=self.disk,
                            image=self.md["image"] if self.md else None)
+
+    def disk_present(self) -> bool:
+        if self.disk_backing is None and storage.is_loop(self.me.disk):
+            self.disk_backing = storage.loop_backing(self.me.disk)  # learnt while it is there
+        return storage.disk_present(self.me.disk, self.disk_backing)
 
     def attach_cmd(self) -> str:
         fence = " --fencing=resource-only" if self.rc.fencing == "resource-only" else ""
@@ -441,7 +448,7 @@ class Res:
         while True:
             await asyncio.sleep(0.25)
             self.poll_io()
-            if self.disk not in (DISKLESS, "Failed") and not storage.disk_present(self.me.disk):
+            if self.disk not in (DISKLESS, "Failed") and not self.disk_present():
                 self.log(f"IO ERROR: {self.me.disk} is gone; detaching.", block=True)
                 await self.cmd_detach(failed=True)
 
@@ -1105,8 +1112,10 @@ class Node:
 
     def cleanup_stale_loops(self) -> None:
         """After a crash (daemon killed) our old loop devices may remain: drop the unused ones."""
+        images = os.path.realpath(self.cfg.image_dir) + "/"
         for dev in self._loops():
-            if storage.loop_backing(dev) and not storage.held_open(dev):
+            backing = storage.loop_backing(dev) or ""
+            if backing.startswith(images) and not storage.held_open(dev):  # still ours, unused
                 storage.detach_loop(dev)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.loops_path)

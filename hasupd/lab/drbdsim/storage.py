@@ -32,10 +32,16 @@ def loop_backing(dev: str) -> str | None:
         return None
 
 
-def disk_present(path: str) -> bool:
-    """A loop device counts as present while something backs it; other paths while they exist."""
-    if os.path.basename(path).startswith("loop") and path.startswith("/dev/"):
-        return loop_backing(path) is not None
+def is_loop(path: str) -> bool:
+    return path.startswith("/dev/") and os.path.basename(path).startswith("loop")
+
+
+def disk_present(path: str, backing: str | None = None) -> bool:
+    """A loop device counts as present while it is backed (by ``backing`` when given: a
+    detached /dev/loopN is soon reused by someone else); other paths while they exist."""
+    if is_loop(path):
+        now = loop_backing(path)
+        return now is not None and (backing is None or now == backing)
     return os.path.exists(path)
 
 
