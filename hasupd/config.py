@@ -161,6 +161,7 @@ class HttpdResource:
     status_regex: str
     check_config: bool
     environment: tuple[tuple[str, str], ...]
+    graceful_stop: bool = False  # wait for in-flight requests (SIGWINCH) before SIGTERM
     type: str = "httpd"
 
 
@@ -455,7 +456,8 @@ _COMMON_RESOURCE_KEYS = ("name", "type", "timeouts", "monitor_interval")
 _RESOURCE_KEYS = {
     "filesystem": ("device", "directory", "fstype", "options", "fsck", "force_unmount", "kill_grace", "probe_file"),
     "vip": ("ip", "cidr_netmask", "nic", "label", "arp_count", "arp_interval", "arp_repeat_after", "check_duplicate"),
-    "httpd": ("configfile", "unit", "binary", "pidfile", "port", "statusurl", "status_regex", "check_config", "environment"),
+    "httpd": ("configfile", "unit", "binary", "pidfile", "port", "statusurl", "status_regex", "check_config",
+              "environment", "graceful_stop"),
     "systemd_unit": ("unit",),
     "ocf": ("agent", "params", "ocf_root"),
 }
@@ -522,6 +524,7 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
             status_regex=m.opt("status_regex", _Value.str, r"(?m)^(Total Accesses|ServerVersion|BusyWorkers):"),
             check_config=m.opt("check_config", _Value.bool, True),
             environment=environment,
+            graceful_stop=m.opt("graceful_stop", _Value.bool, False),
         )
     if kind == "systemd_unit":
         return SystemdUnitResource(**common, unit=m.need("unit").str())

@@ -286,9 +286,9 @@ def _netlink_errno(e: Exception) -> tuple[int | None, str]:
 
 # ---------------------------------------------------------------- driver
 
-DAD_PROBES = 2
+DAD_PROBES = 1
 DAD_INTERVAL = 0.05  # s between probes (a LAN answers ARP in well under a millisecond)
-DAD_WAIT = 0.1  # s to listen after the last probe: DAD is on the failover's critical path
+DAD_WAIT = 0.06  # s to listen after the last probe: DAD is on the failover's critical path
 
 
 class VipDriver:
