@@ -326,11 +326,18 @@ class Engine:
             drv = self.drbd[res]
             if kind == ActionKind.DRBD_UP:
                 result = await drv.up()
-            elif kind == ActionKind.PROMOTE:
+                self.drbd_status[res] = await drv.status()
+                return result
+            if kind == ActionKind.PROMOTE:
                 result = await drv.promote(force=action.force)
+                role = "Primary"
             else:
                 result = await drv.demote()
-            self.drbd_status[res] = await drv.status()
+                role = "Secondary"
+            if result.ok:  # DRBD said so; its event stream confirms it right after
+                self.drbd_status[res] = replace(self.drbd_status[res], role=role)
+            else:
+                self.drbd_status[res] = await drv.status()
             return result
         drv = self.drivers[res]
         grp = self.group_of[res]
