@@ -200,6 +200,13 @@ def assert_owner(owner: Vm, other: Vm) -> None:
     assert who == owner.name, f"http://{VIP}/whoami.txt from {other.name} says {who!r}, not {owner.name}"
 
 
+def daemon_failover(q: dict) -> str:
+    """The owner's own record of the last failover (status --json: last_failover)."""
+    lf = q.get("groups", {}).get(GROUP, {}).get("last_failover") or {}
+    total = lf.get("total")
+    return f"{total:.2f}s ({lf.get('trigger')})" if isinstance(total, (int, float)) else "none recorded"
+
+
 def journal_events(vm: Vm, since: str, group: str | None = None) -> list[str]:
     """hasupd's alert records since `since` (guest time) as ['COUNT EVENT', ...]."""
     match = f"HASUPD_GROUP={group}" if group else "SYSLOG_IDENTIFIER=hasupd"
@@ -289,6 +296,7 @@ def httpd_kill(run: Run) -> None:
         out = n1.sh(f"kill -9 {pid} && /root/payload/hvm serve-wait node2 180", timeout=240)
         run.figures["failover after kill -9 httpd (seen from node1)"] = f"{served_ms(out):.2f}s"
         q = wait_group_on(n2, "node2", timeout=120)
+        run.figures["  hasupd's own figure (last_failover on node2)"] = daemon_failover(q)
         assert_owner(n2, n1)
         fails = q["groups"][GROUP]["fail_counts"] or []
         assert any(f.get("node") == "node1" and f.get("resource") == "res_httpd" for f in fails), \
@@ -325,6 +333,7 @@ def power_cut(run: Run) -> None:
         src = n1.sh("findmnt -n -o SOURCE /mnt/data", check=False).strip()
         assert src == "/dev/drbd1", f"node1: /mnt/data is {src!r} after the takeover"
         q = wait_group_on(n1, "node1", timeout=60)
+        run.figures["  hasupd's own figure (last_failover on node1)"] = daemon_failover(q)
         assert q["nodes"].get("node2") is False, f"node1 still sees node2 online: {q['nodes']}"
         ev = journal_events(n1, since)
         print(f"    journal node1: {ev}")
