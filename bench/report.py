@@ -336,7 +336,8 @@ def report(docs: dict, results: Path) -> str:
         if not shown and plot_timeline(k, run, results / "timeline.png"):
             out += [f"![timeline of one failover: {SCENARIOS.get(k, k)}](timeline.png)", ""]
             shown = True
-        out += [f"**{SCENARIOS.get(k, k)}** (median run, {fmt(run.get('total'))} to the first 200):", "",
+        what = {"gap": "without an answer"}.get(scenarios[k].get("measure"), "to the first 200")
+        out += [f"**{SCENARIOS.get(k, k)}** (median run, {fmt(run.get('total'))} {what}):", "",
                 "| step | done at | took |", "|---|---|---|"]
         out += [f"| {step} | {(start + dur) * 1000:.0f} ms | {dur * 1000:.0f} ms |"
                 for step, start, dur in step_rows(run)]

@@ -22,6 +22,7 @@ and ``down`` find them all there and kill them by PID.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -141,7 +142,8 @@ class Poller:
     X-Served-By header each node's apache sets."""
 
     def __init__(self, topo: Topology):
-        self.probes: list[Probe] = []
+        self.probes: list[Probe] = []  # in the order the answers came, so by ``end``
+        self.ends: list[float] = []
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
             topo.exec_argv(CLIENT, [sys.executable, "-c", POLLER, str(POLL_INTERVAL), VIP, "0.5"]),
@@ -156,10 +158,12 @@ class Poller:
                 continue
             with self.lock:
                 self.probes.append(p)
+                self.ends.append(p.end)
 
     def since(self, t: float) -> list[Probe]:
+        """Probes answered (or timed out) at t or later."""
         with self.lock:
-            return [p for p in self.probes if p.end >= t]
+            return self.probes[bisect.bisect_left(self.ends, t):]
 
     def owner(self, window: float = 1.0) -> str | None:
         """The node that answered every probe ended in the last ``window`` s, if one did."""
@@ -174,8 +178,7 @@ class Poller:
 
     def sent(self, t: float, until: float = float("inf")) -> list[Probe]:
         """Probes sent between t and until, in the order they were sent."""
-        with self.lock:
-            return sorted((p for p in self.probes if t <= p.start <= until), key=lambda p: p.start)
+        return sorted((p for p in self.since(t) if p.start <= until), key=lambda p: p.start)
 
     def first_ok_from(self, node: str, since: float, timeout: float) -> Probe:
         """The first probe sent after ``since`` that ``node`` answered 200."""
