@@ -188,10 +188,10 @@ def test_backing_disk_loss_makes_node_diskless(make_cluster):
     connected_uptodate(sc)
     t0 = time.monotonic()
     subprocess.run(["losetup", "-d", sc.disk("n2")], check=True)
-    sc.wait_for("n2", lambda s: s["disk"] == "Diskless", timeout=5, interval=0.05)
+    sc.wait_for("n2", lambda s: s["disk"] == "Diskless", timeout=15, interval=0.05)
     took = time.monotonic() - t0
     print(f"backing disk loss -> Diskless after {took:.2f}s")
-    assert took < 2.0
+    assert took < 5.0  # measured 0.13-0.34 s; generous for a loaded machine
     assert ok(sc, "n2", "drbdadm", "dstate", "r0") == "Diskless/UpToDate\n"
     sc.wait_for("n1", lambda s: s["peer_disk"] == "Diskless", timeout=5)
     r = run(sc, "n2", "drbdadm", "attach", "r0")
