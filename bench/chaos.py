@@ -158,9 +158,8 @@ class Chaos:
                 time.sleep(round(self.rng.uniform(0.0, 3.0), 2))
             if self.needs_rebuild:
                 # let the cluster react to the lost disk before the lab goes
-                wait(lambda: curl_node(lab), 30, 0.5)
-                time.sleep(2)
-                recovered_owner = ""
+                # (nothing re-attaches it: the lab is rebuilt afterwards)
+                recovered_owner = wait(lambda: curl_node(lab), 30, 0.5) or ""
             else:
                 recovered_owner = heal(lab, timeout=120, log=self.log)
             t_end = time.time()
@@ -172,7 +171,8 @@ class Chaos:
         answered = [p for p in probes if p[1] == 200]
         failovers = sum(1 for a, b in zip(answered, answered[1:], strict=False) if a[2] != b[2])
         outage, last, outages = 0.0, t_start, []
-        for wall, code, _ in probes:
+        for wall, code, _ in probes + [(probes[-1][0] if probes else t_start, 200, "")]:
+            # (the sentinel closes an outage still running when the watch ended)
             if code == 200:
                 if wall - last > 0.1:
                     outages.append([round(last - t_start, 2), round(wall - last, 2)])
@@ -185,6 +185,7 @@ class Chaos:
                   "outages": outages,  # [seconds after the schedule began, length] of each > 0.1 s
                   "violations": report.violations, "samples": report.samples,
                   "recovered": bool(recovered_owner) or self.needs_rebuild,
+                  "disk_detached": self.needs_rebuild,
                   "served_at_end": served_at_end}
         if not result["recovered"]:
             result["log_tail"] = {n: (lab.node_dir(n) / "hasupd.log").read_text(errors="replace")
