@@ -87,7 +87,9 @@ class Engine:
         self.last_summary = ""
         self.acting: Action | None = None  # the action running now (for status)
         self.alerted: set[str] = set()
-        self.ring_errors: dict[int, str] = {}  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
+        self.ring_errors: dict[int, str] = {}
+        self.takeovers: dict[str, float] = {}  # group -> when this node began taking it over
+        self.peer_held: set[str] = set()  # groups the peer claimed last (a claim here is then a failover)  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
 
     # ------------------------------------------------------------ start-up
 
@@ -147,6 +149,7 @@ class Engine:
                 ns = NodeState(self.peer_name)
         else:
             ns = NodeState(self.peer_name)
+        self.peer_held.update(ns.claims)
         return replace(ns, name=self.peer_name, alive=peer.alive, rings=tuple(peer.rings),
                        standby=self.store.state.standby.get(self.peer_name, False))
 
@@ -232,6 +235,8 @@ class Engine:
         for action in actions:
             if self.stopping.is_set():
                 return
+            if action.kind == ActionKind.CLAIM and action.group not in self.takeovers:
+                self.takeover_started(action)
             ok = await self.execute(action)
             if not ok:
                 self.last_failed_round = (key, time.monotonic())
@@ -346,6 +351,7 @@ class Engine:
             result = await bounded(drv.start(), self._timeout(action, "start"))
             if result.ok:
                 self.resources[res] = ResourceStatus(ResState.STARTED, result.message, time.monotonic())
+                self.takeover_progress(grp)
             else:
                 self.resources[res] = ResourceStatus(ResState.FAILED, result.message, time.monotonic())
                 # a failed start is fatal on this node, like Pacemaker's start-failure-is-fatal
@@ -362,6 +368,28 @@ class Engine:
             self.resources[res] = await drv.probe()
             return Result(True)
         return Result(False, f"the engine does not know action {kind.value}")
+
+    # ------------------------------------------------------------ failover records
+
+    def takeover_started(self, action: Action) -> None:
+        """This node claims a group: a failover when the peer had it last (the
+        alert and the history say so at once), else a first start."""
+        self.takeovers[action.group] = time.monotonic()
+        if action.group not in self.peer_held:
+            return
+        self.peer_held.discard(action.group)
+        self.history.record("observation", group=action.group, state="takeover", reason=action.reason)
+        self.alerter.emit("failover_started", "warning", f"{action.group}: taking over on {self.local}: "
+                          f"{action.reason}", group=action.group, task="start")
+
+    def takeover_progress(self, group: Group) -> None:
+        began = self.takeovers.get(group.name)
+        if began is None or any(self.resources[r.name].state != ResState.STARTED for r in group.resources):
+            return
+        del self.takeovers[group.name]
+        self.alerter.emit("failover_finished", "info", f"{group.name} started on {self.local} "
+                          f"{time.monotonic() - began:.2f}s after the takeover began",
+                          group=group.name, task="start", rc=0)
 
     # ------------------------------------------------------------ observations
 

@@ -30,7 +30,7 @@ TIMELINE_GAP = 30.0  # seconds without a related record closes a timeline
 # running) starts a timeline of its own: it answers a new situation
 DECISION_GAP = 2.0
 # what starts a timeline: a failure seen, or the peer lost
-TRIGGER_STATES = ("failed", "peer_dead", "stop_failed")
+TRIGGER_STATES = ("failed", "peer_dead", "stop_failed", "takeover")
 # bookkeeping actions that take no time and would only clutter a timeline
 QUIET_ACTIONS = ("alert", "forget_move", "forget_force", "forget_alert")
 
@@ -100,7 +100,8 @@ def _is_trigger(rec: dict) -> bool:
 def _step_name(rec: dict) -> str:
     if rec.get("kind") == "observation":
         what = rec.get("resource") or rec.get("group") or ""
-        label = {"failed": "failure seen", "peer_dead": "peer lost", "stop_failed": "stop failed"}
+        label = {"failed": "failure seen", "peer_dead": "peer lost", "stop_failed": "stop failed",
+                 "takeover": "takeover"}
         return f"{label.get(rec.get('state'), rec.get('state', 'observed'))} {what}".strip()
     return f"{rec.get('action', '?')} {rec.get('resource') or rec.get('group') or ''}".strip()
 

@@ -252,7 +252,9 @@ class HttpdDriver:
     async def start(self) -> Result:
         started = time.monotonic()
         deadline = started + self.res.timeouts.start
-        if self.res.check_config:
+        # unit mode: the unit's own start checks the configuration with the
+        # environment it needs (Debian's apache2 needs /etc/apache2/envvars)
+        if self.res.check_config and not self.unit:
             checked = await self.check_config(min(30.0, self.res.timeouts.start))
             if not checked.ok:
                 return checked
