@@ -123,11 +123,14 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
                     if guard_cfg.mode == "none" else None),
     }
 
+    # a peer that is not online is not shown by its last report: that is
+    # history, not state (after a crash it still "holds" everything)
+    live = [n for n in node_names if n == view.local or (view.nodes.get(n) and view.nodes[n].alive)]
     drbd = []
     group_of_drbd = {g.drbd: g.name for g in cfg.groups if g.drbd}
     for d in cfg.drbd.resources:
         per_node = {}
-        for name in node_names:
+        for name in live:
             ns = view.nodes.get(name)
             st = ns.drbd.get(d.name) if ns else None
             if st is None:
@@ -148,7 +151,7 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
         failed = stop_failed = False
         for r in g.resources:
             states = {}
-            for name in node_names:
+            for name in live:
                 ns = view.nodes.get(name)
                 rs = ns.resources.get(r.name) if ns else None
                 if rs is None:

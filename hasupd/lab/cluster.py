@@ -358,15 +358,15 @@ class Lab:
             os.kill(pid, signal.SIGKILL)
             return f"killed hasupd {pid} on {node} (SIGKILL)"
         if kind == "freeze":
-            self.topo.isolate(node)
             pids = self._node_pids(node)
-            for pid in pids:
+            for pid in pids:  # stopped first: a frozen node does not see its cables go
                 _signal(pid, signal.SIGSTOP)
+            self.topo.isolate(node)
             return f"froze {len(pids)} processes of {node} and cut its cables"
         if kind == "thaw":
+            self.topo.restore(node)  # cables first: the node wakes up to a working network
             for pid in self._node_pids(node):
                 _signal(pid, signal.SIGCONT)
-            self.topo.restore(node)
             return f"thawed {node} and plugged its cables back"
         if kind == "crash":
             # all at once, as a power cut: the processes die before they can
