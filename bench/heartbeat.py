@@ -155,6 +155,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="3 trials, 10 s of CPU measurement")
     p.add_argument("--trials", type=int, default=None, help="detection trials per profile (default 10)")
     p.add_argument("--cpu-seconds", type=float, default=None, help="CPU measurement window (default 30)")
+    p.add_argument("--output", default=str(Path(__file__).resolve().parent / "results" / "heartbeat.json"),
+                   help="where the figures are written for bench/report.py")
     args = p.parse_args()
     trials = args.trials or (3 if args.quick else 10)
     window = args.cpu_seconds or (10.0 if args.quick else 30.0)
@@ -163,10 +165,13 @@ def main() -> int:
         return 1
     print(f"heartbeat bench: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
           f"multicast, 2 rings, {trials} trials per profile")
+    out: dict = {"detection": {}, "machine": {"nproc": os.cpu_count(), "load_avg": list(os.getloadavg())}}
     with tempfile.TemporaryDirectory(prefix="hbbench-") as tmp:
         for profile, (interval, deadtime) in PROFILES.items():
             times = with_pair(Path(tmp), profile,
                               lambda t, a, b, i, d: detection(t, a, b, i, d, trials))
+            out["detection"][profile] = {"interval_s": interval, "deadtime_s": deadtime,
+                                         "seconds": [round(x, 4) for x in times]}
             print(f"  dead-peer detection, {profile:7s} (interval {interval * 1000:g}ms, deadtime "
                   f"{deadtime:g}s): median {statistics.median(times):.3f}s, max {max(times):.3f}s, "
                   f"min {min(times):.3f}s over {len(times)} trials")
@@ -177,6 +182,10 @@ def main() -> int:
               f"({per_second * 100:.3f}% of one CPU), measured over {window:g}s of one node "
               f"exchanging packets with its peer on 2 rings and extrapolated to an hour; "
               f"ring round trips {rtt}")
+    out["cpu_pct"] = round(per_second * 100, 4)
+    out["cpu_s_per_hour"] = round(per_second * 3600, 2)
+    Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.output}")
     return 0
 
 
