@@ -275,6 +275,12 @@ async def _start_and_monitor(res, status_res=None):
     start = await drv.start()
     monitor = await HttpdDriver(status_res).monitor() if status_res and start.ok else None
     stop = await drv.stop()
+    # the kernel may take a moment to release a killed group's listening socket
+    # on a loaded machine: bounded, and the port must be free in the end
+    for _ in range(50):
+        if port_free():
+            break
+        await asyncio.sleep(0.1)
     return start, monitor, stop, port_free()
 
 
