@@ -255,7 +255,7 @@ class Lab:
                              start_new_session=True)
         self.meta["journald"] = p.pid
         self.save()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not journal_listening():
             time.sleep(0.05)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import time
 
 import pytest
 
@@ -67,3 +69,26 @@ def monitor_of():
     yield make
     for m in monitors:
         m.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def journald():
+    """One real journald for the whole lab session (started only if none
+    listens), so labs do not start and stop it under each other."""
+    from hasupd.alerts import journal_listening
+
+    proc = None
+    if not journal_listening() and os.path.exists("/lib/systemd/systemd-journald"):
+        proc = subprocess.Popen(["/lib/systemd/systemd-journald"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not journal_listening():
+            time.sleep(0.05)
+    yield
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
