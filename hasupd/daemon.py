@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 from hasupd import __version__, config
 from hasupd.config import EX_CONFIG
@@ -45,7 +46,6 @@ class SystemdNotifier:
 
     def __call__(self, ready: bool = False, watchdog: bool = False, status: str = "",
                  stopping: bool = False) -> None:
-        import time
         lines = []
         if ready:
             lines.append("READY=1")

@@ -55,6 +55,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def start_journald() -> int | None:
+    """Start a journald when none listens (no systemd here); its PID, or None
+    when one already listens or there is none to start (the daemons then
+    fall back to syslog/stderr)."""
+    from hasupd.alerts import journal_listening
+    jd = Path("/lib/systemd/systemd-journald")
+    if journal_listening() or not jd.exists():
+        return None
+    p = subprocess.Popen([str(jd)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not journal_listening():
+        time.sleep(0.05)
+    return p.pid
+
+
 def _signal(pid: int, sig) -> None:
     try:
         os.kill(pid, sig)
@@ -245,19 +261,10 @@ class Lab:
     # ------------------------------------------------------------ pieces
 
     def _journald(self) -> None:
-        from hasupd.alerts import journal_listening
-        if journal_listening():
-            return
-        jd = Path("/lib/systemd/systemd-journald")
-        if not jd.exists():
-            return  # the daemons fall back to syslog/stderr
-        p = subprocess.Popen([str(jd)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-        self.meta["journald"] = p.pid
-        self.save()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not journal_listening():
-            time.sleep(0.05)
+        pid = start_journald()
+        if pid is not None:
+            self.meta["journald"] = pid
+            self.save()
 
     def _start_holder(self, node: str) -> None:
         """A process that owns the node's mount namespace (private propagation)."""
@@ -377,7 +384,7 @@ class Lab:
             self.topo.isolate(node)
             self.kill_node_processes(node)
             _run(["ip", "-n", self.topo.ns(node), "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)
-            self._crash_drbd(node)
+            # the simulator ran inside the node: it died with it
             return f"crashed {node}: every process killed, its mounts and the VIP gone, cables cut"
         if kind == "boot":
             return self.boot(node)
@@ -488,9 +495,6 @@ class Lab:
         for pid in self.meta.get("drbd_pids", {}).values():
             _kill_group(pid)
         cleanup_loops(self.dir / "drbd")
-
-    def _crash_drbd(self, node: str) -> None:
-        pass  # the simulator ran inside the node: killed with it
 
     def _boot_drbd(self, node: str) -> None:
         sc = self.sim()

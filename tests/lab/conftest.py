@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
+import signal
 import time
 
 import pytest
 
-from hasupd.lab.cluster import Lab
+from hasupd.lab.cluster import Lab, start_journald
 from hasupd.lab.monitor import InvariantMonitor
 
 _counter = itertools.count()
@@ -75,20 +75,16 @@ def monitor_of():
 def journald():
     """One real journald for the whole lab session (started only if none
     listens), so labs do not start and stop it under each other."""
-    from hasupd.alerts import journal_listening
-
-    proc = None
-    if not journal_listening() and os.path.exists("/lib/systemd/systemd-journald"):
-        proc = subprocess.Popen(["/lib/systemd/systemd-journald"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not journal_listening():
-            time.sleep(0.05)
+    pid = start_journald()
     yield
-    if proc is not None:
-        proc.terminate()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Lab.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Lab.alive(pid):
+            os.kill(pid, signal.SIGKILL)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            os.waitpid(pid, 0)  # our child: reap it
+        except ChildProcessError:
+            pass
