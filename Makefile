@@ -10,26 +10,26 @@ STAMP := $(VENV)/.installed
 deps:
 	@scripts/deps.sh scripts/apt-packages.txt
 
-$(STAMP): pyproject.toml scripts/apt-packages.txt
+$(STAMP): pyproject.toml lab/pyproject.toml scripts/apt-packages.txt
 	@scripts/deps.sh scripts/apt-packages.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,systemd]'
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,systemd]' -e ./lab
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 test: $(STAMP)
-	@$(PY) -m ruff check hasupd tests bench
+	@$(PY) -m ruff check hasupd lab tests bench
 	@$(PYTEST) -q
 
 test-fast: $(STAMP)
 	@$(PYTEST) -q -m 'not lab and not slow'
 
 lint: $(STAMP)
-	@$(PY) -m ruff check hasupd tests bench
+	@$(PY) -m ruff check hasupd lab tests bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info lab/*.egg-info
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
@@ -54,10 +54,10 @@ packages:
 	@ls dist/
 
 demo: $(STAMP)
-	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m hasupd.lab.demo
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m hasupd_lab.demo
 
 lab-down: $(STAMP)
-	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m hasupd.lab.cli --prefix $${HASUPD_LAB_PREFIX:-demo} down
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m hasupd_lab.cli --prefix $${HASUPD_LAB_PREFIX:-demo} down
 
 # Real DRBD end to end: two qemu VMs (software emulation) with the installed
 # .deb; the image is cached in $HASUPD_VM_CACHE (default /var/cache/hasupd-vm).

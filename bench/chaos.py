@@ -7,7 +7,7 @@ boot, daemon restarted as systemd would, ring healed, loss cleared), with
 random pauses in between so faults also land in the middle of a failover.
 After the schedule the cluster must come back to health on its own plus
 what an administrator does (cleanup; a DRBD split brain resolved with
---discard-my-data on the node that lost).  hasupd.lab.monitor's invariant
+--discard-my-data on the node that lost).  hasupd_lab.monitor's invariant
 monitor runs the whole time: two VIP holders, two DRBD Primaries or two
 mounts at any sample is a violation.
 
@@ -43,8 +43,8 @@ from bench.common import (  # noqa: E402
     wait,
     write_json,
 )
-from hasupd.lab.cluster import NODES, Lab, LabError  # noqa: E402
-from hasupd.lab.monitor import InvariantMonitor  # noqa: E402
+from hasupd_lab.cluster import NODES, Lab, LabError  # noqa: E402
+from hasupd_lab.monitor import InvariantMonitor  # noqa: E402
 
 # fault kind -> weight
 FAULTS = {"kill-httpd": 4, "kill-daemon": 3, "freeze": 3, "crash": 3, "cut-ring": 2, "loss": 2,

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from hasupd.history import read as read_history
-from hasupd.lab.cluster import CLIENT, NODES, VIP, Lab
+from hasupd_lab.cluster import CLIENT, NODES, VIP, Lab
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

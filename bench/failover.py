@@ -60,7 +60,7 @@ from bench.common import (  # noqa: E402
     write_json,
 )
 from hasupd.history import timelines  # noqa: E402
-from hasupd.lab.cluster import Lab, LabError  # noqa: E402
+from hasupd_lab.cluster import Lab, LabError  # noqa: E402
 
 TUNED = {"heartbeat.interval": "50ms", "heartbeat.deadtime": "300ms"}
 

@@ -50,7 +50,7 @@ from bench.common import (  # noqa: E402
     wait,
     write_json,
 )
-from hasupd.lab.cluster import NODES, Lab, LabError  # noqa: E402
+from hasupd_lab.cluster import NODES, Lab, LabError  # noqa: E402
 
 PACKET_LIMIT = 1200  # the heartbeat's own budget (one datagram, far below the MTU)
 HB_PORTS = (5405, 5407)

@@ -30,8 +30,8 @@ import threading
 import time
 from pathlib import Path
 
-from hasupd.lab.netlab import Topology
 from hasupd.membership import wire
+from hasupd_lab.netlab import Topology
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = {"default": (0.2, 2.0), "tuned": (0.05, 0.3)}

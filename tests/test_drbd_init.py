@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hasupd.lab.drbdsim.harness import SimCluster, TwoNodeNet
+from hasupd_lab.drbdsim.harness import SimCluster, TwoNodeNet
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

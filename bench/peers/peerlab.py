@@ -6,7 +6,7 @@
     netns pk-client   eth0 10.77.0.100  (the HTTP poller)
     VIP 10.77.0.20/24, owned by whichever node the peer makes active
 
-It is hasupd.lab.netlab's Topology (one ring) with 10.77 addresses, so the
+It is hasupd_lab.netlab's Topology (one ring) with 10.77 addresses, so the
 peers and hasupd meet the same switch, the same faults (a cable is pulled on
 the switch side) and the same client.  Each node is also a mount + UTS
 namespace of its own, held open by a ``sleep`` holder: every daemon of the
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import psutil
 
-from hasupd.lab.netlab import CLIENT, Topology
-from hasupd.resources.httpd import write_lab_config
+from hasupd_lab.apache import write_lab_config
+from hasupd_lab.netlab import CLIENT, Topology
 
 PREFIX = "pk"
 NODES = ("n1", "n2")

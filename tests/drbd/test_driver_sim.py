@@ -1,4 +1,4 @@
-"""The DRBD driver against the simulator (hasupd.lab.drbdsim) on two
+"""The DRBD driver against the simulator (hasupd_lab.drbdsim) on two
 network namespaces (dd-n1, dd-n2 joined by a bridge in dd-lan): the driver
 only sees drbdadm/drbdsetup/modprobe on its PATH and the /proc/drbd-format
 file, as on a real node.  The replication link is a real TCP connection, so
@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from hasupd import config
-from hasupd.lab.drbdsim.harness import SimCluster, TwoNodeNet
 from hasupd.model import DrbdStatus, FenceState
 from hasupd.resources import drbd
 from hasupd.resources.drbd_handler import fence_peer_verdict
+from hasupd_lab.drbdsim.harness import SimCluster, TwoNodeNet
 
 from .test_handler import FakeDaemon
 

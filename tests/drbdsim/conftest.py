@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hasupd.lab.drbdsim.harness import SimCluster, TwoNodeNet
+from hasupd_lab.drbdsim.harness import SimCluster, TwoNodeNet
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "drbd"
 

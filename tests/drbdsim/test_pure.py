@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from hasupd.lab.drbdsim import config, render
-from hasupd.lab.drbdsim.daemon import decide
-from hasupd.lab.drbdsim.render import View
+from hasupd_lab.drbdsim import config, render
+from hasupd_lab.drbdsim.daemon import decide
+from hasupd_lab.drbdsim.render import View
 
 from .conftest import fixture
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from hasupd.lab.cluster import Lab, start_journald
-from hasupd.lab.monitor import InvariantMonitor
+from hasupd_lab.cluster import Lab, start_journald
+from hasupd_lab.monitor import InvariantMonitor
 
 _counter = itertools.count()
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import time
 
-from hasupd.lab.cluster import Lab
+from hasupd_lab.cluster import Lab
 
 
 def ctl(lab: Lab, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

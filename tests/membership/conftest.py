@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hasupd.lab.netlab import Topology
 from hasupd.membership import wire
+from hasupd_lab.netlab import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = Path(__file__).resolve().parent / "tools.py"

@@ -11,6 +11,7 @@ Prints one `ok: ...` line per check; any failure raises (non-zero exit).
 import asyncio
 import dataclasses
 import importlib
+import importlib.util
 import io
 import os
 import pkgutil
@@ -25,7 +26,8 @@ def main(nic: str, ip: str) -> None:
              if not m.name.endswith("__main__")]  # __main__ runs a CLI on import
     for name in names:
         importlib.import_module(name)
-    assert not any(n.startswith("hasupd.lab") for n in names), "the lab is shipped"
+    assert importlib.util.find_spec("hasupd_lab") is None, "the lab is shipped"
+    assert not any("lab" in n.split(".") or "drbdsim" in n for n in names), "the lab is shipped"
     print(f"ok: {len(names)} modules import")
 
     import psutil

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -66,13 +67,36 @@ def packages():
     return DEB, rpms[0]
 
 
+def lab_files(paths) -> list[str]:
+    """Anything of the lab or the DRBD simulator among a package's paths."""
+    return sorted(p for p in paths if any(m in p for m in ("hasupd_lab", "hasupd-lab", "drbdsim", "/lab/")))
+
+
+def test_the_wheel_holds_the_product_only(tmp_path):
+    """The lab and the DRBD simulator are a distribution of their own (lab/):
+    the product's wheel has neither, with no deletion step anywhere."""
+    run(str(ROOT / ".venv" / "bin" / "python"), "-m", "pip", "wheel", "--no-deps",
+        "-q", "-w", str(tmp_path), str(ROOT), timeout=300)
+    wheel = next(tmp_path.glob("hasupd-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "hasupd/daemon.py" in names
+    assert not lab_files(names), f"the lab is in the wheel: {lab_files(names)}"
+    assert "hasupd-lab" not in entry_points and "hasupd_lab" not in entry_points
+    for packaging_file in ("debian/rules", "rpm/hasupd.spec"):
+        text = (ROOT / packaging_file).read_text()
+        assert "lab" not in text.replace("lintian", "").replace("label", ""), \
+            f"{packaging_file} still cuts the lab out"
+
+
 def test_deb_contents_and_lintian(packages):
     deb, _ = packages
     listing = run("dpkg-deb", "-c", str(deb)).stdout
     paths = {line.split()[5].lstrip(".") for line in listing.splitlines()}
     for path in EXPECTED:
         assert path in paths, f"{path} missing from the .deb"
-    assert not [p for p in paths if "hasupd/lab" in p or p.endswith("hasupd-lab")], "the lab is for development"
+    assert not lab_files(paths), f"the lab is for development: {lab_files(paths)}"
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")], "byte code is built on the node"
     assert run("dpkg-deb", "-I", str(deb), "conffiles").stdout.split() == ["/etc/hasupd/hasupd.yaml"]
     depends = run("dpkg-deb", "-f", str(deb), "Depends").stdout
@@ -112,7 +136,7 @@ def test_rpm_contents_and_scriptlets(packages):
         assert path in files, f"{path} missing from the .rpm"
     assert [f for f in files if f.startswith("/usr/share/man/man8/")] == sorted(
         f"/usr/share/man/man8/{c}.8.gz" for c in COMMANDS)
-    assert not [f for f in files if "/hasupd/lab" in f], "the lab is for development"
+    assert not lab_files(files), f"the lab is for development: {lab_files(files)}"
     assert any(re.search(r"/site-packages/hasupd/daemon\.py$", f) for f in files)
     assert run("rpm", "-qcp", str(rpm)).stdout.split() == ["/etc/hasupd/hasupd.yaml"]
     requires = run("rpm", "-qpR", str(rpm)).stdout

@@ -28,9 +28,9 @@ from hasupd.resources.httpd import (
     last_errors,
     parse_compiled_defaults,
     parse_conf,
-    write_lab_config,
 )
 from hasupd.resources.systemd import alive, group_members
+from hasupd_lab.apache import write_lab_config
 
 try:
     from . import netns_ho as ns_ho

@@ -20,9 +20,10 @@ import pytest
 
 from hasupd.config import HttpdResource, SystemdUnitResource, Timeouts
 from hasupd.model import ResState
-from hasupd.resources.httpd import HttpdDriver, write_lab_config
+from hasupd.resources.httpd import HttpdDriver
 from hasupd.resources.systemd import SHOW_PROPERTIES, UnitState, group_members, parse_show
 from hasupd.resources.systemd_unit import SystemdUnitDriver
+from hasupd_lab.apache import write_lab_config
 
 try:
     from . import netns_ho as ns_ho

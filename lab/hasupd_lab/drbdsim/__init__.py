@@ -1,7 +1,7 @@
 """DRBD simulator: DRBD 8.4.11 + drbd-utils 9.22 as seen from the command line,
 for machines without the DRBD kernel module (the lab, the tests).
 
-Per node, one daemon (``python -m hasupd.lab.drbdsim.daemon --node NAME
+Per node, one daemon (``python -m hasupd_lab.drbdsim.daemon --node NAME
 --config SIM.json [--module available|loaded|missing]``) runs inside the
 node's network namespace and plays the kernel module; shims in the node's
 bin directory (``drbdadm``, ``drbdsetup``, ``modprobe``, ``rmmod``, and

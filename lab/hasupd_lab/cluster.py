@@ -1,10 +1,10 @@
 """A two-node hasupd cluster on one machine.
 
-Network namespaces make the nodes (hasupd.lab.netlab); each node also gets
+Network namespaces make the nodes (hasupd_lab.netlab); each node also gets
 a mount namespace of its own, held open by a small holder process, so the
 node's /mnt/data mount is private to it and vanishes when the node
 "crashes" (every process of the node killed).  DRBD is the simulator
-(hasupd.lab.drbdsim); httpd is a real apache2 per node.
+(hasupd_lab.drbdsim); httpd is a real apache2 per node.
 
 Everything the lab makes is recorded in RUN_ROOT/PREFIX/lab.json, so
 `down` works from any process and twice.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from hasupd.lab.netlab import Topology
+from hasupd_lab.netlab import Topology
 
 RUN_ROOT = Path(os.environ.get("HASUPD_LAB_ROOT", "/run/hasupd-lab"))
 REPO = Path(__file__).resolve().parents[2]
@@ -286,7 +286,7 @@ class Lab:
         raise LabError(f"the mount namespace holder of {node} did not start")
 
     def _write_httpd(self, node: str) -> None:
-        from hasupd.resources.httpd import write_lab_config
+        from hasupd_lab.apache import write_lab_config
         nd = self.node_dir(node)
         conf = Path(write_lab_config(nd / "httpd", "0.0.0.0:80", "/mnt/data/www", node))
         # which node answered: a header, since the page itself lives on the replicated disk
@@ -434,7 +434,7 @@ class Lab:
     # ------------------------------------------------------------ DRBD (the simulator)
 
     def sim(self):
-        from hasupd.lab.drbdsim.harness import SimCluster
+        from hasupd_lab.drbdsim.harness import SimCluster
         nodes = {n: (self.topo.ns(n), self.topo.address(n, 0)) for n in NODES}
         exec_prefix = {n: self.enter_argv(n, []) for n in NODES} if self.meta.get("holders") else None
         sc = SimCluster(self.dir / "drbd", nodes, prefix=self.prefix, ping_int=1.0, ping_timeout=0.5,
@@ -491,7 +491,7 @@ class Lab:
         run("n1", "drbdadm", "secondary", "r0")
 
     def _stop_drbd(self) -> None:
-        from hasupd.lab.drbdsim.harness import cleanup_loops
+        from hasupd_lab.drbdsim.harness import cleanup_loops
         for pid in self.meta.get("drbd_pids", {}).values():
             _kill_group(pid)
         cleanup_loops(self.dir / "drbd")

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from hasupd.lab.cluster import CLIENT, NODES, VIP, Lab
+from hasupd_lab.cluster import CLIENT, NODES, VIP, Lab
 
 POLLER = r"""
 import http.client, json, sys, time

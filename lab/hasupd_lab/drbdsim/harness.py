@@ -6,7 +6,7 @@
         sc.env("n1")            # PATH (sim bin first), DRBDSIM_SOCKET
         sc.device("n1")         # where the Primary's block device node appears
 
-Namespaces are the caller's (``netns`` names, e.g. made by hasupd.lab.netlab);
+Namespaces are the caller's (``netns`` names, e.g. made by hasupd_lab.netlab);
 ``TwoNodeNet`` makes a minimal pair joined by a bridge for standalone tests.
 Every process started here is stopped by PID; loop devices backed by files
 under ``workdir`` are detached; nothing else is touched.
@@ -148,7 +148,7 @@ class SimCluster:
         log = open(self.node_dir(node) / "daemon.log", "ab")
         env = dict(os.environ, **self.daemon_env.get(node, {}))
         env.update(PYTHONPATH=str(REPO), PATH=self.env(node, env)["PATH"])
-        argv = [*self.exec_prefix[node], sys.executable, "-m", "hasupd.lab.drbdsim.daemon",
+        argv = [*self.exec_prefix[node], sys.executable, "-m", "hasupd_lab.drbdsim.daemon",
                 "--node", node, "--config", str(self.config_path), "--module", module or self.module]
         self.procs[node] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                             env=env, cwd=str(REPO), start_new_session=True)

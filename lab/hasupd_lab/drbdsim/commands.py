@@ -8,8 +8,8 @@ import datetime
 import json
 import os
 
-from hasupd.lab.drbdsim import render, storage
-from hasupd.lab.drbdsim.daemon import CmdError, Node, Out, Res
+from hasupd_lab.drbdsim import render, storage
+from hasupd_lab.drbdsim.daemon import CmdError, Node, Out, Res
 
 
 def _split(argv: list[str]) -> tuple[set[str], dict[str, str], list[str]]:

@@ -16,8 +16,8 @@ import os
 import subprocess
 import sys
 
-from hasupd.lab.cluster import NODES, VIP, Lab, LabError
-from hasupd.lab.netlab import NetlabError
+from hasupd_lab.cluster import NODES, VIP, Lab, LabError
+from hasupd_lab.netlab import NetlabError
 
 
 def build_parser() -> argparse.ArgumentParser:

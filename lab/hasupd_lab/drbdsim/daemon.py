@@ -1,7 +1,7 @@
 """The simulated DRBD "kernel module" of one node: state machine, peer link,
-command server.  ``python -m hasupd.lab.drbdsim.daemon --node n1 --config SIM.json``.
+command server.  ``python -m hasupd_lab.drbdsim.daemon --node n1 --config SIM.json``.
 
-See the package docstring (hasupd/lab/drbdsim/__init__.py) for the model.
+See the package docstring (lab/hasupd_lab/drbdsim/__init__.py) for the model.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 import time
 import traceback
 
-from hasupd.lab.drbdsim import config as simconfig
-from hasupd.lab.drbdsim import render, storage
-from hasupd.lab.drbdsim.render import SYNC_STATES, View
+from hasupd_lab.drbdsim import config as simconfig
+from hasupd_lab.drbdsim import render, storage
+from hasupd_lab.drbdsim.render import SYNC_STATES, View
 
 UPTODATE, CONSISTENT, OUTDATED, INCONSISTENT, DISKLESS = (
     "UpToDate", "Consistent", "Outdated", "Inconsistent", "Diskless")
@@ -1134,7 +1134,7 @@ class Node:
 
 
 async def serve(node: Node) -> None:
-    from hasupd.lab.drbdsim import commands  # imports this module's classes
+    from hasupd_lab.drbdsim import commands  # imports this module's classes
     sock = node.paths.socket
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock)
@@ -1198,6 +1198,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # run the package module, not a second copy named __main__ (commands imports it)
-    from hasupd.lab.drbdsim import daemon as _daemon
+    from hasupd_lab.drbdsim import daemon as _daemon
 
     sys.exit(_daemon.main())

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from hasupd.lab.cluster import VIP, Lab, LabError
+from hasupd_lab.cluster import VIP, Lab, LabError
 
 PREFIX = os.environ.get("HASUPD_LAB_PREFIX", "demo")
 
@@ -98,5 +98,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        subprocess.run([sys.executable, "-m", "hasupd.lab.cli", "--prefix", PREFIX, "down"])
+        subprocess.run([sys.executable, "-m", "hasupd_lab.cli", "--prefix", PREFIX, "down"])
         sys.exit(130)
