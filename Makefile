@@ -41,6 +41,7 @@ man: $(STAMP)
 PKG_ENV := env PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 packages:
 	@scripts/deps.sh scripts/apt-packages-build.txt
+	@scripts/check-programs build
 	@rm -rf build/pkg dist && mkdir -p build/pkg/hasupd-$(VERSION) dist
 	@git ls-files -z | tar --null -T - -cf - | tar -xf - -C build/pkg/hasupd-$(VERSION)
 	@tar -czf dist/hasupd-$(VERSION).tar.gz -C build/pkg hasupd-$(VERSION)
@@ -63,6 +64,7 @@ lab-down: $(STAMP)
 # .deb; the image is cached in $HASUPD_VM_CACHE (default /var/cache/hasupd-vm).
 test-vm: packages
 	@scripts/deps.sh scripts/apt-packages-vm.txt
+	@scripts/check-programs vm
 	@python3 tests/vm/e2e.py --deb dist/hasupd_$(VERSION)_all.deb
 
 # Benchmarks (issue 9), as root: failover time per scenario, footprint, chaos,

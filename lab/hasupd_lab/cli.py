@@ -19,27 +19,39 @@ import sys
 from hasupd_lab.cluster import NODES, VIP, Lab, LabError
 from hasupd_lab.netlab import NetlabError
 
+PREFIX_HELP = "name prefix of this lab's namespaces (several labs can coexist)"
+EXEC_TIMEOUT = 30.0  # a lab command never hangs: a frozen node's simulator or daemon never answers
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hasupd-lab", description="a two-node hasupd lab in network namespaces")
-    p.add_argument("--prefix", default=os.environ.get("HASUPD_LAB_PREFIX", "hl"),
-                   help="name prefix of this lab's namespaces (several labs can coexist)")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="build the lab and start hasupd on both nodes")
+    p.add_argument("--prefix", default=os.environ.get("HASUPD_LAB_PREFIX", "hl"), help=PREFIX_HELP)
+    # --prefix is accepted after the subcommand too (`hasupd-lab up --prefix P`);
+    # SUPPRESS keeps the top-level value when the subcommand does not repeat it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--prefix", default=argparse.SUPPRESS, help=PREFIX_HELP)
+    subparsers = p.add_subparsers(dest="cmd", required=True)
+
+    def command(name: str, **kw) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[common], **kw)
+
+    up = command("up", help="build the lab and start hasupd on both nodes")
     up.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. heartbeat.interval=50ms, groups.0.migration_threshold=3")
     up.add_argument("--no-start", action="store_true", help="do not start the daemons")
-    sub.add_parser("down", help="remove everything the lab made")
-    ex = sub.add_parser("exec", help="run a command inside a node")
+    command("down", help="remove everything the lab made")
+    ex = command("exec", help="run a command inside a node")
+    ex.add_argument("--timeout", type=float, default=EXEC_TIMEOUT,
+                    help=f"give up after this many seconds (default {EXEC_TIMEOUT:g})")
     ex.add_argument("node", choices=NODES)
     ex.add_argument("argv", nargs=argparse.REMAINDER)
-    f = sub.add_parser("fault", help="inject a fault")
+    f = command("fault", help="inject a fault")
     f.add_argument("node", choices=NODES)
     f.add_argument("kind", choices=Lab.FAULTS)
     f.add_argument("args", nargs="*")
-    st = sub.add_parser("start", help="start hasupd on a node")
+    st = command("start", help="start hasupd on a node")
     st.add_argument("node", choices=NODES)
-    sub.add_parser("curl", help="fetch the VIP from the client namespace")
+    command("curl", help="fetch the VIP from the client namespace")
     return p
 
 
@@ -83,7 +95,7 @@ def main(argv=None) -> int:
             if not argv:
                 print("hasupd-lab: exec NODE -- CMD...", file=sys.stderr)
                 return 2
-            return lab.exec(args.node, argv).returncode
+            return lab.exec_bounded(args.node, argv, args.timeout)
         if args.cmd == "fault":
             print(lab.fault(args.node, args.kind, *args.args))
             return 0

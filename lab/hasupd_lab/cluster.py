@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import yaml
 
 from hasupd_lab.netlab import Topology
@@ -138,6 +139,38 @@ class Lab:
 
     def exec(self, node: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(self.enter_argv(node, argv), env=self.node_env(node), **kw)
+
+    # commands that talk to the node's daemon or its DRBD simulator: they wait
+    # for ever on a frozen node (its processes are stopped)
+    TALKS_TO_NODE = ("hasupctl", "drbdadm", "drbdsetup")
+
+    def exec_bounded(self, node: str, argv: list[str], timeout: float) -> int:
+        """`hasupd-lab exec`: the command's exit code; a frozen node and a
+        timeout are said plainly (LabError) instead of hanging."""
+        stopped = self.stopped_pids(node)
+        if stopped and os.path.basename(argv[0]) in self.TALKS_TO_NODE:
+            raise LabError(f"{node} is frozen ({len(stopped)} processes stopped): {argv[0]} would wait for "
+                           f"it for ever; `hasupd-lab --prefix {self.prefix} fault {node} thaw` first")
+        # its own session, so the timeout ends the whole command, not only nsenter
+        p = subprocess.Popen(self.enter_argv(node, argv), env=self.node_env(node), start_new_session=True)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(p.pid)
+            p.wait()
+            frozen = f"; {node} is frozen ({len(stopped)} processes stopped)" if self.stopped_pids(node) else ""
+            raise LabError(f"`{' '.join(argv)}` on {node} gave no answer within {timeout:g}s{frozen}") from None
+
+    def stopped_pids(self, node: str) -> list[int]:
+        """The node's processes that are stopped (SIGSTOP: a frozen node)."""
+        out = []
+        for pid in self._node_pids(node):
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+                    out.append(pid)
+            except psutil.Error:
+                pass
+        return out
 
     def spawn(self, node: str, argv: list[str], log: Path, env: dict | None = None) -> int:
         with open(log, "ab") as out:

@@ -1,0 +1,51 @@
+"""scripts/programs.txt (the programs the suites call) agrees with the apt
+lists that install them, and names the packages that really provide them."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+loader = importlib.machinery.SourceFileLoader("check_programs", str(ROOT / "scripts" / "check-programs"))
+spec = importlib.util.spec_from_loader("check_programs", loader)
+check_programs = importlib.util.module_from_spec(spec)
+loader.exec_module(check_programs)
+
+
+def test_every_listed_package_is_in_its_apt_list():
+    for program, package, lst in check_programs.entries():
+        assert package in check_programs.apt_list(lst) or package == "coreutils", (program, package, lst)
+
+
+def test_installed_programs_come_from_the_packages_named():
+    """dpkg says which package owns each program that is installed: the list must name that one."""
+    for program, package, _ in check_programs.entries():
+        path = program if program.startswith("/") else shutil.which(program, path=check_programs.SEARCH)
+        if not path:
+            continue  # a build/vm program not installed yet: check-programs reports it where it is needed
+        real = str(Path(path).resolve())
+        owners = set()
+        for candidate in {path, real, real.replace("/usr/", "/", 1), path.replace("/usr/", "/", 1)}:
+            out = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+            if out.returncode == 0:
+                owners |= {o.strip().split(":")[0] for o in out.stdout.split(":")[0].split(",")}
+        # the package itself, or one it depends on (apache2 -> apache2-bin)
+        assert owners & ({package} | depends(package)), \
+            f"{program} ({path}) belongs to {owners or 'no package'}, the list says {package}"
+
+
+def depends(package: str) -> set[str]:
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}", package], capture_output=True, text=True).stdout
+    return {alt.strip().split()[0] for dep in out.split(",") for alt in dep.split("|") if alt.strip()}
+
+
+def test_a_missing_program_is_named_with_its_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(check_programs, "entries", lambda: [("hasupd-no-such-tool", "hasupd-tools", "main")])
+    monkeypatch.setattr(check_programs, "apt_list", lambda name: {"hasupd-tools"})
+    assert check_programs.problems(["main"]) == [
+        "missing program hasupd-no-such-tool: install the Debian package hasupd-tools "
+        "(`make deps` / scripts/deps.sh installs the main list)"]
