@@ -869,6 +869,24 @@ def fence_policy(cfg: Config) -> FenceFacts:
     return FenceFacts(devices=guard.fence is not None and bool(guard.fence.command), owner_head_start=5.0)
 
 
+def guard_price(cfg: Config) -> str:
+    """What the split-brain guard costs, in one sentence (``hasupctl check``, README)."""
+    mode, f = cfg.split_brain_guard.mode, fence_policy(cfg)
+    if mode == "drbd" and not f.devices:
+        return ("drbd without fence devices: a live peer outdates itself, but a peer that vanishes (silent, "
+                "not fenced) is never taken over automatically (DRBD keeps I/O frozen and refuses to promote: "
+                "data before availability); add fence devices (fencing:) for automatic takeover")
+    if mode in ("drbd", "fence"):
+        how = "a live peer outdates itself; " if mode == "drbd" else ""
+        return (f"{mode} with fence devices: {how}a silent peer is fenced (confirmed off) before any takeover; "
+                f"the node that runs a group fences at once, the other after owner_head_start "
+                f"{f.owner_head_start:g}s; a failed fence means no takeover")
+    if mode == "ping":
+        return ("ping: takes over while the tie-breaker answers; it does not decide a partition where both "
+                "nodes reach it (two primaries possible)")
+    return "none: takes over on heartbeat silence alone; a cut network runs the group on both nodes"
+
+
 def fence_retry_delay(attempts: int) -> float:
     """Wait after the attempts-th failed fence before the next one."""
     return min(FENCE_RETRY_MAX, FENCE_RETRY_FIRST * 2 ** max(0, attempts - 1))
