@@ -591,7 +591,7 @@ class Engine:
         timeout).  DRBD_OUTDATE: the live peer asked for it (its fence-peer handler)."""
         drv = self.drbd[action.resource]
         if action.kind == ActionKind.DRBD_DISCONNECT:
-            result = await drv.disconnect()
+            result = await drv.disconnect(force=True)  # the peer is off: no handshake to wait for
             if result.ok:
                 result = await drv.connect()
         else:

@@ -111,8 +111,8 @@ class FakeDrbd:
     async def status(self):
         return self.st
 
-    async def disconnect(self):
-        self.calls.append("disconnect")
+    async def disconnect(self, force=False):
+        self.calls.append("disconnect --force" if force else "disconnect")
         self.st = replace(self.st, connection="StandAlone", peer_role="Unknown", peer_disk="DUnknown")
         return Result(True)
 
@@ -302,7 +302,7 @@ def test_peer_reported_off_is_taken_over_at_once_without_waiting_for_drbd(tmp_pa
     eng, took = run(main())
     assert eng.fence_facts.peer_power == "off"
     assert fencer.calls == []  # no `off` sent to a node that is off
-    assert eng.drbd["r0"].calls == ["disconnect", "connect", "promote"]
+    assert eng.drbd["r0"].calls == ["disconnect --force", "connect", "promote"]
     assert eng.log == ["start res_vip", "start res_filesystem", "start res_httpd"]
     assert took < 5.0, took  # nowhere near peer_dead_wait
 
@@ -321,7 +321,7 @@ def test_fence_outcome_already_off_skips_the_drbd_wait(tmp_path):
         return eng
 
     eng = run(main())
-    assert eng.drbd["r0"].calls == ["disconnect", "connect", "promote"]
+    assert eng.drbd["r0"].calls == ["disconnect --force", "connect", "promote"]
     rec = [json.loads(x) for x in Path(eng.history.path).read_text().splitlines()]
     assert [r["already_off"] for r in rec if r["kind"] == "fence"] == [True]
 
