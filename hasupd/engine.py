@@ -537,7 +537,7 @@ class Engine:
         if gen != self.fence_gen:
             return
         self.fence_facts = replace(self.fence_facts, peer_power=power)
-        self.history.record("observation", state="peer_power", node=self.peer_name,
+        self.history.record("observation", state="peer_power", target=self.peer_name,
                             reason=f"the fence devices report {self.peer_name} powered {power}")
         self.changed()
 
@@ -546,6 +546,9 @@ class Engine:
             self.drbd_lost.pop(res, None)
         elif res not in self.drbd_lost:
             self.drbd_lost[res] = time.monotonic()
+            if self.fencer is not None:  # the fence race's delays may count from now: look again then
+                wait = self.fence_facts.random_delay + self.fence_policy.owner_head_start
+                asyncio.get_running_loop().call_later(wait + 0.01, self.wake.set)
 
     async def fence_peer(self, reason: str):
         """Fence the peer once (a fence already running is joined, not doubled): the planner's FENCE
@@ -558,7 +561,7 @@ class Engine:
         gen, peer = self.fence_gen, self.peer_name
         self.fencing = FenceState.PENDING
         self.fenced_incarnation = self.heartbeat.peer().incarnation
-        self.history.record("fence-start", node=peer, reason=reason)
+        self.history.record("fence-start", target=peer, reason=reason)
         try:
             if self.fencer is None:
                 outcome = FenceResult(False, f"no fence device can fence {peer}")
@@ -568,7 +571,7 @@ class Engine:
             outcome = FenceResult(False, f"the fencer raised {type(e).__name__}")
         # only the outcome's own fields are recorded: the fencer redacts its message, and options
         # and secrets never leave it
-        self.history.record("fence", node=peer, ok=outcome.ok, already_off=outcome.already_off,
+        self.history.record("fence", target=peer, ok=outcome.ok, already_off=outcome.already_off,
                             device=outcome.device, level=outcome.level, message=outcome.message,
                             duration=round(outcome.duration, 3))
         self.alerter.emit("fence_result", "warning" if outcome.ok else "critical",

@@ -933,12 +933,12 @@ def _fence_gate(cfg: Config, view: ClusterView, peer: str) -> tuple[bool, str]:
     who = f"{local} runs a group, so it fences{delay}" if owner else f"{local} runs no group, so it fences{delay}"
     waited = view.now - lost
     if waited < wait:
-        return False, f"{who}: {peer} is fenced in {wait - waited:g}s unless it is heard again"
+        return False, f"{who}: {peer} is fenced in {round(wait - waited, 1):g}s unless it is heard again"
     if view.fencing == FenceState.FAILED and f.attempts and f.last_attempt_at is not None:
         retry = f.last_attempt_at + fence_retry_delay(f.attempts) - view.now
         if retry > 0:
             return False, (f"fencing {peer} failed {_times(f.attempts)} ({f.last_message or 'no detail'}); "
-                           f"the next attempt is in {retry:g}s")
+                           f"the next attempt is in {round(retry, 1):g}s")
     return True, who
 
 

@@ -205,8 +205,8 @@ def test_fence_action_runs_the_fencer_and_records_the_outcome_without_secrets(tm
     records = [json.loads(line) for line in Path(eng.history.path).read_text().splitlines()]
     fence = [r for r in records if r["kind"] == "fence"]
     assert len(fence) == 1
-    assert {k: fence[0][k] for k in ("node", "ok", "already_off", "device", "level", "message", "duration")} == {
-        "node": PEER, "ok": True, "already_off": False, "device": "bmc-n1", "level": 1,
+    assert {k: fence[0][k] for k in ("node", "target", "ok", "already_off", "device", "level", "message", "duration")} == {
+        "node": LOCAL, "target": PEER, "ok": True, "already_off": False, "device": "bmc-n1", "level": 1,
         "message": "bmc-n1: off, confirmed by status", "duration": 0.25}
     assert CANARY not in everything_written(eng)
 
