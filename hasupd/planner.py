@@ -20,8 +20,12 @@ the first failure:
 * CLAIM / RELEASE: set / drop ``claims[group] = action.epoch``.
 * BAN: bar this node from ``action.group`` until cleanup.
 * BLOCK: record ``blocked[group] = action.reason`` (critical alert).
-* REBOOT: self-fence.  FENCE: run the fence command against the peer; the
-  result comes back as ``view.fencing``.
+* REBOOT: self-fence.  FENCE: fence the peer with the fence devices
+  (``fencer.fence(peer)``); the result comes back as ``view.fencing`` and,
+  when it failed, ``view.fence`` (attempts, when, why).
+* DRBD_DISCONNECT: drop DRBD's connection to the fenced peer at once
+  (``drbdadm disconnect --force``, then ``connect`` to listen for it again).
+* DRBD_OUTDATE: ``drbdadm outdate`` on ``action.resource`` (the peer asked).
 * ALERT: emit ``action.event``/``severity``/``reason``; when ``action.key``
   is set it is a standing condition: add the key to ``view.alerted``.
 * FORGET_ALERT: the condition ``action.key`` cleared: drop it from
