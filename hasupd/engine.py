@@ -533,7 +533,8 @@ class Engine:
             power = await self.fencer.power_status(self.peer_name)
         except Exception as e:  # the fencer reports its own failures; this one must not end the daemon
             power = "unknown"
-            self.alerter.emit("fence_status_error", "warning", f"power status of {self.peer_name}: {e!r}")
+            self.alerter.emit("fence_status_error", "warning",  # its text may hold what a device said: not copied
+                              f"power status of {self.peer_name}: the fencer raised {type(e).__name__}")
         if gen != self.fence_gen:
             return
         self.fence_facts = replace(self.fence_facts, peer_power=power)
