@@ -75,6 +75,9 @@ class RaisingFencer(FakeFencer):
         self.calls.append(node)
         raise RuntimeError(f"device said {CANARY}")
 
+    async def power_status(self, node):
+        raise RuntimeError(f"device said {CANARY}")
+
 
 class FakeHeartbeat:
     def __init__(self):
@@ -215,12 +218,16 @@ def test_a_fencer_that_raises_is_a_failed_fence_and_its_text_is_not_copied(tmp_p
     async def main():
         eng = make_engine(tmp_path, RaisingFencer())
         eng.heartbeat.lose_peer(8, node=owner_report())
+        eng.peer_lost()  # asks the devices for the peer's power: the fencer raises there too
+        await asyncio.sleep(0.05)
         ok = await eng.execute(Action(K.FENCE, None, PEER, "test"))
         return eng, ok
 
     eng, ok = run(main())
     assert not ok
+    assert [a["event"] for a in eng.alerter.recent if a["event"] == "fence_status_error"] == ["fence_status_error"]
     view = eng.view()
+    assert view.fence.peer_power == "unknown"
     assert view.fencing == FenceState.FAILED and view.fence.attempts == 1
     assert "RuntimeError" in view.fence.last_message
     assert CANARY not in everything_written(eng)
