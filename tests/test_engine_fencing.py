@@ -417,3 +417,31 @@ def test_fence_peer_silent_peer_without_a_fence_is_never_down(tmp_path, fencer):
 
     answer = run(main())
     assert answer["ok"] and answer["verdict"] == "unknown"  # the handler exits 1: no promotion
+
+
+# ---------------------------------------------------------------- the policy from the configuration
+
+
+class FencingSection:  # the shape of fence-schema.md's cfg.fencing, as far as the planner reads it
+    devices = ("bmc-n1",)
+    owner_head_start = 7.0
+    random_delay_max = 2.0
+
+
+def test_the_engine_draws_each_losses_random_delay_within_the_configured_maximum(tmp_path):
+    async def main():
+        eng = make_engine(tmp_path, FakeFencer([]))
+        eng.cfg = replace(eng.cfg)
+        object.__setattr__(eng.cfg, "fencing", FencingSection())  # cfg.fencing arrives with the fence branch
+        policy = planner.fence_policy(eng.cfg)
+        eng.fence_policy = replace(policy, devices=True)
+        drawn = set()
+        for _ in range(20):
+            eng.heartbeat.lose_peer(1, node=owner_report())
+            eng.peer_lost()
+            drawn.add(eng.view().fence.random_delay)
+        return policy, drawn
+
+    policy, drawn = run(main())
+    assert (policy.devices, policy.owner_head_start, policy.random_delay) == (True, 7.0, 2.0)
+    assert all(0.0 <= d <= 2.0 for d in drawn) and len(drawn) > 5
