@@ -119,6 +119,8 @@ FENCE, no delay):
   waits ``owner_head_start`` + ``random_delay`` counted from when the peer
   was lost (heartbeat silent and DRBD no longer Connected, whichever came
   last), so the owner's fence lands first.  The owner keeps running meanwhile.
+  When each node runs a group, both fence at once and only the random delay
+  decides (Pacemaker's priority-fencing-delay with equal priorities).
 * A node whose tie-breaker is unreachable (``view.tiebreaker`` False) does not
   fence at all: if it is the isolated one, it must be the one that loses.
 * Nothing of a group starts on a node that is not holding it until the peer
