@@ -207,7 +207,7 @@ def _plan(cfg: Config, view: ClusterView) -> _Plan:
                         f"secondary {res.name}; drbdadm connect --discard-my-data {res.name}`, then on "
                         f"the other `drbdadm connect {res.name}`"))
 
-    group_actions: list[Action] = _outdate_on_request(cfg, view)
+    group_actions: list[Action] = []
     for g in cfg.groups:
         if not me.settled:
             plan.sentences[g.name] = (f"{g.name}: {view.local} is still probing its resources after "
@@ -225,6 +225,7 @@ def _plan(cfg: Config, view: ClusterView) -> _Plan:
         if gp.fence and not plan.fence:
             plan.fence = gp.fence
 
+    group_actions = _outdate_on_request(cfg, view, group_actions) + group_actions
     # standing-condition alerts: raise the new ones, forget the cleared ones
     for key in sorted(view.alerted - set(plan.alerts)):
         plan.actions.append(Action(K.FORGET_ALERT, key=key, reason=f"the condition {key} has cleared"))
@@ -951,13 +952,16 @@ def _fence_gate(cfg: Config, view: ClusterView, peer: str) -> tuple[bool, str]:
     return True, who
 
 
-def _outdate_on_request(cfg: Config, view: ClusterView) -> list[Action]:
+def _outdate_on_request(cfg: Config, view: ClusterView, planned: list[Action]) -> list[Action]:
     """The live peer's fence-peer handler asks this node to outdate its copy (guard drbd): do it
-    when this node is a disconnected Secondary with good data, so the peer may promote."""
+    when this node is a disconnected Secondary with good data, so the peer may promote; not in
+    maintenance, and not when this node's own plan promotes it (then the peer's request times out
+    and its promotion fails: neither promotes on a doubt)."""
     out = []
-    if not view.peer.alive or not view.me.settled:
+    if not view.peer.alive or not view.me.settled or view.maintenance:
         return out
-    for res in sorted(view.outdate_requested):
+    promoting = {a.resource for a in planned if a.kind == K.PROMOTE}
+    for res in sorted(view.outdate_requested - promoting):
         d = view.me.drbd.get(res)
         if (d is not None and d.up and d.role == "Secondary" and not d.connected and not d.split_brain
                 and d.disk in ("UpToDate", "Consistent")):
