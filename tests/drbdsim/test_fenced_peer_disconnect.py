@@ -23,6 +23,7 @@ def test_forced_disconnect_from_a_dead_primary_keeps_the_data_and_promotes_at_on
     took = time.monotonic() - began
     assert r.returncode == 0, r.stderr
     assert ok(sc, "n1", "drbdadm", "role", "r0").strip().startswith("Primary/")
+    print(f"cut -> Primary on the survivor: {took:.2f}s")
     assert took < 5.0, took  # not the 10 s of DRBD's own detection
     assert "DRBD_RESOURCE=r0" in open(f"{d}/calls").read()  # promotion asked the fence-peer handler
 
