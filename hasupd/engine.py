@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from hasupd import planner
 from hasupd.alerts import Alerter
@@ -46,11 +47,12 @@ class ControlError(Exception):
 
 TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
 RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing again
+OUTDATE_WAIT = 10.0  # s: a fence-peer request waits this long for the live peer to outdate itself
 
 
 class Engine:
     def __init__(self, cfg: Config, local: str, key: bytes, *, foreground: bool = True,
-                 stop_resources_on_exit: bool = False, notify=None):
+                 stop_resources_on_exit: bool = False, notify=None, fencer=None):
         self.cfg = cfg
         self.local = local
         self.peer_name = cfg.peer_of(local)
@@ -66,9 +68,14 @@ class Engine:
         self.guard = None
         if cfg.split_brain_guard.mode == "ping":
             self.guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
-        self.fencer = None
-        if cfg.split_brain_guard.mode == "fence":
-            self.fencer = tiebreaker.FenceRunner(cfg.split_brain_guard.fence)
+        # fence-schema.md's Fencer: fence(node) -> FenceOutcome, power_status(node) -> on|off|unknown
+        self.fencer = fencer if fencer is not None else command_fencer(cfg)
+        self.fence_policy = replace(planner.fence_policy(cfg), devices=self.fencer is not None)
+        self.fence_facts = replace(self.fence_policy, random_delay=0.0)  # about the current loss of the peer
+        self.fence_gen = 0  # +1 at each loss / return of the peer: older fence results are dropped
+        self.fence_task: asyncio.Task | None = None
+        self.drbd_lost: dict[str, float] = {}  # DRBD resource -> when it stopped being Connected
+        self.outdate_requests: set[str] = set()  # DRBD resources the peer is asked to outdate (fence-peer)
         self.drivers = {r.name: make_driver(r, local) for g in cfg.groups for r in g.resources}
         self.group_of = {r.name: g for g in cfg.groups for r in g.resources}
         self.drbd = {r.name: drbdmod.DrbdDriver(cfg.drbd, r) for r in cfg.drbd.resources}
@@ -174,6 +181,8 @@ class Engine:
             tiebreaker=self.guard.reachable if self.guard is not None else None,
             fencing=self.fencing, blocked=dict(st.blocked), alerted=frozenset(self.alerted),
             epoch_floor=st.claim_floor,
+            fence=replace(self.fence_facts, drbd_lost_at=max(self.drbd_lost.values(), default=None)),
+            outdate_requested=frozenset(self.peer_outdate_requests()),
         )
 
     def publish(self) -> None:
@@ -181,7 +190,7 @@ class Engine:
         node = to_dict(self.local_state())
         state = self.store.state.to_wire()
         try:
-            self.heartbeat.set_payload({"node": node, "state": state})
+            self.heartbeat.set_payload({"node": node, "state": state, "outdate": sorted(self.outdate_requests)})
         except ValueError:
             # too large for one packet: the human details go first, the facts stay
             for r in node.get("resources", {}).values():
@@ -314,15 +323,10 @@ class Engine:
             await asyncio.sleep(0.5)
             return self_fence()
         if kind == ActionKind.FENCE:
-            if self.fencer is None:
-                return Result(False, "no fence command configured")
-            self.fencing = FenceState.PENDING
-            result = await self.fencer.fence(self.peer_name)
-            self.fencing = FenceState.SUCCEEDED if result.ok else FenceState.FAILED
-            self.fenced_incarnation = self.heartbeat.peer().incarnation
-            self.alerter.emit("fence_result", "warning" if result.ok else "critical",
-                              f"fencing {self.peer_name}: {'succeeded' if result.ok else result.message}")
-            return result
+            outcome = await self.fence_peer(action.reason)
+            return Result(outcome.ok, outcome.message)
+        if kind in (ActionKind.DRBD_DISCONNECT, ActionKind.DRBD_OUTDATE):
+            return await self.drbd_fence_step(action)
         if kind == ActionKind.FORGET_MOVE:
             st.forget_move(group)
             st.save()
@@ -437,6 +441,7 @@ class Engine:
             try:
                 async for status in drv.watch():
                     if status != self.drbd_status.get(name):
+                        self.note_drbd_connection(name, status)
                         self.drbd_status[name] = status  # the planner alerts a split brain
                         self.changed()
             except asyncio.CancelledError:
@@ -461,8 +466,7 @@ class Engine:
             name = type(ev).__name__
             if name == "PeerAlive":
                 self.peer_ever_seen = True
-                if self.fencing != FenceState.NONE and ev.incarnation != self.fenced_incarnation:
-                    self.fencing = FenceState.NONE
+                self.peer_back(ev.incarnation)
                 self.alerter.emit("peer_back" if not ev.restarted else "peer_restarted", "info",
                                   f"peer {self.peer_name} is alive" + (" (restarted)" if ev.restarted else ""),
                                   node=self.peer_name)
@@ -472,6 +476,7 @@ class Engine:
                                   f"peer {self.peer_name} silent on every ring for "
                                   f"{self.cfg.heartbeat.deadtime:g}s", node=self.peer_name)
                 self.history.record("observation", state="peer_dead", reason=f"peer {self.peer_name} lost")
+                self.peer_lost()
             elif name == "RingDown":
                 self.alerter.emit("ring_degraded", "warning",
                                   f"heartbeat ring {ev.ring} is silent; redundancy degraded", node=self.peer_name)
@@ -493,6 +498,120 @@ class Engine:
                 if state is not None and self.store.merge_peer(state):
                     self.store.save()
             self.wake.set()
+
+    # ------------------------------------------------------------ fencing (issue 17)
+
+    def peer_lost(self) -> None:
+        """A new loss of the peer: fresh fence facts, the random delay of this loss drawn, the devices
+        asked at once whether the peer is powered off (then it is fenced already), and a wake-up when
+        this node's fence delay runs out."""
+        self.fence_gen += 1
+        self.fencing = FenceState.NONE
+        delay = random.uniform(0.0, self.fence_policy.random_delay) if self.fence_policy.random_delay else 0.0
+        self.fence_facts = replace(self.fence_policy, random_delay=round(delay, 3))
+        if self.fencer is None:
+            return
+        loop = asyncio.get_running_loop()
+        for wait in (delay, delay + self.fence_policy.owner_head_start):
+            loop.call_later(wait + 0.01, self.wake.set)
+        self.tasks = [t for t in self.tasks if not t.done()]
+        self.tasks.append(asyncio.create_task(self._ask_peer_power(self.fence_gen), name="fence-power"))
+
+    def peer_back(self, incarnation: str) -> None:
+        """The peer is heard again: whatever was known about fencing it belonged to its loss."""
+        if self.fencing == FenceState.SUCCEEDED and incarnation == self.fenced_incarnation:
+            self.alerter.emit("fence_lied", "critical",
+                              f"{self.peer_name} was reported fenced (off) but is heard again without having "
+                              "restarted: its fence device does not power it off; check the device and its plug",
+                              node=self.peer_name)
+        self.fence_gen += 1
+        self.fencing = FenceState.NONE
+        self.fence_facts = replace(self.fence_policy, random_delay=0.0)
+
+    async def _ask_peer_power(self, gen: int) -> None:
+        try:
+            power = await self.fencer.power_status(self.peer_name)
+        except Exception as e:  # the fencer reports its own failures; this one must not end the daemon
+            power = "unknown"
+            self.alerter.emit("fence_status_error", "warning",  # its text may hold what a device said: not copied
+                              f"power status of {self.peer_name}: the fencer raised {type(e).__name__}")
+        if gen != self.fence_gen:
+            return
+        self.fence_facts = replace(self.fence_facts, peer_power=power)
+        self.history.record("observation", state="peer_power", target=self.peer_name,
+                            reason=f"the fence devices report {self.peer_name} powered {power}")
+        self.changed()
+
+    def note_drbd_connection(self, res: str, status: DrbdStatus) -> None:
+        if status.connected:
+            self.drbd_lost.pop(res, None)
+        elif res not in self.drbd_lost:
+            self.drbd_lost[res] = time.monotonic()
+            if self.fencer is not None:  # the fence race's delays may count from now: look again then
+                wait = self.fence_facts.random_delay + self.fence_policy.owner_head_start
+                asyncio.get_running_loop().call_later(wait + 0.01, self.wake.set)
+
+    async def fence_peer(self, reason: str):
+        """Fence the peer once (a fence already running is joined, not doubled): the planner's FENCE
+        and DRBD's fence-peer handler both come here.  Returns the fencer's FenceOutcome."""
+        if self.fence_task is None or self.fence_task.done():
+            self.fence_task = asyncio.create_task(self._fence(reason), name="fence")
+        return await asyncio.shield(self.fence_task)
+
+    async def _fence(self, reason: str):
+        gen, peer = self.fence_gen, self.peer_name
+        self.fencing = FenceState.PENDING
+        self.fenced_incarnation = self.heartbeat.peer().incarnation
+        self.history.record("fence-start", target=peer, reason=reason)
+        try:
+            if self.fencer is None:
+                outcome = FenceResult(False, f"no fence device can fence {peer}")
+            else:
+                outcome = await self.fencer.fence(peer)
+        except Exception as e:  # a broken fencer is a failed fence, never a dead daemon
+            outcome = FenceResult(False, f"the fencer raised {type(e).__name__}")
+        # only the outcome's own fields are recorded: the fencer redacts its message, and options
+        # and secrets never leave it
+        self.history.record("fence", target=peer, ok=outcome.ok, already_off=outcome.already_off,
+                            device=outcome.device, level=outcome.level, message=outcome.message,
+                            duration=round(outcome.duration, 3))
+        self.alerter.emit("fence_result", "warning" if outcome.ok else "critical",
+                          f"fencing {peer}: " + ("it was off already" if outcome.already_off else
+                                                 "succeeded" if outcome.ok else "failed")
+                          + f" ({outcome.message})", node=peer)
+        if gen == self.fence_gen:  # still the same loss of the peer
+            if outcome.ok:
+                self.fencing = FenceState.SUCCEEDED
+            else:
+                self.fencing = FenceState.FAILED
+                self.fence_facts = replace(self.fence_facts, attempts=self.fence_facts.attempts + 1,
+                                           last_attempt_at=time.monotonic(), last_message=outcome.message)
+        self.changed()
+        return outcome
+
+    async def drbd_fence_step(self, action: Action) -> Result:
+        """DRBD_DISCONNECT: the peer is fenced, DRBD has not noticed yet: drop the connection now and
+        listen for the peer again (it is off: this is the state DRBD reaches itself after its ping
+        timeout).  DRBD_OUTDATE: the live peer asked for it (its fence-peer handler)."""
+        drv = self.drbd[action.resource]
+        if action.kind == ActionKind.DRBD_DISCONNECT:
+            result = await drv.disconnect(force=True)  # the peer is off: no handshake to wait for
+            if result.ok:
+                result = await drv.connect()
+        else:
+            result = await drv.outdate()
+        status = await drv.status()
+        self.note_drbd_connection(action.resource, status)
+        self.drbd_status[action.resource] = status
+        return result
+
+    def peer_outdate_requests(self) -> list[str]:
+        """The DRBD resources the live peer asks this node to outdate (its heartbeat payload)."""
+        peer = self.heartbeat.peer()
+        asked = (peer.payload or {}).get("outdate") if peer.alive else None
+        if not isinstance(asked, list):
+            return []
+        return [r for r in asked if isinstance(r, str) and r in self.drbd]
 
     # ------------------------------------------------------------ shutdown
 
@@ -625,12 +744,42 @@ class Engine:
         records = self.history.read(args.get("since"))
         return {"records": records[-int(args.get("limit", 2000)):], "timelines": histmod.timelines(records)}
 
-    def cmd_fence_peer(self, args: dict) -> dict:
-        from hasupd.resources.drbd_handler import fence_peer_verdict
-        peer = self.peer_state()
+    async def cmd_fence_peer(self, args: dict) -> dict:
+        """DRBD's fence-peer handler (guard drbd): decided by fence_peer_verdict, step by step: ask
+        the live peer to outdate itself and wait for its heartbeat to show it, or fence the silent
+        peer with the devices; every doubt answers "unknown" (exit 1: no promotion, I/O frozen)."""
+        from hasupd.resources.drbd_handler import FenceVerdict, fence_peer_verdict
         res = args.get("resource") or ""
-        v = fence_peer_verdict(peer.alive, peer.drbd.get(res), self.cfg.split_brain_guard.mode, self.fencing,
-                               tiebreaker=self.guard.reachable if self.guard else None, resource=res)
+        if res not in self.drbd:
+            raise ControlError(f"no DRBD resource {res!r} in the configuration")
+        deadline = time.monotonic() + OUTDATE_WAIT
+        fenced_once = False
+        try:
+            while True:
+                peer = self.peer_state()
+                view = self.view()
+                v = fence_peer_verdict(peer.alive, peer.drbd.get(res), self.cfg.split_brain_guard.mode,
+                                       view.fencing, tiebreaker=view.tiebreaker, resource=res,
+                                       devices=view.fence.devices, peer_power=view.fence.peer_power)
+                if v.fence_peer and not fenced_once:
+                    fenced_once = True
+                    await self.fence_peer(f"DRBD's fence-peer handler for {res}: {v.detail}")
+                    continue
+                if v.fence_peer:
+                    v = FenceVerdict("unknown", f"{v.detail}, but fencing it failed")
+                elif v.ask_peer_to_outdate and time.monotonic() < deadline:
+                    if res not in self.outdate_requests:
+                        self.outdate_requests.add(res)
+                        self.publish()
+                    await asyncio.sleep(0.1)  # its answer is its next heartbeat (its disk Outdated)
+                    continue
+                elif v.ask_peer_to_outdate:
+                    v = FenceVerdict("unknown", f"{v.detail}, and it did not within {OUTDATE_WAIT:g}s")
+                break
+        finally:
+            if res in self.outdate_requests:
+                self.outdate_requests.discard(res)
+                self.publish()
         self.history.record("observation", state="fence_peer", resource=res, reason=f"{v.verdict}: {v.detail}")
         return {"verdict": v.verdict, "detail": v.detail}
 
@@ -685,6 +834,42 @@ def self_fence() -> Result:
     except OSError as e:
         return Result(False, f"self-fence failed: {e.strerror}")
     return Result(True)
+
+
+@dataclass(frozen=True)
+class FenceResult:
+    """The shape of fence-schema.md's FenceOutcome, for a fence that could not run and for the
+    round-1 command fencer."""
+
+    ok: bool
+    message: str
+    already_off: bool = False
+    device: str | None = None
+    level: int | None = None
+    duration: float = 0.0
+
+
+class CommandFencer:
+    """The round-1 fence command (split_brain_guard.fence) behind the Fencer interface of
+    fence-schema.md, until hasupd.fencing.Fencer (cfg.fencing) replaces it.  It has no status
+    action: power_status is always "unknown"."""
+
+    def __init__(self, guard):
+        self.runner = tiebreaker.FenceRunner(guard)
+
+    async def fence(self, node: str) -> FenceResult:
+        result = await self.runner.fence(node)
+        return FenceResult(result.ok, result.message, device="command", level=1, duration=result.duration or 0.0)
+
+    async def power_status(self, node: str) -> str:
+        return "unknown"
+
+
+def command_fencer(cfg: Config):
+    """The engine's default fencer from the configuration (None: nothing can fence the peer)."""
+    if cfg.split_brain_guard.fence is None:
+        return None
+    return CommandFencer(cfg.split_brain_guard.fence)
 
 
 def local_node_name(cfg: Config, explicit: str | None) -> str:

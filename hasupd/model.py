@@ -111,6 +111,28 @@ class FenceState(str, Enum):
 
 
 @dataclass(frozen=True)
+class FenceFacts:
+    """What the planner knows about fencing the peer (split_brain_guard fence, or drbd with devices).
+
+    The engine builds the policy part from the configuration (``planner.fence_policy``) and the rest
+    from its fencer; all of it is about the CURRENT loss of the peer (the engine starts afresh when
+    the peer is heard again)."""
+
+    devices: bool = False  # fence devices that can fence the peer are configured
+    owner_head_start: float = 0.0  # a node that runs no group waits this long before fencing
+    random_delay: float = 0.0  # drawn by the engine in [0, random_delay_max] when the peer was lost
+    # when DRBD stopped being Connected to the peer (None: Connected, or not known); the head start
+    # counts from the later of this and the heartbeat's loss, as the owner cannot fence before either
+    drbd_lost_at: float | None = None
+    attempts: int = 0  # failed fence attempts since the peer was lost
+    last_attempt_at: float | None = None  # when the last failed attempt ended (monotonic)
+    last_message: str = ""  # the last outcome's sentence (the fencer redacts secrets)
+    # the devices' power status of the silent peer, asked by the engine as soon as it is lost:
+    # "off" means it is fenced already (a power cut; the BMC keeps standby power); "" = not known
+    peer_power: str = ""
+
+
+@dataclass(frozen=True)
 class ClusterView:
     local: str
     now: float
@@ -142,6 +164,10 @@ class ClusterView:
     # max(epoch_floor, both claims) + 1, so epochs never go back after a clean failover
     # (a released claim no longer shows) or a restart.
     epoch_floor: int = 0
+    # added for fencing (issue 17): the fence facts, and the DRBD resources the live peer asks this
+    # node to outdate (its fence-peer handler runs: DRBD resource-and-stonith, guard drbd)
+    fence: FenceFacts = FenceFacts()
+    outdate_requested: frozenset[str] = frozenset()
 
     @property
     def me(self) -> NodeState:
@@ -159,7 +185,7 @@ class ActionKind(str, Enum):
     START = "start"
     STOP = "stop"
     MONITOR = "monitor"  # re-probe (e.g. after cleanup)
-    FENCE = "fence"  # run the fence command against the peer
+    FENCE = "fence"  # fence the peer with the fence devices (fencer.fence(peer))
     CLAIM = "claim"  # record ownership of the group at a new epoch
     RELEASE = "release"  # drop the ownership claim
     BAN = "ban"  # bar this node from the group (threshold reached)
@@ -170,6 +196,9 @@ class ActionKind(str, Enum):
     FORGET_MOVE = "forget_move"  # a one-shot move is done: drop the intent (state.forget_move)
     FORGET_FORCE = "forget_force"  # a forced promotion is used up: drop it (force_promotion(res, False))
     FORGET_ALERT = "forget_alert"  # a standing condition cleared: drop action.key from view.alerted
+    # added for fencing (issue 17):
+    DRBD_DISCONNECT = "drbd_disconnect"  # the peer is fenced: drop DRBD's connection to it now
+    DRBD_OUTDATE = "drbd_outdate"  # the live peer asked: mark this node's disconnected copy Outdated
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,12 @@ the first failure:
 * CLAIM / RELEASE: set / drop ``claims[group] = action.epoch``.
 * BAN: bar this node from ``action.group`` until cleanup.
 * BLOCK: record ``blocked[group] = action.reason`` (critical alert).
-* REBOOT: self-fence.  FENCE: run the fence command against the peer; the
-  result comes back as ``view.fencing``.
+* REBOOT: self-fence.  FENCE: fence the peer with the fence devices
+  (``fencer.fence(peer)``); the result comes back as ``view.fencing`` and,
+  when it failed, ``view.fence`` (attempts, when, why).
+* DRBD_DISCONNECT: drop DRBD's connection to the fenced peer at once
+  (``drbdadm disconnect --force``, then ``connect`` to listen for it again).
+* DRBD_OUTDATE: ``drbdadm outdate`` on ``action.resource`` (the peer asked).
 * ALERT: emit ``action.event``/``severity``/``reason``; when ``action.key``
   is set it is a standing condition: add the key to ``view.alerted``.
 * FORGET_ALERT: the condition ``action.key`` cleared: drop it from
@@ -104,6 +108,34 @@ Decisions taken where DESIGN.md is silent (each is a scenario):
   failed attempt (like Pacemaker's fencing retries); never while DRBD is
   Connected to the peer (it is alive: only the heartbeat is broken).
 
+Fencing (issue 17; ``view.fence``, DESIGN.md rules 5, 6, 12).  "Fence first"
+applies with split_brain_guard fence, and with drbd when fence devices are
+configured; the peer counts as fenced when a FENCE confirmed it off, or
+when the devices report its power off (a power cut: fenced already, no
+FENCE, no delay):
+
+* The fence race is decided: a silent peer is fenced by both nodes; the node
+  that holds any group fences at once (after ``random_delay``), the other
+  waits ``owner_head_start`` + ``random_delay`` counted from when the peer
+  was lost (heartbeat silent and DRBD no longer Connected, whichever came
+  last), so the owner's fence lands first.  The owner keeps running meanwhile.
+  When each node runs a group, both fence at once and only the random delay
+  decides (Pacemaker's priority-fencing-delay with equal priorities).
+* A node whose tie-breaker is unreachable (``view.tiebreaker`` False) does not
+  fence at all: if it is the isolated one, it must be the one that loses.
+* Nothing of a group starts on a node that is not holding it until the peer
+  is fenced; a failed fence is retried with a backoff (2 s, doubling, at most
+  60 s) and raises the standing alert ``fence_failed:PEER``; no takeover.
+* Once the peer is fenced, a DRBD still Connected to it (DRBD's ping timeout
+  has not run out yet) is disconnected at once (DRBD_DISCONNECT) and the
+  takeover goes on: no wait for ``drbd.peer_dead_wait``.
+* Guard drbd without fence devices: a silent peer is never assumed down; no
+  takeover unless DRBD itself knows the peer's copy is Outdated (the fence-peer
+  handler would refuse the promotion anyway): standing alert ``no_takeover``.
+* The live peer asks this node to outdate a DRBD resource (its fence-peer
+  handler runs, ``view.outdate_requested``): DRBD_OUTDATE when this node is
+  Secondary, disconnected, with UpToDate or Consistent data, and no split brain.
+
 Standing-condition alert keys (``Action.key``): ``split_brain:RES``
 (critical, with the recovery commands), ``drbd_connected:GROUP`` (heartbeat
 broken, no takeover), ``no_takeover:GROUP`` (the peer is gone but the guard
@@ -120,6 +152,7 @@ from hasupd.model import (
     ActionKind,
     ClusterView,
     DrbdStatus,
+    FenceFacts,
     FenceState,
     NodeState,
     ResourceStatus,
@@ -192,6 +225,7 @@ def _plan(cfg: Config, view: ClusterView) -> _Plan:
         if gp.fence and not plan.fence:
             plan.fence = gp.fence
 
+    group_actions = _outdate_on_request(cfg, view, group_actions) + group_actions
     # standing-condition alerts: raise the new ones, forget the cleared ones
     for key in sorted(view.alerted - set(plan.alerts)):
         plan.actions.append(Action(K.FORGET_ALERT, key=key, reason=f"the condition {key} has cleared"))
@@ -453,7 +487,8 @@ class _GroupPlanner:
         if holds_me and peer_holds:
             return self.two_owners()
         if holds_me:
-            return self.keep_or_leave()
+            self.keep_or_leave()
+            return self.owner_fences_silent_peer()
         if peer_holds:
             return self.runs_on_peer()
         if self.peer_alive:
@@ -704,7 +739,7 @@ class _GroupPlanner:
         gone = ("has not been heard since start-up" if not view.peer_ever_seen
                 else f"is silent on every ring for {view.now - self._lost_at():g}s")
         d = self.d
-        if d is not None and d.connected:
+        if d is not None and d.connected and not _peer_fenced(view):
             sees = f" and still sees {peer} {d.peer_role}" if d.peer_role == "Primary" else ""
             if view.peer_ever_seen:
                 waited = view.now - self._lost_at()
@@ -739,20 +774,198 @@ class _GroupPlanner:
             return
 
         mode = self.cfg.split_brain_guard.mode
-        if mode == "fence" and view.fencing != FenceState.SUCCEEDED:
-            if view.fencing == FenceState.PENDING:
-                self.sentence = f"{name} is not running: fencing {peer} is under way; takeover waits for it."
-                return
-            again = " again (the last attempt failed)" if view.fencing == FenceState.FAILED else ""
-            self.fence = f"{peer} {gone}: fence it{again} before taking over (split_brain_guard fence)"
-            self.sentence = f"{name} is not running: {self.fence}."
+        if self.fence_first(gone):
             return
+        self.disconnect_fenced_peer()
         guard = {"ping": "the tie-breaker is reachable", "fence": f"{peer} was fenced",
                  "drbd": "DRBD's fence-peer handler outdates the peer on promotion",
                  "none": "split_brain_guard is none"}[mode]
+        if mode == "drbd" and _fence_first_guard(self.cfg, view):
+            guard = f"{peer} was fenced"
+        elif mode == "drbd":
+            guard = f"DRBD knows {peer}'s copy of {d.resource} is Outdated" if d is not None else guard
+        if _peer_fenced(view) and view.fencing != FenceState.SUCCEEDED:
+            guard = f"its fence devices report {peer} powered off (fenced already)"
         reason = f"{peer} {gone} and {guard}: take {name} over on {local}"
         self.start_all(reason, self.start_epoch())
         self.sentence = f"{name} is starting on {local}: {peer} {gone} and {guard}."
 
     def _lost_at(self) -> float:
         return self.view.peer_lost_at if self.view.peer_lost_at is not None else self.view.now
+
+    # ------------------------------------------------------------ fencing (issue 17)
+
+    def fence_first(self, gone: str) -> bool:
+        """Takeover must wait for the peer to be fenced: plan the FENCE when its time has come,
+        say why not otherwise.  False: go on with the takeover."""
+        cfg, view, name, local, peer = self.cfg, self.view, self.name, self.local, self.peer_name
+        mode = cfg.split_brain_guard.mode
+        if mode not in ("fence", "drbd") or _peer_fenced(view):
+            return False
+        if mode == "drbd" and not view.fence.devices:
+            d = self.d
+            if d is None or d.peer_disk == "Outdated":
+                return False  # no DRBD to guard, or DRBD knows the peer cannot promote: no handler call
+            why = (f"split_brain_guard drbd has no fence device: DRBD refuses to promote {d.resource} "
+                   f"while {peer} may be alive with good data (its fence-peer handler never answers "
+                   f"'down' on silence), so {local} does not take {name} over; bring {peer} back or "
+                   "configure fencing devices")
+            self.release_stale_claim()
+            self.drbd_up()
+            self.alert(f"no_takeover:{name}", "critical", "no_takeover", f"{peer} {gone}: {why}")
+            self.sentence = f"{name} is not running: {peer} {gone} and {why}."
+            return True
+        go, why = _fence_gate(cfg, view, peer)
+        self.drbd_up()
+        self.fence_alert()
+        if go:
+            again = " again" if view.fencing == FenceState.FAILED else ""
+            self.fence = f"{peer} {gone}: fence it{again} before taking over ({why})"
+            self.sentence = f"{name} is not running: {self.fence}."
+        else:
+            self.sentence = f"{name} is not running: {peer} {gone}; {why}; no takeover before it is fenced."
+        return True
+
+    def owner_fences_silent_peer(self) -> None:
+        """The node that holds the group fences a silent peer at once (its head start in the
+        fence race); it keeps running the group meanwhile."""
+        view, peer = self.view, self.peer_name
+        if (self.peer_alive or not _fence_first_guard(self.cfg, view) or _peer_fenced(view)
+                or not view.fence.devices or any(a.kind in (K.STOP, K.DEMOTE) for a in self.actions)):
+            return
+        if not view.peer_ever_seen and view.now - view.started_at < self.cfg.heartbeat.initdead:
+            return
+        go, why = _fence_gate(self.cfg, view, peer)
+        self.fence_alert()
+        if go:
+            self.fence = f"{peer} is silent on every ring while {self.local} runs {self.name}: fence it ({why})"
+            self.sentence = self.sentence[:-1] + f"; it fences the silent {peer} ({why})."
+        else:
+            self.sentence = self.sentence[:-1] + f"; {peer} is silent: {why}."
+
+    def fence_alert(self) -> None:
+        f = self.view.fence
+        if self.view.fencing == FenceState.FAILED and f.attempts:
+            self.alert(f"fence_failed:{self.peer_name}", "critical", "fence_failed",
+                       f"fencing {self.peer_name} failed {_times(f.attempts)} ({f.last_message or 'no detail'}): "
+                       f"no takeover until a fence succeeds; check the devices with `hasupctl fence test`")
+
+    def disconnect_fenced_peer(self) -> None:
+        """The peer is fenced but DRBD has not noticed yet (its ping timeout runs): drop the connection
+        now rather than wait for drbd.peer_dead_wait."""
+        d = self.d
+        if d is not None and d.connected and _peer_fenced(self.view):
+            self.act(K.DRBD_DISCONNECT, d.resource, f"{self.peer_name} is fenced (off) but DRBD {d.resource} is "
+                     f"still Connected to it: disconnect now instead of waiting for DRBD's ping timeout")
+
+
+FENCE_RETRY_FIRST = 2.0  # s after the first failed fence; doubles per failure ...
+FENCE_RETRY_MAX = 60.0  # ... up to this
+
+
+def fence_policy(cfg: Config) -> FenceFacts:
+    """The configuration's part of ``view.fence`` (the engine and hasupd-simulate start from it).
+    ``random_delay`` is the configured maximum here: the engine draws the delay of each loss of
+    the peer in [0, maximum]; hasupd-simulate shows the longest wait.
+
+    Until the ``fencing:`` section lands (issue 17, cfg.fencing), the round-1 fence command of
+    split_brain_guard fence is the one device; head start and random delay take the defaults
+    of fence-schema.md."""
+    fencing = getattr(cfg, "fencing", None)
+    if fencing is not None:
+        return FenceFacts(devices=bool(fencing.devices), owner_head_start=fencing.owner_head_start,
+                          random_delay=fencing.random_delay_max)
+    guard = cfg.split_brain_guard
+    return FenceFacts(devices=guard.fence is not None and bool(guard.fence.command), owner_head_start=5.0)
+
+
+def guard_price(cfg: Config) -> str:
+    """What the split-brain guard costs, in one sentence (``hasupctl check``, README)."""
+    mode, f = cfg.split_brain_guard.mode, fence_policy(cfg)
+    if mode == "drbd" and not f.devices:
+        return ("drbd without fence devices: a live peer outdates itself, but a peer that vanishes (silent, "
+                "not fenced) is never taken over automatically (DRBD keeps I/O frozen and refuses to promote: "
+                "data before availability); add fence devices (fencing:) for automatic takeover")
+    if mode in ("drbd", "fence"):
+        how = "a live peer outdates itself; " if mode == "drbd" else ""
+        return (f"{mode} with fence devices: {how}a silent peer is fenced (confirmed off) before any takeover; "
+                f"the node that runs a group fences at once, the other after owner_head_start "
+                f"{f.owner_head_start:g}s; a failed fence means no takeover")
+    if mode == "ping":
+        return ("ping: takes over while the tie-breaker answers; it does not decide a partition where both "
+                "nodes reach it (two primaries possible)")
+    return "none: takes over on heartbeat silence alone; a cut network runs the group on both nodes"
+
+
+def fence_retry_delay(attempts: int) -> float:
+    """Wait after the attempts-th failed fence before the next one."""
+    return min(FENCE_RETRY_MAX, FENCE_RETRY_FIRST * 2 ** max(0, attempts - 1))
+
+
+def _fence_first_guard(cfg: Config, view: ClusterView) -> bool:
+    """The guard fences a silent peer before anything of its groups starts here."""
+    mode = cfg.split_brain_guard.mode
+    return mode == "fence" or (mode == "drbd" and view.fence.devices)
+
+
+def _peer_fenced(view: ClusterView) -> bool:
+    """The silent peer is known off: a fence confirmed it, or its devices report its power off."""
+    return not view.peer.alive and (view.fencing == FenceState.SUCCEEDED or view.fence.peer_power == "off")
+
+
+def _holds_any_group(cfg: Config, view: ClusterView) -> bool:
+    peer = cfg.peer_of(view.local)
+    return any(_GroupPlanner(cfg, view, g, peer)._holds(view.me) for g in cfg.groups)
+
+
+def _fence_gate(cfg: Config, view: ClusterView, peer: str) -> tuple[bool, str]:
+    """(fence the silent peer now?, why / why not yet): the fence race and the retries."""
+    f, local = view.fence, view.local
+    if view.fencing == FenceState.PENDING:
+        return False, f"fencing {peer} is under way"
+    if not f.devices:
+        return False, f"no fence device can fence {peer}"
+    if view.tiebreaker is False:
+        return False, (f"{local} does not reach its tie-breaker, so it does not fence {peer} (if {local} "
+                       "is the isolated one, it must be the one that loses)")
+    connected = sorted(d.resource for d in view.me.drbd.values() if d.connected)
+    if connected:
+        return False, (f"DRBD {', '.join(connected)} is still Connected to {peer}: it is alive (only the "
+                       "heartbeat is broken), so it is not fenced")
+    lost = view.peer_lost_at if view.peer_lost_at is not None else view.started_at + cfg.heartbeat.initdead
+    if f.drbd_lost_at is not None:
+        lost = max(lost, f.drbd_lost_at)
+    owner = _holds_any_group(cfg, view)
+    wait = f.random_delay + (0.0 if owner else f.owner_head_start)
+    parts = ([] if owner else [f"owner_head_start {f.owner_head_start:g}s"]) + (
+        [f"random delay {f.random_delay:g}s"] if f.random_delay else [])
+    delay = f" after {' + '.join(parts)}" if parts else " at once"
+    who = f"{local} runs a group, so it fences{delay}" if owner else f"{local} runs no group, so it fences{delay}"
+    waited = view.now - lost
+    if waited < wait:
+        return False, f"{who}: {peer} is fenced in {round(wait - waited, 1):g}s unless it is heard again"
+    if view.fencing == FenceState.FAILED and f.attempts and f.last_attempt_at is not None:
+        retry = f.last_attempt_at + fence_retry_delay(f.attempts) - view.now
+        if retry > 0:
+            return False, (f"fencing {peer} failed {_times(f.attempts)} ({f.last_message or 'no detail'}); "
+                           f"the next attempt is in {round(retry, 1):g}s")
+    return True, who
+
+
+def _outdate_on_request(cfg: Config, view: ClusterView, planned: list[Action]) -> list[Action]:
+    """The live peer's fence-peer handler asks this node to outdate its copy (guard drbd): do it
+    when this node is a disconnected Secondary with good data, so the peer may promote; not in
+    maintenance, and not when this node's own plan promotes it (then the peer's request times out
+    and its promotion fails: neither promotes on a doubt)."""
+    out = []
+    if not view.peer.alive or not view.me.settled or view.maintenance:
+        return out
+    promoting = {a.resource for a in planned if a.kind == K.PROMOTE}
+    for res in sorted(view.outdate_requested - promoting):
+        d = view.me.drbd.get(res)
+        if (d is not None and d.up and d.role == "Secondary" and not d.connected and not d.split_brain
+                and d.disk in ("UpToDate", "Consistent")):
+            out.append(Action(K.DRBD_OUTDATE, None, res, f"{cfg.peer_of(view.local)} asks {view.local} to "
+                              f"outdate its disconnected copy of {res} (DRBD's fence-peer handler there) so that "
+                              "it may promote; this copy stays Outdated until it resyncs"))
+    return out

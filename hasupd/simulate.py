@@ -49,6 +49,16 @@ The view file (every key optional except where said)::
       forced_promotions: [r0]
       tiebreaker: true                 # the local ping guard (default null = not known)
       fencing: none                    # none | pending | succeeded | failed
+      fence:                           # the fence facts (default: from the configuration)
+        devices: true                  #   fence devices can fence the peer
+        owner_head_start: 5            #   a node that runs no group waits this long (s)
+        random_delay: 0                #   the random delay drawn for this loss (s)
+        drbd_lost_ago: 2               #   DRBD stopped being Connected 2 s ago
+        attempts: 2                    #   failed fence attempts since the loss
+        last_attempt_ago: 3            #   the last one ended 3 s ago
+        last_message: "..."            #   its sentence
+        peer_power: "off"              #   the devices' power status of the silent peer (on|off|unknown)
+      outdate_requested: [r0]          # the live peer asks this node to outdate r0 (its fence-peer handler)
       blocked: {rg_web: reason}
       alerted: [split_brain:r0]        # standing alerts already raised
       epoch_floor: 4                   # the highest claim epoch this node has ever seen (default 0)
@@ -76,6 +86,7 @@ from hasupd.model import (
     ClusterView,
     DrbdStatus,
     FailCount,
+    FenceFacts,
     FenceState,
     MoveIntent,
     NodeState,
@@ -268,7 +279,7 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
     _check_keys(path, "view.", v, (
         "local", "now", "uptime", "wall", "peer_ever_seen", "peer_lost_ago", "nodes", "fail_counts", "bans",
         "moves", "target_roles", "maintenance", "forced_promotions", "tiebreaker", "fencing", "blocked",
-        "alerted", "epoch_floor"))
+        "alerted", "epoch_floor", "fence", "outdate_requested"))
     names = cfg.node_names()
     local = v.get("local", names[0])
     if local not in names:
@@ -401,12 +412,56 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
     epoch_floor = v.get("epoch_floor", 0)
     if isinstance(epoch_floor, bool) or not isinstance(epoch_floor, int) or epoch_floor < 0:
         raise ViewError(f"{where}epoch_floor: expected a claim epoch (a whole number >= 0)")
+    fence = _fence_facts(cfg, _mapping(where + "fence", v.get("fence")), now, path)
+    outdate_requested = v.get("outdate_requested") or []
+    if not isinstance(outdate_requested, list) or not set(outdate_requested) <= {r.name for r in cfg.drbd.resources}:
+        raise ViewError(f"{where}outdate_requested: expected a list of DRBD resources")
     return ClusterView(
+        fence=fence, outdate_requested=frozenset(outdate_requested),
         local=local, now=now, started_at=now - uptime, nodes=nodes, peer_ever_seen=peer_ever_seen,
         peer_lost_at=peer_lost_at, wall=wall, fail_counts=fail_counts, bans=frozenset(bans), moves=moves,
         target_roles=target_roles, maintenance=bool(v.get("maintenance", False)),
         forced_promotions=frozenset(v.get("forced_promotions") or ()), tiebreaker=tiebreaker,
         fencing=fencing, blocked=blocked, alerted=frozenset(v.get("alerted") or ()), epoch_floor=epoch_floor)
+
+
+def _fence_facts(cfg: Config, raw: dict, now: float, path: str) -> FenceFacts:
+    where = f"{path}: view.fence."
+    _check_keys(path, "view.fence.", raw, ("devices", "owner_head_start", "random_delay", "drbd_lost_ago",
+                                            "attempts", "last_attempt_ago", "last_message", "peer_power"))
+    f = planner.fence_policy(cfg)
+    ago = {k: now - _number(where + k, raw[k]) for k in ("drbd_lost_ago", "last_attempt_ago") if k in raw}
+    attempts = raw.get("attempts", 0)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+        raise ViewError(f"{where}attempts: expected a whole number >= 0")
+    power = str(raw.get("peer_power", ""))
+    if power not in ("", "on", "off", "unknown"):
+        raise ViewError(f"{where}peer_power: expected on, off or unknown")
+    return FenceFacts(
+        devices=bool(raw.get("devices", f.devices)),
+        owner_head_start=_number(where + "owner_head_start", raw.get("owner_head_start", f.owner_head_start)),
+        random_delay=_number(where + "random_delay", raw.get("random_delay", f.random_delay)),
+        drbd_lost_at=ago.get("drbd_lost_ago"), attempts=attempts, last_attempt_at=ago.get("last_attempt_ago"),
+        last_message=str(raw.get("last_message", "")), peer_power=power)
+
+
+def _describe_fence(cfg: Config, view: ClusterView, peer: str) -> list[str]:
+    f, mode = view.fence, cfg.split_brain_guard.mode
+    if mode != "fence" and not f.devices and view.fencing == FenceState.NONE and not f.peer_power:
+        return []
+    text = f"fencing of {peer}: {view.fencing.value}"
+    if f.attempts:
+        text += f" ({f.attempts} failed"
+        if f.last_attempt_at is not None:
+            text += f", the last {_secs(view.now - f.last_attempt_at)} ago"
+        text += f": {f.last_message})" if f.last_message else ")"
+    text += "; " + (f"devices yes, owner_head_start {_secs(f.owner_head_start)}, random delay "
+                    f"{_secs(f.random_delay)}" if f.devices else "no fence devices")
+    if f.drbd_lost_at is not None:
+        text += f"; DRBD lost {peer} {_secs(view.now - f.drbd_lost_at)} ago"
+    if f.peer_power:
+        text += f"; its power: {f.peer_power}"
+    return [text]
 
 
 # ---------------------------------------------------------------- the summary
@@ -489,8 +544,9 @@ def describe_view(cfg: Config, view: ClusterView) -> list[str]:
         extra.append(f"forced promotion: {', '.join(sorted(view.forced_promotions))}")
     if view.maintenance:
         extra.append("MAINTENANCE mode")
-    if cfg.split_brain_guard.mode == "fence":
-        extra.append(f"fencing of {peer}: {view.fencing.value}")
+    extra += _describe_fence(cfg, view, peer)
+    if view.outdate_requested:
+        extra.append(f"{peer} asks {view.local} to outdate: {', '.join(sorted(view.outdate_requested))}")
     if view.alerted:
         extra.append(f"alerted: {', '.join(sorted(view.alerted))}")
     if view.epoch_floor:

@@ -25,6 +25,7 @@ from hasupd.model import (
     ClusterView,
     DrbdStatus,
     FailCount,
+    FenceFacts,
     FenceState,
     MoveIntent,
     NodeState,
@@ -158,6 +159,18 @@ def worlds(draw):
         "uptime": draw(st.sampled_from([3.0, 1000.0])),
         "fencing": draw(st.sampled_from(list(FenceState))),
         "floor": draw(st.sampled_from([0, 0, 2, 5])),
+        # the fence facts (issue 17): devices (always with guard fence), the race's delays, the
+        # retries, what the devices say about the peer's power, DRBD's own loss of the peer
+        "fence": {
+            "devices": cfg.split_brain_guard.mode == "fence" or draw(st.booleans()),
+            "owner_head_start": draw(st.sampled_from([0.0, 5.0])),
+            "random_delay": draw(st.sampled_from([0.0, 0.0, 1.5])),
+            "drbd_lost_ago": draw(st.sampled_from([None, 0.5, 20.0])),
+            "attempts": draw(st.sampled_from([0, 0, 1, 4])),
+            "last_attempt_ago": draw(st.sampled_from([0.5, 100.0])),
+            "peer_power": draw(st.sampled_from(["", "", "on", "off", "unknown"])),
+        },
+        "outdate_requested": rarely(draw, 4),
     } for n in (a, b)}
     return cfg, {A: a, B: b}, hb_link, connected, shared, per_view
 
@@ -195,7 +208,18 @@ def view_of(world, local: str) -> ClusterView:
     fencing = pv["fencing"]
     if fencing == FenceState.SUCCEEDED and them["alive"]:
         fencing = FenceState.FAILED  # a fence that succeeded left the peer dead
+    fx = pv["fence"]
+    power = fx["peer_power"]
+    if power == "off" and them["alive"]:
+        power = "on"  # a device reports off only a node that is off
+    fence = FenceFacts(
+        devices=fx["devices"], owner_head_start=fx["owner_head_start"], random_delay=fx["random_delay"],
+        drbd_lost_at=None if fx["drbd_lost_ago"] is None else NOW - fx["drbd_lost_ago"],
+        attempts=fx["attempts"] if fencing == FenceState.FAILED else 0,
+        last_attempt_at=NOW - fx["last_attempt_ago"] if fencing == FenceState.FAILED else None,
+        last_message="bmc: no answer", peer_power="" if sees_peer else power)
     return ClusterView(
+        fence=fence, outdate_requested=frozenset([DRBD]) if pv["outdate_requested"] and sees_peer else frozenset(),
         local=local, now=NOW, started_at=NOW - pv["uptime"],
         nodes={local: node_state(me, them, connected, True), peer: peer_state},
         peer_ever_seen=ever_seen,
@@ -278,10 +302,51 @@ def check_one(cfg, view: ClusterView, actions) -> None:
         mode = cfg.split_brain_guard.mode
         if mode == "ping":
             assert view.tiebreaker is True, actions
-        if mode == "fence":
-            assert view.fencing == FenceState.SUCCEEDED, actions
+        if fence_first(cfg, view):
+            assert fenced(view), actions
+        if mode == "drbd" and not view.fence.devices:
+            # never on silence alone: only when DRBD itself knows the peer's copy is Outdated
+            assert fenced(view) or d.peer_disk == "Outdated", actions
     if cfg.split_brain_guard.mode == "ping" and view.tiebreaker is False:
         assert K.START not in kinds and K.PROMOTE not in kinds, actions
+    check_fencing(cfg, view, actions)
+
+
+def fence_first(cfg, view: ClusterView) -> bool:
+    mode = cfg.split_brain_guard.mode
+    return mode == "fence" or (mode == "drbd" and view.fence.devices)
+
+
+def fenced(view: ClusterView) -> bool:
+    return view.fencing == FenceState.SUCCEEDED or view.fence.peer_power == "off"
+
+
+def check_fencing(cfg, view: ClusterView, actions) -> None:
+    """The fence race and its limits (issue 17)."""
+    kinds = [a.kind for a in actions]
+    assert kinds.count(K.FENCE) <= 1, actions
+    if K.FENCE in kinds:
+        f = view.fence
+        assert fence_first(cfg, view) and f.devices, actions
+        assert not view.peer.alive, actions  # never a peer that is heard
+        assert view.tiebreaker is not False, actions  # an isolated node fences nobody
+        assert view.fencing != FenceState.PENDING and not fenced(view), actions
+        assert not any(d.connected for d in view.me.drbd.values()), actions  # DRBD sees it alive
+        lost = view.peer_lost_at if view.peer_lost_at is not None else view.started_at + cfg.heartbeat.initdead
+        if f.drbd_lost_at is not None:
+            lost = max(lost, f.drbd_lost_at)
+        # the owner fences after its random delay, the other after the head start too
+        wait = f.random_delay + (0 if holds(view) else f.owner_head_start)
+        assert view.now - lost >= wait, (wait, actions)
+        if view.fencing == FenceState.FAILED and f.attempts:
+            assert view.now - f.last_attempt_at >= planner.fence_retry_delay(f.attempts), actions
+    if K.DRBD_DISCONNECT in kinds:
+        assert fenced(view) and not view.peer.alive, actions
+    if K.DRBD_OUTDATE in kinds:
+        d = view.me.drbd[DRBD]
+        assert view.peer.alive and d.role == "Secondary", actions
+        assert not d.connected and DRBD in view.outdate_requested, actions
+        assert K.PROMOTE not in kinds, actions
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -299,6 +364,12 @@ def test_safety_invariants_on_both_nodes(world):
         assert set(explained) == {GROUP} and explained[GROUP].endswith(".")
         check_one(cfg, view, actions)
         plans[n] = (view, actions)
+    # under a fence-first guard, no node that does not hold the group starts it while the other
+    # may be alive and unfenced (a partition: alive but not heard)
+    for n, (view, actions) in plans.items():
+        other = truth[cfg.peer_of(n)]
+        if fence_first(cfg, view) and other["alive"] and not view.peer.alive and not holds(view):
+            assert not owns(actions), (n, actions)
     # never both nodes told to own the group while they see each other
     if len(plans) == 2 and hb_link:
         assert not (owns(plans[A][1]) and owns(plans[B][1])), plans
@@ -339,6 +410,11 @@ def apply(view: ClusterView, actions) -> ClusterView:
             drbd[a.resource] = replace(drbd[a.resource], role="Secondary")
         elif k == K.DRBD_UP:
             drbd[a.resource] = replace(drbd[a.resource], up=True)
+        elif k == K.DRBD_DISCONNECT:
+            drbd[a.resource] = replace(drbd[a.resource], connection="Connecting", peer_role="Unknown",
+                                       peer_disk="DUnknown")
+        elif k == K.DRBD_OUTDATE:
+            drbd[a.resource] = replace(drbd[a.resource], disk="Outdated")
         elif k == K.CLAIM:
             claims[a.group] = a.epoch
         elif k == K.RELEASE:

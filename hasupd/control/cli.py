@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from hasupd import __version__
+from hasupd import __version__, planner
 from hasupd import config as configmod
 from hasupd.control.client import ControlError, DaemonNotRunning, request
 from hasupd.history import render_timeline, timelines
@@ -252,6 +252,7 @@ def cmd_check(args) -> int:
         raise Fail(str(e), configmod.EX_CONFIG) from None
     if not args.quiet:
         print(configmod.summary(cfg))
+        print(f"split-brain guard {planner.guard_price(cfg)}")
         print(f"{path}: valid")
     return 0
 

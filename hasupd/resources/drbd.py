@@ -237,8 +237,11 @@ class DrbdDriver:
         args = ("connect", "--discard-my-data", self.name) if discard_my_data else ("connect", self.name)
         return await self._run(self._adm(*args), "connect", timeout)
 
-    async def disconnect(self, timeout: float | None = None) -> Result:
-        return await self._run(self._adm("disconnect", self.name), "disconnect", timeout)
+    async def disconnect(self, force: bool = False, timeout: float | None = None) -> Result:
+        """``drbdadm disconnect [--force]``; force (no handshake with the peer, so a Secondary is not
+        outdated on the way) only for a peer that is fenced: confirmed off."""
+        args = ("disconnect", "--force", self.name) if force else ("disconnect", self.name)
+        return await self._run(self._adm(*args), "disconnect", timeout)
 
     async def outdate(self, timeout: float | None = None) -> Result:
         """``drbdadm outdate``: this (disconnected Secondary) node's data is

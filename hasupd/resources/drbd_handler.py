@@ -3,7 +3,7 @@ handlers, answered by the local hasupd daemon (like crm-fence-peer with
 Pacemaker).  drbd.conf::
 
     resource r0 {
-      disk { fencing resource-only; }    # DRBD 9: net { fencing resource-only; }
+      disk { fencing resource-and-stonith; }    # DRBD 9: net { fencing resource-and-stonith; }
       handlers {
         fence-peer   "/usr/bin/hasupd-drbd-handler fence-peer";
         unfence-peer "/usr/bin/hasupd-drbd-handler unfence-peer";
@@ -32,8 +32,16 @@ The daemon answers fence-peer with ``fence_peer_verdict()`` below (pure, the
 whole decision); the verdict maps to DRBD's exit codes: outdated 4, down 5,
 peer-primary 6 (the peer is Primary: DRBD outdates this node), fenced 7,
 anything else (unknown, daemon unreachable, timeout, bad answer) 1 = failed,
-after which DRBD does not promote.  A wrong "yes" here is a split brain, so
-every doubt answers "unknown".
+after which DRBD does not promote (and a Primary keeps its I/O frozen, with
+resource-and-stonith).  A wrong "yes" here is a split brain, so every doubt
+answers "unknown", and silence alone is never "down" (issue 17): a peer
+heard on the heartbeat with good data is asked to outdate itself (the engine
+carries the request in its heartbeat, the peer runs ``drbdadm outdate`` when
+it is a disconnected Secondary, and its next heartbeat shows the disk
+Outdated: exit 4); a silent peer is fenced with the fence devices (exit 7),
+and without devices, or when fencing fails, the answer is 1.  The price:
+with guard drbd and no fence device, a vanished peer means no automatic
+takeover (data before availability, as LINBIT's guide ranks them).
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ class FenceVerdict:
     # itself (`drbdadm outdate R` on the peer) and decide again when its
     # heartbeat shows the disk Outdated
     ask_peer_to_outdate: bool = False
+    # the peer is silent: the engine should fence it with the fence devices
+    # and decide again with the outcome
+    fence_peer: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -79,6 +90,8 @@ def fence_peer_verdict(
     *,
     tiebreaker: bool | None = None,
     resource: str = "",
+    devices: bool = False,
+    peer_power: str = "",
 ) -> FenceVerdict:
     """Decide the fence-peer answer for ``resource``.
 
@@ -86,8 +99,10 @@ def fence_peer_verdict(
     peer_drbd: the peer's own report of the resource (its last heartbeat),
       None when it never reported it.
     guard_mode: split_brain_guard.mode (ping | fence | drbd | none).
-    fencing_state: the fence guard's fencing of the peer (this incarnation).
-    tiebreaker: ping guard: the tie-breaker is reachable from here.
+    fencing_state: the fencing of the peer (this loss of it).
+    tiebreaker: the tie-breaker is reachable from here (None: not known / none).
+    devices: fence devices can fence the peer.
+    peer_power: the devices' power status of the silent peer ("off": fenced already).
     """
     r = resource or "the resource"
     if peer_alive:
@@ -107,21 +122,28 @@ def fence_peer_verdict(
         return FenceVerdict("unknown", f"the peer is alive and Secondary with a {peer_drbd.disk} "
                                        "disk: it must outdate itself first",
                             ask_peer_to_outdate=True)
-    # the peer is silent on every ring
+    # the peer is silent on every ring: only a fence (or the ping heuristic, or guard none's
+    # explicit choice) answers yes; silence alone never does
     if fencing_state is FenceState.SUCCEEDED:
         return FenceVerdict("fenced", "the peer is silent and was fenced")
-    if guard_mode == "fence":
-        why = {FenceState.FAILED: "fencing it failed",
-               FenceState.PENDING: "fencing it is still running"}.get(fencing_state, "it was not fenced")
-        return FenceVerdict("unknown", f"the peer is silent but {why}")
-    if guard_mode == "ping":
-        if tiebreaker:
-            return FenceVerdict("down", "the peer is silent and this node reaches the tie-breaker")
+    if peer_power == "off":
+        return FenceVerdict("fenced", "the peer is silent and its fence devices report it powered off")
+    if guard_mode not in ("ping", "fence", "drbd", "none"):
+        return FenceVerdict("unknown", f"unknown split-brain guard {guard_mode!r}")
+    if tiebreaker is False:
         return FenceVerdict("unknown", "the peer is silent and this node does not reach the "
-                                       "tie-breaker: this node may be the isolated one")
-    if guard_mode in ("drbd", "none"):
-        return FenceVerdict("down", "the peer is silent on every heartbeat ring")
-    return FenceVerdict("unknown", f"unknown split-brain guard {guard_mode!r}")
+                                       "tie-breaker: this node may be the isolated one, it fences nobody")
+    if devices:
+        if fencing_state is FenceState.FAILED:
+            return FenceVerdict("unknown", "the peer is silent and fencing it failed")
+        return FenceVerdict("unknown", "the peer is silent: fence it with the fence devices", fence_peer=True)
+    if guard_mode == "ping" and tiebreaker:
+        return FenceVerdict("down", "the peer is silent and this node reaches the tie-breaker")
+    if guard_mode == "none":
+        return FenceVerdict("down", "the peer is silent on every heartbeat ring and split_brain_guard is "
+                                    "none (takeover on silence, by choice)")
+    return FenceVerdict("unknown", "the peer is silent and no fence device can fence it: silence alone "
+                                   "never lets this node promote")
 
 
 # ---------------------------------------------------------------- client side

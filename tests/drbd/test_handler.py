@@ -36,52 +36,77 @@ DISKLESS = DrbdStatus("r0", up=True, role="Secondary", disk="Diskless", connecti
 DOWN = DrbdStatus("r0", up=False)
 
 
-# (name, peer_alive, peer_drbd, guard, fencing, tiebreaker) -> verdict, exit code, ask_peer_to_outdate
+# (name, peer_alive, peer_drbd, guard, fencing, tiebreaker, devices/power) -> verdict, exit code,
+# ask_peer_to_outdate, fence_peer
+DEV = {"devices": True}
+OFF = {"peer_power": "off"}
 SCENARIOS = [
     # the peer answers on the heartbeat
-    ("peer alive Primary: outdate myself", True, PRIMARY, "drbd", NONE, None, "peer-primary", 6, False),
-    ("peer alive Primary, guard none", True, PRIMARY, "none", NONE, None, "peer-primary", 6, False),
+    ("peer alive Primary: outdate myself", True, PRIMARY, "drbd", NONE, None, {}, "peer-primary", 6, False, False),
+    ("peer alive Primary, guard none", True, PRIMARY, "none", NONE, None, {}, "peer-primary", 6, False, False),
     ("peer alive Primary though fenced state is stale", True, PRIMARY, "fence", FenceState.SUCCEEDED,
-     None, "peer-primary", 6, False),
-    ("peer alive Secondary UpToDate: ask it to outdate", True, SECONDARY_UPTODATE, "drbd", NONE, None,
-     "unknown", 1, True),
-    ("peer alive Secondary link lost, UpToDate", True, SECONDARY_LINK_LOST, "drbd", NONE, None,
-     "unknown", 1, True),
-    ("peer alive Secondary Consistent: ask it too", True, CONSISTENT, "drbd", NONE, None,
-     "unknown", 1, True),
-    ("peer alive and already Outdated", True, OUTDATED, "drbd", NONE, None, "outdated", 4, False),
-    ("peer alive Inconsistent", True, INCONSISTENT, "none", NONE, None, "outdated", 4, False),
-    ("peer alive Diskless", True, DISKLESS, "ping", NONE, True, "outdated", 4, False),
-    ("peer alive, resource down there", True, DOWN, "drbd", NONE, None, "down", 5, False),
-    ("peer alive, split-brain victim Secondary UpToDate", True, SB_VICTIM, "drbd", NONE, None,
-     "unknown", 1, True),
-    ("peer alive but never reported the resource", True, None, "drbd", NONE, None, "unknown", 1, False),
+     None, DEV, "peer-primary", 6, False, False),
+    ("peer alive Secondary UpToDate: ask it to outdate", True, SECONDARY_UPTODATE, "drbd", NONE, None, {},
+     "unknown", 1, True, False),
+    ("peer alive Secondary UpToDate, devices: ask, never fence a live peer", True, SECONDARY_UPTODATE, "drbd",
+     NONE, None, DEV, "unknown", 1, True, False),
+    ("peer alive Secondary link lost, UpToDate", True, SECONDARY_LINK_LOST, "drbd", NONE, None, {},
+     "unknown", 1, True, False),
+    ("peer alive Secondary Consistent: ask it too", True, CONSISTENT, "drbd", NONE, None, {},
+     "unknown", 1, True, False),
+    ("peer alive and already Outdated", True, OUTDATED, "drbd", NONE, None, {}, "outdated", 4, False, False),
+    ("peer alive Inconsistent", True, INCONSISTENT, "none", NONE, None, {}, "outdated", 4, False, False),
+    ("peer alive Diskless", True, DISKLESS, "ping", NONE, True, {}, "outdated", 4, False, False),
+    ("peer alive, resource down there", True, DOWN, "drbd", NONE, None, {}, "down", 5, False, False),
+    ("peer alive, split-brain victim Secondary UpToDate", True, SB_VICTIM, "drbd", NONE, None, {},
+     "unknown", 1, True, False),
+    ("peer alive but never reported the resource", True, None, "drbd", NONE, None, {}, "unknown", 1, False, False),
     # the peer is silent on every ring
-    ("peer dead + fenced", False, None, "fence", FenceState.SUCCEEDED, None, "fenced", 7, False),
-    ("peer dead + fenced, last seen Primary", False, PRIMARY, "fence", FenceState.SUCCEEDED, None,
-     "fenced", 7, False),
-    ("peer dead, fencing failed", False, None, "fence", FenceState.FAILED, None, "unknown", 1, False),
-    ("peer dead, fencing pending", False, None, "fence", FenceState.PENDING, None, "unknown", 1, False),
-    ("peer dead, fence guard but not fenced", False, SECONDARY_UPTODATE, "fence", NONE, None,
-     "unknown", 1, False),
-    ("peer dead, guard none: down", False, None, "none", NONE, None, "down", 5, False),
-    ("peer dead, guard drbd: down", False, SECONDARY_UPTODATE, "drbd", NONE, None, "down", 5, False),
-    ("peer dead, ping guard reaches tie-breaker", False, None, "ping", NONE, True, "down", 5, False),
-    ("peer dead, ping guard isolated", False, None, "ping", NONE, False, "unknown", 1, False),
-    ("peer dead, ping guard not yet known", False, None, "ping", NONE, None, "unknown", 1, False),
-    ("peer dead, fenced under ping guard", False, None, "ping", FenceState.SUCCEEDED, False,
-     "fenced", 7, False),
-    ("unknown guard mode", False, None, "bogus", NONE, None, "unknown", 1, False),
+    ("peer dead + fenced", False, None, "fence", FenceState.SUCCEEDED, None, DEV, "fenced", 7, False, False),
+    ("peer dead + fenced, last seen Primary", False, PRIMARY, "fence", FenceState.SUCCEEDED, None, DEV,
+     "fenced", 7, False, False),
+    ("peer dead, devices report it off", False, PRIMARY, "drbd", NONE, None, {**DEV, **OFF},
+     "fenced", 7, False, False),
+    ("peer dead, fencing failed", False, None, "fence", FenceState.FAILED, None, DEV, "unknown", 1, False, False),
+    ("peer dead, fencing pending: join it", False, None, "fence", FenceState.PENDING, None, DEV,
+     "unknown", 1, False, True),
+    ("peer dead, fence guard, not fenced yet: fence it", False, SECONDARY_UPTODATE, "fence", NONE, None, DEV,
+     "unknown", 1, False, True),
+    ("peer dead, guard drbd with devices: fence it", False, SECONDARY_UPTODATE, "drbd", NONE, None, DEV,
+     "unknown", 1, False, True),
+    ("peer dead, guard drbd with devices, fencing failed", False, SECONDARY_UPTODATE, "drbd", FenceState.FAILED,
+     None, DEV, "unknown", 1, False, False),
+    ("peer dead, guard drbd without devices: never down on silence", False, SECONDARY_UPTODATE, "drbd", NONE,
+     None, {}, "unknown", 1, False, False),
+    ("peer dead, guard drbd with devices, tie-breaker unreachable: no fence", False, None, "drbd", NONE,
+     False, DEV, "unknown", 1, False, False),
+    ("peer dead, guard none: down (by choice)", False, None, "none", NONE, None, {}, "down", 5, False, False),
+    ("peer dead, ping guard reaches tie-breaker", False, None, "ping", NONE, True, {}, "down", 5, False, False),
+    ("peer dead, ping guard isolated", False, None, "ping", NONE, False, {}, "unknown", 1, False, False),
+    ("peer dead, ping guard not yet known", False, None, "ping", NONE, None, {}, "unknown", 1, False, False),
+    ("peer dead, fenced under ping guard", False, None, "ping", FenceState.SUCCEEDED, False, {},
+     "fenced", 7, False, False),
+    ("unknown guard mode", False, None, "bogus", NONE, None, DEV, "unknown", 1, False, False),
 ]
 
 
-@pytest.mark.parametrize("name,alive,peer,guard,fencing,tb,verdict,code,ask", SCENARIOS,
+@pytest.mark.parametrize("name,alive,peer,guard,fencing,tb,extra,verdict,code,ask,fence", SCENARIOS,
                          ids=[s[0] for s in SCENARIOS])
-def test_fence_peer_verdict(name, alive, peer, guard, fencing, tb, verdict, code, ask):
-    v = fence_peer_verdict(alive, peer, guard, fencing, tiebreaker=tb, resource="r0")
+def test_fence_peer_verdict(name, alive, peer, guard, fencing, tb, extra, verdict, code, ask, fence):
+    v = fence_peer_verdict(alive, peer, guard, fencing, tiebreaker=tb, resource="r0", **extra)
     assert isinstance(v, FenceVerdict)
-    assert (v.verdict, v.exit_code, v.ask_peer_to_outdate) == (verdict, code, ask)
+    assert (v.verdict, v.exit_code, v.ask_peer_to_outdate, v.fence_peer) == (verdict, code, ask, fence)
     assert v.detail and "\n" not in v.detail
+
+
+def test_silence_alone_is_never_a_yes_under_guard_drbd():
+    """Issue 17: with guard drbd a silent peer that nothing fenced never lets this node promote."""
+    for peer in (None, SECONDARY_UPTODATE, PRIMARY, OUTDATED):
+        for fencing in (NONE, FenceState.PENDING, FenceState.FAILED):
+            for tb in (None, True, False):
+                for devices in (False, True):
+                    v = fence_peer_verdict(False, peer, "drbd", fencing, tiebreaker=tb, devices=devices)
+                    assert v.exit_code == 1, (peer, fencing, tb, devices, v)
 
 
 def test_a_primary_peer_is_never_answered_with_a_yes():

@@ -149,8 +149,8 @@ async def _one(r: Res, sub: str, flags: set[str], force: bool, color: bool, req:
     elif sub == "connect":
         await r.cmd_connect("--discard-my-data" in flags)
     elif sub == "disconnect":
-        if r.conn != "StandAlone":
-            await r.to_standalone()
+        if r.conn != "StandAlone":  # --force: no handshake with the peer (CS_HARD), so no outdating
+            await r.to_standalone(graceful="--force" not in flags)
     elif sub == "outdate":
         r.cmd_outdate()
     elif sub in ("pause-sync", "resume-sync"):
