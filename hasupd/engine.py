@@ -20,6 +20,7 @@ from dataclasses import replace
 from hasupd import planner
 from hasupd.alerts import Alerter
 from hasupd.config import Config, Group
+from hasupd.fencing import Fencer
 from hasupd.history import History
 from hasupd.membership import heartbeat as hbmod
 from hasupd.membership import tiebreaker
@@ -66,9 +67,7 @@ class Engine:
         self.guard = None
         if cfg.split_brain_guard.mode == "ping":
             self.guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
-        self.fencer = None
-        if cfg.split_brain_guard.mode == "fence":
-            self.fencer = tiebreaker.FenceRunner(cfg.split_brain_guard.fence)
+        self.fencer = Fencer(cfg.fencing, local) if cfg.fencing is not None else None
         self.drivers = {r.name: make_driver(r, local) for g in cfg.groups for r in g.resources}
         self.group_of = {r.name: g for g in cfg.groups for r in g.resources}
         self.drbd = {r.name: drbdmod.DrbdDriver(cfg.drbd, r) for r in cfg.drbd.resources}
@@ -317,12 +316,11 @@ class Engine:
             if self.fencer is None:
                 return Result(False, "no fence command configured")
             self.fencing = FenceState.PENDING
-            result = await self.fencer.fence(self.peer_name)
-            self.fencing = FenceState.SUCCEEDED if result.ok else FenceState.FAILED
+            outcome = await self.fencer.fence(self.peer_name)
+            self.fencing = FenceState.SUCCEEDED if outcome.ok else FenceState.FAILED
             self.fenced_incarnation = self.heartbeat.peer().incarnation
-            self.alerter.emit("fence_result", "warning" if result.ok else "critical",
-                              f"fencing {self.peer_name}: {'succeeded' if result.ok else result.message}")
-            return result
+            self.alerter.emit("fence_result", "warning" if outcome.ok else "critical", outcome.message)
+            return Result(outcome.ok, outcome.message, duration=outcome.duration)
         if kind == ActionKind.FORGET_MOVE:
             st.forget_move(group)
             st.save()
@@ -541,6 +539,8 @@ class Engine:
             "drbd-unfence-peer": lambda a: {},
             "alert": self.cmd_alert,
             "drbd-init": self.cmd_drbd_init,
+            "fence-test": self.cmd_fence_test,
+            "fence": self.cmd_fence,
         }
         fn = commands.get(cmd)
         if fn is None:
@@ -639,6 +639,27 @@ class Engine:
                           args.get("reason") or args.get("message") or "", resource=args.get("resource"))
         return {}
 
+    async def cmd_fence_test(self, args: dict) -> dict:
+        if self.fencer is None:
+            raise ControlError("no fencing configured (a 'fencing:' section with devices)")
+        node = self.node_arg(args) if args.get("node") else None
+        return {"tests": await self.fencer.test(node)}
+
+    async def cmd_fence(self, args: dict) -> dict:
+        """Fence a node by hand (hasupctl fence NODE --yes-really)."""
+        if self.fencer is None:
+            raise ControlError("no fencing configured (a 'fencing:' section with devices)")
+        node = self.node_arg(args)
+        if node == self.local:
+            raise ControlError(f"{node} is this node: fence it from {self.peer_name}")
+        self.history.record("intent", action="fence", reason=f"operator: fence {node}")
+        outcome = await self.fencer.fence(node)
+        self.alerter.emit("fence_result", "warning" if outcome.ok else "critical",
+                          f"operator fence: {outcome.message}")
+        return {"fence": {"ok": outcome.ok, "already_off": outcome.already_off, "device": outcome.device,
+                          "level": outcome.level, "message": outcome.message,
+                          "duration": round(outcome.duration, 3)}}
+
     async def cmd_drbd_init(self, args: dict) -> dict:
         raise ControlError("drbd init is not wired yet")
 
@@ -653,7 +674,7 @@ class Engine:
         return {"status": build_status(
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
             history_records=self.history.read(time.time() - 86400),
-            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings),
+            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings), fencer=self.fencer,
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
                     "incarnation": self.heartbeat.incarnation})}
 
