@@ -333,6 +333,8 @@ class Fencer:
         if power != "unknown":
             ok, message = True, f"status works: {node} is {power}"
             duration = status.duration
+        elif status.returncode is None:  # timed out or did not run: monitor would too
+            ok, message, duration = False, f"status failed ({status.why()})", status.duration
         else:
             monitor = await call_device(device, node, "monitor")
             ok = monitor.ok
