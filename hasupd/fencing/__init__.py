@@ -234,7 +234,7 @@ class Fencer:
         self.local = local
         self.last_fence: dict | None = None
         self.last_tests: dict[str, dict] = {}
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made in the loop (Python 3.9 binds a lock to a loop)
 
     async def power_status(self, node: str) -> str:
         """"on" | "off" | "unknown": the first device (levels in order) that answers."""
@@ -250,6 +250,9 @@ class Fencer:
         return "unknown", None
 
     async def fence(self, node: str) -> FenceOutcome:
+        """One fence at a time: a hand fence and the engine's wait for each other."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             start = time.monotonic()
             outcome = await self._fence(node, start)

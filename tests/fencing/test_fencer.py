@@ -329,3 +329,9 @@ def test_a_real_agent_gets_the_password_on_stdin_only(tmp_path, caplog):
     assert not outcome.ok
     assert CANARY not in outcome.message and CANARY not in repr(f.last_fence)
     assert CANARY not in caplog.text
+
+
+def test_hand_fence_needs_yes_really(capsys):
+    from hasupd.control.cli import main
+    assert main(["--socket", "/nonexistent/hasupd.sock", "fence", "n2"]) == 2
+    assert "--yes-really" in capsys.readouterr().err
