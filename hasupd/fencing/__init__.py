@@ -16,8 +16,8 @@ agent's stdin only: never argv, environment, logs, messages or status
 gets a clean environment, its own process group (killed whole on a
 timeout) and a bounded share of its output.
 
-``Fencer.fence(node)`` asks ``status`` first (a node already off counts as
-fenced, with no ``off`` sent), then tries the levels in order: each device
+``Fencer.fence(node)`` asks ``status`` first, of every device at once (a
+node already off counts as fenced, with no ``off`` sent), then tries the levels in order: each device
 of a level waits its ``delay``, runs ``off`` (with ``retries``), and the
 level counts only when ``status`` confirms the node off.
 """
@@ -211,8 +211,12 @@ async def call_device(device: FenceDevice, node: str, action: str,
         except asyncio.TimeoutError:
             pass
         return AgentResult(action, None, "", time.monotonic() - start, f"no answer within {timeout:g}s")
-    except asyncio.CancelledError:
+    except asyncio.CancelledError:  # e.g. another device answered first
         _kill_group(proc.pid)
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)  # reap it while the loop runs
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
         raise
     text = redact((out + b"\n" + err).decode("utf-8", "replace").strip())
     return AgentResult(action, proc.returncode, text, time.monotonic() - start)
@@ -237,17 +241,28 @@ class Fencer:
         self._lock: asyncio.Lock | None = None  # made in the loop (Python 3.9 binds a lock to a loop)
 
     async def power_status(self, node: str) -> str:
-        """"on" | "off" | "unknown": the first device (levels in order) that answers."""
-        power, _ = await self._status(node)
+        """"on" | "off" | "unknown": the first device to answer."""
+        power, _ = await self._first_status(node, ("on", "off"))
         return power
 
-    async def _status(self, node: str) -> tuple[str, FenceDevice | None]:
-        for level in self.fencing.levels_for(node):
-            for device in level:
-                res = await call_device(device, node, "status")
-                if res.power() != "unknown":
-                    return res.power(), device
-        return "unknown", None
+    async def _first_status(self, node: str, wanted: tuple[str, ...]) -> tuple[str, FenceDevice | None]:
+        """`status` on every device of the node at once; the first answer in
+        WANTED wins (the other calls are cancelled, their agents killed)."""
+        devices = list({d.name: d for level in self.fencing.levels_for(node) for d in level}.values())
+        tasks = {asyncio.ensure_future(call_device(d, node, "status")): d for d in devices}
+        try:
+            pending = set(tasks)
+            while pending:
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    power = task.result().power()
+                    if power in wanted:
+                        return power, tasks[task]
+            return "unknown", None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def fence(self, node: str) -> FenceOutcome:
         """One fence at a time: a hand fence and the engine's wait for each other."""
@@ -271,12 +286,11 @@ class Fencer:
         levels = self.fencing.levels_for(node)
         if not levels:
             return done(False, f"no fence device can fence {node}")
-        for index, level in enumerate(levels, 1):
-            for device in level:
-                res = await call_device(device, node, "status")
-                if res.power() == "off":
-                    return done(True, f"{node} is already off (device {device.name} reports it off; "
-                                      "no off sent)", [device], index, already_off=True)
+        power, device = await self._first_status(node, ("off",))
+        if device is not None:
+            index = next(i for i, level in enumerate(levels, 1) if device in level)
+            return done(True, f"{node} is already off (device {device.name} reports it off; "
+                              "no off sent)", [device], index, already_off=True)
         failures = []
         for index, level in enumerate(levels, 1):
             problem = await self._level_off(node, level)

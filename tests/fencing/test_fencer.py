@@ -335,3 +335,18 @@ def test_hand_fence_needs_yes_really(capsys):
     from hasupd.control.cli import main
     assert main(["--socket", "/nonexistent/hasupd.sock", "fence", "n2"]) == 2
     assert "--yes-really" in capsys.readouterr().err
+
+
+def test_status_first_asks_every_device_at_once(tmp_path):
+    """A slow device does not delay the one that already reports the node off."""
+    state = tmp_path / "power"
+    state.write_text("off")
+    slow = script(tmp_path, "slow", "sleep 20\nexit 0\n")
+    bmc = script(tmp_path, "bmc", SWITCH.format(state=state))
+    devs = (device("slow", slow, timeout=30.0), device("bmc", bmc))
+    f = Fencer(fencing(*devs, levels=(("n2", (("slow",), ("bmc",))),)), "n1")
+    start = time.monotonic()
+    outcome = asyncio.run(f.fence("n2"))
+    assert outcome.ok and outcome.already_off and outcome.device == "bmc" and outcome.level == 2
+    assert time.monotonic() - start < 10, "the slow device's status was not waited for"
+    assert asyncio.run(f.power_status("n2")) == "off"
