@@ -350,3 +350,12 @@ def test_status_first_asks_every_device_at_once(tmp_path):
     assert outcome.ok and outcome.already_off and outcome.device == "bmc" and outcome.level == 2
     assert time.monotonic() - start < 10, "the slow device's status was not waited for"
     assert asyncio.run(f.power_status("n2")) == "off"
+
+
+def test_round_one_command_keeps_peer_substitution_and_env(tmp_path):
+    """The old fence.command's {peer} and HASUPD_PEER still reach a site command."""
+    out = tmp_path / "seen"
+    cmd = script(tmp_path, "site", f'echo "$1 $HASUPD_PEER" > {out}\nexit 0\n')
+    d = FenceDevice("fence-command", None, (cmd, "{peer}"), ("n1", "n2"), (), (), None, 5.0, 0, 0.0)
+    assert asyncio.run(call_device(d, "n2", "off")).ok
+    assert out.read_text() == "n2 n2\n"
