@@ -507,8 +507,15 @@ class Lab:
         from hasupd.lab.drbdsim.harness import SimCluster
         nodes = {n: (self.topo.ns(n), self.topo.address(n, 0)) for n in NODES}
         exec_prefix = {n: self.enter_argv(n, []) for n in NODES} if self.meta.get("holders") else None
+        guard = {}
+        if self.meta.get("guard") == "drbd":
+            # DRBD's own fencing with hasupd as the fence-peer handler, as on a real cluster
+            handler = str(Path(sys.executable).parent / "hasupd-drbd-handler")
+            guard = dict(fencing="resource-and-stonith",
+                         handlers={h: f"{handler} {h}" for h in ("fence-peer", "unfence-peer")},
+                         daemon_env={n: {"HASUPD_SOCKET": str(self.socket_path(n))} for n in NODES})
         sc = SimCluster(self.dir / "drbd", nodes, prefix=self.prefix, ping_int=1.0, ping_timeout=0.5,
-                        exec_prefix=exec_prefix, size_mib=64)
+                        exec_prefix=exec_prefix, size_mib=64, **guard)
         sc.disks.update(self.meta.get("drbd_disks", {}))
         return sc
 
