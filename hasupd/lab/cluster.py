@@ -328,6 +328,7 @@ class Lab:
                              start_new_session=True)
         self.meta["holders"][node] = p.pid
         self.save()
+        bmcmod.record_power(self, node, p.pid)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
