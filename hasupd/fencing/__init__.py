@@ -205,27 +205,25 @@ async def call_device(device: FenceDevice, node: str, action: str,
     try:
         out, err = await asyncio.wait_for(talk(), timeout)
     except asyncio.TimeoutError:
-        _kill_group(proc.pid)
-        try:
-            await asyncio.wait_for(proc.wait(), 5.0)
-        except asyncio.TimeoutError:
-            pass
+        await _kill_and_reap(proc)
         return AgentResult(action, None, "", time.monotonic() - start, f"no answer within {timeout:g}s")
     except asyncio.CancelledError:  # e.g. another device answered first
-        _kill_group(proc.pid)
-        try:
-            await asyncio.wait_for(proc.wait(), 5.0)  # reap it while the loop runs
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
+        await _kill_and_reap(proc)
         raise
     text = redact((out + b"\n" + err).decode("utf-8", "replace").strip())
     return AgentResult(action, proc.returncode, text, time.monotonic() - start)
 
 
-def _kill_group(pid: int) -> None:
+async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill the agent's process group, then wait for it and the end of its
+    pipes (bounded), so nothing of it outlives the call."""
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        await asyncio.wait_for(asyncio.gather(proc.stdout.read(), proc.stderr.read(), proc.wait()), 5.0)
+    except (asyncio.TimeoutError, asyncio.CancelledError, OSError):
         pass
 
 
