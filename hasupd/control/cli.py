@@ -261,12 +261,33 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _fence_test_here(args, node: str | None) -> list[dict]:
+    import asyncio
+
+    from hasupd.fencing import Fencer
+    try:
+        cfg = configmod.load(_config_path(args))
+    except configmod.ConfigError as e:
+        raise Fail(str(e), configmod.EX_CONFIG) from None
+    if cfg.fencing is None:
+        raise Fail(f"{cfg.path}: no fencing configured (a 'fencing:' section with devices)")
+    if node is not None and node not in cfg.node_names():
+        raise Fail(f"no node {node!r} (nodes: {', '.join(cfg.node_names())})")
+    print("hasupd is not running: testing the devices from here (not recorded in its status)")
+    return asyncio.run(Fencer(cfg.fencing, "hasupctl").test(node))
+
+
 def cmd_fence(args) -> int:
     """`fence test [NODE]` (status/monitor, never off) or `fence NODE --yes-really`."""
     if args.target == "test":
         node = args.node
-        resp = call(args, "fence-test", timeout=600.0, **({"node": node} if node else {}))
-        tests = resp.get("tests") or []
+        try:
+            resp = call(args, "fence-test", timeout=600.0, **({"node": node} if node else {}))
+            tests = resp.get("tests") or []
+        except Fail:
+            if os.path.exists(_socket_path(args)):
+                raise
+            tests = _fence_test_here(args, node)  # before the cluster runs: test from here
         if args.json:
             print(json.dumps(tests, indent=2))
         for t in tests if not args.json else ():

@@ -359,3 +359,24 @@ def test_round_one_command_keeps_peer_substitution_and_env(tmp_path):
     d = FenceDevice("fence-command", None, (cmd, "{peer}"), ("n1", "n2"), (), (), None, 5.0, 0, 0.0)
     assert asyncio.run(call_device(d, "n2", "off")).ok
     assert out.read_text() == "n2 n2\n"
+
+
+def test_fence_test_works_before_the_daemon_runs(tmp_path, capsys):
+    from hasupd.control.cli import main
+    state = tmp_path / "power"
+    bmc = script(tmp_path, "bmc", SWITCH.format(state=state))
+    cfg = tmp_path / "hasupd.yaml"
+    cfg.write_text(HEAD + textwrap.dedent(f"""\
+        fencing:
+          devices:
+            - {{name: site, command: [{bmc}], nodes: [n2]}}
+        groups: []
+        """))
+    args = ["--socket", str(tmp_path / "none.sock"), "--config", str(cfg), "fence", "test"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "not running" in out and "n2 level 1 site: ok - status works: n2 is on" in out
+    Path(bmc).write_text("#!/bin/sh\nexit 1\n")
+    assert main(args) == 1
+    assert "site: FAILED" in capsys.readouterr().out
+    assert actions(tmp_path, "bmc") == ["status"]  # never off
