@@ -70,6 +70,9 @@ def main(argv=None) -> int:
                 return 0
             status, _, served = lab.curl()
             print(f"lab {args.prefix} is up: rg_web runs on {served or '?'}; VIP {VIP} answers HTTP {status}")
+            print(f"  BMCs (ipmi_sim, IPMI-over-LAN, user admin, password in {lab.dir / 'bmc.password'}): "
+                  + ", ".join(f"{n} {lab.topo.bmc_address(n)}" for n in NODES)
+                  + (f"; guard {args.guard}" if args.guard else ""))
             print(f"  hasupd-lab --prefix {args.prefix} exec {served or 'n1'} -- hasupctl status")
             print(f"  hasupd-lab --prefix {args.prefix} fault {served or 'n1'} kill-httpd")
             print(f"  hasupd-lab --prefix {args.prefix} curl")
