@@ -12,7 +12,9 @@ import hashlib
 import ipaddress
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Union
@@ -83,6 +85,48 @@ class SplitBrainGuard:
     mode: str  # "ping" | "fence" | "drbd" | "none"
     ping: PingGuard | None = None
     fence: FenceGuard | None = None
+
+
+@dataclass(frozen=True)
+class FenceDevice:
+    """One fence device: a fence-agents agent or a site command (fed the same stdin)."""
+
+    name: str
+    agent: str | None  # fence-agents program name (fence_ipmilan), or ...
+    command: tuple[str, ...] | None  # ... a site command's argv
+    nodes: tuple[str, ...]  # the nodes this device can fence
+    plugs: tuple[tuple[str, str], ...]  # node -> plug/port (pcmk_host_map)
+    options: tuple[tuple[str, str], ...]  # non-secret key=value lines for stdin
+    secrets: str | None  # file of key=value lines, values only ever go to stdin
+    timeout: float  # per agent call
+    retries: int  # extra attempts of a failed off/on
+    delay: float  # pcmk_delay_base: wait before this device's off
+    # where each key was written (file, line) for `hasupctl check`'s errors
+    positions: tuple[tuple[str, str, int], ...] = field(default=(), compare=False)
+
+    def plug(self, node: str) -> str | None:
+        return next((p for n, p in self.plugs if n == node), None)
+
+
+@dataclass(frozen=True)
+class Fencing:
+    devices: tuple[FenceDevice, ...]
+    levels: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]  # node -> levels of device names
+    owner_head_start: float
+    random_delay_max: float
+
+    def device(self, name: str) -> FenceDevice | None:
+        return next((d for d in self.devices if d.name == name), None)
+
+    def levels_for(self, node: str) -> list[list[FenceDevice]]:
+        """The levels that fence NODE, in order; by default one level with
+        every device naming the node."""
+        for n, levels in self.levels:
+            if n == node:
+                return [[d for d in (self.device(name) for name in level) if d is not None]
+                        for level in levels]
+        every = [d for d in self.devices if node in d.nodes]
+        return [every] if every else []
 
 
 @dataclass(frozen=True)
@@ -236,6 +280,7 @@ class Config:
     control_group: str
     history_max_bytes: int
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    fencing: Fencing | None = None
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -562,7 +607,7 @@ def loads(text: str, path: str = "<string>") -> Config:
         raise ConfigError(path, 1, 1, "the file is empty")
     top = _Value(root, path, "").mapping(
         ("cluster", "nodes", "heartbeat", "split_brain_guard", "drbd", "groups", "alerts",
-         "state_dir", "control", "history")
+         "state_dir", "control", "history", "fencing")
     )
     warnings: list[str] = []
     cluster = top.need("cluster").str(_NAME, "a name (letters, digits, _ . -)")
@@ -644,7 +689,7 @@ def loads(text: str, path: str = "<string>") -> Config:
                              pm.opt("timeout", lambda v: v.duration(False), 1.0),
                              pm.opt("rise", lambda v: v.int(1, 100), 2),
                              pm.opt("fall", lambda v: v.int(1, 100), 2))
-        elif mode == "fence":
+        elif mode == "fence" and gm.get("fence") is not None:  # round 1; now the fencing: section
             fm = gm.need("fence").mapping(("command", "timeout"))
             fence = FenceGuard(fm.need("command").str_list(),
                                fm.opt("timeout", lambda v: v.duration(False), 60.0))
@@ -750,6 +795,10 @@ def loads(text: str, path: str = "<string>") -> Config:
     history = top.get("history")
     hm = history.mapping(("max_bytes",)) if history is not None else None
 
+    fencing = _fencing(top.get("fencing"), guard, node_names, warnings)
+    if guard.mode == "fence" and fencing is None:
+        raise (guard_v or top.value).error("split_brain_guard 'fence' needs a 'fencing:' section "
+                                           "with the devices that fence each node")
     if guard.mode == "drbd" and not drbd_resources:
         warnings.append("split_brain_guard 'drbd' without any DRBD resource guards nothing")
     for g in groups:
@@ -771,7 +820,150 @@ def loads(text: str, path: str = "<string>") -> Config:
         control_group=cm.opt("group", _Value.str, "hasupd") if cm else "hasupd",
         history_max_bytes=hm.opt("max_bytes", lambda v: v.int(4096), 4 * 1024 * 1024) if hm else 4 * 1024 * 1024,
         warnings=tuple(warnings),
+        fencing=fencing,
     )
+
+
+_OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+# keys hasupd writes itself, and secrets that belong in the secrets file
+_RESERVED_OPTIONS = ("action", "plug", "port", "nodename")
+_SECRET_OPTIONS = ("password", "passwd", "password_script", "passwd_script", "identity_file")
+
+
+def check_secrets_file(path: str) -> str | None:
+    """None when PATH is a regular file owned by root with mode 0600 or
+    0400, else why not (a secrets file anyone else can read or write is
+    refused)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"cannot read {path}: {e.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st.st_uid != 0:
+        return f"{path} must be owned by root (it is owned by uid {st.st_uid})"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode not in (0o600, 0o400):
+        return f"{path} has mode {mode:04o}: a secrets file must be 0600 or 0400 (chmod 0600 {path})"
+    return None
+
+
+def _fence_device(v: _Value, node_names: tuple[str, ...]) -> FenceDevice:
+    m = v.mapping(("name", "agent", "command", "nodes", "plugs", "options", "secrets",
+                   "timeout", "retries", "delay"))
+    name = m.need("name").str(_NAME, "a device name (letters, digits, _ . -)")
+    positions: list[tuple[str, str, int]] = []
+    agent_v, command_v = m.get("agent"), m.get("command")
+    if (agent_v is None) == (command_v is None):
+        raise v.error(f"fence device {name}: give either 'agent' (a fence-agents program) or "
+                      "'command' (a site command), not both or neither")
+    agent = command = None
+    if agent_v is not None:
+        agent = agent_v.str(re.compile(r"^(/[^\0\n]+|[A-Za-z0-9_.-]+)$"), "an agent name or absolute path")
+        positions.append(("agent", v.path, agent_v.node.start_mark.line + 1))
+    else:
+        command = command_v.str_list()
+        if not command[0].startswith("/"):
+            raise command_v.error("a site command starts with an absolute path")
+        positions.append(("command", v.path, command_v.node.start_mark.line + 1))
+    nodes_v = m.need("nodes")
+    nodes = tuple(nv.choice(node_names) for nv in
+                  ([nodes_v] if isinstance(nodes_v.node, yaml.ScalarNode) else nodes_v.list()))
+    plugs: list[tuple[str, str]] = []
+    if m.get("plugs") is not None:
+        for node, pv in m.need("plugs").mapping(()).items.items():
+            if node not in nodes:
+                raise pv.error(f"plug for {node!r}, which is not in this device's nodes ({', '.join(nodes)})")
+            plugs.append((node, _stdin_value(pv)))
+    options: list[tuple[str, str]] = []
+    if m.get("options") is not None:
+        om = m.need("options").mapping(())
+        for key, ov in om.items.items():
+            key_v = _Value(next(k for k, _ in om.value.node.value if k.value == key), v.path, ov.where)
+            if not _OPTION_KEY.match(key):
+                raise key_v.error(f"{key!r} is not an option name")
+            if key in _RESERVED_OPTIONS:
+                raise key_v.error(f"{key!r} is set by hasupd itself (use 'plugs' for the plug/port)")
+            if key.replace("-", "_") in _SECRET_OPTIONS:
+                raise key_v.error(f"{key!r} is a secret: put it in the device's 'secrets' file "
+                                  "(owned by root, mode 0600), not in the configuration")
+            options.append((key, _stdin_value(ov)))
+            positions.append((key, v.path, key_v.node.start_mark.line + 1))
+    secrets = None
+    secrets_v = m.get("secrets")
+    if secrets_v is not None:
+        secrets = secrets_v.path_str()
+        problem = check_secrets_file(secrets)
+        if problem:
+            raise secrets_v.error(problem)
+    return FenceDevice(
+        name=name, agent=agent, command=command, nodes=nodes, plugs=tuple(plugs),
+        options=tuple(options), secrets=secrets,
+        timeout=m.opt("timeout", lambda x: x.duration(False), 20.0),
+        retries=m.opt("retries", lambda x: x.int(0, 10), 1),
+        delay=m.opt("delay", _Value.duration, 0.0),
+        positions=tuple(positions),
+    )
+
+
+def _stdin_value(v: _Value) -> str:
+    """A value for a key=value stdin line: one line, or it could add options."""
+    text = v._scalar()
+    text = "" if text is None else str(text)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise v.error("a fence option value must be one line")
+    return text
+
+
+def _fencing(v: _Value | None, guard: SplitBrainGuard, node_names: tuple[str, ...],
+             warnings: list[str]) -> Fencing | None:
+    if v is None:
+        if guard.fence is None:
+            return None
+        # round 1: split_brain_guard.fence.command, one command for the peer
+        warnings.append(
+            "split_brain_guard.fence.command is the old form: write it as a 'fencing:' section, "
+            "e.g. fencing: {devices: [{name: site-fence, command: [...], nodes: [both nodes]}]}")
+        return Fencing(devices=(FenceDevice("fence-command", None, guard.fence.command, node_names, (), (),
+                                            None, guard.fence.timeout, 0, 0.0),),
+                       levels=(), owner_head_start=5.0, random_delay_max=0.0)
+    m = v.mapping(("owner_head_start", "random_delay_max", "devices", "levels"))
+    devices: list[FenceDevice] = []
+    for dv in m.need("devices").list():
+        d = _fence_device(dv, node_names)
+        if any(o.name == d.name for o in devices):
+            raise dv.error(f"fence device name {d.name!r} is used twice")
+        devices.append(d)
+    by_name = {d.name: d for d in devices}
+    levels: list[tuple[str, tuple[tuple[str, ...], ...]]] = []
+    if m.get("levels") is not None:
+        for node, lv in m.need("levels").mapping(()).items.items():
+            if node not in node_names:
+                raise lv.error(f"levels for {node!r}, which is not a node ({', '.join(node_names)})")
+            node_levels: list[tuple[str, ...]] = []
+            for level_v in lv.list():
+                names = level_v.str_list()
+                if not names:
+                    raise level_v.error("a level names at least one device")
+                for name_v, name in zip([level_v] if isinstance(level_v.node, yaml.ScalarNode)
+                                        else level_v.list(), names):
+                    d = by_name.get(name)
+                    if d is None:
+                        raise name_v.error(f"no fence device {name!r}{_did_you_mean(name, by_name)}")
+                    if node not in d.nodes:
+                        raise name_v.error(f"fence device {name} does not fence {node} (its nodes: "
+                                           f"{', '.join(d.nodes)})")
+                node_levels.append(names)
+            if not node_levels:
+                raise lv.error(f"no levels for {node}")
+            levels.append((node, tuple(node_levels)))
+    fencing = Fencing(tuple(devices), tuple(levels),
+                      m.opt("owner_head_start", _Value.duration, 5.0),
+                      m.opt("random_delay_max", _Value.duration, 0.0))
+    for node in node_names:
+        if not fencing.levels_for(node):
+            warnings.append(f"no fence device fences {node}: it can never be fenced")
+    return fencing
 
 
 def summary(cfg: Config) -> str:
@@ -786,6 +978,11 @@ def summary(cfg: Config) -> str:
     lines.append(f"heartbeat every {hb.interval:g}s, peer dead after {hb.deadtime:g}s, "
                  f"initdead {hb.initdead:g}s, key {hb.authkey}")
     lines.append(f"split-brain guard: {cfg.split_brain_guard.mode}")
+    if cfg.fencing is not None:
+        for node in cfg.node_names():
+            levels = cfg.fencing.levels_for(node)
+            lines.append(f"fencing {node}: " + (" then ".join(
+                "+".join(d.name for d in level) for level in levels) or "no device"))
     for d in cfg.drbd.resources:
         lines.append(f"drbd {d.name}: {d.device} (minor {d.minor}) on {d.disk}, port {d.port}")
     for g in cfg.groups:

@@ -16,11 +16,12 @@ import os
 import random
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from hasupd import planner
 from hasupd.alerts import Alerter
 from hasupd.config import Config, Group
+from hasupd.fencing import FenceOutcome, Fencer
 from hasupd.history import History
 from hasupd.membership import heartbeat as hbmod
 from hasupd.membership import tiebreaker
@@ -69,7 +70,7 @@ class Engine:
         if cfg.split_brain_guard.mode == "ping":
             self.guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
         # fence-schema.md's Fencer: fence(node) -> FenceOutcome, power_status(node) -> on|off|unknown
-        self.fencer = fencer if fencer is not None else command_fencer(cfg)
+        self.fencer = fencer if fencer is not None else (Fencer(cfg.fencing, local) if cfg.fencing is not None else None)
         self.fence_policy = replace(planner.fence_policy(cfg), devices=self.fencer is not None)
         self.fence_facts = replace(self.fence_policy, random_delay=0.0)  # about the current loss of the peer
         self.fence_gen = 0  # +1 at each loss / return of the peer: older fence results are dropped
@@ -565,11 +566,11 @@ class Engine:
         self.history.record("fence-start", target=peer, reason=reason)
         try:
             if self.fencer is None:
-                outcome = FenceResult(False, f"no fence device can fence {peer}")
+                outcome = FenceOutcome(False, False, None, None, f"no fence device can fence {peer}", 0.0)
             else:
                 outcome = await self.fencer.fence(peer)
         except Exception as e:  # a broken fencer is a failed fence, never a dead daemon
-            outcome = FenceResult(False, f"the fencer raised {type(e).__name__}")
+            outcome = FenceOutcome(False, False, None, None, f"the fencer raised {type(e).__name__}", 0.0)
         # only the outcome's own fields are recorded: the fencer redacts its message, and options
         # and secrets never leave it
         self.history.record("fence", target=peer, ok=outcome.ok, already_off=outcome.already_off,
@@ -660,6 +661,8 @@ class Engine:
             "drbd-unfence-peer": lambda a: {},
             "alert": self.cmd_alert,
             "drbd-init": self.cmd_drbd_init,
+            "fence-test": self.cmd_fence_test,
+            "fence": self.cmd_fence,
         }
         fn = commands.get(cmd)
         if fn is None:
@@ -788,6 +791,27 @@ class Engine:
                           args.get("reason") or args.get("message") or "", resource=args.get("resource"))
         return {}
 
+    async def cmd_fence_test(self, args: dict) -> dict:
+        if self.fencer is None:
+            raise ControlError("no fencing configured (a 'fencing:' section with devices)")
+        node = self.node_arg(args) if args.get("node") else None
+        return {"tests": await self.fencer.test(node)}
+
+    async def cmd_fence(self, args: dict) -> dict:
+        """Fence a node by hand (hasupctl fence NODE --yes-really)."""
+        if self.fencer is None:
+            raise ControlError("no fencing configured (a 'fencing:' section with devices)")
+        node = self.node_arg(args)
+        if node == self.local:
+            raise ControlError(f"{node} is this node: fence it from {self.peer_name}")
+        self.history.record("intent", action="fence", reason=f"operator: fence {node}")
+        outcome = await self.fencer.fence(node)
+        self.alerter.emit("fence_result", "warning" if outcome.ok else "critical",
+                          f"operator fence: {outcome.message}")
+        return {"fence": {"ok": outcome.ok, "already_off": outcome.already_off, "device": outcome.device,
+                          "level": outcome.level, "message": outcome.message,
+                          "duration": round(outcome.duration, 3)}}
+
     async def cmd_drbd_init(self, args: dict) -> dict:
         raise ControlError("drbd init is not wired yet")
 
@@ -802,7 +826,7 @@ class Engine:
         return {"status": build_status(
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
             history_records=self.history.read(time.time() - 86400),
-            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings),
+            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings), fencer=self.fencer,
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
                     "incarnation": self.heartbeat.incarnation})}
 
@@ -834,42 +858,6 @@ def self_fence() -> Result:
     except OSError as e:
         return Result(False, f"self-fence failed: {e.strerror}")
     return Result(True)
-
-
-@dataclass(frozen=True)
-class FenceResult:
-    """The shape of fence-schema.md's FenceOutcome, for a fence that could not run and for the
-    round-1 command fencer."""
-
-    ok: bool
-    message: str
-    already_off: bool = False
-    device: str | None = None
-    level: int | None = None
-    duration: float = 0.0
-
-
-class CommandFencer:
-    """The round-1 fence command (split_brain_guard.fence) behind the Fencer interface of
-    fence-schema.md, until hasupd.fencing.Fencer (cfg.fencing) replaces it.  It has no status
-    action: power_status is always "unknown"."""
-
-    def __init__(self, guard):
-        self.runner = tiebreaker.FenceRunner(guard)
-
-    async def fence(self, node: str) -> FenceResult:
-        result = await self.runner.fence(node)
-        return FenceResult(result.ok, result.message, device="command", level=1, duration=result.duration or 0.0)
-
-    async def power_status(self, node: str) -> str:
-        return "unknown"
-
-
-def command_fencer(cfg: Config):
-    """The engine's default fencer from the configuration (None: nothing can fence the peer)."""
-    if cfg.split_brain_guard.fence is None:
-        return None
-    return CommandFencer(cfg.split_brain_guard.fence)
 
 
 def local_node_name(cfg: Config, explicit: str | None) -> str:

@@ -866,17 +866,13 @@ FENCE_RETRY_MAX = 60.0  # ... up to this
 def fence_policy(cfg: Config) -> FenceFacts:
     """The configuration's part of ``view.fence`` (the engine and hasupd-simulate start from it).
     ``random_delay`` is the configured maximum here: the engine draws the delay of each loss of
-    the peer in [0, maximum]; hasupd-simulate shows the longest wait.
-
-    Until the ``fencing:`` section lands (issue 17, cfg.fencing), the round-1 fence command of
-    split_brain_guard fence is the one device; head start and random delay take the defaults
-    of fence-schema.md."""
-    fencing = getattr(cfg, "fencing", None)
+    the peer in [0, maximum]; hasupd-simulate shows the longest wait.  A round-1
+    ``split_brain_guard.fence.command`` is one command device of ``cfg.fencing`` already."""
+    fencing = cfg.fencing
     if fencing is not None:
         return FenceFacts(devices=bool(fencing.devices), owner_head_start=fencing.owner_head_start,
                           random_delay=fencing.random_delay_max)
-    guard = cfg.split_brain_guard
-    return FenceFacts(devices=guard.fence is not None and bool(guard.fence.command), owner_head_start=5.0)
+    return FenceFacts(devices=False, owner_head_start=5.0)
 
 
 def guard_price(cfg: Config) -> str:

@@ -76,7 +76,7 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
                  rings: Sequence[Mapping[str, Any]] | None = None,
                  history_records: Iterable[dict] = (), acting=None,
                  daemon: Mapping[str, Any] | None = None, alerter=None,
-                 warnings: Sequence[str] | None = None) -> dict[str, Any]:
+                 warnings: Sequence[str] | None = None, fencer=None) -> dict[str, Any]:
     """The status document.  ``rings``: per heartbeat ring, what the heartbeat
     knows of the peer there (``peer_heard``, ``rtt_ms``, ``loss_pct``); when
     None, ``view.peer.rings`` gives ``peer_heard`` only.  ``daemon``: pid,
@@ -230,7 +230,19 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
                                "message": a.get("message")} for a in recent],
                    "dropped": getattr(alerter, "dropped", 0), "agent_failures": getattr(alerter, "agent_failures", 0)},
         "warnings": list(cfg.warnings if warnings is None else warnings),
+        "fencing": _fencing_status(cfg, fencer),
     }
+
+
+def _fencing_status(cfg, fencer) -> dict[str, Any] | None:
+    """Each fence device with its last test, and the last fence (no secrets:
+    the Fencer keeps only redacted messages)."""
+    if cfg.fencing is None:
+        return None
+    tests = getattr(fencer, "last_tests", {}) or {}
+    devices = [{"name": d.name, "agent": d.agent or (d.command[0] if d.command else None),
+                "nodes": list(d.nodes), "last_test": tests.get(d.name)} for d in cfg.fencing.devices]
+    return {"devices": devices, "last_fence": getattr(fencer, "last_fence", None)}
 
 
 # ---------------------------------------------------------------- human output
@@ -316,6 +328,19 @@ def render_status(s: Mapping[str, Any], color: bool = False) -> str:
         out.append(f"Guard: fence (fencing of the peer: {g['fencing']})")
     else:
         out.append(f"Guard: {g['mode']}" + (c(f" (warning: {g['warning']})", "yellow") if g["warning"] else ""))
+
+    fencing = s.get("fencing")
+    if fencing:
+        for dev in fencing["devices"]:
+            t = dev.get("last_test")
+            test = (f"last test {_clock(t['when'])}: " + (c("ok", "green") if t["ok"] else c("FAILED", "red"))
+                    + f" ({t['message']})") if t else "not tested yet (hasupctl fence test)"
+            out.append(f"Fence device {dev['name']} ({dev['agent']}) for {', '.join(dev['nodes'])}: {test}")
+        lf = fencing.get("last_fence")
+        if lf:
+            result = c("ok", "green") if lf["ok"] else c("FAILED", "red")
+            out.append(f"Last fence: {lf['node']} by {lf.get('by', '?')} at {_clock(lf['when'], True)}, "
+                       f"{lf['duration']:.2f}s, {result}: {lf['message']}")
 
     for d in s["drbd"]:
         out.append("")

@@ -63,7 +63,7 @@ def test_yaml_syntax_error_has_position(tmp_path):
         ("    migration_threshold: 1 ", "    migration_threshold: 0 ", "out of range"),
         ("  mode: none\n", "  mode: quorum\n", "expected one of ping, fence, drbd, none"),
         ("  mode: none\n", "  mode: ping\n", "missing required key 'ping'"),
-        ("  mode: none\n", "  mode: fence\n", "missing required key 'fence'"),
+        ("  mode: none\n", "  mode: fence\n", "needs a 'fencing:' section"),
         ("    addresses: [192.168.0.22]", "    addresses: [192.168.1.22]", "not in ring 0's network"),
         ("  - name: secondarycentos", "  - name: primarycentos", "both nodes are named"),
         ("        type: httpd", "        type: apache", "expected one of"),

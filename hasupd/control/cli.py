@@ -250,11 +250,61 @@ def cmd_check(args) -> int:
         cfg = configmod.load(path)
     except configmod.ConfigError as e:
         raise Fail(str(e), configmod.EX_CONFIG) from None
+    if cfg.fencing is not None:
+        from hasupd.fencing import check_devices
+        errors = check_devices(cfg.fencing)
+        if errors:
+            raise Fail("\n".join(errors), configmod.EX_CONFIG)
     if not args.quiet:
         print(configmod.summary(cfg))
         print(f"split-brain guard {planner.guard_price(cfg)}")
         print(f"{path}: valid")
     return 0
+
+
+def _fence_test_here(args, node: str | None) -> list[dict]:
+    import asyncio
+
+    from hasupd.fencing import Fencer
+    try:
+        cfg = configmod.load(_config_path(args))
+    except configmod.ConfigError as e:
+        raise Fail(str(e), configmod.EX_CONFIG) from None
+    if cfg.fencing is None:
+        raise Fail(f"{cfg.path}: no fencing configured (a 'fencing:' section with devices)")
+    if node is not None and node not in cfg.node_names():
+        raise Fail(f"no node {node!r} (nodes: {', '.join(cfg.node_names())})")
+    print("hasupd is not running: testing the devices from here (not recorded in its status)")
+    return asyncio.run(Fencer(cfg.fencing, "hasupctl").test(node))
+
+
+def cmd_fence(args) -> int:
+    """`fence test [NODE]` (status/monitor, never off) or `fence NODE --yes-really`."""
+    if args.target == "test":
+        node = args.node
+        try:
+            resp = call(args, "fence-test", timeout=600.0, **({"node": node} if node else {}))
+            tests = resp.get("tests") or []
+        except Fail:
+            if os.path.exists(_socket_path(args)):
+                raise
+            tests = _fence_test_here(args, node)  # before the cluster runs: test from here
+        if args.json:
+            print(json.dumps(tests, indent=2))
+        for t in tests if not args.json else ():
+            print(f"{t['node']} level {t['level']} {t['device']}: {'ok' if t['ok'] else 'FAILED'} - "
+                  f"{t['message']} ({t['duration']:.2f}s)")
+        if not tests:
+            print("no fence device configured")
+        return 0 if tests and all(t["ok"] for t in tests) else 1
+    if args.node:
+        raise Fail("usage: hasupctl fence NODE --yes-really | hasupctl fence test [NODE]", 2)
+    if not args.yes_really:
+        raise Fail(f"fencing powers {args.target} off: add --yes-really if that is what you want", 2)
+    resp = call(args, "fence", timeout=600.0, node=args.target)
+    f = resp.get("fence") or {}
+    print(f"{args.target}: {f.get('message', '?')} ({f.get('duration', 0):.2f}s)")
+    return 0 if f.get("ok") else 1
 
 
 def cmd_keygen(args) -> int:
@@ -406,6 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
         s.add_argument("rest", nargs=argparse.REMAINDER, help="see `hasupctl " + name + " --help`")
         s.set_defaults(func=_migrate(name))
+
+    s = sub.add_parser("fence", help="fence test [NODE]: check the fence devices (never off); "
+                                     "fence NODE --yes-really: power NODE off")
+    s.add_argument("target", metavar="test|NODE")
+    s.add_argument("node", nargs="?", help="for `fence test`: only this node's devices")
+    s.add_argument("--yes-really", action="store_true", help="really fence NODE")
+    s.add_argument("--json", action="store_true", help="for `fence test`: the results as JSON")
+    s.set_defaults(func=cmd_fence)
 
     s = sub.add_parser("keygen", help="make the heartbeat key (64 random bytes, mode 0400)")
     s.add_argument("path", nargs="?", help=f"default: the config's heartbeat.authkey or {DEFAULT_KEY}")

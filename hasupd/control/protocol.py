@@ -17,7 +17,8 @@ MAX_RESPONSE = 64 << 20  # status/history answers can be large
 
 READ_ONLY = frozenset({"status", "history", "explain", "check", "drbd-status"})
 CHANGING = frozenset({"move", "clear", "cleanup", "standby", "unstandby", "maintenance", "start", "stop",
-                      "drbd-init", "drbd-fence-peer", "drbd-unfence-peer", "alert"})
+                      "drbd-init", "drbd-fence-peer", "drbd-unfence-peer", "alert",
+                      "fence", "fence-test"})  # fence-test: root only, it logs in to the BMCs
 COMMANDS = READ_ONLY | CHANGING
 
 
@@ -36,6 +37,8 @@ class PeerCred:
 
 def cli_name(cmd: str) -> str:
     """The hasupctl words for a protocol command (drbd-init -> drbd init)."""
+    if cmd == "fence-test":
+        return "fence test"
     return cmd.replace("drbd-", "drbd ") if cmd.startswith("drbd-") else cmd
 
 

@@ -9,10 +9,7 @@ report; the planner decides what a result means.
   node is still on the network).  ICMP uses an unprivileged ping socket when
   net.ipv4.ping_group_range allows it, else a raw socket (root), else the
   ``ping`` program.  A TCP round is good only on an established connection.
-* ``fence`` -> ``FenceRunner``: runs the configured command (e.g. a
-  fence-agents program) with its timeout; success only on exit 0.  Every
-  ``{peer}`` in the command is replaced by the peer's name, and the command
-  gets HASUPD_PEER=<peer> in its environment.
+* ``fence``: fencing with fence devices is hasupd.fencing's (``Fencer``).
 * ``drbd``: DRBD resource-level fencing; hasupd is DRBD's fence-peer handler
   (hasupd.resources.drbd_handler) and outdates the peer.  Nothing runs here.
 * ``none``: always agrees.  The configuration loader puts a warning into
@@ -22,7 +19,6 @@ report; the planner decides what a result means.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
@@ -30,9 +26,8 @@ import struct
 import time
 from typing import AsyncIterator, Callable
 
-from hasupd.config import FenceGuard
 from hasupd.config import PingGuard as PingGuardConfig
-from hasupd.resources.base import Result, run
+from hasupd.resources.base import run
 
 log = logging.getLogger("hasupd.membership")
 
@@ -162,21 +157,3 @@ class PingGuard:
                     self.on_change(self.reachable)
                 yield self.reachable
             await asyncio.sleep(max(0.0, self.cfg.interval - (time.monotonic() - started)))
-
-
-class FenceRunner:
-    def __init__(self, cfg: FenceGuard):
-        self.cfg = cfg
-
-    async def fence(self, peer: str) -> Result:
-        """Run the fence command against ``peer``; ok only on exit 0."""
-        argv = [a.replace("{peer}", peer) for a in self.cfg.command]
-        if not argv:
-            return Result(False, "no fence command configured", errno=errno.EINVAL)
-        log.warning("fencing %s: %s", peer, " ".join(argv))
-        res = await run(argv, self.cfg.timeout, env={"HASUPD_PEER": peer})
-        if res.ok:
-            return Result(True, f"fenced {peer} ({argv[0]} exited 0)", res.command, res.returncode,
-                          res.output, duration=res.duration)
-        return Result(False, f"fencing {peer} failed: {res.message}", res.command, res.returncode,
-                      res.output, res.errno, res.timed_out, res.duration)

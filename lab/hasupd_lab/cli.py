@@ -5,6 +5,8 @@
     hasupd-lab exec NODE -- CMD...        run CMD inside a node (hasupctl, drbdadm, ...)
     hasupd-lab fault NODE KIND [ARGS]     kill-httpd kill-daemon freeze thaw crash boot
                                           cut-ring N heal-ring N loss PCT [RING] detach-disk
+                                          partition partition-rings heal (between the nodes)
+                                          bmc-down bmc-up (fencing NODE fails while down)
     hasupd-lab start NODE                 (re)start hasupd on a node (after kill-daemon)
     hasupd-lab curl                       fetch the VIP from the client: body + which node
 """
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. heartbeat.interval=50ms, groups.0.migration_threshold=3")
     up.add_argument("--no-start", action="store_true", help="do not start the daemons")
+    up.add_argument("--guard", choices=Lab.GUARDS,
+                    help="split-brain guard; fence and drbd fence through the nodes' BMCs (fence_ipmilan)")
     command("down", help="remove everything the lab made")
     ex = command("exec", help="run a command inside a node")
     ex.add_argument("--timeout", type=float, default=EXEC_TIMEOUT,
@@ -72,12 +76,15 @@ def main(argv=None) -> int:
             for item in args.set:
                 key, _, value = item.partition("=")
                 overrides[key] = _value(value)
-            lab.up(overrides, start=not args.no_start)
+            lab.up(overrides, start=not args.no_start, guard=args.guard)
             if args.no_start:
                 print(f"lab {args.prefix} is up (daemons not started)")
                 return 0
             status, _, served = lab.curl()
             print(f"lab {args.prefix} is up: rg_web runs on {served or '?'}; VIP {VIP} answers HTTP {status}")
+            print(f"  BMCs (ipmi_sim, IPMI-over-LAN, user admin, password in {lab.dir / 'bmc.password'}): "
+                  + ", ".join(f"{n} {lab.topo.bmc_address(n)}" for n in NODES)
+                  + (f"; guard {args.guard}" if args.guard else ""))
             print(f"  hasupd-lab --prefix {args.prefix} exec {served or 'n1'} -- hasupctl status")
             print(f"  hasupd-lab --prefix {args.prefix} fault {served or 'n1'} kill-httpd")
             print(f"  hasupd-lab --prefix {args.prefix} curl")

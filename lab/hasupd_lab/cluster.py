@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from hasupd_lab import bmc as bmcmod
 from hasupd_lab.netlab import Topology
 
 RUN_ROOT = Path(os.environ.get("HASUPD_LAB_ROOT", "/run/hasupd-lab"))
@@ -95,13 +96,19 @@ class Lab:
             raise LabError("the lab prefix is 1 to 6 letters or digits")
         self.prefix = prefix
         self.dir = RUN_ROOT / prefix
-        self.topo = Topology(prefix, nodes=NODES, rings=2, client=True)
+        self.topo = Topology(prefix, nodes=NODES, rings=2, client=True, mgmt=True)
         self.meta_path = self.dir / "lab.json"
         self.meta: dict = {}
         if self.meta_path.exists():
             self.meta = json.loads(self.meta_path.read_text())
 
     # ------------------------------------------------------------ bookkeeping
+
+    def reload(self) -> None:
+        """Re-read lab.json: a BMC's power control boots and crashes nodes
+        from its own process."""
+        if self.meta_path.exists():
+            self.meta = json.loads(self.meta_path.read_text())
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -212,11 +219,49 @@ class Lab:
                 r.pop("unit", None)
                 r.update(configfile=str(nd / "httpd" / "httpd.conf"), binary="apache2", port=80,
                          pidfile=str(nd / "httpd" / "httpd.pid"))
+        self._guard_config(cfg, node)
         cfg["state_dir"] = str(nd / "state")
         cfg["control"] = {"socket": str(self.socket_path(node)), "group": "root"}
         for key, value in (overrides or {}).items():
             _deep_set(cfg, key, value)
         return cfg
+
+    GUARDS = ("none", "ping", "drbd", "fence")
+
+    def _guard_config(self, cfg: dict, node: str) -> None:
+        """--guard: the split-brain guard, and for fence/drbd the nodes' BMCs
+        as fence devices (fence_ipmilan over the management network)."""
+        guard = self.meta.get("guard")
+        if not guard:
+            return  # the reference configuration's guard
+        cfg["split_brain_guard"] = {"mode": guard}
+        if guard == "ping":
+            cfg["split_brain_guard"]["ping"] = {"targets": [self.topo.address(CLIENT, 0)]}
+        if guard in ("fence", "drbd"):
+            cfg["fencing"] = {"owner_head_start": "2s", "devices": [
+                {"name": f"bmc-{n}", "agent": "fence_ipmilan", "nodes": [n],
+                 "options": {"ip": self.topo.bmc_address(n), "username": "admin", "lanplus": "1",
+                             # cipher 3: ipmi_sim does not answer ipmitool's cipher-suite query
+                             # (10 s lost per call); power_wait 0: its power control is synchronous
+                             "cipher": "3", "power_wait": "0"},
+                 "secrets": str(self.node_dir(node) / "fence" / "bmc.secret"),
+                 "timeout": "10s", "retries": 1}
+                for n in NODES]}
+
+    def bmc_password(self) -> str:
+        """The lab's BMC password (random, 0600 in the lab directory)."""
+        path = self.dir / "bmc.password"
+        if not path.exists():
+            path.write_text(os.urandom(8).hex())  # IPMI passwords: at most 20 bytes
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _write_fence_secrets(self, node: str) -> None:
+        d = self.node_dir(node) / "fence"
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = d / "bmc.secret"
+        path.write_text(f"password={self.bmc_password()}\n")
+        path.chmod(0o600)
 
     def write_configs(self, overrides: dict | None = None, only: str | None = None) -> None:
         for node in NODES:
@@ -229,17 +274,20 @@ class Lab:
 
     # ------------------------------------------------------------ up / down
 
-    def up(self, overrides: dict | None = None, start: bool = True, settle: float = 90.0) -> None:
+    def up(self, overrides: dict | None = None, start: bool = True, settle: float = 90.0,
+           guard: str | None = None) -> None:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, loop devices, mounts)")
         if self.topo.exists() or self.meta_path.exists():
             raise LabError(f"lab {self.prefix} is already up: `hasupd-lab down --prefix {self.prefix}` first")
-        for tool in ("apache2", "nsenter", "unshare", "losetup", "mkfs.ext4", "nft"):
+        if guard is not None and guard not in self.GUARDS:
+            raise LabError(f"guard {guard!r}: one of {', '.join(self.GUARDS)}")
+        for tool in ("apache2", "nsenter", "unshare", "losetup", "mkfs.ext4", "nft", "ipmi_sim"):
             if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
                 raise LabError(f"{tool} is missing: run `make deps` (or apt-get install the lab packages)")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.meta = {"prefix": self.prefix, "holders": {}, "daemons": {}, "journald": None,
-                     "drbd": {}, "env": {}, "overrides": overrides or {}}
+                     "drbd": {}, "env": {}, "overrides": overrides or {}, "guard": guard, "bmcs": {}}
         self.save()
         try:
             self.topo.up()
@@ -254,6 +302,8 @@ class Lab:
                 keyfile.chmod(0o400)
                 self._start_holder(node)
                 self._write_httpd(node)
+                self._write_fence_secrets(node)
+                bmcmod.start(self, node)
             self._start_drbd()
             self.write_configs(overrides)
             self._first_sync()
@@ -277,6 +327,10 @@ class Lab:
         self.topo.down()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.meta = {}
+
+    def bmc_pid(self, node: str) -> int | None:
+        pid = self.meta.get("bmcs", {}).get(node)
+        return pid if pid and _alive(pid) else None
 
     def kill_node_processes(self, node: str) -> None:
         """SIGKILL every process of the node: its daemon, apache, holder."""
@@ -307,6 +361,7 @@ class Lab:
                              start_new_session=True)
         self.meta["holders"][node] = p.pid
         self.save()
+        bmcmod.record_power(self, node, p.pid)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
@@ -342,6 +397,7 @@ class Lab:
         return _alive(pid)
 
     def daemon_pid(self, node: str) -> int | None:
+        self.reload()
         pid = self.meta.get("daemons", {}).get(node)
         return pid if pid and _alive(pid) else None
 
@@ -379,10 +435,11 @@ class Lab:
     # ------------------------------------------------------------ faults
 
     FAULTS = ("kill-httpd", "kill-daemon", "freeze", "thaw", "crash", "boot", "cut-ring", "heal-ring",
-              "loss", "detach-disk")
+              "loss", "detach-disk", "partition", "partition-rings", "heal", "bmc-down", "bmc-up")
 
     def fault(self, node: str, kind: str, *args: str) -> str:
         """Inject a fault; returns one line saying what was done."""
+        self.reload()
         if node not in NODES:
             raise LabError(f"no node {node!r} (nodes: {', '.join(NODES)})")
         if kind == "kill-httpd":
@@ -438,6 +495,20 @@ class Lab:
             return f"{pct:g}% loss on ring(s) {', '.join(map(str, rings))} of {node}"
         if kind == "detach-disk":
             return self._detach_disk(node)
+        if kind in ("partition", "partition-rings"):
+            a, b = NODES
+            self.topo.partition(a, b, keep_drbd=kind == "partition-rings")
+            what = "both rings" if kind == "partition-rings" else "both rings and the DRBD link"
+            return f"partitioned {a} from {b}: {what} cut (client and management network still reached)"
+        if kind == "heal":
+            self.topo.heal_partition()
+            return "healed the partition between the nodes"
+        if kind == "bmc-down":
+            self.topo.bmc_down(node)
+            return f"{node}'s BMC unplugged from the management network (fencing {node} fails)"
+        if kind == "bmc-up":
+            self.topo.bmc_up(node)
+            return f"{node}'s BMC plugged back in"
         raise LabError(f"unknown fault {kind!r} (faults: {', '.join(self.FAULTS)})")
 
     def _node_pids(self, node: str) -> list[int]:
@@ -470,8 +541,15 @@ class Lab:
         from hasupd_lab.drbdsim.harness import SimCluster
         nodes = {n: (self.topo.ns(n), self.topo.address(n, 0)) for n in NODES}
         exec_prefix = {n: self.enter_argv(n, []) for n in NODES} if self.meta.get("holders") else None
+        guard = {}
+        if self.meta.get("guard") == "drbd":
+            # DRBD's own fencing with hasupd as the fence-peer handler, as on a real cluster
+            handler = str(Path(sys.executable).parent / "hasupd-drbd-handler")
+            guard = dict(fencing="resource-and-stonith",
+                         handlers={h: f"{handler} {h}" for h in ("fence-peer", "unfence-peer")},
+                         daemon_env={n: {"HASUPD_SOCKET": str(self.socket_path(n))} for n in NODES})
         sc = SimCluster(self.dir / "drbd", nodes, prefix=self.prefix, ping_int=1.0, ping_timeout=0.5,
-                        exec_prefix=exec_prefix, size_mib=64)
+                        exec_prefix=exec_prefix, size_mib=64, **guard)
         sc.disks.update(self.meta.get("drbd_disks", {}))
         return sc
 

@@ -15,6 +15,11 @@ live in the lan namespace, which already carries the prefix, so they need
 none and stay within the kernel's 15-character limit).  Nothing touches
 the root namespace: no packet of the lab reaches the host's network.
 
+With ``mgmt=True`` a management network joins (10.77.0.0/24, bridge
+``brm`` in PREFIX-lan): each node gets ``ethm`` 10.77.0.(11+k) and a BMC
+namespace PREFIX-NODE-bmc with ``eth0`` 10.77.0.(21+k) (hasupd_lab.bmc
+runs ipmi_sim there).  Partitions cut the rings only, never this network.
+
 Faults act on the switch side, like pulling a cable out of the switch: the
 node keeps its address and route, ``sendto()`` succeeds, the packets are
 lost (``cut_ring``); or drop a share of them at random with nftables
@@ -47,6 +52,9 @@ CLIENT = "client"
 NET = "10.99"  # ring R is 10.99.R.0/24
 CLIENT_HOST = 100
 FIRST_NODE_HOST = 11
+MGMT_NET = "10.77.0"  # the management network: nodes .11+k, their BMCs .21+k
+FIRST_BMC_HOST = 21
+DRBD_PORT = 7789  # the simulator's replication link (ring 0): partition-rings keeps it
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,6}$")
 _NODE = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # NODE-ethR must fit in 15 characters
 
@@ -70,7 +78,7 @@ class Topology:
     """Namespaces PREFIX-lan, PREFIX-<node>..., PREFIX-client (see module doc)."""
 
     def __init__(self, prefix: str, nodes: Sequence[str] = ("n1", "n2"), rings: int = 2,
-                 client: bool = True):
+                 client: bool = True, mgmt: bool = False):
         if not _PREFIX.match(prefix):
             raise NetlabError(f"lab prefix {prefix!r}: 1 to 6 letters or digits")
         for n in nodes:
@@ -85,6 +93,7 @@ class Topology:
         self.nodes = tuple(nodes)
         self.rings = rings
         self.client = client
+        self.mgmt = mgmt
 
     # ------------------------------------------------------------ names
 
@@ -100,7 +109,19 @@ class Topology:
 
     def namespaces(self) -> list[str]:
         names = [self.lan] + [self.ns(n) for n in self.nodes]
+        names += [self.bmc_ns(n) for n in self.nodes] if self.mgmt else []
         return names + ([self.ns(CLIENT)] if self.client else [])
+
+    def bmc_ns(self, node: str) -> str:
+        """The namespace of a node's BMC (on the management network)."""
+        self.ns(node)
+        return f"{self.prefix}-{node}-bmc"
+
+    def mgmt_address(self, node: str) -> str:
+        return f"{MGMT_NET}.{FIRST_NODE_HOST + self.nodes.index(node)}"
+
+    def bmc_address(self, node: str) -> str:
+        return f"{MGMT_NET}.{FIRST_BMC_HOST + self.nodes.index(node)}"
 
     def bridge(self, ring: int) -> str:
         self._check_ring(ring)
@@ -188,6 +209,22 @@ class Topology:
                 self.run(node, ["sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"])
             # ICMP echo through unprivileged ping sockets (the ping tie-breaker)
             self.run(node, ["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"])
+        if self.mgmt:
+            self._build_mgmt()
+
+    def _build_mgmt(self) -> None:
+        self._batch(self.lan, ["link add brm type bridge forward_delay 0 stp_state 0", "link set brm up"])
+        for node in self.nodes:
+            bmc = self.bmc_ns(node)
+            _ip("netns", "add", bmc)
+            self._batch(self.lan, [
+                f"link add {node}-ethm type veth peer name ethm netns {self.ns(node)}",
+                f"link set {node}-ethm master brm up",
+                f"link add {node}-bmc type veth peer name eth0 netns {bmc}",
+                f"link set {node}-bmc master brm up"])
+            self._batch(self.ns(node), [f"addr add {self.mgmt_address(node)}/24 dev ethm", "link set ethm up"])
+            self._batch(bmc, ["link set lo up", f"addr add {self.bmc_address(node)}/24 dev eth0",
+                              "link set eth0 up"])
 
     @staticmethod
     def _batch(ns: str, lines: list[str]) -> None:
@@ -279,6 +316,40 @@ class Topology:
     @staticmethod
     def _loss_chain(node: str, ring: int) -> str:
         return f"loss_{node}_{ring}"  # never "fwd": that name confuses nft here
+
+    def bmc_down(self, node: str) -> None:
+        """Unplug the node's BMC from the management network."""
+        self.bmc_ns(node)
+        _ip("-n", self.lan, "link", "set", f"{node}-bmc", "down")
+
+    def bmc_up(self, node: str) -> None:
+        self.bmc_ns(node)
+        _ip("-n", self.lan, "link", "set", f"{node}-bmc", "up")
+
+    _PARTITION_TABLE = "hasupd_partition"
+
+    def partition(self, a: str, b: str, keep_drbd: bool = False) -> None:
+        """Cut every ring between nodes A and B (switch side, both ways); both
+        keep reaching the client and the management network.  keep_drbd:
+        the DRBD link (TCP DRBD_PORT on ring 0, and ARP) stays up."""
+        self.heal_partition()
+        lines = [f"add table bridge {self._PARTITION_TABLE}",
+                 f"add chain bridge {self._PARTITION_TABLE} cut {{ type filter hook forward priority -10; }}"]
+        for ring in range(self.rings):
+            for src, dst in ((a, b), (b, a)):
+                match = f'iifname "{self.port(src, ring)}" oifname "{self.port(dst, ring)}"'
+                if keep_drbd and ring == 0:
+                    lines += [f"add rule bridge {self._PARTITION_TABLE} cut {match} ether type arp accept",
+                              f"add rule bridge {self._PARTITION_TABLE} cut {match} tcp dport {DRBD_PORT} accept",
+                              f"add rule bridge {self._PARTITION_TABLE} cut {match} tcp sport {DRBD_PORT} accept"]
+                lines.append(f"add rule bridge {self._PARTITION_TABLE} cut {match} counter drop")
+        self._nft("\n".join(lines) + "\n")
+
+    def heal_partition(self) -> None:
+        listing = _run(self.exec_argv(LAN, ["nft", "list", "table", "bridge", self._PARTITION_TABLE]),
+                       check=False)
+        if listing.returncode == 0:
+            self._nft(f"delete table bridge {self._PARTITION_TABLE}\n")
 
     def _nft(self, script: str) -> None:
         _run(self.exec_argv(LAN, ["nft", "-f", "-"]), input=script)

@@ -12,7 +12,7 @@ REFERENCE = os.path.join(HERE, "..", "..", "conf", "hasupd.yaml")
 
 @pytest.mark.parametrize("guard,words", [
     ({"mode": "drbd"}, "never taken over automatically"),
-    ({"mode": "fence", "fence": {"command": ["/usr/sbin/fence_site"]}}, "fenced (confirmed off) before any takeover"),
+    ({"mode": "fence", "fence": {"command": ["/bin/true"]}}, "fenced (confirmed off) before any takeover"),
     ({"mode": "none"}, "on heartbeat silence alone"),
 ])
 def test_check_states_the_price_of_the_guard(tmp_path, guard, words):

@@ -1,0 +1,440 @@
+"""Fencing: fence devices called the way Pacemaker calls fence-agents.
+
+A device is a fence-agents program (fence_ipmilan, fence_redfish, ...) or
+a site command; both get the same standard input and nothing else::
+
+    action=off            off | on | reboot | status | monitor
+    plug=1                (when the device has a plug for the node)
+    nodename=n2
+    ip=10.77.0.12         the device's options, one key=value a line
+    password=...          the secrets file's lines, read at each call
+
+Exit codes are the fence-agents API's: 0 success; for ``status`` 0 means
+on and 2 off, anything else that the state is unknown.  Secrets go to the
+agent's stdin only: never argv, environment, logs, messages or status
+(``Redactor`` removes them from any agent output that is kept).  A child
+gets a clean environment, its own process group (killed whole on a
+timeout) and a bounded share of its output.
+
+``Fencer.fence(node)`` asks ``status`` first, of every device at once (a
+node already off counts as fenced, with no ``off`` sent), then tries the levels in order: each device
+of a level waits its ``delay``, runs ``off`` (with ``retries``), and the
+level counts only when ``status`` confirms the node off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from hasupd.config import FenceDevice, Fencing, check_secrets_file
+
+log = logging.getLogger("hasupd.fencing")
+
+OUTPUT_LIMIT = 64 * 1024  # bytes kept of a child's stdout and of its stderr
+AGENT_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "LC_ALL": "C"}
+CONFIRM_INTERVAL = 0.5  # between `status` calls while waiting for a node to be off
+
+STATUS_ON, STATUS_OFF = 0, 2  # fence-agents: the exit codes of `status`
+
+
+@dataclass(frozen=True)
+class FenceOutcome:
+    ok: bool  # the node is confirmed off (after `off`, `status` says off) or was off already
+    already_off: bool  # the device reported it off before any `off` was sent
+    device: str | None  # the device (or devices, "a+b") of the level that decided
+    level: int | None  # 1-based level index that decided
+    message: str  # one sentence, secrets redacted
+    duration: float  # seconds
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """One call of a device: exit code (None: did not run or timed out)."""
+
+    action: str
+    returncode: int | None
+    output: str  # redacted, bounded
+    duration: float
+    error: str = ""  # why it did not run or finish (redacted)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def power(self) -> str:
+        """For `status`: "on", "off" or "unknown"."""
+        if self.returncode == STATUS_ON:
+            return "on"
+        if self.returncode == STATUS_OFF:
+            return "off"
+        return "unknown"
+
+    def why(self) -> str:
+        """One short phrase: the error, else the exit code and last output line."""
+        if self.error:
+            return self.error
+        last = next((ln.strip() for ln in reversed(self.output.splitlines()) if ln.strip()), "")
+        return f"exit {self.returncode}" + (f": {last[:200]}" if last else "")
+
+
+class Redactor:
+    """Replaces every secret value in a text (longest first)."""
+
+    def __init__(self, secrets: list[str]):
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, "[redacted]")
+        return text
+
+
+def read_secrets(path: str) -> list[tuple[int, str, str]]:
+    """(line number, key, value) of each key=value line of a secrets file
+    (checked: root, 0600/0400).  Raises OSError/ValueError with a message
+    that never holds a value."""
+    problem = check_secrets_file(path)
+    if problem:
+        raise ValueError(problem)
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{path}:{number}: expected key=value")
+            entries.append((number, key.strip(), value))
+    return entries
+
+
+def resolve_agent(agent: str) -> str | None:
+    """The path of a fence-agents program: absolute, or on PATH, /usr/sbin, /sbin."""
+    if agent.startswith("/"):
+        return agent if os.access(agent, os.X_OK) else None
+    found = shutil.which(agent)
+    if found:
+        return found
+    for d in AGENT_DIRS:
+        path = os.path.join(d, agent)
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def device_argv(device: FenceDevice, node: str) -> list[str] | None:
+    """argv of a device call (never a secret): the agent alone (options on
+    stdin), or the site command ({peer} becomes the node's name)."""
+    if device.command is not None:
+        return [a.replace("{peer}", node) for a in device.command]
+    path = resolve_agent(device.agent or "")
+    return [path] if path else None
+
+
+def stdin_text(device: FenceDevice, node: str, action: str, secrets: list[tuple[str, str]]) -> str:
+    lines = [f"action={action}"]
+    plug = device.plug(node)
+    if plug is not None:
+        lines.append(f"plug={plug}")
+    lines.append(f"nodename={node}")
+    lines += [f"{k}={v}" for k, v in device.options]
+    lines += [f"{k}={v}" for k, v in secrets]
+    return "\n".join(lines) + "\n"
+
+
+async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Read to EOF, keep the first LIMIT bytes (the rest is read and dropped)."""
+    kept = bytearray()
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return bytes(kept)
+        if len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+
+
+async def call_device(device: FenceDevice, node: str, action: str,
+                      timeout: float | None = None) -> AgentResult:
+    """Run one action of a device against NODE (bounded by the device's timeout)."""
+    start = time.monotonic()
+    timeout = device.timeout if timeout is None else timeout
+    secrets: list[tuple[str, str]] = []
+    if device.secrets:
+        try:
+            secrets = [(k, v) for _, k, v in read_secrets(device.secrets)]
+        except (OSError, ValueError) as e:
+            return AgentResult(action, None, "", 0.0, f"secrets: {getattr(e, 'strerror', None) or e}")
+    redact = Redactor([v for _, v in secrets])
+    argv = device_argv(device, node)
+    if argv is None:
+        return AgentResult(action, None, "", 0.0, f"agent {device.agent} not found")
+    env = dict(CLEAN_ENV)
+    if device.command is not None:
+        env["HASUPD_PEER"] = node
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env, cwd="/", start_new_session=True)
+    except OSError as e:
+        return AgentResult(action, None, "", time.monotonic() - start,
+                           redact(f"cannot run {argv[0]}: {e.strerror}"))
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+    async def talk() -> tuple[bytes, bytes]:
+        try:
+            proc.stdin.write(stdin_text(device, node, action, secrets).encode())
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # an agent that does not read its stdin
+        finally:
+            proc.stdin.close()
+        out, err = await asyncio.gather(_read_bounded(proc.stdout, OUTPUT_LIMIT),
+                                        _read_bounded(proc.stderr, OUTPUT_LIMIT))
+        await proc.wait()
+        return out, err
+
+    try:
+        out, err = await asyncio.wait_for(talk(), timeout)
+    except asyncio.TimeoutError:
+        await _kill_and_reap(proc)
+        return AgentResult(action, None, "", time.monotonic() - start, f"no answer within {timeout:g}s")
+    except asyncio.CancelledError:  # e.g. another device answered first
+        await _kill_and_reap(proc)
+        raise
+    text = redact((out + b"\n" + err).decode("utf-8", "replace").strip())
+    return AgentResult(action, proc.returncode, text, time.monotonic() - start)
+
+
+async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill the agent's process group, then wait for it and the end of its
+    pipes (bounded), so nothing of it outlives the call."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        await asyncio.wait_for(asyncio.gather(proc.stdout.read(), proc.stderr.read(), proc.wait()), 5.0)
+    except (asyncio.TimeoutError, asyncio.CancelledError, OSError):
+        pass
+
+
+class Fencer:
+    """Fences a node with the configured devices and levels; remembers the
+    last fence and each device's last test for the status."""
+
+    def __init__(self, fencing: Fencing, local: str):
+        self.fencing = fencing
+        self.local = local
+        self.last_fence: dict | None = None
+        self.last_tests: dict[str, dict] = {}
+        self._lock: asyncio.Lock | None = None  # made in the loop (Python 3.9 binds a lock to a loop)
+
+    async def power_status(self, node: str) -> str:
+        """"on" | "off" | "unknown": the first device to answer."""
+        power, _ = await self._first_status(node, ("on", "off"))
+        return power
+
+    async def _first_status(self, node: str, wanted: tuple[str, ...]) -> tuple[str, FenceDevice | None]:
+        """`status` on every device of the node at once; the first answer in
+        WANTED wins (the other calls are cancelled, their agents killed)."""
+        devices = list({d.name: d for level in self.fencing.levels_for(node) for d in level}.values())
+        tasks = {asyncio.ensure_future(call_device(d, node, "status")): d for d in devices}
+        try:
+            pending = set(tasks)
+            while pending:
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    power = task.result().power()
+                    if power in wanted:
+                        return power, tasks[task]
+            return "unknown", None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def fence(self, node: str) -> FenceOutcome:
+        """One fence at a time: a hand fence and the engine's wait for each other."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            start = time.monotonic()
+            outcome = await self._fence(node, start)
+        self.last_fence = {"node": node, "when": time.time(), "duration": round(outcome.duration, 3),
+                           "ok": outcome.ok, "already_off": outcome.already_off, "device": outcome.device,
+                           "level": outcome.level, "message": outcome.message, "by": self.local}
+        (log.warning if outcome.ok else log.error)("fencing %s: %s", node, outcome.message)
+        return outcome
+
+    async def _fence(self, node: str, start: float) -> FenceOutcome:
+        def done(ok: bool, message: str, devices: list[FenceDevice] | None = None,
+                 level: int | None = None, already_off: bool = False) -> FenceOutcome:
+            names = "+".join(d.name for d in devices) if devices else None
+            return FenceOutcome(ok, already_off, names, level, message, time.monotonic() - start)
+
+        levels = self.fencing.levels_for(node)
+        if not levels:
+            return done(False, f"no fence device can fence {node}")
+        power, device = await self._first_status(node, ("off",))
+        if device is not None:
+            index = next(i for i, level in enumerate(levels, 1) if device in level)
+            return done(True, f"{node} is already off (device {device.name} reports it off; "
+                              "no off sent)", [device], index, already_off=True)
+        failures = []
+        for index, level in enumerate(levels, 1):
+            problem = await self._level_off(node, level)
+            if problem is None:
+                return done(True, f"{node} fenced by level {index} "
+                                  f"({'+'.join(d.name for d in level)}): confirmed off", level, index)
+            failures.append(f"level {index}: {problem}")
+            log.error("fencing %s: level %d failed: %s", node, index, problem)
+        return done(False, f"fencing {node} failed: " + "; ".join(failures))
+
+    async def _level_off(self, node: str, level: list[FenceDevice]) -> str | None:
+        """None when every device of the level turned NODE off and a status
+        confirms it; else why not."""
+        for device in level:
+            if device.delay > 0:
+                await asyncio.sleep(device.delay)
+            res = None
+            for attempt in range(1 + device.retries):
+                res = await call_device(device, node, "off")
+                if res.ok:
+                    break
+                log.warning("fencing %s: %s off attempt %d failed: %s", node, device.name,
+                            attempt + 1, res.why())
+            if res is None or not res.ok:
+                return f"{device.name} off failed ({res.why() if res else 'not run'})"
+        return await self._confirm_off(node, level)
+
+    async def _confirm_off(self, node: str, level: list[FenceDevice]) -> str | None:
+        deadline = time.monotonic() + max(d.timeout for d in level)
+        while True:
+            answers = []
+            for device in level:
+                res = await call_device(device, node, "status")
+                answers.append((device, res))
+            powers = [res.power() for _, res in answers]
+            if "on" not in powers and "off" in powers:
+                return None
+            if time.monotonic() >= deadline:
+                said = ", ".join(f"{d.name}: {r.power() if r.power() != 'unknown' else r.why()}"
+                                 for d, r in answers)
+                return f"off was accepted but no status confirms {node} off ({said})"
+            await asyncio.sleep(CONFIRM_INTERVAL)
+
+    async def test(self, node: str | None = None) -> list[dict]:
+        """`status` (else `monitor`) on every device of every level; never `off`."""
+        nodes = [node] if node else sorted({n for d in self.fencing.devices for n in d.nodes})
+        results = []
+        for n in nodes:
+            for index, level in enumerate(self.fencing.levels_for(n), 1):
+                for device in level:
+                    results.append(await self._test_device(device, n, index))
+        return results
+
+    async def _test_device(self, device: FenceDevice, node: str, level: int) -> dict:
+        status = await call_device(device, node, "status")
+        power = status.power()
+        if power != "unknown":
+            ok, message = True, f"status works: {node} is {power}"
+            duration = status.duration
+        elif status.returncode is None:  # timed out or did not run: monitor would too
+            ok, message, duration = False, f"status failed ({status.why()})", status.duration
+        else:
+            monitor = await call_device(device, node, "monitor")
+            ok = monitor.ok
+            duration = status.duration + monitor.duration
+            message = ("monitor works (no power status for this device: "
+                       f"{status.why()})" if ok else
+                       f"status failed ({status.why()}); monitor failed ({monitor.why()})")
+        entry = {"node": node, "level": level, "device": device.name, "ok": ok, "power": power,
+                 "message": message, "duration": round(duration, 3)}
+        self.last_tests[device.name] = {"when": time.time(), "ok": ok, "message": message, "node": node}
+        return entry
+
+
+# ---------------------------------------------------------------- `hasupctl check`
+
+
+def agent_parameters(agent_path: str, timeout: float = 20.0) -> set[str]:
+    """The option names an agent knows, from its `-o metadata`.
+
+    Raises RuntimeError when the metadata cannot be had or read."""
+    import subprocess
+    try:
+        proc = subprocess.run([agent_path, "-o", "metadata"], capture_output=True, timeout=timeout,
+                              env=dict(CLEAN_ENV), stdin=subprocess.DEVNULL, cwd="/")
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{agent_path} -o metadata did not answer within {timeout:g}s") from None
+    except OSError as e:
+        raise RuntimeError(f"cannot run {agent_path}: {e.strerror}") from None
+    try:
+        root = ET.fromstring(proc.stdout)
+    except ET.ParseError:
+        raise RuntimeError(f"{agent_path} -o metadata gave no readable XML (exit {proc.returncode})") from None
+    names = set()
+    for p in root.iter("parameter"):
+        name = p.get("name")
+        if name:
+            names.add(_norm(name))
+    return names
+
+
+def _norm(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def check_devices(fencing: Fencing) -> list[str]:
+    """`hasupctl check`: every agent exists and its metadata knows every
+    configured option (and every key of its secrets file).  Errors as
+    FILE:LINE: message."""
+    errors = []
+    for d in fencing.devices:
+        def at(key: str, fallback: str = "agent", d: FenceDevice = d) -> str:
+            where = {k: (path, line) for k, path, line in d.positions}
+            path, line = where.get(key) or where.get(fallback) or ("<config>", 0)
+            return f"{path}:{line}"
+        if d.command is not None:
+            if not os.access(d.command[0], os.X_OK):
+                errors.append(f"{at('command', 'command')}: fence device {d.name}: "
+                              f"{d.command[0]} is missing or not executable")
+            continue
+        path = resolve_agent(d.agent or "")
+        if path is None:
+            errors.append(f"{at('agent')}: fence device {d.name}: agent {d.agent} not found "
+                          f"(looked on PATH and in {', '.join(AGENT_DIRS)}; install fence-agents?)")
+            continue
+        try:
+            known = agent_parameters(path)
+        except RuntimeError as e:
+            errors.append(f"{at('agent')}: fence device {d.name}: {e}")
+            continue
+        for key, _ in d.options:
+            if _norm(key) not in known:
+                errors.append(f"{at(key)}: fence device {d.name}: {d.agent} has no option {key!r}"
+                              + _close(key, known))
+        if d.secrets:
+            try:
+                for number, key, _ in read_secrets(d.secrets):
+                    if _norm(key) not in known:
+                        errors.append(f"{d.secrets}:{number}: fence device {d.name}: {d.agent} has no "
+                                      f"option {key!r}" + _close(key, known))
+            except (OSError, ValueError) as e:
+                errors.append(f"{at('agent')}: fence device {d.name}: secrets: {getattr(e, 'strerror', None) or e}")
+    return errors
+
+
+def _close(word: str, known: set[str]) -> str:
+    import difflib
+    close = difflib.get_close_matches(_norm(word), sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
