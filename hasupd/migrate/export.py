@@ -27,6 +27,7 @@ from hasupd.config import (
     VipResource,
 )
 from hasupd.migrate import corosync as corosyncmod
+from hasupd.migrate import fencing as fencingmod
 from hasupd.migrate.common import duration, score_text
 
 _JOURNALING = {"ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "gfs2", "ocfs2", "nilfs2"}
@@ -65,6 +66,7 @@ class _Model:
     orders: list[tuple[str, str, str]] = field(default_factory=list)  # id, first (promote), then (start)
     locations: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # id, rsc, score, node|rule
     alerts: list[tuple[str, str, float, str]] = field(default_factory=list)
+    fence_levels: list[tuple[str, int, list[str]]] = field(default_factory=list)  # node, index, devices
 
 
 def _t(seconds: float) -> str:
@@ -129,6 +131,17 @@ class _Exporter:
         cfg, m = self.cfg, self.m
         guard = cfg.split_brain_guard
         self.fencing = False
+        fencing_cfg = getattr(cfg, "fencing", None)  # fence-schema.md's Fencing
+        if fencing_cfg is not None and fencing_cfg.devices:
+            st = fencingmod.export_fencing(fencing_cfg)
+            self.notes += st.notes
+            if st.prims:
+                self.fencing = True
+                m.properties += st.properties
+                m.prims += [_Prim(pid, agent, params, [("monitor", [("interval", "60s")])])
+                            for pid, agent, params in st.prims]
+                m.fence_levels = st.levels
+                return
         if guard.mode == "fence" and guard.fence is not None:
             devices = self.fence_devices(list(guard.fence.command))
             if devices:
@@ -348,6 +361,11 @@ def render_crm(m: _Model, cfg: Config, legacy: bool = False) -> str:
         if recipient:
             line += f" \\\n\tto {_q(recipient)}"
         out.append(line)
+    if m.fence_levels:
+        by_node: dict[str, list[str]] = {}
+        for node, _i, devs in m.fence_levels:
+            by_node.setdefault(node, []).append(",".join(devs))
+        out.append("fencing_topology " + " ".join(f"{n}: {' '.join(v)}" for n, v in by_node.items()))
     out.append("property cib-bootstrap-options: \\\n\t" + " \\\n\t".join(f"{k}={_q(v)}" for k, v in m.properties))
     if m.rsc_defaults:
         out.append("rsc_defaults rsc-options: \\\n\t" + " \\\n\t".join(f"{k}={_q(v)}" for k, v in m.rsc_defaults))
@@ -418,6 +436,8 @@ def render_pcs(m: _Model, cfg: Config) -> str:
                        f"{target[5:].replace('not_defined', 'not_defined')}")
         else:
             out.append(f"$PCS constraint location {rsc} prefers {target}={score}")
+    for node, index, devs in m.fence_levels:
+        out.append(f"$PCS stonith level add {index} {node} {','.join(devs)}")
     for aid, path, timeout, recipient in m.alerts:
         out.append(f"$PCS alert create id={aid} path={shlex.quote(path)} meta timeout={_t(timeout)}")
         if recipient:

@@ -24,11 +24,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-import shlex
 from collections import Counter
 from dataclasses import dataclass
 
-from hasupd.migrate import yamlout
+from hasupd.migrate import fencing, yamlout
 from hasupd.migrate.common import DataError, Note, at, duration, kv, pcmk_score, pcmk_seconds
 from hasupd.migrate.corosync import CorosyncInfo
 from hasupd.migrate.crm import CrmConfig, Primitive
@@ -36,14 +35,10 @@ from hasupd.migrate.drbdconf import DrbdInfo
 from hasupd.migrate.yamlout import C, Comment, Flow
 
 PCMK_DEFAULT_TIMEOUT = 20.0
+DEFAULT_SECRETS_DIR = "/etc/hasupd/fence"
 PROMOTED = ("master", "promoted")
 _TRUE = ("true", "yes", "1", "on", "y")
 _JOURNALING = {"ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "gfs2", "ocfs2", "nilfs2"}
-# fence-agents options that take no value (`lanplus=1` -> `--lanplus`)
-_FENCE_FLAGS = {"lanplus", "ssl", "ssl_secure", "ssl_insecure", "notls", "inet4_only", "inet6_only",
-                "verbose", "use_sudo", "secure", "api_version", "missing_as_off", "abort_on_fail"} - {"api_version"}
-_FENCE_OPTION = {"ipaddr": "ip", "login": "username", "passwd": "password", "port": "plug",
-                 "action": None}
 
 
 @dataclass
@@ -70,8 +65,11 @@ def parse_hosts(text: str, path: str) -> Hosts:
 
 class _Import:
     def __init__(self, crm: CrmConfig, coro: CorosyncInfo | None, drbd: DrbdInfo | None,
-                 hosts: Hosts | None):
+                 hosts: Hosts | None, secrets_dir: str = DEFAULT_SECRETS_DIR):
         self.crm, self.coro, self.drbd, self.hosts = crm, coro, drbd, hosts
+        self.secrets_dir = secrets_dir
+        self.fencing_section: dict | None = None
+        self.secrets: dict[str, str] = {}
         self.notes: list[Note] = list(crm.notes)
         if coro:
             self.notes += coro.notes
@@ -350,7 +348,7 @@ class _Import:
                                          "hasupd's nearest is to reboot itself")
 
     def fencing_enabled(self) -> bool:
-        p = self.prop("stonith-enabled")
+        p = self.prop("stonith-enabled") or self.prop("fencing-enabled")  # renamed in Pacemaker 2.1
         enabled = p is None or p[0].lower() in _TRUE
         return enabled and bool(self.stonith)
 
@@ -535,13 +533,15 @@ class _Import:
             self.note(self.w(p.line), "dropped", f"{p.id}: meta {k}={v} has no hasupd equivalent")
 
     # -------------------------------------------------------------- guard
-    def guard(self) -> dict:
+    def guard(self, names: list[str]) -> dict:
         """The split_brain_guard mapping."""
         crm = self.crm
-        st = self.prop("stonith-enabled")
+        st = self.prop("stonith-enabled") or self.prop("fencing-enabled")
         nqp = self.prop("no-quorum-policy")
         if self.fencing_enabled():
-            return self._fence_guard()
+            fenced = self._fence_guard(names)
+            if fenced is not None:
+                return fenced
         if st is None and not self.stonith:
             self.note(self.crm.path, "warning", "stonith-enabled is not set (default true) and there is no "
                       "stonith device: Pacemaker would not have started any resource")
@@ -571,54 +571,18 @@ class _Import:
         why = " + ".join(parts) or "no fencing in the source"
         return {"mode": C("none", f"{why}: take over on heartbeat silence alone")}
 
-    def _fence_guard(self) -> dict:
-        devices = self.stonith
-        action = (self.prop("stonith-action") or ("reboot", 0))[0]
-        commands = []
-        for d in devices:
-            argv = [d.type]
-            for k, v in d.params.items():
-                if re.fullmatch(r"\*{3,}", v):
-                    self.note(self.w(d.line), "warning", f"stonith device {d.id}: {k} is hidden (******) in this "
-                              "crm output (crmsh's obscure_pattern): put the real value into the fence command")
-                if k.startswith("pcmk_") or k in ("action", "priority"):
-                    continue
-                opt = _FENCE_OPTION.get(k, k)
-                if v.lower() in ("true", "yes", "on") or (v == "1" and opt in _FENCE_FLAGS):
-                    argv.append(f"--{opt}")
-                else:
-                    argv.append(f"--{opt}={v}")
-            argv = [argv[0], *sorted(argv[1:]), f"--action={action}"]  # sorted: pcs reorders params
-            host_map = [e.split(":", 1) for e in re.split(r"[;\s]+", d.params.get("pcmk_host_map", "")) if ":" in e]
-            if host_map:
-                for host, plug in host_map:
-                    options = sorted(argv[1:-1] + [f"--plug={plug}"])
-                    commands.append((d, [argv[0], *options, argv[-1]], [host]))
-                continue
-            hosts = d.params.get("pcmk_host_list", "").split()
-            commands.append((d, argv, hosts))
-        timeout = self.prop("stonith-timeout")
-        fence: dict = {}
-        if len(commands) == 1:
-            d, argv, _ = commands[0]
-            fence["command"] = C(Flow(argv), approx=f"stonith device {d.id} ({self.w(d.line)}) as a "
-                                 "fence-agents command line; try it with --action=status")
-        else:
-            cases = []
-            for d, argv, hosts in commands:
-                if not hosts:
-                    self.note(self.w(d.line), "dropped", f"stonith device {d.id} has no pcmk_host_list; "
-                              "hasupd cannot tell which peer it fences")
-                    continue
-                cases.append(f"{'|'.join(hosts)}) exec {shlex.join(argv)};;")
-            script = f'case "$HASUPD_PEER" in {" ".join(cases)} esac; exit 1'
-            fence["command"] = C(Flow(["/bin/sh", "-c", script]),
-                                 approx="the stonith device (pcmk_host_list/pcmk_host_map) for the peer's name")
-        if timeout is not None:
-            fence["timeout"] = duration(pcmk_seconds(timeout[0]) or 60.0)
-        else:
-            fence["timeout"] = C("60s", "Pacemaker's default stonith-timeout")
-        return {"mode": C("fence", "stonith-enabled with stonith devices"), "fence": fence}
+    def _fence_guard(self, names: list[str]) -> dict | None:
+        got = fencing.import_fencing(self.crm, self.stonith, names, self.note, self.secrets_dir)
+        if got.section is None:
+            self.note(self.crm.path, "warning", "stonith is enabled but no stonith device could be carried "
+                      "over: the guard falls back to what else the source has")
+            return None
+        self.fencing_section = got.section
+        self.secrets = got.secrets
+        if got.secrets:
+            self.note(self.crm.path, "info", f"stonith passwords/keys are not in the YAML: they go to "
+                      f"{', '.join(sorted(got.secrets))} (mode 0600, root only)")
+        return {"mode": C("fence", "stonith-enabled with stonith devices: the fencing section")}
 
     def _ping_guard(self) -> dict | None:
         for p in self.ping:
@@ -967,7 +931,9 @@ class _Import:
         hb, nodes = self.heartbeat(names)
         doc["nodes"] = nodes
         doc["heartbeat"] = hb
-        doc["split_brain_guard"] = self.guard()
+        doc["split_brain_guard"] = self.guard(names)
+        if self.fencing_section is not None:
+            doc["fencing"] = self.fencing_section
         group_devices: dict[str, str] = {}
         groups = []
         base, base_why = self.base_timeout()
@@ -1146,12 +1112,20 @@ def _cluster_name(group: str) -> str:
 
 
 def build(crm: CrmConfig, coro: CorosyncInfo | None = None, drbd: DrbdInfo | None = None,
-          hosts: Hosts | None = None, sources: list[str] | None = None) -> tuple[str, list[Note]]:
-    """The hasupd.yaml text and the notes for the summary."""
-    imp = _Import(crm, coro, drbd, hosts)
-    doc = imp.build()
+          hosts: Hosts | None = None, sources: list[str] | None = None,
+          secrets_dir: str = DEFAULT_SECRETS_DIR) -> tuple[str, list[Note], dict[str, str]]:
+    """The hasupd.yaml text, the notes for the summary and the secrets files (path -> text).
+
+    A DataError raised here carries the notes gathered so far (``.notes``): they
+    often explain it."""
+    imp = _Import(crm, coro, drbd, hosts, secrets_dir)
+    try:
+        doc = imp.build()
+    except DataError as e:
+        e.notes = imp.notes
+        raise
     header = ["hasupd configuration imported from Pacemaker by `hasupctl import`",
               f"from: {', '.join(sources or [crm.path])}",
               "Lines marked `approximated:` are not exact translations; the summary printed on",
               "stderr lists what was not carried over. Check it: hasupctl check --config FILE"]
-    return yamlout.render(doc, header), imp.notes
+    return yamlout.render(doc, header), imp.notes, imp.secrets
