@@ -529,7 +529,7 @@ def test_damaged_inputs_give_data_errors_never_tracebacks(data):
     try:
         crm_cfg = crmmod.parse(damaged, "d.crm")
         coro = corosyncmod.parse(coro_text, "c.conf") if coro_text else None
-        text_out, _notes = importer.build(crm_cfg, coro, None, None)
+        text_out, _notes, _secrets = importer.build(crm_cfg, coro, None, None)
     except DataError as e:
         assert re.match(r"^(d\.crm|c\.conf)(:\d+)?$", e.where), e.where
         return
