@@ -178,6 +178,8 @@ class Resource:
     ping_where: str = ""
     two_primaries: bool = False
     version: int = 8  # 9 when node-id, volumes, connection-mesh or connection appear
+    stacked_on: str | None = None  # stacked-on-top-of RESOURCE
+    floating: bool = False  # floating ADDRESS sections instead of `on HOST`
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -309,9 +311,10 @@ def _resource(st: Stmt, common: list[Stmt], notes: list[Note]) -> Resource:
         elif sub.key in ("connection-mesh", "connection"):
             res.version = 9
             _connection(sub, res, notes)
-        elif sub.key in ("floating", "stacked-on-top-of"):
-            notes.append(Note(sub.where, "dropped", f"resource {res.name}: {sub.key} sections are "
-                              "not supported by hasupd (name the hosts with `on HOST`)"))
+        elif sub.key == "stacked-on-top-of":
+            res.stacked_on = sub.words[1] if len(sub.words) > 1 else "?"
+        elif sub.key == "floating":
+            res.floating = True
     for h in res.hosts:
         for attr in ("device", "minor", "disk", "meta_disk"):
             if getattr(h, attr) is None:

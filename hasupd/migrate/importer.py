@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hasupd.migrate import fencing, yamlout
-from hasupd.migrate.common import DataError, Note, at, duration, kv, pcmk_score, pcmk_seconds
+from hasupd.migrate.common import DataError, Note, Refused, at, duration, kv, pcmk_score, pcmk_seconds
 from hasupd.migrate.corosync import CorosyncInfo
 from hasupd.migrate.crm import CrmConfig, Primitive
 from hasupd.migrate.drbdconf import DrbdInfo
@@ -38,6 +38,8 @@ PCMK_DEFAULT_TIMEOUT = 20.0
 DEFAULT_SECRETS_DIR = "/etc/hasupd/fence"
 PROMOTED = ("master", "promoted")
 _TRUE = ("true", "yes", "1", "on", "y")
+# agents that only make sense cloned on every node at once
+_ACTIVE_ACTIVE = {"controld", "o2cb", "clvm", "lvmlockd", "IPaddr2", "IPaddr", "apache", "Filesystem"}
 _JOURNALING = {"ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "gfs2", "ocfs2", "nilfs2"}
 
 
@@ -102,6 +104,7 @@ class _Import:
         self.stonith: list[Primitive] = []
         self.ping: list[Primitive] = []
         self.cloned: set[str] = set()
+        self.dual_primary: list[tuple[int, str]] = []
         for p in crm.primitives.values():
             if p.cls == "stonith":
                 self.stonith.append(p)
@@ -144,8 +147,52 @@ class _Import:
     def _check_ms_meta(self, clone) -> None:
         for key in ("master-max", "promoted-max"):
             if key in clone.meta and clone.meta[key] != "1":
-                self.note(self.w(clone.line), "dropped", f"{clone.id}: {key}={clone.meta[key]} "
-                          "(dual primary): hasupd keeps DRBD Primary on one node only")
+                self.dual_primary.append((clone.line, f"dual-primary DRBD: {clone.id} has "
+                                          f"{key}={clone.meta[key]} (Primary on both nodes)"))
+
+    # -------------------------------------------------------------- refusals
+    def refuse_what_hasupd_does_not_run(self) -> None:
+        """Raise Refused for 3+ nodes, active/active clones and stacked DRBD."""
+        crm = self.crm
+        active = []
+        for c in crm.clones.values():
+            members = crm.groups[c.child].members if c.child in crm.groups else [c.child]
+            kinds = [crm.primitives[m] for m in members if m in crm.primitives]
+            shared = [p for p in kinds if p.type in _ACTIVE_ACTIVE or
+                      (p.type == "Filesystem" and p.params.get("fstype", "") in ("gfs2", "ocfs2"))]
+            if shared:
+                active.append(f"clone {c.id} runs {', '.join(f'{p.id} ({p.type})' for p in shared)} on every node")
+        found = [text for _l, text in self.dual_primary]
+        if active:
+            found.insert(0, "active/active: " + "; ".join(active))
+        if found:
+            line = min([c.line for c in crm.clones.values()] + [ln for ln, _t in self.dual_primary])
+            raise Refused(self.w(line), "; ".join(found), "hasupd keeps DRBD Primary on one node and runs each "
+                          "group on one node at a time (active/passive); a cluster file system (GFS2, OCFS2) "
+                          "mounted on both nodes needs Pacemaker's clones and DLM.")
+        # stacked DRBD: a DRBD clone placed with or after another DRBD clone
+        for col in [*crm.colocations, *crm.orders]:
+            drbds = [r for r, _ in col.members if r in self.drbd_of]
+            if len({self.drbd_of[r][0] for r in drbds}) >= 2:
+                raise Refused(self.w(col.line), f"stacked DRBD: {col.id} ties DRBD "
+                              f"{' and '.join(dict.fromkeys(self.drbd_of[r][0] for r in drbds))} together (a DRBD "
+                              "resource on top of another, usually for a third node off site)",
+                              "hasupd replicates one DRBD level between two nodes.")
+        for r in (self.drbd.resources if self.drbd else []):
+            used = r.name in {n for n, _ in self.drbd_of.values()}
+            if r.stacked_on and used:
+                raise Refused(r.where, f"stacked DRBD: resource {r.name} is stacked-on-top-of {r.stacked_on}",
+                              "hasupd replicates one DRBD level between two nodes.")
+            if used and len(r.hosts) > 2:
+                raise Refused(r.where, f"{len(r.hosts)} nodes: DRBD resource {r.name} replicates between "
+                              f"{', '.join(h.name for h in r.hosts)}", "hasupd runs two nodes.")
+        nodes = [n.name or str(n.addrs.get(0)) for n in self.coro.nodes] if self.coro and self.coro.nodes \
+            else list(crm.nodes)
+        if len(nodes) > 2:
+            where = self.coro.where(self.coro.nodes[2].line) if self.coro and self.coro.nodes \
+                else self.w(crm.nodes[nodes[2]].line)
+            raise Refused(where, f"{len(nodes)} nodes ({', '.join(nodes)})", "hasupd runs two nodes, one "
+                          "active and one standby.")
 
     # -------------------------------------------------------------- groups
     def service(self, rid: str) -> bool:
@@ -246,7 +293,9 @@ class _Import:
             names = [r for r, _ in col.members]
             if not (set(names) & ours) or (pcmk_score(col.score) or 0) <= 0:
                 continue
-            for rid, role in col.members:
+            # "colocation c inf: A B": A is placed with B; only a DRBD after one of ours holds ours
+            first_ours = min(i for i, r in enumerate(names) if r in ours)
+            for rid, role in col.members[first_ours + 1:]:
                 if rid in self.drbd_of:
                     approx = None
                     if (role or "").lower() not in PROMOTED:
@@ -263,7 +312,9 @@ class _Import:
                             found.append((self.drbd_of[rid][0], f"only order {o.id} ties {gname} to DRBD; "
                                           "hasupd also keeps it where DRBD is Primary", o.line))
         if not found:
-            return None, None, ""
+            return self.drbd_from_devices(gname, members)
+        # a tie to the promoted role is the one that counts
+        found.sort(key=lambda f: f[1] is not None)
         names = list(dict.fromkeys(f[0] for f in found))
         if len(names) > 1:
             self.note(self.w(found[0][2]), "dropped", f"group {gname} depends on DRBD {', '.join(names)}; "
@@ -274,6 +325,28 @@ class _Import:
             self.note(self.w(line), "info", f"group {gname}: the source has no order "
                       f"promote -> start; hasupd always starts the group after the promotion")
         return name, approx, self.w(line)
+
+    def drbd_from_devices(self, gname: str, members: list[str]) -> tuple[str | None, str | None, str]:
+        """No DRBD primitive ties the group (DRBD 9 auto-promote): its filesystem's device
+        (/dev/drbd/by-res/NAME[/VOL], /dev/drbdN) names the DRBD resource."""
+        for m in members:
+            p = self.crm.primitives[m]
+            if self.kind(p) != "filesystem":
+                continue
+            dev = p.params.get("device", "")
+            name = None
+            by_res = re.match(r"^/dev/drbd/by-res/([^/]+)(?:/\d+)?$", dev)
+            if by_res:
+                name = by_res.group(1)
+            else:
+                minor = re.match(r"^/dev/drbd(\d+)$", dev)
+                if minor:
+                    name = next((r.name for r in (self.drbd.resources if self.drbd else [])
+                                 for h in r.hosts if h.minor == int(minor.group(1))), None)
+            if name:
+                return name, (f"no DRBD primitive in the source: {m} mounts {dev} (DRBD 9 auto-promote: the "
+                              "mount promotes it); hasupd promotes it before the group starts"), self.w(p.line)
+        return None, None, ""
 
     # -------------------------------------------------------------- policy
     def meta(self, key: str, ids: list[str]) -> tuple[str, str] | None:
@@ -834,7 +907,15 @@ class _Import:
             r = known.get(name)
             if r is None:
                 dev = group_devices.get(name, "/dev/drbd0")
-                entry["device"] = C(dev, approx="no DRBD configuration given (--drbd): the filesystem's device")
+                m = re.search(r"^/dev/drbd(\d+)$", dev)
+                if m is None:
+                    # /dev/drbd/by-res/NAME, or LVM on top of DRBD: the minor is not in the crm input
+                    dev = f"/dev/drbd{len(minors)}"
+                    why = (f"no DRBD configuration given (--drbd) and the filesystem's device "
+                           f"{group_devices.get(name)} does not name the minor: set the device")
+                else:
+                    why = "no DRBD configuration given (--drbd): the filesystem's device"
+                entry["device"] = C(dev, approx=why)
                 entry["disk"] = C("/dev/UNKNOWN", approx="no DRBD configuration given (--drbd): set the "
                                   "backing disk")
                 entry["port"] = C(7789, approx="DRBD's usual port")
@@ -899,6 +980,7 @@ class _Import:
     def build(self) -> dict:
         crm = self.crm
         self.classify()
+        self.refuse_what_hasupd_does_not_run()
         layout = self.group_members()
         drbd_of_group: dict[str, tuple[str | None, str | None, str]] = {}
         self.used_drbd: list[str] = []
@@ -973,7 +1055,14 @@ class _Import:
             g["resources"] = resources
             groups.append(g)
         if not groups:
-            raise DataError(crm.path, "no resources to run: the configuration has no primitive hasupd can run")
+            found = [f"{p.id} ({p.agent}{', cloned' if p.id in self.cloned else ''})" for p in crm.primitives.values()]
+            if not found:
+                what = ("constraints only" if crm.colocations or crm.orders or crm.locations else "nothing") + \
+                    ": give the whole configuration (`crm configure show`, `pcs config` or the CIB XML " \
+                    "from `pcs cluster cib` / `cibadmin -Q`)"
+            else:
+                what = f"only {', '.join(found)}: no primitive runs on one node at a time"
+            raise DataError(crm.path, f"no resources to run: this input has {what}")
         drbd = self.drbd_section(names, group_devices)
         if drbd is not None:
             doc["drbd"] = drbd
