@@ -595,8 +595,8 @@ class _Import:
                               "the agent's meta-data")
                 continue
             for k, v in extra.items():
-                if k == "on-fail" and op.name == "stop":
-                    continue
+                if k == "on-fail" and (op.name == "stop" or v == "restart"):
+                    continue  # stop: on_stop_failure; restart: Pacemaker's default, as hasupd does
                 self.note(self.w(op.line), "dropped", f"{p.id}: op {op.name} {k}={v} has no hasupd equivalent")
 
     def _meta_notes(self, p: Primitive) -> None:
@@ -801,6 +801,14 @@ class _Import:
             hb["transport"] = C("unicast", f"corosync transport {coro.transport}") if coro.transport != "udp" \
                 else C("unicast", approx="corosync udp with a nodelist")
             indexes = sorted({i for n in coro.nodes for i in n.addrs})
+            if not indexes:
+                # corosync 3 resolves the node names itself (knet): so do we, with the hosts file
+                for cn in coro.nodes:
+                    if not (self.hosts and cn.name in self.hosts.entries):
+                        raise DataError(coro.where(cn.line), f"node {cn.name} has no ring0_addr: corosync resolves "
+                                        "its name; give --hosts (/etc/hosts) so that the import can too")
+                    cn.addrs[0] = cn.name
+                indexes = [0]
             by_name = {(n.name or n.addrs.get(0)): n for n in coro.nodes}
             for idx in indexes:
                 itf = next((i for i in coro.interfaces if i.index == idx), None)
@@ -826,10 +834,19 @@ class _Import:
                                 "replication network")
             for i, n in enumerate(names):
                 d = self.drbd_address(n)
-                if d is None:
-                    raise DataError(self.crm.path, f"no address for node {n}: give --corosync or --drbd")
-                addrs[i].append((d[0], f"DRBD address ({d[1]})"))
-            rings.append({"bind_network": C(_network(addrs[0][0][0]), approx="the /24 of the DRBD addresses"),
+                h = self.hosts.entries.get(n) if self.hosts else None
+                setup = [a for a in self.crm.node_addrs.get(n, []) if _network(a)]
+                if setup:
+                    addrs[i].append((setup[0], f"pcs cluster setup addr= ({self.w(self.crm.nodes[n].line)})"))
+                elif d is not None:
+                    addrs[i].append((d[0], f"DRBD address ({d[1]})"))
+                elif h is not None:
+                    addrs[i].append((h[0], f"hosts file ({h[1]})"))
+                else:
+                    raise DataError(self.crm.path, f"no address for node {n}: give --corosync, --drbd or --hosts")
+            hb["transport"] = C("unicast", approx="no corosync.conf given: heartbeat over the nodes' "
+                                + ("DRBD replication network" if self.drbd_address(names[0]) else "addresses"))
+            rings.append({"bind_network": C(_network(addrs[0][0][0]), approx="the /24 of the first node's address"),
                           "port": 5405})
         for i, node in enumerate(nodes):
             values = [a for a, _ in addrs[i]]
@@ -984,9 +1001,11 @@ class _Import:
         layout = self.group_members()
         drbd_of_group: dict[str, tuple[str | None, str | None, str]] = {}
         self.used_drbd: list[str] = []
+        self.group_drbd: dict[str, str | None] = {}
         for name, members, _line, _why in layout:
             d = self.drbd_for(name, members)
             drbd_of_group[name] = d
+            self.group_drbd[name] = d[0]
             if d[0] and d[0] not in self.used_drbd:
                 self.used_drbd.append(d[0])
         for _rid, (dname, line) in self.drbd_of.items():
@@ -1005,6 +1024,8 @@ class _Import:
         cname = self.prop("cluster-name")
         if cname:
             doc["cluster"] = C(cname[0], f"cluster-name ({self.w(cname[1])})")
+        elif crm.cluster_name:
+            doc["cluster"] = C(crm.cluster_name[0], f"pcs cluster name ({self.w(crm.cluster_name[1])})")
         elif self.coro and self.coro.cluster_name:
             doc["cluster"] = C(self.coro.cluster_name, "totem cluster_name")
         else:
@@ -1096,8 +1117,12 @@ class _Import:
     def location(self, name: str, members: list[str], g: dict, names: list[str]) -> None:
         best: tuple[float, str, str] | None = None
         ours = {name, *members}
+        drbd_name = self.group_drbd.get(name)
+        promoted_of_ours = {rid for rid, (dname, _l) in self.drbd_of.items() if dname == drbd_name}
         for loc in self.crm.locations:
-            if loc.rsc not in ours:
+            if loc.rsc in promoted_of_ours and (loc.role or "").lower() in PROMOTED:
+                pass  # where DRBD is promoted is where the group runs
+            elif loc.rsc not in ours:
                 continue
             where = self.w(loc.line)
             if loc.id.startswith(("cli-prefer-", "cli-ban-", "cli-standby-")):
@@ -1152,7 +1177,7 @@ class _Import:
                 self.note(self.w(c.line), "dropped", f"{kind} {c.id} ({', '.join(rscs)}): {why}")
 
     def property_notes(self) -> None:
-        known = {"stonith-enabled", "no-quorum-policy", "default-action-timeout", "default-resource-stickiness",
+        known = {"stonith-enabled", "fencing-enabled", "priority-fencing-delay", "no-quorum-policy", "default-action-timeout", "default-resource-stickiness",
                  "cluster-name", "dc-deadtime", "stonith-action", "stonith-timeout"}
         informational = {"dc-version", "cluster-infrastructure", "have-watchdog", "last-lrm-refresh",
                          "expected-quorum-votes"}

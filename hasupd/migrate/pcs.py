@@ -123,7 +123,7 @@ class _Script:
         if not words:
             return
         head = (words[0], words[1] if len(words) > 1 else "")
-        if head in _SESSION or (words[0], "") in _SESSION:
+        if head in _SESSION or (len(words) == 1 and (words[0], "") in _SESSION):
             cfg.ignored_output += 1
             return
         area, rest = words[0], words[1:]
