@@ -38,7 +38,8 @@ class Section:
 
 
 _LINE = re.compile(r"^(?P<key>[A-Za-z0-9_.-]+)\s*:\s*(?P<value>.*?)\s*$")
-_OPEN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*\{\s*(?P<rest>.*)$")
+# `interface: {` is accepted by corosync's own parser too
+_OPEN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*:?\s*\{\s*(?P<rest>.*)$")
 
 
 def parse_tree(text: str, path: str) -> Section:
@@ -81,6 +82,7 @@ class Interface:
     mcastport: int | None = None
     ttl: int | None = None
     broadcast: bool = False
+    members: list[tuple[str, int]] = field(default_factory=list)  # corosync 1.x udpu member { memberaddr }
 
 
 @dataclass
@@ -172,12 +174,19 @@ def parse(text: str, path: str = "<corosync.conf>") -> CorosyncInfo:
         idx = sec.value("ringnumber", sec.value("linknumber", str(len(interfaces))))
         port = sec.value("mcastport")
         ttl = sec.value("ttl")
+        members = []
+        for sub in sec.sections:
+            got = sub.get("memberaddr") if sub.name == "member" else None
+            if got is None:
+                notes.append(Note(at(path, sub.line), "unknown", f"interface: unknown section {sub.name!r}"))
+            else:
+                members.append(got)
         interfaces.append(Interface(
             int(idx) if idx and idx.isdigit() else len(interfaces), sec.line,
             sec.value("bindnetaddr"), sec.value("mcastaddr"),
             int(port) if port and port.isdigit() else None,
             int(ttl) if ttl and ttl.isdigit() else None,
-            (sec.value("broadcast", "no") or "no").lower() in ("yes", "on", "1")))
+            (sec.value("broadcast", "no") or "no").lower() in ("yes", "on", "1"), members))
     interfaces.sort(key=lambda i: i.index)
 
     nodes: list[CNode] = []
@@ -200,6 +209,15 @@ def parse(text: str, path: str = "<corosync.conf>") -> CorosyncInfo:
                     notes.append(Note(at(path, line), "unknown", f"nodelist node: unknown key {key!r}"))
             nodes.append(CNode(name, nodeid, addrs, sec.line))
     nodes.sort(key=lambda n: (n.nodeid is None, n.nodeid or 0))
+    if not nodes and any(i.members for i in interfaces):
+        # corosync 1.x udpu: the nodes are the members, listed per ring in the same order
+        for k in range(max(len(i.members) for i in interfaces)):
+            addrs = {i.index: i.members[k][0] for i in interfaces if k < len(i.members)}
+            line = next(i.members[k][1] for i in interfaces if k < len(i.members))
+            nodes.append(CNode(None, None, addrs, line))
+        if len(interfaces) > 1:
+            notes.append(Note(at(path, interfaces[0].line), "info", "member lists of the rings paired by "
+                              "position (the first member of each ring is one node)"))
 
     transport = totem.value("transport")
     if transport is None:

@@ -477,7 +477,7 @@ def render_drbd(cfg: Config) -> str:
             out += [f"    on {n.name} {{",
                     f"        node-id {i};",
                     f"        device {d.device} minor {d.minor};",
-                    f"        disk {d.disk};",
+                    f"        disk {d.disk_of(n.name)};",
                     f"        address {n.addresses[0]}:{d.port};",
                     "        meta-disk internal;",
                     "    }"]

@@ -746,6 +746,12 @@ class _Import:
                 return short[0]
         raise DataError(where, f"node {addr} has no name: give --drbd or --hosts to name it")
 
+    def _node_of(self, host: str, names: list[str]) -> str:
+        """A DRBD host name as one of the cluster's node names (pcmk-1 / pcmk-1.example.com)."""
+        if host in names:
+            return host
+        return next((n for n in names if n.split(".")[0] == host.split(".")[0]), host)
+
     def drbd_address(self, node: str) -> tuple[str, str] | None:
         for r in (self.drbd.resources if self.drbd else []):
             if r.name not in self.used_drbd and self.used_drbd:
@@ -943,18 +949,30 @@ class _Import:
                 resources.append(entry)
                 continue
             host = r.host(names[0]) or (r.hosts[0] if r.hosts else None)
+            if r.floating and not r.hosts:
+                raise DataError(r.where, f"DRBD resource {name} names its nodes by `floating ADDRESS` sections "
+                                "only: hasupd needs the host names (`on HOST { address ...; }`)")
             if host is None:
                 raise DataError(r.where, f"DRBD resource {name} has no `on HOST` section")
+            diskless = [h.name for h in r.hosts if (h.disk or "").lower() == "none"]
+            if diskless:
+                raise Refused(r.where, f"DRBD resource {name}: {', '.join(diskless)} is diskless (disk none)",
+                              "A diskless node has no copy of the data to take over with; hasupd fails over "
+                              "between two nodes that both keep the data.")
             for key in ("device", "disk"):
                 if getattr(host, key) is None:
                     raise DataError(host.where, f"DRBD resource {name} on {host.name}: no {key}")
             entry["device"] = host.device
             if not re.search(r"drbd\d+$", host.device):
                 entry["minor"] = host.minor
-            entry["disk"] = host.disk
+            by_node = {self._node_of(h.name, names): h.disk for h in r.hosts}
+            if len(set(by_node.values())) > 1 and set(by_node) == set(names):
+                entry["disk"] = C(Flow({n: by_node[n] for n in names}), "each node's own backing disk")
+            else:
+                entry["disk"] = host.disk
             entry["port"] = host.port or 7789
             for other in r.hosts:
-                for key in ("device", "disk", "port"):
+                for key in ("device", "port"):
                     if getattr(other, key) != getattr(host, key):
                         self.note(other.where, "dropped", f"DRBD {name}: {other.name} has {key} "
                                   f"{getattr(other, key)}, {host.name} {getattr(host, key)}; hasupd assumes the "
