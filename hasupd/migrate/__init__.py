@@ -22,10 +22,10 @@ from hasupd.migrate import corosync as corosyncmod
 from hasupd.migrate import crm as crmmod
 from hasupd.migrate import drbdconf, importer
 from hasupd.migrate import pcs as pcsmod
-from hasupd.migrate.common import EX_DATAERR, DataError, Note
+from hasupd.migrate.common import EX_DATAERR, DataError, Note, Refused
 from hasupd.migrate.export import Exported, export_config
 
-__all__ = ["import_config", "export_config", "cli_import", "cli_export", "Imported", "Exported",
+__all__ = ["import_config", "export_config", "cli_import", "cli_export", "Imported", "Exported", "Refused",
            "DataError", "EX_DATAERR"]
 
 

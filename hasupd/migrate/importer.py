@@ -188,6 +188,9 @@ class _Import:
                               f"{', '.join(h.name for h in r.hosts)}", "hasupd runs two nodes.")
         nodes = [n.name or str(n.addrs.get(0)) for n in self.coro.nodes] if self.coro and self.coro.nodes \
             else list(crm.nodes)
+        if self.coro and len(self.coro.nodes) == 1:
+            raise DataError(self.coro.where(self.coro.nodes[0].line), "the corosync nodelist names one node "
+                            f"({nodes[0]}): hasupd needs both nodes of the pair (give the complete corosync.conf)")
         if len(nodes) > 2:
             where = self.coro.where(self.coro.nodes[2].line) if self.coro and self.coro.nodes \
                 else self.w(crm.nodes[nodes[2]].line)
@@ -706,6 +709,10 @@ class _Import:
             (self.drbd.resources if self.drbd else [])
         if used and used[0].hosts:
             return [h.name for h in used[0].hosts]
+        if used and used[0].floating:
+            raise DataError(used[0].where, f"DRBD resource {used[0].name} names its nodes by `floating ADDRESS` "
+                            "sections only: give --corosync (nodelist), or name the hosts in DRBD "
+                            "(`on HOST { address ...; }`)")
         if self.crm.nodes:
             return list(self.crm.nodes)
         names = list(dict.fromkeys(loc.node for loc in self.crm.locations if loc.node))
@@ -829,8 +836,8 @@ class _Import:
                 if net:
                     ring["bind_network"] = C(net, approx="corosync takes the mask from the interface; /24 assumed")
                 else:
-                    net = _network(addrs[0][-1][0])
-                    ring["bind_network"] = C(net, approx=f"the /24 of the ring{idx} addresses")
+                    net, why = _common_network([a[-1][0] for a in addrs])
+                    ring["bind_network"] = C(net, approx=f"ring{idx}: {why}")
                 ring["port"] = (itf.mcastport if itf and itf.mcastport else 5405)
                 rings.append(ring)
             if coro.transport == "udp" and any(i.broadcast for i in coro.interfaces):
@@ -852,8 +859,8 @@ class _Import:
                     raise DataError(self.crm.path, f"no address for node {n}: give --corosync, --drbd or --hosts")
             hb["transport"] = C("unicast", approx="no corosync.conf given: heartbeat over the nodes' "
                                 + ("DRBD replication network" if self.drbd_address(names[0]) else "addresses"))
-            rings.append({"bind_network": C(_network(addrs[0][0][0]), approx="the /24 of the first node's address"),
-                          "port": 5405})
+            net, why = _common_network([a[0][0] for a in addrs])
+            rings.append({"bind_network": C(net, approx=why), "port": 5405})
         for i, node in enumerate(nodes):
             values = [a for a, _ in addrs[i]]
             why = "; ".join(w for _, w in addrs[i] if w)
@@ -1231,6 +1238,26 @@ def _network(addr: str | None) -> str | None:
         return str(ipaddress.IPv4Network(f"{addr}/24", strict=False))
     except ValueError:
         return None
+
+
+def _common_network(addrs: list[str]) -> tuple[str, str]:
+    """The /24 of the addresses, or the smallest network holding them all (routed
+    replication links), with the reason."""
+    nets = {_network(a) for a in addrs}
+    if len(nets) == 1 and None not in nets:
+        return nets.pop(), "the /24 of the addresses"
+    try:
+        ips = [ipaddress.ip_address(a) for a in addrs]
+    except ValueError:
+        raise DataError("heartbeat", f"addresses {', '.join(addrs)} are not IP addresses") from None
+    if any(ip.version != 4 for ip in ips):
+        raise DataError("heartbeat", f"addresses {', '.join(addrs)}: hasupd's heartbeat runs over IPv4; give "
+                        "--corosync (its IPv4 ring addresses) or --hosts")
+    prefix = 24
+    while prefix > 0 and len({ipaddress.IPv4Network(f"{ip}/{prefix}", strict=False) for ip in ips}) > 1:
+        prefix -= 1
+    net = ipaddress.IPv4Network(f"{ips[0]}/{prefix}", strict=False)
+    return str(net), f"the smallest network holding {', '.join(addrs)} (they are in different /24s)"
 
 
 def _group_name(first: str) -> str:
