@@ -68,6 +68,7 @@ def import_fencing(crm: CrmConfig, devices: list[Primitive], names: list[str], n
                    secrets_dir: str) -> FencingImport:
     """The `fencing:` section for the stonith primitives DEVICES; NOTE(where, kind, message)."""
     out: list[dict] = []
+    split: dict[str, dict[str, str]] = {}  # Pacemaker device -> node -> hasupd device (per-node delays)
     secrets: dict[str, str] = {}
     random_max = 0.0
     timeout_prop = crm.properties.get("stonith-timeout") or crm.properties.get("fencing-timeout")
@@ -137,18 +138,20 @@ def import_fencing(crm: CrmConfig, devices: list[Primitive], names: list[str], n
         per_node = _per_node(base)
         if per_node and len(nodes) > 1 and len({per_node.get(n, "0") for n in nodes}) > 1:
             # a delay per target: one device per node, each with its own delay
+            split[p.id] = {n: f"{p.id}-{n}" for n in nodes}
             for n in nodes:
                 d = dict(dev, name=f"{p.id}-{n}", nodes=Flow([n]))
                 if plugs:
                     d["plugs"] = Flow({n: plugs[n]} if n in plugs else {})
-                d["delay"] = C(duration(pcmk_seconds(per_node.get(n, "0")) or 0.0),
-                               f"pcmk_delay_base {base} ({where}): one device per node")
+                seconds = pcmk_seconds(per_node.get(n, "0")) or 0.0
+                if seconds:
+                    d["delay"] = C(duration(seconds), f"pcmk_delay_base {base} ({where}): one device per node")
                 out.append(d)
             continue
         if per_node:
             base = next(iter(per_node.values()))
-        if base:
-            dev["delay"] = duration(pcmk_seconds(base) or 0.0)
+        if base and pcmk_seconds(base):
+            dev["delay"] = duration(pcmk_seconds(base))
         out.append(dev)
     if not out:
         return FencingImport(None, {})
@@ -161,22 +164,17 @@ def import_fencing(crm: CrmConfig, devices: list[Primitive], names: list[str], n
         section["owner_head_start"] = C("0s", "no priority-fencing-delay in the source")
     section["random_delay_max"] = duration(random_max)
     section["devices"] = out
-    levels = _levels(crm, out, names, note)
+    levels = _levels(crm, out, split, names, note)
     if levels:
         section["levels"] = levels
     return FencingImport(section, secrets)
 
 
-def _levels(crm: CrmConfig, devices: list[dict], names: list[str], note) -> dict | None:
+def _levels(crm: CrmConfig, devices: list[dict], split: dict[str, dict[str, str]], names: list[str],
+            note) -> dict | None:
     if not crm.fencing_levels:
         return None
     known = {d["name"] for d in devices}
-    # a device split per node keeps its Pacemaker name in the topology
-    split = {}
-    for d in devices:
-        base, _, node = d["name"].rpartition("-")
-        if base and node in names:
-            split.setdefault(base, {})[node] = d["name"]
     levels: dict[str, list] = {}
     for lvl in sorted(crm.fencing_levels, key=lambda x: x.index):
         targets = names if lvl.node == "*" else [lvl.node]
@@ -195,8 +193,8 @@ def _levels(crm: CrmConfig, devices: list[dict], names: list[str], note) -> dict
                     break
                 devs.append(dname)
             if devs:
-                levels.setdefault(node, []).append(Flow(devs))
-    return {n: Flow(v) for n, v in levels.items()} or None
+                levels.setdefault(node, []).append(devs)
+    return levels or None
 
 
 # ---------------------------------------------------------------- export

@@ -62,6 +62,7 @@ CASES = {
     "two-drbd": dict(crm="crm.txt", corosync="corosync.conf", drbd="drbd.res", hosts="hosts"),
     "web-knet": dict(crm="crm.txt", corosync="corosync.conf"),
     "pcs-promotable": dict(crm="crm.txt", corosync="corosync.conf", drbd="drbd.d"),
+    "fencing": dict(crm="crm.txt", corosync="corosync.conf"),
 }
 
 
@@ -248,9 +249,12 @@ def _crm(cib: Path, *args: str, check_errors: bool = True) -> str:
     return r.stdout
 
 
-def _empty_cib(path: Path) -> Path:
+def _empty_cib(path: Path, nodes: tuple[str, ...] = ()) -> Path:
+    """An empty CIB; with NODES, as a running cluster's CIB knows them (pcs checks the
+    nodes of fencing levels against it)."""
     r = subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, timeout=60, check=True)
-    path.write_text(r.stdout)
+    known = "".join(f'<node id="{i}" uname="{n}"/>' for i, n in enumerate(nodes, 1))
+    path.write_text(r.stdout.replace("<nodes/>", f"<nodes>{known}</nodes>") if nodes else r.stdout)
     return path
 
 
@@ -277,8 +281,9 @@ def test_crmsh_loads_the_crm_export_and_shows_it_back(case, monkeypatch, tmp_pat
 @pytest.mark.parametrize("case", CASES)
 def test_pcs_runs_the_pcs_export_on_a_cib_file(case, monkeypatch, tmp_path):
     first = do_import(case, monkeypatch).text
-    paths = write_export(load(first, "hasupd.yaml"), "pcs", tmp_path)
-    cib = _empty_cib(tmp_path / "cib.xml")
+    cfg = load(first, "hasupd.yaml")
+    paths = write_export(cfg, "pcs", tmp_path)
+    cib = _empty_cib(tmp_path / "cib.xml", tuple(n.name for n in cfg.nodes))
     # --force only where pcs cannot read an agent's meta-data (see the docstring)
     wrapper = tmp_path / "bin" / "pcs"
     wrapper.parent.mkdir()
