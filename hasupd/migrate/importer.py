@@ -1109,6 +1109,7 @@ class _Import:
             else:
                 what = f"only {', '.join(found)}: no primitive runs on one node at a time"
             raise DataError(crm.path, f"no resources to run: this input has {what}")
+        self.check_vips(groups, nodes)
         drbd = self.drbd_section(names, group_devices)
         if drbd is not None:
             doc["drbd"] = drbd
@@ -1132,6 +1133,24 @@ class _Import:
         self.constraint_notes(grouped)
         self.property_notes()
         return doc
+
+    def check_vips(self, groups: list[dict], nodes: list[dict]) -> None:
+        """A VIP that is a node's own address would be added on one node while the other has it."""
+        own = {}
+        for n in nodes:
+            value = n["addresses"].value if isinstance(n["addresses"], C) else n["addresses"]
+            for a in (value.value if isinstance(value, Flow) else value):
+                own[a] = n["name"]
+        for g in groups:
+            for r in g["resources"]:
+                ip = r.get("ip")
+                ip = ip.value if isinstance(ip, C) else ip
+                name = r["name"].value if isinstance(r["name"], C) else r["name"]
+                if ip is not None and ip in own:
+                    p = self.crm.primitives[name]
+                    self.note(self.w(p.line), "warning", f"{name}: the VIP {ip} is node {own[ip]}'s own address: "
+                              "the other node would take the address of a live machine; give the service an "
+                              "address of its own")
 
     def autostart(self, name: str, members: list[str]):
         got = self.meta("target-role", [name] + members)

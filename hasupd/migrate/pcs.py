@@ -35,7 +35,7 @@ from hasupd.migrate.crm import (
     Primitive,
 )
 
-_PROMPT = re.compile(r"^(?:\[[^\]]*\]\s*[#$]|[\w.@~:/-]*[#$])\s*")
+_PROMPT = re.compile(r"^(?:\[[^\]]*\]\s*[#$]|[\w.@~:/-]*[#$])(?:\s+|$)")  # `$PCS` is no prompt
 _ACTIONS = ("start", "stop", "promote", "demote", "monitor", "notify", "reload", "migrate_to",
             "migrate_from", "meta-data", "validate-all", "status")
 # flags that take the next word as their value
@@ -52,7 +52,7 @@ _SESSION = {("host", "auth"), ("cluster", "auth"), ("cluster", "start"), ("clust
 def looks_like_pcs(text: str) -> bool:
     for raw in text.splitlines():
         line = _PROMPT.sub("", raw.strip())
-        if re.match(r"^(sudo\s+)?pcs\s", line) or line.startswith(("Cluster Name:", "Resources:",
+        if re.match(r"^(sudo\s+)?pcs\s", line) or _ASSIGN.match(line) or line.startswith(("Cluster Name:", "Resources:",
                                                                    "Location Constraints:")):
             return True
     return False
@@ -70,8 +70,14 @@ def _kv(words: list[str]) -> dict[str, str]:
 # ---------------------------------------------------------------- commands
 
 
+_ASSIGN = re.compile(r"""^(?P<name>[A-Za-z_]\w*)=(?P<q>["']?)(?P<value>(?:sudo\s+)?pcs\b[^"']*)(?P=q)\s*$""")
+
+
 def _commands(text: str, cfg: CrmConfig, offset: int) -> list[tuple[int, list[str]]]:
+    """Logical command lines; `PCS="pcs -f $CIB"` ... `$PCS resource ...` (as scripts,
+    and hasupctl export, write them) reads as pcs."""
     out: list[tuple[int, list[str]]] = []
+    aliases: dict[str, str] = {}
     pending, start = "", 0
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip()
@@ -85,6 +91,13 @@ def _commands(text: str, cfg: CrmConfig, offset: int) -> list[tuple[int, list[st
         pending = ""
         if not full or full.startswith("#"):
             continue
+        m = _ASSIGN.match(full)
+        if m:
+            aliases[m.group("name")] = m.group("value")
+            continue
+        m = re.match(r"^\$\{?(\w+)\}?(\s.*)$", full)
+        if m and m.group(1) in aliases:
+            full = aliases[m.group(1)] + m.group(2)
         try:
             words = shlex.split(full, comments=True)
         except ValueError as e:
