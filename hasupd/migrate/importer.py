@@ -141,8 +141,13 @@ class _Import:
             self.cloned.add(c.child)
             members = crm.groups[c.child].members if c.child in crm.groups else [c.child]
             self.cloned.update(members)
+            units = [crm.primitives[m].type for m in members if m in crm.primitives and
+                     crm.primitives[m].cls in ("systemd", "lsb", "service", "upstart")]
+            how = (f"enable it on both nodes yourself (systemctl enable {' '.join(units)})" if units else
+                   "start it on both nodes yourself (outside hasupd)")
             self.note(self.w(c.line), "dropped", f"{'promotable ' if c.promotable else ''}clone {c.id} "
-                      f"({', '.join(members)}) runs on both nodes; hasupd runs groups on one node at a time")
+                      f"({', '.join(members)}) runs on both nodes, beside the groups: {how}; hasupd runs "
+                      "groups on one node at a time")
 
     def _check_ms_meta(self, clone) -> None:
         for key in ("master-max", "promoted-max"):
