@@ -504,3 +504,18 @@ def test_data_errors_print_the_notes_gathered_before(tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 65
     assert "unknown crm statement 'frobnicate'" in r.stderr and "no resources to run" in r.stderr
+
+
+@pytest.mark.parametrize("device", ["/dev/drbd/by-res/shopdata", "/dev/drbd/by-res/shopdata/0", "/dev/vg-nfs/lv1"])
+def test_filesystems_on_drbd_by_name_or_lvm_on_top_pass_the_check(device, shop, tmp_path):
+    f = _files(tmp_path, **{"c.crm": CRM.replace("device=/dev/drbd3", f"device={device}")})
+    for drbd in (None, shop["shop.res"]):
+        got = import_config(crm=f["c.crm"], corosync=shop["corosync.conf"], drbd=drbd,
+                            secrets_dir=str(tmp_path / "s"))
+        cfg = load(got.text)
+        assert cfg.groups[0].drbd == "shopdata" and cfg.groups[0].resources[0].device == device
+        # with the DRBD configuration the real device; without it a placeholder that says so
+        d = cfg.drbd.resources[0]
+        assert (d.device, d.minor) == ("/dev/drbd3", 3) if drbd else d.device.startswith("/dev/drbd")
+        if not drbd:
+            assert "set the device" in got.text or "the filesystem's device" in got.text
