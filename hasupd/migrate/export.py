@@ -63,6 +63,7 @@ class _Exporter(LayoutExport, AgentsExport, GuardExport):
                               f"({duration(self.base)}); the others are written on each operation")
         m.op_defaults.append(("timeout", duration(self.base)))
         self.policies()
+        m.rsc_defaults += self.fence_rsc_defaults
         for d in cfg.drbd.resources:
             pid, cid = f"drbd_{d.name}", f"ms_drbd_{d.name}"
             m.prims.append(Prim(pid, "ocf:linbit:drbd", [("drbd_resource", d.name)], [

@@ -206,6 +206,7 @@ class StonithExport:
     levels: list[tuple[str, int, list[str]]]  # node, index, devices
     properties: list[tuple[str, str]]
     notes: list[str]
+    rsc_defaults: list[tuple[str, str]] = field(default_factory=list)
 
 
 def export_fencing(fencing) -> StonithExport:
@@ -237,6 +238,9 @@ def export_fencing(fencing) -> StonithExport:
         for i, devs in enumerate(node_levels, 1):
             levels.append((node, i, list(devs)))
     props = [("stonith-enabled", "true")]
+    rsc_defaults = []
     if fencing.owner_head_start:
         props.append(("priority-fencing-delay", duration(fencing.owner_head_start)))
-    return StonithExport(prims, levels, props, notes)
+        # the delay spares the node whose resources weigh more: every resource weighs 1
+        rsc_defaults.append(("priority", "1"))
+    return StonithExport(prims, levels, props, notes, rsc_defaults)

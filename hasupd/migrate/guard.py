@@ -119,6 +119,7 @@ class GuardExport:
         cfg, m = self.cfg, self.m
         guard = cfg.split_brain_guard
         self.fencing = False
+        self.fence_rsc_defaults: list[tuple[str, str]] = []
         fencing_cfg = getattr(cfg, "fencing", None)  # fence-schema.md's Fencing
         if fencing_cfg is not None and fencing_cfg.devices:
             st = fencing.export_fencing(fencing_cfg)
@@ -126,6 +127,7 @@ class GuardExport:
             if st.prims:
                 self.fencing = True
                 m.properties += st.properties
+                self.fence_rsc_defaults = st.rsc_defaults
                 m.prims += [Prim(pid, agent, params, [("monitor", [("interval", "60s")])])
                             for pid, agent, params in st.prims]
                 m.fence_levels = st.levels

@@ -213,7 +213,8 @@ class _Import(LayoutImport, AgentsImport, GuardImport, TopologyImport, DrbdImpor
         return doc
 
     def property_notes(self) -> None:
-        known = {"stonith-enabled", "fencing-enabled", "priority-fencing-delay", "no-quorum-policy", "default-action-timeout", "default-resource-stickiness",
+        known = {"stonith-enabled", "fencing-enabled", "priority-fencing-delay", "no-quorum-policy",
+                 "default-action-timeout", "default-resource-stickiness",
                  "cluster-name", "dc-deadtime", "stonith-action", "stonith-timeout"}
         informational = {"dc-version", "cluster-infrastructure", "have-watchdog", "last-lrm-refresh",
                          "expected-quorum-votes"}
@@ -232,6 +233,8 @@ class _Import(LayoutImport, AgentsImport, GuardImport, TopologyImport, DrbdImpor
             if name != "timeout":
                 self.note(self.w(line), "dropped", f"op_defaults {name}={value} has no hasupd equivalent")
         for name, (value, line) in self.crm.rsc_defaults.items():
+            if name == "priority" and self.prop("priority-fencing-delay"):
+                continue  # what priority-fencing-delay weighs: the owner's head start
             if name not in ("resource-stickiness", "migration-threshold", "failure-timeout", "target-role"):
                 self.note(self.w(line), "dropped", f"rsc_defaults {name}={value} has no hasupd equivalent")
         for n in self.crm.nodes.values():

@@ -9,7 +9,7 @@ CIB="${CIB:-hasupd-export-cib.xml}"
 if [ -z "$PCS_NO_PUSH" ]; then pcs cluster cib "$CIB"; fi
 PCS="pcs -f $CIB"
 $PCS property set stonith-enabled=true priority-fencing-delay=10s
-$PCS resource defaults update resource-stickiness=0 migration-threshold=1000000 failure-timeout=0
+$PCS resource defaults update resource-stickiness=0 migration-threshold=1000000 failure-timeout=0 priority=1
 $PCS resource op defaults update timeout=20s
 $PCS stonith create bmc-a fence_ipmilan ip=10.99.75.1 lanplus=1 username=admin pcmk_host_list=vault-a pcmk_delay_max=2s pcmk_off_timeout=30s op monitor interval=60s
 $PCS stonith create bmc-b fence_ipmilan ip=10.99.75.2 lanplus=1 username=admin pcmk_host_list=vault-b pcmk_delay_max=2s pcmk_off_timeout=30s op monitor interval=60s
