@@ -152,7 +152,7 @@ class TopologyImport:
                 if net:
                     ring["bind_network"] = C(net, approx="corosync takes the mask from the interface; /24 assumed")
                 else:
-                    net, why = _common_network([a[-1][0] for a in addrs])
+                    net, why = _common_network([a[-1][0] for a in addrs], coro.where(coro.line_of["totem"]))
                     ring["bind_network"] = C(net, approx=f"ring{idx}: {why}")
                 ring["port"] = (itf.mcastport if itf and itf.mcastport else 5405)
                 rings.append(ring)
@@ -175,7 +175,7 @@ class TopologyImport:
                     raise DataError(self.crm.path, f"no address for node {n}: give --corosync, --drbd or --hosts")
             hb["transport"] = C("unicast", approx="no corosync.conf given: heartbeat over the nodes' "
                                 + ("DRBD replication network" if self.drbd_address(names[0]) else "addresses"))
-            net, why = _common_network([a[0][0] for a in addrs])
+            net, why = _common_network([a[0][0] for a in addrs], self.crm.path)
             rings.append({"bind_network": C(net, approx=why), "port": 5405})
         for i, node in enumerate(nodes):
             values = [a for a, _ in addrs[i]]
@@ -243,7 +243,7 @@ def _network(addr: str | None) -> str | None:
         return None
 
 
-def _common_network(addrs: list[str]) -> tuple[str, str]:
+def _common_network(addrs: list[str], where: str) -> tuple[str, str]:
     """The /24 of the addresses, or the smallest network holding them all (routed
     replication links), with the reason."""
     nets = {_network(a) for a in addrs}
@@ -252,9 +252,9 @@ def _common_network(addrs: list[str]) -> tuple[str, str]:
     try:
         ips = [ipaddress.ip_address(a) for a in addrs]
     except ValueError:
-        raise DataError("heartbeat", f"addresses {', '.join(addrs)} are not IP addresses") from None
+        raise DataError(where, f"heartbeat addresses {', '.join(addrs)} are not IP addresses") from None
     if any(ip.version != 4 for ip in ips):
-        raise DataError("heartbeat", f"addresses {', '.join(addrs)}: hasupd's heartbeat runs over IPv4; give "
+        raise DataError(where, f"heartbeat addresses {', '.join(addrs)}: hasupd's heartbeat runs over IPv4; give "
                         "--corosync (its IPv4 ring addresses) or --hosts")
     prefix = 24
     while prefix > 0 and len({ipaddress.IPv4Network(f"{ip}/{prefix}", strict=False) for ip in ips}) > 1:
