@@ -4,6 +4,7 @@ fencing.py), DRBD resource-level fencing <-> drbd, a cloned ping <-> ping, neith
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import shlex
 
@@ -95,6 +96,7 @@ class GuardImport:
             if not used:
                 self.note(self.w(p.line), "info", f"{p.id}: no location rule uses its attribute; "
                           "hasupd makes it the split-brain guard anyway")
+            self._ping_quorum_note(p, targets)
             ping: dict = {"targets": Flow(targets)}
             mon = self.monitor_op(p)
             if mon is not None:
@@ -110,6 +112,25 @@ class GuardImport:
             return {"mode": C("ping", f"cloned {p.agent} {p.id}: run only while a target answers"),
                     "ping": ping}
         return None
+
+
+    def _ping_quorum_note(self, p, targets: list[str]) -> None:
+        """`pingd lt 200` with multiplier 100: Pacemaker wanted 2 answers; hasupd wants one."""
+        attr = p.params.get("name", "pingd")
+        try:
+            multiplier = float(p.params.get("multiplier", "1")) or 1.0
+        except ValueError:
+            return
+        for loc in self.crm.locations:
+            m = re.search(rf"\b{re.escape(attr)}\s+(lt|lte)\s+(\d+)", loc.rule or "")
+            if not m:
+                continue
+            limit = int(m.group(2))
+            needed = math.ceil(limit / multiplier) if m.group(1) == "lt" else math.floor(limit / multiplier) + 1
+            if needed > 1:
+                self.note(self.w(loc.line), "warning", f"location {loc.id} needed {needed} of the "
+                          f"{len(targets)} ping targets to answer ({attr} {m.group(1)} {limit}, multiplier "
+                          f"{multiplier:g}); hasupd's ping guard runs the group while any one answers")
 
 
 class GuardExport:

@@ -519,3 +519,27 @@ def test_filesystems_on_drbd_by_name_or_lvm_on_top_pass_the_check(device, shop, 
         assert (d.device, d.minor) == ("/dev/drbd3", 3) if drbd else d.device.startswith("/dev/drbd")
         if not drbd:
             assert "set the device" in got.text or "the filesystem's device" in got.text
+
+
+def test_check_names_a_unicast_ring_once(shop, tmp_path):
+    from hasupd import config as configmod
+    cfg = load(_shop_import(shop, tmp_path, crm=shop["shop.crm"]).text)
+    text = configmod.summary(cfg)
+    assert "ring 0: unicast port 5405 on 10.99.76.0/24" in text and "unicast unicast" not in text
+
+
+def test_a_ping_rule_that_wanted_several_answers_is_flagged(tmp_path):
+    crm = """primitive ip IPaddr2 params ip=10.99.76.80
+primitive p ocf:pacemaker:ping params host_list="10.99.76.251 10.99.76.252 10.99.76.253" multiplier=1000 \\
+    op monitor interval=10s
+clone cl p
+location needs-net ip rule -inf: not_defined pingd or pingd lte 1000
+property stonith-enabled=false
+"""
+    f = _files(tmp_path, **{"c.crm": crm, "corosync.conf": COROSYNC})
+    got = import_config(crm=f["c.crm"], corosync=f["corosync.conf"])
+    assert yaml.safe_load(got.text)["split_brain_guard"]["mode"] == "ping"
+    assert any("needed 2 of the 3 ping targets" in n.message for n in got.notes)
+    (tmp_path / "c.crm").write_text(crm.replace("pingd lte 1000", "pingd lte 0"))
+    again = import_config(crm=f["c.crm"], corosync=f["corosync.conf"])
+    assert not any("ping targets" in n.message for n in again.notes)

@@ -93,7 +93,8 @@ TABLE: dict[str, Case] = {
         ("crm/rozofs-crm.conf",), "ok", {
             "groups": {"grp-exportd": ["p-fs-exportd", "exportd-rozofs"]}, "drbd": {"grp-exportd": "r0"},
             "mounts": {"/srv/rozofs/exports": "/dev/drbd0"}, "guard": "ping",
-            "nodes": {"node-1": ["192.168.1.1", "192.168.2.1"], "node-2": ["192.168.1.2", "192.168.2.2"]}},
+            "nodes": {"node-1": ["192.168.1.1", "192.168.2.1"], "node-2": ["192.168.1.2", "192.168.2.2"]},
+            "notes": ["needed 2 of the 4 ping targets"]},
         crm=("crm/rozofs-crm.conf",), corosync=GENERIC),
     "crm/rozofs-old-dollar-configure-session.crm": Case(
         ("crm/rozofs-old-dollar-configure-session.crm",), "ok", {
