@@ -342,6 +342,11 @@ class _Script:
 
 # ---------------------------------------------------------------- pcs config output
 
+# `pcs config` section heads (pcs 0.11.5 adds the set id: "Cluster Properties: cib-bootstrap-options")
+_REPORT_SECTIONS = {"Cluster Name", "Corosync Nodes", "Pacemaker Nodes", "Resources", "Stonith Devices",
+                    "Fencing Levels", "Location Constraints", "Ordering Constraints", "Colocation Constraints",
+                    "Ticket Constraints", "Alerts", "Resources Defaults", "Operations Defaults",
+                    "Resource Defaults", "Operation Defaults", "Cluster Properties", "Tags", "Quorum"}
 _RES_HEAD = re.compile(r"^(?P<ind>\s*)(?P<kind>Resource|Group|Clone|Master|Bundle):\s*(?P<id>\S+)"
                        r"(?:\s*\((?P<attrs>[^)]*)\))?\s*$")
 _ATTR_HEAD = re.compile(r"^\s*(?P<kind>Attributes|Meta Attrs|Meta Attributes|Operations|Utilization)"
@@ -384,8 +389,7 @@ class _Report:
                 continue
             indent = len(raw) - len(raw.lstrip())
             text = raw.strip()
-            if indent == 0 and text.endswith(":") or (indent == 0 and ":" in text and text.split(":")[0] in (
-                    "Cluster Name", "Resources", "Stonith Devices", "Fencing Levels")):
+            if indent == 0 and (text.endswith(":") or text.split(":")[0] in _REPORT_SECTIONS):
                 head, _, value = text.partition(":")
                 section = head.strip()
                 stack, attr_kind = [], None
@@ -518,7 +522,8 @@ class _Report:
         words = _words(text)
         if kind == "Operations":
             if words and "=" not in words[0]:
-                op = Op(words[0], _kv(words[1:]), lineno)
+                # pcs 0.10: `monitor interval=10s (ID)`; pcs 0.11.5: `monitor: ID` then key=value lines
+                op = Op(words[0].rstrip(":"), _kv(words[1:]), lineno)
                 obj.ops.append(op)
                 return op
             if op is not None:

@@ -155,6 +155,92 @@ Cluster Properties:
  stonith-enabled: true
 """
 
+# pcs 0.11.5 and later: every attribute and operation option on a line of its own
+PCS_CONFIG_NEW = """Cluster Name: shop
+Corosync Nodes:
+ shop-1 shop-2
+Pacemaker Nodes:
+ shop-1 shop-2
+
+Resources:
+  Clone: p_drbd-clone
+    Meta Attributes: p_drbd-clone-meta_attributes
+      clone-max=2
+      notify=true
+      promotable=true
+      promoted-max=1
+      promoted-node-max=1
+    Resource: p_drbd (class=ocf provider=linbit type=drbd)
+      Attributes: p_drbd-instance_attributes
+        drbd_resource=shopdata
+      Operations:
+        monitor: p_drbd-monitor-interval-29s
+          interval=29s
+          role=Promoted
+        monitor: p_drbd-monitor-interval-31s
+          interval=31s
+          role=Unpromoted
+  Group: g_shop
+    Resource: p_fs (class=ocf provider=heartbeat type=Filesystem)
+      Attributes: p_fs-instance_attributes
+        device=/dev/drbd3
+        directory=/srv/shop
+        fstype=ext4
+      Operations:
+        monitor: p_fs-monitor-interval-20s
+          interval=20s
+          timeout=40s
+    Resource: p_ip (class=ocf provider=heartbeat type=IPaddr2)
+      Attributes: p_ip-instance_attributes
+        cidr_netmask=24
+        ip=10.99.76.80
+      Operations:
+        monitor: p_ip-monitor-interval-10s
+          interval=10s
+    Resource: p_app (class=systemd type=shop)
+      Operations:
+        monitor: p_app-monitor-interval-30s
+          interval=30s
+
+Stonith Devices:
+  Resource: st_1 (class=stonith type=fence_ipmilan)
+    Attributes: st_1-instance_attributes
+      ip=10.99.78.1
+      password=pw1
+      pcmk_host_list=shop-1
+      username=root
+  Resource: st_2 (class=stonith type=fence_ipmilan)
+    Attributes: st_2-instance_attributes
+      ip=10.99.78.2
+      password=pw2
+      pcmk_host_list=shop-2
+      username=root
+Fencing Levels:
+  Target: shop-1
+    Level 1 - st_1
+  Target: shop-2
+    Level 1 - st_2
+
+Location Constraints:
+  Resource: g_shop
+    Enabled on:
+      Node: shop-2 (score:100) (id:location-g_shop-shop-2-100)
+Ordering Constraints:
+  promote p_drbd-clone then start g_shop (kind:Mandatory) (id:order-p_drbd-clone-g_shop-mandatory)
+Colocation Constraints:
+  g_shop with p_drbd-clone (score:INFINITY) (rsc-role:Started) (with-rsc-role:Promoted) (id:colocation-g_shop)
+
+Resources Defaults:
+  Meta Attrs: build-resource-defaults
+    migration-threshold=3
+    resource-stickiness=100
+
+Cluster Properties: cib-bootstrap-options
+  cluster-name=shop
+  priority-fencing-delay=5s
+  stonith-enabled=true
+"""
+
 CIB = """<cib validate-with="pacemaker-3.9" epoch="7" num_updates="0" admin_epoch="0">
   <configuration>
     <crm_config>
@@ -269,7 +355,8 @@ def meaning(text: str) -> dict:
 @pytest.fixture
 def shop(tmp_path):
     return _files(tmp_path, **{"corosync.conf": COROSYNC, "shop.res": DRBD, "shop.crm": CRM,
-                               "shop-pcs.sh": PCS_SCRIPT, "pcs-config.txt": PCS_CONFIG, "cib.xml": CIB})
+                               "shop-pcs.sh": PCS_SCRIPT, "pcs-config.txt": PCS_CONFIG,
+                               "pcs-config-0.11.txt": PCS_CONFIG_NEW, "cib.xml": CIB})
 
 
 def _shop_import(shop, tmp_path, **source):
@@ -288,7 +375,8 @@ def test_crm_pcs_script_pcs_config_and_cib_mean_the_same(shop, tmp_path):
     assert [d["nodes"] for d in expected["fencing"]["devices"]] == [["shop-1"], ["shop-2"]]
     # per-node backing disks are kept per node
     assert expected["drbd"][0]["disk"] == {"shop-1": "/dev/vg1/shop", "shop-2": "/dev/vg2/shop"}
-    for source in ({"pcs": shop["shop-pcs.sh"]}, {"pcs": shop["pcs-config.txt"]}, {"cib": shop["cib.xml"]},
+    for source in ({"pcs": shop["shop-pcs.sh"]}, {"pcs": shop["pcs-config.txt"]},
+                   {"pcs": shop["pcs-config-0.11.txt"]}, {"cib": shop["cib.xml"]},
                    {"crm": shop["cib.xml"]}, {"crm": shop["shop-pcs.sh"]}):
         got = _shop_import(shop, tmp_path, **source)
         assert meaning(got.text) == expected, source
