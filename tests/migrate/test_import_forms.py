@@ -631,3 +631,19 @@ property stonith-enabled=false
     (tmp_path / "c.crm").write_text(crm.replace("pingd lte 1000", "pingd lte 0"))
     again = import_config(crm=f["c.crm"], corosync=f["corosync.conf"])
     assert not any("ping targets" in n.message for n in again.notes)
+
+
+@pytest.mark.parametrize("disk, error", [
+    ("{shop-1: /dev/vg1/shop}", "missing required key 'shop-2'"),
+    ("{shop-1: /dev/a, shop-2: /dev/b, shop-3: /dev/c}", "unknown key 'shop-3'"),
+])
+def test_a_per_node_disk_names_both_nodes_and_only_them(disk, error, shop, tmp_path):
+    from hasupd import config as configmod
+    text = _shop_import(shop, tmp_path, crm=shop["shop.crm"]).text
+    doc = yaml.safe_load(text)
+    doc.pop("fencing")
+    doc["split_brain_guard"] = {"mode": "none"}
+    bad = yaml.safe_dump(doc).replace("disk:\n      shop-1: /dev/vg1/shop\n      shop-2: /dev/vg2/shop", f"disk: {disk}")
+    assert f"disk: {disk}" in bad
+    with pytest.raises(configmod.ConfigError, match=error):
+        configmod.loads(bad, "x.yaml")
