@@ -145,8 +145,9 @@ class _Script:
                        "property": self.property, "cluster": self.cluster}.get(area)
             if handler is None or not handler(lineno, rest, opts):
                 cfg.note(lineno, "unknown", f"pcs {' '.join(words)[:70]}: not understood; ignored")
-        except IndexError:
-            raise DataError(cfg.where(lineno), f"pcs {' '.join(words)}: too few words") from None
+        except (IndexError, ValueError):  # a word missing, `with`/`then` missing, a level that is no number
+            raise DataError(cfg.where(lineno), f"pcs {' '.join(words)[:80]}: incomplete or malformed command") \
+                from None
 
     # pcs resource create ID AGENT [k=v] [op ACTION k=v]... [meta k=v] [clone|promotable [k=v]]
     def create(self, lineno: int, rest: list[str], opts: list[str], stonith: bool) -> None:
@@ -520,6 +521,10 @@ class _Report:
             return None
         text = _strip_ids(text)
         words = _words(text)
+        if (kind == "Operations" and not isinstance(obj, Primitive)) or \
+                (kind == "Attributes" and isinstance(obj, GroupDef)):
+            cfg.note(lineno, "unknown", f"pcs config: {kind} of {what.lower()} {rid} (`{text[:50]}`) not read")
+            return None
         if kind == "Operations":
             if words and "=" not in words[0]:
                 # pcs 0.10: `monitor interval=10s (ID)`; pcs 0.11.5: `monitor: ID` then key=value lines

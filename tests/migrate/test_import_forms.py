@@ -647,3 +647,53 @@ def test_a_per_node_disk_names_both_nodes_and_only_them(disk, error, shop, tmp_p
     assert f"disk: {disk}" in bad
     with pytest.raises(configmod.ConfigError, match=error):
         configmod.loads(bad, "x.yaml")
+
+
+@pytest.mark.parametrize("xml, words", [
+    ('<?xml version="1.0"?>\n<!DOCTYPE cib [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>\n<cib>&b;</cib>\n',
+     "c.xml:2: a DOCTYPE is not allowed"),
+    ("<html><body/></html>\n", "<html>: not a Pacemaker CIB"),
+    ("<cib><configuration>\n<resources>\n</cib>\n", "c.xml:3: not well-formed XML"),
+])
+def test_cib_xml_that_is_hostile_or_not_a_cib_is_refused(xml, words, tmp_path):
+    f = _files(tmp_path, **{"c.xml": xml})
+    with pytest.raises(DataError) as got:
+        import_config(cib=f["c.xml"])
+    assert words in str(got.value)
+
+
+@pytest.mark.parametrize("form", ["crm", "pcs script", "pcs config", "pcs config 0.11", "cib"])
+def test_damaged_inputs_of_every_form_give_data_errors_never_tracebacks(form):
+    """Lines dropped, words dropped, lines repeated: a clear error or a result, nothing else."""
+    import random
+
+    from hasupd.migrate import cib as cibmod
+    from hasupd.migrate import importer
+    from hasupd.migrate import pcs as pcsmod
+    source, parse = {"crm": (CRM, crmmod.parse), "pcs script": (PCS_SCRIPT, pcsmod.parse),
+                     "pcs config": (PCS_CONFIG, pcsmod.parse), "pcs config 0.11": (PCS_CONFIG_NEW, pcsmod.parse),
+                     "cib": (CIB, cibmod.parse)}[form]
+    coro = corosyncmod.parse(COROSYNC, "corosync.conf")
+    rng = random.Random(form)
+    lines = source.splitlines()
+    outcomes = set()
+    for _ in range(300):
+        damaged = list(lines)
+        for _ in range(rng.randint(1, 4)):
+            k = rng.randrange(len(damaged))
+            roll = rng.random()
+            if roll < 0.4:
+                del damaged[k]
+            elif roll < 0.8:
+                words = damaged[k].split(" ")
+                if len(words) > 1:
+                    del words[rng.randrange(len(words))]
+                damaged[k] = " ".join(words)
+            else:
+                damaged.insert(k, damaged[rng.randrange(len(damaged))])
+        try:
+            importer.build(parse("\n".join(damaged) + "\n", "f"), coro, None, None)
+            outcomes.add("imported")
+        except DataError:
+            outcomes.add("data error")
+    assert outcomes == {"imported", "data error"}

@@ -46,8 +46,10 @@ from hypothesis import strategies as st
 
 from hasupd import config as configmod
 from hasupd.migrate import DataError, drbdconf, export_config, import_config, importer, summary
+from hasupd.migrate import cib as cibmod
 from hasupd.migrate import corosync as corosyncmod
 from hasupd.migrate import crm as crmmod
+from hasupd.migrate import pcs as pcsmod
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
@@ -528,13 +530,17 @@ def test_damaged_inputs_give_data_errors_never_tracebacks(data):
 
 
 _PIECES = list("abc {};:#\"\n/.=0123456789-\\>") + ["resource ", "on ", "device ", "totem", "interface",
-                                                     "primitive ", "group ", "crm(live)configure# ", "ms "]
+                                                     "primitive ", "group ", "crm(live)configure# ", "ms ",
+                                                     "pcs ", "resource create ", "constraint ", "with ", "then ",
+                                                     "Resources:\n", " Resource: ", "Group: ", "Clone: ",
+                                                     "<cib>", "<configuration>", "<primitive id='p'>", "</",
+                                                     "modgroup ", "fencing_topology ", "$ configure "]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_PIECES), max_size=80).map("".join))
 def test_parsers_raise_only_data_errors(text):
-    for parse in (crmmod.parse, drbdconf.parse, corosyncmod.parse_tree):
+    for parse in (crmmod.parse, drbdconf.parse, corosyncmod.parse_tree, pcsmod.parse, cibmod.parse):
         try:
             parse(text, "f")
         except DataError:
