@@ -83,11 +83,12 @@ def read_pacemaker(crm=None, pcs=None, cib=None) -> crmmod.CrmConfig:
         joined.append(text if text.endswith("\n") or not text else text + "\n")
         line += len(joined[-1].splitlines())
     text = "".join(joined)
-    if kind == "cib":
-        return cibmod.parse(text, cfg.path, cfg)
-    if kind == "pcs":
-        return pcsmod.parse(text, cfg.path, cfg)
-    return crmmod.parse(text, cfg.path, cfg)
+    parse = {"cib": cibmod.parse, "pcs": pcsmod.parse, "crm": crmmod.parse}[kind]
+    parse(text, cfg.path, cfg)
+    if crm and kind != "crm":
+        what = "CIB XML" if kind == "cib" else "pcs commands or `pcs config` output"
+        cfg.notes.append(Note(cfg.path, "info", f"--crm: read as {what} (recognised by its content)"))
+    return cfg
 
 
 def import_config(crm=None, corosync: str | None = None, drbd: str | None = None,
