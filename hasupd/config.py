@@ -134,8 +134,12 @@ class DrbdResource:
     name: str
     device: str
     minor: int
-    disk: str
+    disk: str  # the backing disk; the first node's when they differ per node
     port: int
+    disks: tuple[tuple[str, str], ...] = ()  # (node, disk) when `disk:` is given per node
+
+    def disk_of(self, node: str) -> str:
+        return dict(self.disks).get(node, self.disk)
 
 
 @dataclass(frozen=True)
@@ -714,9 +718,17 @@ def loads(text: str, path: str = "<string>") -> Config:
             minor = rm.opt("minor", lambda v: v.int(0, 1048575), int(dev_minor.group(1)) if dev_minor else None)
             if minor is None:
                 raise rm.need("device").error("cannot tell the minor from the device name; set 'minor'")
+            disk_v = rm.need("disk")
+            disks: tuple[tuple[str, str], ...] = ()
+            if isinstance(disk_v.node, yaml.MappingNode):  # disk: {NODE: PATH, NODE: PATH}
+                per_node = disk_v.mapping(tuple(n.name for n in nodes))
+                disks = tuple((n.name, per_node.need(n.name).path_str()) for n in nodes)
+                disk = disks[0][1]
+            else:
+                disk = disk_v.path_str()
             drbd_resources.append(DrbdResource(rm.need("name").str(_NAME, "a DRBD resource name"),
-                                               device, minor, rm.need("disk").path_str(),
-                                               rm.opt("port", lambda v: v.int(1, 65535), 7789)))
+                                               device, minor, disk,
+                                               rm.opt("port", lambda v: v.int(1, 65535), 7789), disks))
         needed = max((r.minor for r in drbd_resources), default=0) + 1
         minor_count_v = dm.get("minor_count")
         minor_count = minor_count_v.int(1, 255) if minor_count_v else max(needed, 1)
@@ -972,7 +984,7 @@ def summary(cfg: Config) -> str:
     lines = [f"cluster {cfg.cluster}: nodes {cfg.nodes[0].name}, {cfg.nodes[1].name}"]
     for r in hb.rings:
         where = r.interface or r.bind_network
-        dest = f"{r.group}:{r.port} ttl {r.ttl}" if hb.transport == "multicast" else f"unicast port {r.port}"
+        dest = f"{r.group}:{r.port} ttl {r.ttl}" if hb.transport == "multicast" else f"port {r.port}"
         addrs = ", ".join(f"{n.name} {n.addresses[r.index]}" for n in cfg.nodes)
         lines.append(f"ring {r.index}: {hb.transport} {dest} on {where} ({addrs})")
     lines.append(f"heartbeat every {hb.interval:g}s, peer dead after {hb.deadtime:g}s, "

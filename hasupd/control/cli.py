@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print nothing when valid (errors still go to stderr; for ExecStartPre)")
     s.set_defaults(func=cmd_check)
 
-    for name, text in (("import", "import a Pacemaker/corosync/DRBD setup into hasupd.yaml (--crm FILE ...)"),
+    for name, text in (("import", "import a Pacemaker/corosync/DRBD setup into hasupd.yaml (--crm, --pcs or "
+                                  "--cib FILE ...)"),
                        ("export", "write the equivalent Pacemaker configuration (--format crm|pcs)")):
         s = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
         s.add_argument("rest", nargs=argparse.REMAINDER, help="see `hasupctl " + name + " --help`")

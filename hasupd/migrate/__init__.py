@@ -14,16 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hasupd import config as configmod
+from hasupd.migrate import cib as cibmod
 from hasupd.migrate import corosync as corosyncmod
 from hasupd.migrate import crm as crmmod
 from hasupd.migrate import drbdconf, importer
-from hasupd.migrate.common import EX_DATAERR, DataError, Note
+from hasupd.migrate import pcs as pcsmod
+from hasupd.migrate.common import EX_DATAERR, DataError, Note, Refused
 from hasupd.migrate.export import Exported, export_config
 
-__all__ = ["import_config", "export_config", "cli_import", "cli_export", "Imported", "Exported",
+__all__ = ["import_config", "export_config", "cli_import", "cli_export", "Imported", "Exported", "Refused",
            "DataError", "EX_DATAERR"]
 
 
@@ -31,6 +33,7 @@ __all__ = ["import_config", "export_config", "cli_import", "cli_export", "Import
 class Imported:
     text: str  # hasupd.yaml
     notes: list[Note]
+    secrets: dict[str, str] = field(default_factory=dict)  # secrets file path -> key=value lines
 
 
 def _read(path: str) -> str:
@@ -43,10 +46,58 @@ def _read(path: str) -> str:
         raise DataError(path, "not a text file") from None
 
 
-def import_config(crm: str, corosync: str | None = None, drbd: str | None = None,
-                  hosts: str | None = None) -> Imported:
-    """Read the files (paths) and build hasupd.yaml; DataError when one cannot be parsed."""
-    crm_cfg = crmmod.parse(_read(crm), crm)
+def _as_list(paths) -> list[str]:
+    if paths is None:
+        return []
+    return [paths] if isinstance(paths, str) else list(paths)
+
+
+def detect(text: str) -> str:
+    """crm, pcs or cib: what a Pacemaker configuration file holds."""
+    if text.lstrip().startswith("<"):
+        return "cib"
+    return "pcs" if pcsmod.looks_like_pcs(text) else "crm"
+
+
+def read_pacemaker(crm=None, pcs=None, cib=None) -> crmmod.CrmConfig:
+    """Pacemaker's configuration from crm files, pcs scripts/output or CIB XML (one kind;
+    several files of it are read as one, in order).  --crm files are told apart by content."""
+    files: list[tuple[str, str, str]] = []  # (kind, path, text)
+    for kind, paths in (("crm", crm), ("pcs", pcs), ("cib", cib)):
+        for path in _as_list(paths):
+            text = _read(path)
+            files.append((detect(text) if kind == "crm" else kind, path, text))
+    if not files:
+        raise DataError("hasupctl import", "no Pacemaker configuration given (--crm, --pcs or --cib)")
+    kinds = {k for k, _p, _t in files}
+    if len(kinds) > 1:
+        raise DataError(files[0][1], f"give one kind of Pacemaker configuration, not {' and '.join(sorted(kinds))}")
+    kind = files[0][0]
+    if kind == "cib" and len(files) > 1:
+        raise DataError(files[1][1], "give one CIB (the whole configuration is in one)")
+    cfg = crmmod.CrmConfig(", ".join(p for _k, p, _t in files))
+    joined = []
+    line = 1
+    for _k, path, text in files:
+        cfg.sources.append((line, path))
+        joined.append(text if text.endswith("\n") or not text else text + "\n")
+        line += len(joined[-1].splitlines())
+    text = "".join(joined)
+    parse = {"cib": cibmod.parse, "pcs": pcsmod.parse, "crm": crmmod.parse}[kind]
+    parse(text, cfg.path, cfg)
+    if crm and kind != "crm":
+        what = "CIB XML" if kind == "cib" else "pcs commands or `pcs config` output"
+        cfg.notes.append(Note(cfg.path, "info", f"--crm: read as {what} (recognised by its content)"))
+    return cfg
+
+
+def import_config(crm=None, corosync: str | None = None, drbd: str | None = None,
+                  hosts: str | None = None, pcs=None, cib=None,
+                  secrets_dir: str = importer.DEFAULT_SECRETS_DIR) -> Imported:
+    """Read the files (paths) and build hasupd.yaml; DataError when one cannot be parsed.
+    CRM, PCS and CIB take one path or a list; passwords of stonith devices go to
+    secrets files under SECRETS_DIR (returned in ``Imported.secrets``, never in the text)."""
+    crm_cfg = read_pacemaker(crm, pcs, cib)
     coro = corosyncmod.parse(_read(corosync), corosync) if corosync else None
     info = None
     if drbd:
@@ -56,13 +107,25 @@ def import_config(crm: str, corosync: str | None = None, drbd: str | None = None
         info = drbdconf.interpret(stmts)
         info.notes[:0] = notes
     host_map = importer.parse_hosts(_read(hosts), hosts) if hosts else None
-    sources = [f"crm {crm}"] + [f"{k} {v}" for k, v in (("corosync", corosync), ("drbd", drbd),
-                                                         ("hosts", hosts)) if v]
-    text, notes = importer.build(crm_cfg, coro, info, host_map, sources)
+    sources = [f"{crm_cfg.fmt} {crm_cfg.path}"] + [f"{k} {v}" for k, v in (("corosync", corosync),
+                                                                            ("drbd", drbd), ("hosts", hosts)) if v]
+    text, notes, secrets = importer.build(crm_cfg, coro, info, host_map, sources, secrets_dir)
     if crm_cfg.ignored_output:
-        notes.append(Note(crm, "info", f"skipped {crm_cfg.ignored_output} lines of crm session output and "
-                          "session commands (WARNING:/ERROR:, verify, commit, exit, bye)"))
-    return Imported(text, notes)
+        what = "pcs session commands (auth, cluster start/cib/cib-push ...)" if crm_cfg.fmt == "pcs" else \
+            "crm session output and session commands (WARNING:/ERROR:, verify, commit, exit, bye)"
+        notes.append(Note(crm_cfg.path, "info", f"skipped {crm_cfg.ignored_output} lines of {what}"))
+    return Imported(text, notes, secrets)
+
+
+def write_secrets(secrets: dict[str, str]) -> None:
+    """Each secrets file root-only (0600) from its first byte; its directory 0700."""
+    for path, content in secrets.items():
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.replace(tmp, path)
 
 
 _ORDER = {"unknown": 0, "dropped": 1, "warning": 2, "info": 3}
@@ -91,8 +154,15 @@ def _write(path: str | None, text: str) -> None:
 
 def import_parser(prog: str = "hasupctl import") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Pacemaker/corosync/DRBD configuration -> hasupd.yaml")
-    p.add_argument("--crm", required=True, metavar="FILE",
-                   help="crm shell configuration: `crm configure show` output or a pasted crm session")
+    p.add_argument("--crm", action="append", metavar="FILE",
+                   help="crm shell configuration: `crm configure show` output or a pasted crm session "
+                        "(pcs and CIB XML are recognised too); repeat for several files")
+    p.add_argument("--pcs", action="append", metavar="FILE",
+                   help="pcs commands (a script, a pasted session) or `pcs config` output; repeatable")
+    p.add_argument("--cib", metavar="FILE", help="CIB XML (`cibadmin -Q`, `pcs cluster cib`)")
+    p.add_argument("--secrets-dir", default=importer.DEFAULT_SECRETS_DIR, metavar="DIR",
+                   help="where stonith passwords/keys go, one FILE.secret per device, mode 0600 "
+                        "(default %(default)s); they are never written into the YAML")
     p.add_argument("--corosync", metavar="FILE", help="corosync.conf (heartbeat rings, node addresses)")
     p.add_argument("--drbd", metavar="DIR_OR_FILE", help="/etc/drbd.d, drbd.conf or a .res file")
     p.add_argument("--hosts", metavar="FILE", help="/etc/hosts, to resolve names and cross-check addresses")
@@ -101,10 +171,16 @@ def import_parser(prog: str = "hasupctl import") -> argparse.ArgumentParser:
 
 
 def cli_import(argv: list[str] | None = None) -> int:
-    args = import_parser().parse_args(argv)
+    parser = import_parser()
+    args = parser.parse_args(argv)
+    if not (args.crm or args.pcs or args.cib):
+        parser.error("give the Pacemaker configuration: --crm, --pcs or --cib")
     try:
-        result = import_config(args.crm, args.corosync, args.drbd, args.hosts)
+        result = import_config(args.crm, args.corosync, args.drbd, args.hosts, pcs=args.pcs, cib=args.cib,
+                               secrets_dir=args.secrets_dir)
     except DataError as e:
+        if e.notes:
+            print(summary(e.notes), file=sys.stderr)
         print(f"hasupctl import: {e}", file=sys.stderr)
         return EX_DATAERR
     print(summary(result.notes), file=sys.stderr)
@@ -118,6 +194,13 @@ def cli_import(argv: list[str] | None = None) -> int:
         return configmod.EX_CONFIG
     for warning in cfg.warnings:
         print(f"  hasupctl check: warning: {warning}", file=sys.stderr)
+    try:
+        write_secrets(result.secrets)
+    except OSError as e:
+        print(f"hasupctl import: cannot write the stonith secrets: {e} (choose --secrets-dir)", file=sys.stderr)
+        return configmod.EX_CONFIG
+    if result.secrets:
+        print(f"hasupctl import: wrote {', '.join(sorted(result.secrets))} (mode 0600)", file=sys.stderr)
     _write(args.output, result.text)
     if args.output:
         print(f"hasupctl import: wrote {args.output}", file=sys.stderr)

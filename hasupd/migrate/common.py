@@ -14,7 +14,17 @@ class DataError(Exception):
 
     def __init__(self, where: str, message: str):
         self.where, self.message = where, message
+        self.notes: list[Note] = []  # what the importer had noted before it gave up
         super().__init__(f"{where}: {message}")
+
+
+class Refused(DataError):
+    """A configuration hasupd deliberately does not run (3+ nodes, active/active,
+    dual-primary, stacked DRBD): the message says what was found and why."""
+
+    def __init__(self, where: str, found: str, why: str):
+        super().__init__(where, f"not for hasupd: {found}. {why} Stay on Pacemaker for this "
+                         "cluster (`hasupctl export` goes the other way, for the two-node groups hasupd runs).")
 
 
 @dataclass(frozen=True)

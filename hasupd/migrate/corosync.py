@@ -38,7 +38,8 @@ class Section:
 
 
 _LINE = re.compile(r"^(?P<key>[A-Za-z0-9_.-]+)\s*:\s*(?P<value>.*?)\s*$")
-_OPEN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*\{\s*(?P<rest>.*)$")
+# `interface: {` is accepted by corosync's own parser too
+_OPEN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*:?\s*\{\s*(?P<rest>.*)$")
 
 
 def parse_tree(text: str, path: str) -> Section:
@@ -81,6 +82,7 @@ class Interface:
     mcastport: int | None = None
     ttl: int | None = None
     broadcast: bool = False
+    members: list[tuple[str, int]] = field(default_factory=list)  # corosync 1.x udpu member { memberaddr }
 
 
 @dataclass
@@ -172,12 +174,19 @@ def parse(text: str, path: str = "<corosync.conf>") -> CorosyncInfo:
         idx = sec.value("ringnumber", sec.value("linknumber", str(len(interfaces))))
         port = sec.value("mcastport")
         ttl = sec.value("ttl")
+        members = []
+        for sub in sec.sections:
+            got = sub.get("memberaddr") if sub.name == "member" else None
+            if got is None:
+                notes.append(Note(at(path, sub.line), "unknown", f"interface: unknown section {sub.name!r}"))
+            else:
+                members.append(got)
         interfaces.append(Interface(
             int(idx) if idx and idx.isdigit() else len(interfaces), sec.line,
             sec.value("bindnetaddr"), sec.value("mcastaddr"),
             int(port) if port and port.isdigit() else None,
             int(ttl) if ttl and ttl.isdigit() else None,
-            (sec.value("broadcast", "no") or "no").lower() in ("yes", "on", "1")))
+            (sec.value("broadcast", "no") or "no").lower() in ("yes", "on", "1"), members))
     interfaces.sort(key=lambda i: i.index)
 
     nodes: list[CNode] = []
@@ -200,6 +209,15 @@ def parse(text: str, path: str = "<corosync.conf>") -> CorosyncInfo:
                     notes.append(Note(at(path, line), "unknown", f"nodelist node: unknown key {key!r}"))
             nodes.append(CNode(name, nodeid, addrs, sec.line))
     nodes.sort(key=lambda n: (n.nodeid is None, n.nodeid or 0))
+    if not nodes and any(i.members for i in interfaces):
+        # corosync 1.x udpu: the nodes are the members, listed per ring in the same order
+        for k in range(max(len(i.members) for i in interfaces)):
+            addrs = {i.index: i.members[k][0] for i in interfaces if k < len(i.members)}
+            line = next(i.members[k][1] for i in interfaces if k < len(i.members))
+            nodes.append(CNode(None, None, addrs, line))
+        if len(interfaces) > 1:
+            notes.append(Note(at(path, interfaces[0].line), "info", "member lists of the rings paired by "
+                              "position (the first member of each ring is one node)"))
 
     transport = totem.value("transport")
     if transport is None:
@@ -218,54 +236,3 @@ def parse(text: str, path: str = "<corosync.conf>") -> CorosyncInfo:
                         int(token[0]) if token and token[0].isdigit() else None,
                         token[1] if token else totem.line, secauth, crypto, interfaces, nodes,
                         two_node, qdevice, notes, {"totem": totem.line})
-
-
-# ---------------------------------------------------------------- export
-
-
-def render(cfg) -> tuple[str, list[str]]:
-    """The totem/nodelist/quorum part of corosync.conf for CFG -> (text, notes)."""
-    hb = cfg.heartbeat
-    notes: list[str] = []
-    lines = ["# corosync.conf for the same two nodes, written by `hasupctl export`",
-             "totem {", "    version: 2", f"    cluster_name: {cfg.cluster}"]
-    multicast = hb.transport == "multicast"
-    if multicast:
-        lines.append("    transport: udp")
-        if len(hb.rings) > 1:
-            lines.append("    # corosync 2 (redundant rings); corosync 3 runs one udp ring: use knet there")
-            lines.append("    rrp_mode: passive")
-            notes.append("corosync 3 runs one multicast (udp) ring only; the second ring needs corosync 2 "
-                         "(rrp_mode) or transport knet with unicast rings")
-    else:
-        lines.append("    transport: knet")
-    lines.append(f"    token: {round(hb.deadtime * 1000)}")
-    if multicast:
-        notes.append("authentication: corosync's udp transport cannot encrypt; hasupd signed its heartbeat "
-                     f"with {hb.authkey}")
-    else:
-        lines += ["    crypto_cipher: aes256", "    crypto_hash: sha256"]
-        notes.append("corosync needs its own key: run `corosync-keygen` (hasupd's authkey is not reused)")
-    for ring in hb.rings:
-        key = "ringnumber" if multicast else "linknumber"
-        lines += ["    interface {", f"        {key}: {ring.index}"]
-        if ring.bind_network:
-            lines.append(f"        bindnetaddr: {ring.bind_network.split('/')[0]}")
-        elif multicast:
-            notes.append(f"ring {ring.index} is bound to interface {ring.interface}; corosync needs "
-                         "bindnetaddr (the interface's network): fill it in")
-            lines.append(f"        bindnetaddr: 0.0.0.0  # CHANGE: the network of {ring.interface}")
-        if multicast:
-            lines.append(f"        mcastaddr: {ring.group}")
-        lines.append(f"        mcastport: {ring.port}")
-        if multicast:
-            lines.append(f"        ttl: {ring.ttl}")
-        lines.append("    }")
-    lines += ["}", "", "nodelist {"]
-    for nodeid, node in enumerate(cfg.nodes, 1):
-        lines.append("    node {")
-        for i, addr in enumerate(node.addresses):
-            lines.append(f"        ring{i}_addr: {addr}")
-        lines += [f"        name: {node.name}", f"        nodeid: {nodeid}", "    }"]
-    lines += ["}", "", "quorum {", "    provider: corosync_votequorum", "    two_node: 1", "}", ""]
-    return "\n".join(lines), notes

@@ -125,6 +125,14 @@ class AlertDef:
 
 
 @dataclass
+class FenceLevel:
+    node: str
+    index: int
+    devices: list[str]
+    line: int
+
+
+@dataclass
 class CrmConfig:
     path: str
     properties: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -141,8 +149,17 @@ class CrmConfig:
     notes: list[Note] = field(default_factory=list)
     ignored_output: int = 0  # WARNING:/ERROR: lines and session commands skipped
     set_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # keyword -> name -> set id
+    # several input files read as one text: (first line in that text, file)
+    sources: list[tuple[int, str]] = field(default_factory=list)
+    fencing_levels: list[FenceLevel] = field(default_factory=list)
+    cluster_name: tuple[str, int] | None = None  # pcs cluster setup NAME / pcs config "Cluster Name:"
+    node_addrs: dict[str, list[str]] = field(default_factory=dict)  # pcs cluster setup N addr=A
+    fmt: str = "crm"  # crm, pcs or cib: which tool the input came from
 
     def where(self, line: int) -> str:
+        for start, path in reversed(self.sources):
+            if line >= start:
+                return at(path, line - start + 1)
         return at(self.path, line)
 
     def note(self, line: int, kind: str, message: str) -> None:
@@ -176,6 +193,8 @@ _PROMPT = re.compile(r"^crm\((?P<cib>[^)]*)\)(?P<level>[A-Za-z_]*)#\s?(?P<rest>.
 _CONTINUATION = re.compile(r"^>\s?(?P<rest>.*)$")
 _OUTPUT = re.compile(r"^(WARNING|ERROR|INFO|NOTICE|CRIT|CRITICAL|DEBUG)\b[^:]*:")
 _SHELL_CRM = re.compile(r"^(?:\[[^\]]*\]\s*|[\w.@~:/-]*)?[#$]\s*(?:sudo\s+)?crm(?:\s+(?P<rest>.*))?$")
+# an old crm shell's own prompt was a bare "$ " (`$ configure primitive ...`)
+_DOLLAR_CONFIGURE = re.compile(r"^\$\s+configure(?:\s+(?P<rest>.*))?$")
 _BARE_CRM = re.compile(r"^(?:sudo\s+)?crm(?:\s+(?P<rest>.*))?$")
 # session commands that change nothing in the configuration
 _SESSION = {"verify", "commit", "exit", "quit", "bye", "end", "up", "cd", "show", "ptest",
@@ -241,6 +260,10 @@ def statements(text: str, cfg: CrmConfig) -> list[Statement]:
         m = _PROMPT.match(stripped)
         if m:
             add(m.group("rest"), lineno, m.group("level"))
+            continue
+        m = _DOLLAR_CONFIGURE.match(stripped)
+        if m:
+            add(m.group("rest") or "", lineno, "configure")
             continue
         m = _SHELL_CRM.match(stripped) or _BARE_CRM.match(stripped)
         if m:
@@ -354,6 +377,10 @@ def _parse_primitive(r: _Reader, cfg: CrmConfig) -> None:
             prim.ops.append(Op(name.text, r.attrs(stops), name.line))
         elif word.startswith("description="):
             continue
+        elif "=" in word and not word.startswith("$"):
+            # crmsh takes NAME=VALUE without the `params` keyword as parameters
+            r.i -= 1
+            prim.params.update(r.attrs(stops))
         else:
             cfg.note(tok.line, "unknown", f"primitive {prim.id}: unexpected {word!r}; ignored")
     cfg.primitives[prim.id] = prim
@@ -426,6 +453,32 @@ def _members(toks: list[Tok]) -> list[tuple[str, str | None]]:
     return out
 
 
+def _parse_modgroup(r: _Reader, cfg: CrmConfig) -> None:
+    """modgroup GROUP add RSC [after|before RSC2] | modgroup GROUP remove RSC."""
+    gid = r.next("a group id")
+    op = r.next("add or remove")
+    rsc = r.next("a resource id")
+    group = cfg.groups.get(gid.text)
+    if group is None:
+        raise DataError(cfg.where(gid.line), f"modgroup {gid.text}: no such group before this line")
+    if op.text == "remove":
+        if rsc.text in group.members:
+            group.members.remove(rsc.text)
+        return
+    if op.text != "add":
+        raise DataError(cfg.where(op.line), f"modgroup {gid.text}: expected add or remove, found {op.text!r}")
+    pos = len(group.members)
+    if r.more():
+        where_tok = r.next("after or before")
+        ref = r.next("a group member")
+        if where_tok.text not in ("after", "before") or ref.text not in group.members:
+            raise DataError(cfg.where(where_tok.line), f"modgroup {gid.text}: expected after|before MEMBER, "
+                            f"found {where_tok.text} {ref.text}")
+        pos = group.members.index(ref.text) + (1 if where_tok.text == "after" else 0)
+    if rsc.text not in group.members:
+        group.members.insert(pos, rsc.text)
+
+
 def _parse_colocation(r: _Reader, cfg: CrmConfig) -> None:
     cid = r.next("a constraint id")
     score, rest = _score_and_rest(r, f"colocation {cid.text}")
@@ -480,6 +533,21 @@ def _parse_location(r: _Reader, cfg: CrmConfig) -> None:
             cfg.note(tok.line, "unknown", f"location {lid.text}: unexpected {tok.text!r}; ignored")
     r.i = len(r.toks)
     cfg.locations.append(Location(lid.text, rsc.text, role, head.text[:-1], node.text, None, lid.line))
+
+
+def _parse_fencing_topology(r: _Reader, cfg: CrmConfig) -> None:
+    """fencing_topology [NODE: DEV[,DEV] [DEV ...] ...] | DEV DEV (every node)."""
+    node: str | None = None
+    index = 0
+    while r.more():
+        tok = r.next("a node or device")
+        if tok.text.endswith(":"):
+            node, index = tok.text[:-1], 0
+            continue
+        if node is None:
+            node = "*"
+        index += 1
+        cfg.fencing_levels.append(FenceLevel(node, index, tok.text.split(","), tok.line))
 
 
 def _parse_node(r: _Reader, cfg: CrmConfig) -> None:
@@ -566,9 +634,10 @@ def _delete(ids: list[Tok], cfg: CrmConfig) -> None:
             cfg.note(tok.line, "info", f"delete {rid}: no such object in this input (nothing to undo)")
 
 
-def parse(text: str, path: str = "<crm>") -> CrmConfig:
-    """Parse crm shell text; raise DataError (file:line) when it cannot be read at all."""
-    cfg = CrmConfig(path)
+def parse(text: str, path: str = "<crm>", cfg: CrmConfig | None = None) -> CrmConfig:
+    """Parse crm shell text (into CFG, when given); raise DataError (file:line) when it
+    cannot be read at all."""
+    cfg = cfg or CrmConfig(path)
     for st in statements(text, cfg):
         keyword = st.tokens[0].text
         r = _Reader(st, cfg)
@@ -580,6 +649,10 @@ def parse(text: str, path: str = "<crm>") -> CrmConfig:
             _parse_clone(r, cfg, keyword)
         elif keyword == "group":
             _parse_group(r, cfg)
+        elif keyword == "modgroup":
+            _parse_modgroup(r, cfg)
+        elif keyword == "fencing_topology":
+            _parse_fencing_topology(r, cfg)
         elif keyword in ("colocation", "collocation"):
             _parse_colocation(r, cfg)
         elif keyword == "order":
@@ -596,9 +669,10 @@ def parse(text: str, path: str = "<crm>") -> CrmConfig:
             _delete(st.tokens[1:], cfg)
         elif keyword == "erase":
             cfg.note(st.line, "info", "erase: everything before this line is discarded")
-            fresh = CrmConfig(path, notes=cfg.notes, ignored_output=cfg.ignored_output)
+            fresh = CrmConfig(cfg.path, notes=cfg.notes, ignored_output=cfg.ignored_output,
+                              sources=cfg.sources)
             cfg.__dict__.update(fresh.__dict__)
-        elif keyword in ("fencing_topology", "rsc_ticket", "tag", "rsc_template", "role", "user",
+        elif keyword in ("rsc_ticket", "tag", "rsc_template", "role", "user",
                          "acl_target", "acl_group", "schema", "rename", "load", "edit", "filter",
                          "template", "assist", "set", "graph", "upgrade", "monitor"):
             cfg.note(st.line, "dropped", f"`{' '.join(t.text for t in st.tokens)[:80]}`: {keyword} "

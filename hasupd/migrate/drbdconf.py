@@ -39,11 +39,18 @@ class Stmt:
         return at(self.path, self.line)
 
 
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{};]|[^\s{};"#]+|#[^\n]*|\n|\s+')
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{};]|[^\s{};"#]+|#[^\n]*|\n|\s+|"')
+
+
+_CONTINUED_STRING = re.compile(r'"(?:[^"\\\n]|\\[^\n])*\\\n')
 
 
 def parse(text: str, path: str = "<drbd>") -> list[Stmt]:
-    """DRBD configuration text -> statements; DataError on unbalanced braces."""
+    """DRBD configuration text -> statements; DataError on unbalanced braces or strings."""
+    bad = _CONTINUED_STRING.search(text)
+    if bad:
+        raise DataError(at(path, text.count("\n", 0, bad.end()) ), "a quoted string continues onto the next "
+                        "line with \\: drbdadm rejects this (write the handler on one line, or call a script)")
     line = 1
     stack: list[list[Stmt]] = [[]]
     opened: list[Stmt] = []
@@ -59,6 +66,8 @@ def parse(text: str, path: str = "<drbd>") -> list[Stmt]:
             continue
         if tok.startswith("#"):
             continue
+        if tok == '"':
+            raise DataError(at(path, line), "a quoted string is not closed on its line")
         if tok == ";":
             if words:
                 stack[-1].append(Stmt(words, path, start))
@@ -162,6 +171,8 @@ class Host:
     meta_disk: str | None = None
     node_id: int | None = None
     volumes: int = 0
+    volume_ids: set[str] = field(default_factory=set)
+    first_volume: str | None = None  # the lowest volume number whose device/disk were taken
 
 
 @dataclass
@@ -178,6 +189,8 @@ class Resource:
     ping_where: str = ""
     two_primaries: bool = False
     version: int = 8  # 9 when node-id, volumes, connection-mesh or connection appear
+    stacked_on: str | None = None  # stacked-on-top-of RESOURCE
+    floating: bool = False  # floating ADDRESS sections instead of `on HOST`
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -300,24 +313,40 @@ def _resource(st: Stmt, common: list[Stmt], notes: list[Note]) -> Resource:
             _volume_or_disk(shared, sub, notes)
         elif sub.key == "volume" and sub.block is not None:
             res.version = 9
-            shared.volumes += 1
-            if shared.volumes == 1:
-                for v in sub.block:
-                    _volume_or_disk(shared, v, notes)
+            _volume(shared, sub, notes)
         elif sub.key == "on" and sub.block is not None and len(sub.words) >= 2:
             res.hosts.append(_host(sub, res, notes))
         elif sub.key in ("connection-mesh", "connection"):
             res.version = 9
             _connection(sub, res, notes)
-        elif sub.key in ("floating", "stacked-on-top-of"):
-            notes.append(Note(sub.where, "dropped", f"resource {res.name}: {sub.key} sections are "
-                              "not supported by hasupd (name the hosts with `on HOST`)"))
+        elif sub.key == "stacked-on-top-of":
+            res.stacked_on = sub.words[1] if len(sub.words) > 1 else "?"
+        elif sub.key == "floating":
+            res.floating = True
     for h in res.hosts:
+        own_first = h.first_volume is not None and (shared.first_volume is None or
+                                                    _vol_key(h.first_volume) <= _vol_key(shared.first_volume))
         for attr in ("device", "minor", "disk", "meta_disk"):
-            if getattr(h, attr) is None:
+            if getattr(h, attr) is None or (not own_first and getattr(shared, attr) is not None
+                                            and shared.first_volume is not None):
                 setattr(h, attr, getattr(shared, attr))
-        h.volumes = max(h.volumes, shared.volumes)
+        h.volume_ids |= shared.volume_ids
+        h.volumes = max(len(h.volume_ids), 1 if h.device else 0)
     return res
+
+
+def _vol_key(v: str) -> int:
+    return int(v) if v.isdigit() else 0
+
+
+def _volume(host: Host, st: Stmt, notes: list[Note]) -> None:
+    """`volume N { device; disk; meta-disk }`: the lowest N is the one hasupd follows."""
+    vid = st.words[1] if len(st.words) > 1 else "0"
+    host.volume_ids.add(vid)
+    if host.first_volume is None or _vol_key(vid) < _vol_key(host.first_volume):
+        host.first_volume = vid
+        for v in st.block:
+            _volume_or_disk(host, v, notes)
 
 
 def _host(sub: Stmt, res: Resource, notes: list[Note]) -> Host:
@@ -337,10 +366,7 @@ def _host(sub: Stmt, res: Resource, notes: list[Note]) -> Host:
             res.version = 9
         elif st.key == "volume" and st.block is not None:
             res.version = 9
-            host.volumes += 1
-            if host.volumes == 1:
-                for v in st.block:
-                    _volume_or_disk(host, v, notes)
+            _volume(host, st, notes)
         else:
             _volume_or_disk(host, st, notes)
     return host
@@ -353,7 +379,9 @@ def _connection(sub: Stmt, res: Resource, notes: list[Note]) -> None:
             name = st.words[1]
             if "address" in st.words:
                 i = st.words.index("address")
-                addr, port = _address(st.words[i:])
+                # host X address [FAMILY] A:P [via outside-address B | via proxy on ...]: A is X's address
+                end = st.words.index("via") if "via" in st.words else len(st.words)
+                addr, port = _address(st.words[i:end])
                 host = res.host(name)
                 if host is not None and host.address is None:
                     host.address, host.port = addr, port

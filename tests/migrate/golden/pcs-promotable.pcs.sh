@@ -8,11 +8,10 @@ set -e
 CIB="${CIB:-hasupd-export-cib.xml}"
 if [ -z "$PCS_NO_PUSH" ]; then pcs cluster cib "$CIB"; fi
 PCS="pcs -f $CIB"
-$PCS property set stonith-enabled=true stonith-timeout=60s
+$PCS property set stonith-enabled=true
 $PCS resource defaults update resource-stickiness=1 migration-threshold=1 failure-timeout=0
 $PCS resource op defaults update timeout=240s
-$PCS stonith create st_pcmk-1 fence_ipmilan ip=10.99.50.250 lanplus=1 password=redacted plug=1 username=hacluster pcmk_host_list=pcmk-1 op monitor interval=60s
-$PCS stonith create st_pcmk-2 fence_ipmilan ip=10.99.50.250 lanplus=1 password=redacted plug=2 username=hacluster pcmk_host_list=pcmk-2 op monitor interval=60s
+$PCS stonith create fence_pcmk fence_ipmilan ip=10.99.50.250 lanplus=1 username=hacluster 'pcmk_host_map=pcmk-1:1;pcmk-2:2' 'pcmk_host_list=pcmk-1 pcmk-2' pcmk_off_timeout=60s op monitor interval=60s
 $PCS resource create drbd_wwwdata ocf:linbit:drbd drbd_resource=wwwdata op monitor interval=29s role=Promoted timeout=20s op monitor interval=31s role=Unpromoted timeout=20s op start timeout=240s interval=0s op stop timeout=100s interval=0s op promote timeout=90s interval=0s op demote timeout=90s interval=0s op notify timeout=90s interval=0s promotable promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true --no-default-ops
 $PCS resource create ClusterIP ocf:heartbeat:IPaddr2 ip=10.99.50.100 cidr_netmask=24 op start timeout=20s interval=0s op stop timeout=20s interval=0s op monitor interval=30s --group g_ClusterIP --no-default-ops
 $PCS resource create WebFS ocf:heartbeat:Filesystem device=/dev/drbd1 directory=/var/www/html fstype=xfs op start timeout=60s interval=0s op stop timeout=60s interval=0s op monitor interval=20s timeout=40s --group g_ClusterIP --no-default-ops
