@@ -188,7 +188,10 @@ def _open_socket(ring: _Ring, multicast: bool) -> socket.socket:
     ring.ifname = ifname
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if multicast:  # every member of a group gets its own copy: sharing steals nothing
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # unicast: no SO_REUSEADDR/SO_REUSEPORT, so no socket of another user
+        # can bind our address and port and take the peer's datagrams
         if ifname is not None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         if multicast:

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import sys
 
 import pytest
 
@@ -153,3 +155,70 @@ def test_standalone_refuses_bad_input(tmp_path, capsys):
     assert "no node 'n3'" in capsys.readouterr().err
     assert hbmod.main(["--config", str(good), "--node", "n1"]) == config.EX_CONFIG
     assert "authkey" in capsys.readouterr().err
+
+
+# what a thief of another uid tries, in order: each socket option that could
+# share a bound UDP port, and the wildcard address
+THIEF = r"""
+import json, os, socket, sys, time
+addr, port = sys.argv[1], int(sys.argv[2])
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+assert os.geteuid() == 65534
+tries = [("SO_REUSEADDR", addr), ("SO_REUSEPORT", addr), ("SO_REUSEADDR+SO_REUSEPORT", addr),
+         ("SO_REUSEADDR+SO_REUSEPORT", "0.0.0.0")]
+refused, got = [], None
+for opts, host in tries:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for o in opts.split("+"):
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, o), 1)
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        refused.append(f"{opts} {host}: {e.strerror}")
+        s.close()
+        continue
+    got = s
+    break
+received = 0
+if got is not None:
+    got.settimeout(0.1)
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        try:
+            got.recv(4096)
+            received += 1
+        except socket.timeout:
+            pass
+print(json.dumps({"bound": None if got is None else f"{opts} {host}", "refused": refused,
+                  "received": received}))
+"""
+
+
+def test_another_uid_cannot_take_over_the_unicast_heartbeat_port():
+    """Issue 16 High 2: uid 65534 binds our address and port (with every
+    sharing option) while hasupd runs; it must be refused, and hasupd keeps
+    receiving every packet."""
+    port = random.randint(20000, 60000)
+
+    async def main():
+        a = hbmod.Heartbeat(make_config(port), "n1", KEY)
+        b = hbmod.Heartbeat(make_config(port), "n2", KEY)
+        await a.start()
+        await b.start()
+        try:
+            await next_event(a, hbmod.PeerAlive)
+            before = a.counters["received"]
+            thief = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", THIEF, "127.0.0.11", str(port), stdout=asyncio.subprocess.PIPE)
+            out, _ = await thief.communicate()
+            got = json.loads(out)
+            assert got["bound"] is None, got
+            assert len(got["refused"]) == 4 and got["received"] == 0
+            await asyncio.sleep(1.0)
+            assert a.counters["received"] - before >= 5  # 1 s at 100 ms: nothing went astray
+            assert a.peer().alive
+        finally:
+            await a.close()
+            await b.close()
+
+    run(main())
