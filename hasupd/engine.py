@@ -620,10 +620,8 @@ class Engine:
         self.resources[name] = await self.drivers[name].probe()
         self.changed()
 
-    def cmd_history(self, args: dict) -> dict:
-        from hasupd import history as histmod
-        records = self.history.read(args.get("since"))
-        return {"records": records[-int(args.get("limit", 2000)):], "timelines": histmod.timelines(records)}
+    async def cmd_history(self, args: dict) -> dict:
+        return await self.history.report(args.get("since"), int(args.get("limit", 2000)))
 
     def cmd_fence_peer(self, args: dict) -> dict:
         from hasupd.resources.drbd_handler import fence_peer_verdict
@@ -642,8 +640,9 @@ class Engine:
     async def cmd_drbd_init(self, args: dict) -> dict:
         raise ControlError("drbd init is not wired yet")
 
-    def cmd_status(self, args: dict) -> dict:
+    async def cmd_status(self, args: dict) -> dict:
         from hasupd.status import build_status
+        last_failovers = await self.history.last_failovers([g.name for g in self.cfg.groups])
         view = self.view()
         peer = self.heartbeat.peer()
         rings = [{"peer_heard": up, "rtt_ms": round(rtt * 1000, 2) if rtt is not None else None,
@@ -652,7 +651,7 @@ class Engine:
         acting = self.acting
         return {"status": build_status(
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
-            history_records=self.history.read(time.time() - 86400),
+            last_failovers=last_failovers,
             acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings),
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
                     "incarnation": self.heartbeat.incarnation})}

@@ -148,3 +148,51 @@ def test_authorize_table():
 
 def test_decode_request_keeps_arguments():
     assert decode_request(b'{"cmd": "move", "group": "g", "node": null}') == ("move", {"group": "g", "node": None})
+
+
+def test_idle_clients_are_disconnected_and_connections_are_capped(sockdir):
+    """A client that sends nothing, or does not read its answers, is dropped
+    after idle_timeout; a uid over its cap gets one clear error; root's own
+    slots stay free."""
+    from hasupd.control import server as servermod
+
+    async def big(cmd, args, peer):
+        return {"blob": "x" * (8 << 20)}  # more than the socket buffers hold
+
+    async def scenario(path, server):
+        server.idle_timeout = 0.5
+        quiet_r, quiet_w = await asyncio.open_unix_connection(path)
+        t0 = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(quiet_r.read(), 10) == b""  # closed by the server
+        idle_for = asyncio.get_running_loop().time() - t0
+        # a client that asks for a big answer and never reads it
+        deaf_r, deaf_w = await asyncio.open_unix_connection(path)
+        deaf_w.write(b'{"cmd": "status"}\n')
+        await asyncio.sleep(2.0)
+        deaf_dropped = server.timed_out
+        # root (this test) over the cap of root's slots
+        held = [await asyncio.open_unix_connection(path) for _ in range(servermod.MAX_ROOT)]
+        await asyncio.sleep(0.1)
+        extra_r, _ = await asyncio.open_unix_connection(path)
+        over = json.loads(await asyncio.wait_for(extra_r.readline(), 10))
+        for _, w in held + [(quiet_r, quiet_w), (deaf_r, deaf_w)]:
+            w.close()
+        return idle_for, deaf_dropped, over, server.turned_away
+
+    (idle_for, deaf_dropped, over, turned_away), _, _ = _serve(sockdir, scenario, handler=big)
+    assert 0.4 < idle_for < 5
+    assert deaf_dropped == 2  # the quiet one and the deaf one
+    assert over == {"ok": False, "error": f"too many connections from root (limit {servermod.MAX_ROOT})"}
+    assert turned_away == 1
+
+
+def test_caps_per_uid_and_for_all_users():
+    from hasupd.control.server import MAX_PER_UID, MAX_USERS, ControlServer
+
+    s = ControlServer("/nonexistent", "hasupd", None)
+    s.connections = {1000: MAX_PER_UID}
+    assert s._over_cap(1000) == f"too many connections from uid 1000 (limit {MAX_PER_UID})"
+    assert s._over_cap(1001) is None and s._over_cap(0) is None
+    s.connections = {u: 1 for u in range(1000, 1000 + MAX_USERS)}
+    assert s._over_cap(5000) == f"too many connections (limit {MAX_USERS} for all non-root users)"
+    assert s._over_cap(0) is None  # root is never locked out by others
