@@ -40,6 +40,9 @@ MAX_PER_UID = 8  # connections of one non-root uid at a time
 MAX_USERS = 32  # connections of all non-root uids together
 MAX_ROOT = 16  # root's own slots, never taken by others
 IDLE_TIMEOUT = 30.0  # seconds a client may leave a request unsent or an answer unread
+# pending connections; asyncio also accepts up to this many per loop turn before
+# any of them is checked against the caps, so it bounds the files a flood takes
+BACKLOG = 16
 
 
 def peer_cred(sock: socket.socket) -> PeerCred:
@@ -120,7 +123,8 @@ class ControlServer:
                 os.unlink(self.path)  # stale, from a daemon that died
             finally:
                 probe.close()
-        self.server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_LINE)
+        self.server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_LINE,
+                                                       backlog=BACKLOG)
         gid = group_id(self.group)
         os.chown(self.path, 0, gid if gid is not None else 0)
         os.chmod(self.path, self.mode)
