@@ -62,7 +62,8 @@ class Engine:
         self.history = History(cfg.state_dir, cfg.history_max_bytes, node=local)
         self.alerter.history = self.history
         self.store = StateStore(os.path.join(cfg.state_dir, "state.json"))
-        self.heartbeat = hbmod.Heartbeat(cfg, local, key)
+        self.heartbeat = hbmod.Heartbeat(cfg, local, key,
+                                         replay_state=os.path.join(cfg.state_dir, "peer-incarnation.json"))
         self.guard = None
         if cfg.split_brain_guard.mode == "ping":
             self.guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
@@ -487,6 +488,12 @@ class Engine:
                 self.alerter.emit("config_mismatch", "warning",
                                   f"the peer's configuration differs (digest {ev.peer_digest} vs "
                                   f"{ev.local_digest}): fix it before trusting a failover")
+            elif name == "ClockSkew":
+                self.alerter.emit("clock_skew", "critical" if ev.dropped else "warning",
+                                  f"{self.peer_name}'s clock is {ev.offset:+.1f}s from ours (tolerated "
+                                  f"±{ev.tolerated:g}s): " + ("its heartbeats are refused; fix NTP" if ev.dropped
+                                                              else "fix NTP before its heartbeats are refused"),
+                                  node=self.peer_name)
             elif name == "PeerPayload":
                 self.peer_ever_seen = True
                 state = (ev.payload or {}).get("state")

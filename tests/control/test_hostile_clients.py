@@ -25,9 +25,10 @@ INTERVAL, DEADTIME = 0.2, 2.0
 
 def write_config(d: str, port: int) -> str:
     key = os.path.join(d, "authkey")
-    with open(key, "wb") as f:
-        f.write(os.urandom(64))
-    os.chmod(key, 0o400)
+    if not os.path.exists(key):  # kept across a restart of the daemon
+        with open(key, "wb") as f:
+            f.write(os.urandom(64))
+        os.chmod(key, 0o400)
     path = os.path.join(d, "hasupd.yaml")
     with open(path, "w") as f:
         f.write(f"cluster: hd\nnodes:\n  - {{name: n1, addresses: [{N1}]}}\n  - {{name: n2, addresses: [{N2}]}}\n"
@@ -268,3 +269,42 @@ def test_status_clients_do_not_stall_the_heartbeat(sockdir):
         assert ok >= 24, counts
         assert len(arrivals) >= 10.0 / INTERVAL / 2, f"{len(arrivals)} heartbeats in 10 s"
         assert largest < DEADTIME / 2, f"largest heartbeat gap {largest:.2f}s (deadtime {DEADTIME:g}s)"
+
+
+# ---------------------------------------------------------------- replay after a restart of the daemon
+
+
+def peer_online(sock: str) -> bool:
+    status = request(sock, {"cmd": "status"})["status"]
+    return next(n for n in status["nodes"] if n["name"] == "n2")["online"]
+
+
+def test_the_daemon_keeps_the_peers_incarnation_across_its_restart(sockdir):
+    """Issue 16 Medium 5 end to end: the daemon hears n2, restarts, and then
+    refuses a packet of an older n2 incarnation (even one carrying a current
+    send time) while a newer incarnation is taken."""
+    from hasupd import config as configmod
+    from hasupd.membership import wire
+
+    def send_as_n2(port: int, incarnation: str) -> None:
+        cfg = configmod.load(os.path.join(sockdir, "hasupd.yaml"))
+        with open(os.path.join(sockdir, "authkey"), "rb") as f:
+            key = f.read()
+        pkt = wire.encode(key, cfg.cluster, "n2", incarnation, 1, cfg.digest(), wire.EMPTY, ring=0)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(3):
+                s.sendto(pkt, (N1, port))
+                time.sleep(0.1)
+
+    older = wire.new_incarnation(time.time() - 60)
+    current = wire.new_incarnation()
+    with daemon(sockdir) as (p, sock):
+        send_as_n2(p.port, current)
+        assert peer_online(sock)
+    kept = json.load(open(os.path.join(sockdir, "state", "peer-incarnation.json")))
+    assert kept == {"n2": current}
+    with daemon(sockdir) as (p, sock):
+        send_as_n2(p.port, older)
+        assert not peer_online(sock)
+        send_as_n2(p.port, wire.new_incarnation())
+        assert peer_online(sock)

@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import random
+import socket
 import sys
+import time
 
 import pytest
 
@@ -222,3 +224,82 @@ def test_another_uid_cannot_take_over_the_unicast_heartbeat_port():
             await b.close()
 
     run(main())
+
+
+# ---------------------------------------------------------------- replay after a restart
+
+
+def forged_by_peer(cfg, incarnation: str, seq: int, sent: float) -> bytes:
+    """A packet of n2 as it was captured on the wire (signed with the real key)."""
+    return wire.encode(KEY, cfg.cluster, "n2", incarnation, seq, cfg.digest(), wire.EMPTY, ring=0, sent=sent)
+
+
+def test_replay_after_the_receiver_restarts_is_dropped(tmp_path):
+    """Issue 16 Medium 5: n2 ran, was heard by n1, and died.  n1's daemon
+    restarts; an attacker replays captured n2 packets (of the last
+    incarnation, 30 s old; of an older one, a day old and also one with a
+    current send time).  None may make the dead peer look alive."""
+    port = random.randint(20000, 60000)
+    cfg = make_config(port)
+    state = str(tmp_path / "peers.json")
+
+    async def main():
+        a = hbmod.Heartbeat(cfg, "n1", KEY, replay_state=state)
+        b = hbmod.Heartbeat(cfg, "n2", KEY)
+        await a.start()
+        await b.start()
+        await next_event(a, hbmod.PeerAlive)
+        await b.close()  # n2 dies
+        await a.close()  # n1's daemon restarts
+        now = time.time()
+        day_old = wire.new_incarnation(now - 86400)
+        captured = [forged_by_peer(cfg, day_old, s, now - 86400 + s * 0.2) for s in range(1, 6)]
+        captured += [forged_by_peer(cfg, b.incarnation, s, now - 30 + s * 0.2) for s in range(1, 6)]
+        older = wire.new_incarnation(wire.incarnation_key(b.incarnation)[0] / 1e6 - 5)
+        captured += [forged_by_peer(cfg, older, 100, now)]  # an older incarnation, sent "now"
+        a2 = hbmod.Heartbeat(cfg, "n1", KEY, replay_state=state)
+        await a2.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for pkt in captured:
+                    s.sendto(pkt, ("127.0.0.11", port))
+            await asyncio.sleep(0.5)
+            events = drain(a2)
+            return events, dict(a2.counters), a2.peer()
+        finally:
+            await a2.close()
+
+    events, counters, peer = run(main())
+    assert not [e for e in events if isinstance(e, (hbmod.PeerAlive, hbmod.PeerPayload))], events
+    assert not peer.alive and counters["received"] == 0
+    assert counters["dropped_clock"] == 10 and counters["dropped_replay"] == 1, counters
+
+
+def test_clock_skew_is_alerted_then_refused():
+    """A live peer whose clock runs ahead: within half the tolerance nothing
+    is said; beyond it a ClockSkew warning while its packets are still taken;
+    beyond the tolerance they are dropped (counted) with a ClockSkew event."""
+    port = random.randint(20000, 60000)
+    cfg = make_config(port)
+    tolerated = hbmod.SKEW_DEADTIMES * cfg.heartbeat.deadtime
+    inc = wire.new_incarnation()
+
+    async def main():
+        a = hbmod.Heartbeat(cfg, "n1", KEY)
+        await a.start()
+        out = []
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for seq, ahead in enumerate((0.1 * tolerated, 0.7 * tolerated, 1.5 * tolerated), 1):
+                    s.sendto(forged_by_peer(cfg, inc, seq, time.time() + ahead), ("127.0.0.11", port))
+                    await asyncio.sleep(0.2)
+                    out.append(([e for e in drain(a) if isinstance(e, hbmod.ClockSkew)], dict(a.counters)))
+        finally:
+            await a.close()
+        return out
+
+    (calm, c1), (warned, c2), (refused, c3) = run(main())
+    assert calm == [] and c1["received"] == 1
+    assert len(warned) == 1 and not warned[0].dropped and warned[0].offset > 0.6 * tolerated
+    assert c2["received"] == 2
+    assert len(refused) == 1 and refused[0].dropped and c3["received"] == 2 and c3["dropped_clock"] == 1
