@@ -571,7 +571,8 @@ def _compose(text: str, path: str) -> yaml.Node | None:
         raise ConfigError(path, line, col, f"not valid YAML: {e.problem or e.context}") from None
     except yaml.reader.ReaderError as e:  # a control character such as a raw NUL
         raise ConfigError(path, *_line_col(text, e.position),
-                          f"control character {e.character!r} is not allowed") from None
+                          f"control character U+{ord(e.character) if isinstance(e.character, str) else e.character:04X}"
+                          " is not allowed") from None
     except RecursionError:
         depth = deepest = at = 0
         for i, ch in enumerate(text):  # the place where the flow nesting got deepest
