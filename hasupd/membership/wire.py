@@ -296,8 +296,8 @@ def decode(data: bytes, key: bytes, cluster: str, replay_guard: ReplayGuard | No
 
 def load_key(path: str) -> bytes:
     """The key in ``path``; KeyFileError (one clear line) if it is missing,
-    not a regular file, open to group or others (any of the 0o077 bits), or
-    shorter than 32 bytes."""
+    not a regular file, owned by another user than ours, open to group or
+    others (any of the 0o077 bits), or shorter than 32 bytes."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -306,6 +306,9 @@ def load_key(path: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise KeyFileError(f"authkey {path}: not a regular file")
+        if st.st_uid != os.geteuid():  # its owner could chmod it, read it and rewrite it
+            raise KeyFileError(f"authkey {path}: owned by uid {st.st_uid}, not {os.geteuid()} "
+                               f"(run `chown root:root {path}`)")
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
             raise KeyFileError(f"authkey {path}: mode {mode:04o} gives group or others access to it "
