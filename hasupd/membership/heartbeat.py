@@ -259,6 +259,7 @@ class Heartbeat:
         self._guard = wire.ReplayGuard()
         self.max_skew = SKEW_DEADTIMES * self.deadtime
         self._skew_reported = ""  # "", "warned", "refused": what was last said about the peer's clock
+        self._skew_pending: tuple[str, float] | None = None  # a level seen since (monotonic), not said yet
         self.replay_state = replay_state  # file keeping the peer's newest incarnation across restarts
         self._guard.restore(_load_newest(replay_state) if replay_state else {})
         self._payload = wire.EMPTY
@@ -484,16 +485,25 @@ class Heartbeat:
             self.events.put_nowait(PeerPayload(payload))
 
     def _report_skew(self, offset: float, dropped: bool) -> None:
-        """ClockSkew once when the peer's clock drifts past half the tolerance,
-        and once when its packets start being refused; calm again below a quarter."""
+        """ClockSkew once when the peer's clock stays past half the tolerance,
+        and once when its packets keep being refused, each for a deadtime (a
+        node waking from a freeze reads a few stale packets: no alarm); calm
+        again below a quarter."""
         level = "refused" if dropped else "warned" if abs(offset) > self.max_skew / 2 else \
             "" if abs(offset) < self.max_skew / 4 else self._skew_reported
-        if level != self._skew_reported:
-            self._skew_reported = level
-            if level:
-                log.warning("peer %s's clock is %+.1fs from ours (tolerated ±%gs)%s", self.peer_name, offset,
-                            self.max_skew, ": its packets are refused" if dropped else "")
-                self.events.put_nowait(ClockSkew(offset, dropped, self.max_skew))
+        now = time.monotonic()
+        if level == self._skew_reported:
+            self._skew_pending = None
+            return
+        if self._skew_pending is None or self._skew_pending[0] != level:
+            self._skew_pending = (level, now)
+        if level and now - self._skew_pending[1] < self.deadtime:
+            return
+        self._skew_reported, self._skew_pending = level, None
+        if level:
+            log.warning("peer %s's clock is %+.1fs from ours (tolerated ±%gs)%s", self.peer_name, offset,
+                        self.max_skew, ": its packets are refused" if dropped else "")
+            self.events.put_nowait(ClockSkew(offset, dropped, self.max_skew))
 
     # ------------------------------------------------------------ liveness
 

@@ -277,8 +277,10 @@ def test_replay_after_the_receiver_restarts_is_dropped(tmp_path):
 
 def test_clock_skew_is_alerted_then_refused():
     """A live peer whose clock runs ahead: within half the tolerance nothing
-    is said; beyond it a ClockSkew warning while its packets are still taken;
-    beyond the tolerance they are dropped (counted) with a ClockSkew event."""
+    is said; beyond it, for a deadtime, a ClockSkew warning while its packets
+    are still taken; beyond the tolerance they are dropped (counted) and
+    ClockSkew says so.  A single stale packet (read after a freeze) is
+    dropped without an alarm."""
     port = random.randint(20000, 60000)
     cfg = make_config(port)
     tolerated = hbmod.SKEW_DEADTIMES * cfg.heartbeat.deadtime
@@ -288,18 +290,22 @@ def test_clock_skew_is_alerted_then_refused():
         a = hbmod.Heartbeat(cfg, "n1", KEY)
         await a.start()
         out = []
+        seq = 0
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                for seq, ahead in enumerate((0.1 * tolerated, 0.7 * tolerated, 1.5 * tolerated), 1):
-                    s.sendto(forged_by_peer(cfg, inc, seq, time.time() + ahead), ("127.0.0.11", port))
-                    await asyncio.sleep(0.2)
+                for offsets in ([0.1] * 5, [-1.5, 0.0, 0.0], [0.7] * 5, [1.5] * 5):
+                    for off in offsets:
+                        seq += 1
+                        s.sendto(forged_by_peer(cfg, inc, seq, time.time() + off * tolerated), ("127.0.0.11", port))
+                        await asyncio.sleep(0.2)
                     out.append(([e for e in drain(a) if isinstance(e, hbmod.ClockSkew)], dict(a.counters)))
         finally:
             await a.close()
         return out
 
-    (calm, c1), (warned, c2), (refused, c3) = run(main())
-    assert calm == [] and c1["received"] == 1
+    (calm, c1), (stale, c2), (warned, c3), (refused, c4) = run(main())
+    assert calm == [] and c1["received"] == 5
+    assert stale == [] and c2["dropped_clock"] == 1 and c2["received"] == 7
     assert len(warned) == 1 and not warned[0].dropped and warned[0].offset > 0.6 * tolerated
-    assert c2["received"] == 2
-    assert len(refused) == 1 and refused[0].dropped and c3["received"] == 2 and c3["dropped_clock"] == 1
+    assert c3["received"] == 12
+    assert len(refused) == 1 and refused[0].dropped and c4["received"] == 12 and c4["dropped_clock"] == 6
