@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import sys
 import syslog
@@ -32,6 +31,7 @@ from typing import Any
 import structlog
 
 from hasupd import __version__
+from hasupd.resources.base import run
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 QUEUE_MAX = 32  # pending runs per agent; more are dropped and counted
@@ -234,45 +234,21 @@ class Alerter:
             env = await q.get()
             try:
                 await self._run_agent(agent, env)
+            except Exception as e:  # whatever went wrong with this run, the next alerts still go out
+                self.agent_failures += 1
+                self._note(f"alert agent {agent.path}: {e!r}")
             finally:
                 q.task_done()
 
     async def _run_agent(self, agent, env: dict[str, str]) -> None:
-        full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env}
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                agent.path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, env=full_env, start_new_session=True)
-        except OSError as e:
-            self.agent_failures += 1
-            self._note(f"alert agent {agent.path} could not start: {e.strerror}")
-            return
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), agent.timeout)
-        except asyncio.TimeoutError:
+        # an environment value cannot hold a NUL: shown escaped rather than failing the run
+        r = await run([agent.path], agent.timeout, {k: v.replace("\x00", "\\x00") for k, v in env.items()})
+        if r.timed_out:
             self.agent_timeouts += 1
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            await proc.wait()
             self._note(f"alert agent {agent.path} killed after its timeout of {agent.timeout:g}s")
-            return
-        except asyncio.CancelledError:  # close(): the run is abandoned, its processes killed and reaped
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                pass
-            raise
-        if proc.returncode != 0:
+        elif not r.ok:
             self.agent_failures += 1
-            detail = (err or b"").decode(errors="replace").strip().splitlines()
-            self._note(f"alert agent {agent.path} exited {proc.returncode}"
-                       + (f": {detail[-1]}" if detail else ""))
+            self._note(f"alert agent {agent.path} failed: {r.message}")
 
     def _note(self, message: str) -> None:
         """A problem with an agent: logged to the sinks, never sent to the agents (no loops)."""

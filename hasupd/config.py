@@ -369,7 +369,7 @@ class _Value:
         v = self._scalar()
         if v is None or v == "":
             raise self.error("expected a value, found nothing")
-        if pattern is not None and not pattern.match(v):
+        if pattern is not None and not pattern.fullmatch(v):  # "$" alone lets a final newline through
             raise self.error(f"{v!r} is not {what}")
         return v
 
@@ -594,19 +594,48 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
 def load(path: str | Path) -> Config:
     path = str(path)
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(path, 0, 0, f"cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, *_line_col(raw, e.start), f"not UTF-8 (byte {raw[e.start]:#04x})") from None
     return loads(text, path)
 
 
-def loads(text: str, path: str = "<string>") -> Config:
+def _line_col(text: str | bytes, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    nl = "\n" if isinstance(text, str) else b"\n"
+    return before.count(nl) + 1, offset - (before.rfind(nl) + 1) + 1
+
+
+def _compose(text: str, path: str) -> yaml.Node | None:
+    """yaml.compose with every failure as a ConfigError at its place."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         raise ConfigError(path, line, col, f"not valid YAML: {e.problem or e.context}") from None
+    except yaml.reader.ReaderError as e:  # a control character such as a raw NUL
+        raise ConfigError(path, *_line_col(text, e.position),
+                          f"control character U+{ord(e.character) if isinstance(e.character, str) else e.character:04X}"
+                          " is not allowed") from None
+    except RecursionError:
+        depth = deepest = at = 0
+        for i, ch in enumerate(text):  # the place where the flow nesting got deepest
+            if ch in "[{":
+                depth += 1
+                if depth > deepest:
+                    deepest, at = depth, i
+            elif ch in "]}":
+                depth -= 1
+        raise ConfigError(path, *_line_col(text, at), "nested too deeply") from None
+
+
+def loads(text: str, path: str = "<string>") -> Config:
+    root = _compose(text, path)
     if root is None:
         raise ConfigError(path, 1, 1, "the file is empty")
     top = _Value(root, path, "").mapping(

@@ -65,7 +65,8 @@ class Engine:
         self.history = History(cfg.state_dir, cfg.history_max_bytes, node=local)
         self.alerter.history = self.history
         self.store = StateStore(os.path.join(cfg.state_dir, "state.json"))
-        self.heartbeat = hbmod.Heartbeat(cfg, local, key)
+        self.heartbeat = hbmod.Heartbeat(cfg, local, key,
+                                         replay_state=os.path.join(cfg.state_dir, "peer-incarnation.json"))
         self.guard = None
         if cfg.split_brain_guard.mode == "ping":
             self.guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
@@ -493,6 +494,12 @@ class Engine:
                 self.alerter.emit("config_mismatch", "warning",
                                   f"the peer's configuration differs (digest {ev.peer_digest} vs "
                                   f"{ev.local_digest}): fix it before trusting a failover")
+            elif name == "ClockSkew":
+                self.alerter.emit("clock_skew", "critical" if ev.dropped else "warning",
+                                  f"{self.peer_name}'s clock is {ev.offset:+.1f}s from ours (tolerated "
+                                  f"±{ev.tolerated:g}s): " + ("its heartbeats are refused; fix NTP" if ev.dropped
+                                                              else "fix NTP before its heartbeats are refused"),
+                                  node=self.peer_name)
             elif name == "PeerPayload":
                 self.peer_ever_seen = True
                 state = (ev.payload or {}).get("state")
@@ -742,10 +749,8 @@ class Engine:
         self.resources[name] = await self.drivers[name].probe()
         self.changed()
 
-    def cmd_history(self, args: dict) -> dict:
-        from hasupd import history as histmod
-        records = self.history.read(args.get("since"))
-        return {"records": records[-int(args.get("limit", 2000)):], "timelines": histmod.timelines(records)}
+    async def cmd_history(self, args: dict) -> dict:
+        return await self.history.report(args.get("since"), int(args.get("limit", 2000)))
 
     async def cmd_fence_peer(self, args: dict) -> dict:
         """DRBD's fence-peer handler (guard drbd): decided by fence_peer_verdict, step by step: ask
@@ -815,8 +820,9 @@ class Engine:
     async def cmd_drbd_init(self, args: dict) -> dict:
         raise ControlError("drbd init is not wired yet")
 
-    def cmd_status(self, args: dict) -> dict:
+    async def cmd_status(self, args: dict) -> dict:
         from hasupd.status import build_status
+        last_failovers = await self.history.last_failovers([g.name for g in self.cfg.groups])
         view = self.view()
         peer = self.heartbeat.peer()
         rings = [{"peer_heard": up, "rtt_ms": round(rtt * 1000, 2) if rtt is not None else None,
@@ -825,7 +831,7 @@ class Engine:
         acting = self.acting
         return {"status": build_status(
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
-            history_records=self.history.read(time.time() - 86400),
+            last_failovers=last_failovers,
             acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings), fencer=self.fencer,
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
                     "incarnation": self.heartbeat.incarnation})}

@@ -15,14 +15,22 @@ actions and reason), ``action-start``/``action-done`` (with ``ok`` and
 
 ``timelines(records)`` turns records into failover/move timelines for
 ``hasupctl history`` and the benchmarks.
+
+In the daemon, reading the files is kept off the event loop: a full
+default-size history takes ~0.15 s to parse and group (several times that
+on a busy machine), which would delay heartbeats.  ``last_failovers`` and
+``report`` run on one worker thread of their own; ``last_failovers`` is
+computed once per change of the history and shared by concurrent callers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 FILE = "history.jsonl"
 TIMELINE_GAP = 30.0  # seconds without a related record closes a timeline
@@ -33,6 +41,8 @@ DECISION_GAP = 2.0
 TRIGGER_STATES = ("failed", "peer_dead", "stop_failed", "takeover")
 # bookkeeping actions that take no time and would only clutter a timeline
 QUIET_ACTIONS = ("alert", "forget_move", "forget_force", "forget_alert")
+STATUS_WINDOW = 86400.0  # status shows the last failover of this many seconds
+FAILOVERS_TTL = 60.0  # seconds a computed last-failover answer is reused when nothing was recorded
 
 
 class History:
@@ -41,6 +51,10 @@ class History:
         self.max_bytes = max_bytes
         self.node = node  # written into each record when set (for merging two nodes' files)
         self.errors = 0  # records that could not be written (full disk, ...): counted, never raised
+        self.version = 0  # records written by this object: what the status cache is keyed by
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._failovers: tuple[int, float, dict] | None = None  # (version, computed at, answer)
+        self._computing: asyncio.Future | None = None
 
     def record(self, kind: str, **fields: Any) -> dict:
         rec: dict[str, Any] = {"mono": round(time.monotonic(), 6), "wall": round(time.time(), 6), "kind": kind}
@@ -63,10 +77,46 @@ class History:
                 os.close(fd)
         except OSError:
             self.errors += 1
+        self.version += 1
         return rec
 
     def read(self, since_wall: float | None = None) -> list[dict]:
         return list(read(os.path.dirname(self.path), since_wall))
+
+    # ------------------------------------------------------------ off the event loop
+
+    async def _in_worker(self, fn, *args):
+        if self._worker is None:
+            self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="history")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    async def last_failovers(self, groups: Sequence[str]) -> dict[str, dict | None]:
+        """{group: its latest failover timeline of the last STATUS_WINDOW, or None}."""
+        cached = self._failovers
+        if cached and cached[0] == self.version and time.monotonic() - cached[1] < FAILOVERS_TTL:
+            return cached[2]
+        if self._computing is None or self._computing.done():
+            self._computing = asyncio.ensure_future(self._compute_failovers(tuple(groups)))
+        return await asyncio.shield(self._computing)
+
+    async def _compute_failovers(self, groups: tuple[str, ...]) -> dict[str, dict | None]:
+        version, at = self.version, time.monotonic()
+
+        def compute() -> dict[str, dict | None]:
+            tls = timelines(self.read(time.time() - STATUS_WINDOW))
+            return {g: latest_failover(tls, g) for g in groups}
+
+        answer = await self._in_worker(compute)
+        self._failovers = (version, at, answer)
+        return answer
+
+    async def report(self, since_wall: float | None, limit: int) -> dict:
+        """``hasupctl history``: the last LIMIT records and every timeline."""
+        def compute() -> dict:
+            records = self.read(since_wall)
+            return {"records": records[-limit:] if limit > 0 else [], "timelines": timelines(records)}
+
+        return await self._in_worker(compute)
 
 
 def read(state_dir: str, since_wall: float | None = None) -> Iterator[dict]:
@@ -196,7 +246,11 @@ def timelines(records: Iterable[dict], gap: float = TIMELINE_GAP) -> list[dict]:
 
 def last_failover(records: Iterable[dict], group: str) -> dict | None:
     """The latest failover timeline of GROUP (for status), or None."""
-    found = [t for t in timelines(records) if t["kind"] == "failover" and t["group"] in (group, None)]
+    return latest_failover(timelines(records), group)
+
+
+def latest_failover(tls: Sequence[dict], group: str) -> dict | None:
+    found = [t for t in tls if t["kind"] == "failover" and t["group"] in (group, None)]
     return found[-1] if found else None
 
 

@@ -42,10 +42,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from hasupd import __version__
-from hasupd.history import last_failover
 from hasupd.model import ClusterView, ResState
 
 SCHEMA_VERSION = 1
@@ -74,15 +73,16 @@ def _wall_of(view: ClusterView, mono: float) -> float | None:
 
 def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None = None,
                  rings: Sequence[Mapping[str, Any]] | None = None,
-                 history_records: Iterable[dict] = (), acting=None,
+                 last_failovers: Mapping[str, dict | None] | None = None, acting=None,
                  daemon: Mapping[str, Any] | None = None, alerter=None,
                  warnings: Sequence[str] | None = None, fencer=None) -> dict[str, Any]:
     """The status document.  ``rings``: per heartbeat ring, what the heartbeat
     knows of the peer there (``peer_heard``, ``rtt_ms``, ``loss_pct``); when
     None, ``view.peer.rings`` gives ``peer_heard`` only.  ``daemon``: pid,
-    started_wall, incarnation (defaults: this process)."""
+    started_wall, incarnation (defaults: this process).  ``last_failovers``:
+    {group: its latest failover timeline or None} (``History.last_failovers``)."""
     explains = explains or {}
-    records = list(history_records)
+    last_failovers = last_failovers or {}
     me, peer = view.me, view.peer
     local_digest = me.config_digest or cfg.digest()
     node_names = cfg.node_names()
@@ -190,7 +190,7 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
             sinces = [view.me.resources[r.name].since for r in g.resources]
             since = _wall_of(view, max(sinces))
         intent = view.moves.get(g.name)
-        fo = last_failover(records, g.name) if records else None
+        fo = last_failovers.get(g.name)
         groups.append({
             "name": g.name, "state": state, "node": node, "since_wall": since,
             "target_role": view.target_roles.get(g.name, "started" if g.autostart else "stopped"),

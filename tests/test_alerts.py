@@ -254,3 +254,24 @@ def test_emit_without_a_loop_counts_agents_as_dropped(tmp_path):
     a = Alerter(cfg(AlertAgent("/bin/true", 1, "")), "n1")
     rec = a.emit("config_mismatch", "warning", "digests differ")
     assert a.dropped == 1 and rec["event"] == "config_mismatch" and a.recent[-1] is rec
+
+
+def test_a_nul_in_a_message_does_not_kill_the_agents_worker(tmp_path):
+    """Issue 16 low: a NUL (from a peer's or a program's text) in an alert
+    message raised ValueError in the agent's worker, which then ran no
+    alert again."""
+    out = tmp_path / "alerts.log"
+    agent = AlertAgent(write_agent(tmp_path / "agent.sh", '#!/bin/sh\necho "$HASUPD_MESSAGE" >> "$CRM_alert_recipient"\n'),
+                       10.0, str(out))
+
+    async def go():
+        a = Alerter(cfg(agent), "n1")
+        a.emit("resource_failed", "warning", "apache said a\x00b", resource="res_httpd")
+        a.emit("peer_lost", "critical", "peer n2 lost", node="n2")
+        await a.drain(30)
+        await a.close()
+        return a
+
+    a = asyncio.run(go())
+    assert out.read_text().splitlines() == ["apache said a\\x00b", "peer n2 lost"]
+    assert a.agent_failures == 0

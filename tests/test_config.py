@@ -87,3 +87,38 @@ def test_preferred_node_must_be_a_node(tmp_path):
     with pytest.raises(config.ConfigError) as e:
         config.load(p)
     assert "expected one of primarycentos, secondarycentos" in str(e.value)
+
+
+# ---------------------------------------------------------------- hostile bytes (issue 16, low)
+
+
+@pytest.mark.parametrize(
+    "raw,where,words",
+    [
+        (b"cluster: " + b"[" * 50000 + b"\n", ":1:", "nested too deeply"),
+        (REF.replace("cluster: web", "cluster: w\x00eb", 1).encode(), ":", "control character"),
+        (REF.encode().replace(b"cluster: web", b"cluster: w\xffeb", 1), ":", "not UTF-8"),
+    ],
+    ids=["deep-nesting", "raw-nul", "bad-utf8"],
+)
+def test_hostile_bytes_are_config_errors_that_exit_78(tmp_path, capsys, raw, where, words):
+    from hasupd import daemon
+
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(raw)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(p)
+    assert str(e.value).startswith(str(p) + where) and words in str(e.value), str(e.value)
+    assert daemon.main(["--config", str(p)]) == config.EX_CONFIG
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(p) in err
+
+
+@pytest.mark.parametrize("key", ["cluster: web", "  - name: rg_web", "  - name: primarycentos"])
+def test_names_ending_in_a_newline_are_refused(tmp_path, key):
+    name = key.split(": ")[1]
+    p = tmp_path / "bad.yaml"
+    p.write_text(_with(REF, key, key.replace(name, f'"{name}\\n"')))
+    with pytest.raises(config.ConfigError) as e:
+        config.load(p)
+    assert "is not" in str(e.value)

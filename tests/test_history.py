@@ -200,3 +200,37 @@ def test_waiting_for_drbd_after_peer_loss_stays_one_timeline():
     ]
     (t,) = timelines(recs)
     assert t["kind"] == "failover" and t["trigger"] == "peer lost" and abs(t["total"] - 11.1) < 1e-6
+
+
+def test_last_failovers_runs_off_the_loop_once_per_change(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+    import time
+
+    h = History(str(tmp_path), 1 << 20)
+    wall = time.time()
+    for r in _failover(t0=100.0):
+        h.record(r.pop("kind"), **{k: v for k, v in r.items() if k not in ("mono", "wall", "node")})
+    threads = []
+    real = History.read
+
+    def counted_read(self, since_wall=None):
+        threads.append(threading.current_thread().name)
+        assert since_wall is not None and abs(since_wall - (wall - 86400)) < 60
+        return real(self, since_wall)
+
+    monkeypatch.setattr(History, "read", counted_read)
+
+    async def main():
+        together = await asyncio.gather(*(h.last_failovers(["rg_web", "other"]) for _ in range(5)))
+        again = await h.last_failovers(["rg_web", "other"])
+        h.record("observation", group="rg_web", resource="res_httpd", state="failed", reason="pid 9 exited")
+        fresh = await h.last_failovers(["rg_web", "other"])
+        return together, again, fresh
+
+    together, again, fresh = asyncio.run(main())
+    assert len(threads) == 2 and all(t.startswith("history") for t in threads)  # once, then once after a record
+    assert all(t == together[0] for t in together) and again is together[0]
+    before_the_last = list(read(str(tmp_path)))[:-1]
+    assert together[0]["rg_web"] == last_failover(before_the_last, "rg_web") is not None
+    assert fresh["rg_web"]["trigger"] == "failure seen res_httpd" and fresh["rg_web"] != together[0]["rg_web"]

@@ -33,6 +33,7 @@ class PeerCred:
     pid: int
     uid: int
     gid: int
+    groups: tuple[int, ...] = ()  # supplementary groups at connect time (SO_PEERGROUPS)
 
 
 def cli_name(cmd: str) -> str:
@@ -56,6 +57,8 @@ def decode_request(line: bytes) -> tuple[str, dict[str, Any]]:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("malformed request: not JSON") from None
+    except RecursionError:
+        raise ProtocolError("malformed request: nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("malformed request: expected a JSON object")
     cmd = obj.pop("cmd", None)

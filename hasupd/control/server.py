@@ -5,6 +5,12 @@ else root).  Each caller is identified with SO_PEERCRED: read-only
 commands are for root and members of the control group, changing commands
 for root only.  The engine supplies ``handler(cmd, args, peer)``; a bad
 request or a failing handler gets an error response, never kills the server.
+
+Anyone in the control group is hostile input to a root daemon: connections
+are capped per uid and in all (root has slots of its own, so an operator
+always gets in), and a client that sends no request, or does not read its
+answer, for ``idle_timeout`` seconds is disconnected.  Idle connections
+cannot use up the daemon's open files.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import grp
 import os
-import pwd
 import socket
 import struct
 from typing import Any, Awaitable, Callable
@@ -30,11 +35,30 @@ from hasupd.control.protocol import (
 
 Handler = Callable[[str, dict, PeerCred], Awaitable[dict]]
 
+MAX_PER_UID = 8  # connections of one non-root uid at a time
+MAX_USERS = 32  # connections of all non-root uids together
+MAX_ROOT = 16  # root's own slots, never taken by others
+IDLE_TIMEOUT = 30.0  # seconds a client may leave a request unsent or an answer unread
+# pending connections; asyncio also accepts up to this many per loop turn before
+# any of them is checked against the caps, so it bounds the files a flood takes
+BACKLOG = 16
+
+
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13; Python has no name for it
+PEERGROUPS_BUF = 1024  # the most Python's getsockopt reads: 256 groups
+
 
 def peer_cred(sock: socket.socket) -> PeerCred:
+    """Who connected, with the groups it had when it called connect(): a PID
+    is only a number that another process may carry by the time it asks."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
-    return PeerCred(pid, uid, gid)
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, PEERGROUPS_BUF)
+        groups = tuple(struct.unpack(f"{len(raw) // 4}I", raw))
+    except OSError:  # no SO_PEERGROUPS, or more than 256 groups: the primary group alone counts
+        groups = ()
+    return PeerCred(pid, uid, gid, groups)
 
 
 def group_id(name: str) -> int | None:
@@ -45,21 +69,8 @@ def group_id(name: str) -> int | None:
 
 
 def in_group(peer: PeerCred, gid: int) -> bool:
-    """Is the calling process in group GID (primary or supplementary)?"""
-    if peer.gid == gid:
-        return True
-    try:  # the process's own supplementary groups, as the kernel has them
-        with open(f"/proc/{peer.pid}/status") as f:
-            for line in f:
-                if line.startswith("Groups:"):
-                    return str(gid) in line.split()[1:]
-    except OSError:
-        pass
-    try:  # fallback: the group database
-        user = pwd.getpwuid(peer.uid).pw_name
-        return user in grp.getgrgid(gid).gr_mem
-    except KeyError:
-        return False
+    """Was the caller in group GID (primary or supplementary) when it connected?"""
+    return peer.gid == gid or gid in peer.groups
 
 
 def authorize(cmd: str, peer: PeerCred, group: str) -> str | None:
@@ -75,11 +86,27 @@ def authorize(cmd: str, peer: PeerCred, group: str) -> str | None:
 
 
 class ControlServer:
-    def __init__(self, path: str, group: str, handler: Handler, mode: int = 0o660):
+    def __init__(self, path: str, group: str, handler: Handler, mode: int = 0o660,
+                 idle_timeout: float = IDLE_TIMEOUT):
         self.path, self.group, self.handler, self.mode = path, group, handler, mode
+        self.idle_timeout = idle_timeout
         self.server: asyncio.base_events.Server | None = None
         self.requests = 0
         self.refused = 0
+        self.turned_away = 0  # connections over a cap
+        self.timed_out = 0  # idle clients disconnected
+        self.connections: dict[int, int] = {}  # uid -> open connections
+
+    def _over_cap(self, uid: int) -> str | None:
+        """Why a new connection of UID is turned away, or None."""
+        mine = self.connections.get(uid, 0)
+        if uid == 0:
+            return f"too many connections from root (limit {MAX_ROOT})" if mine >= MAX_ROOT else None
+        if mine >= MAX_PER_UID:
+            return f"too many connections from uid {uid} (limit {MAX_PER_UID})"
+        if sum(n for u, n in self.connections.items() if u != 0) >= MAX_USERS:
+            return f"too many connections (limit {MAX_USERS} for all non-root users)"
+        return None
 
     async def start(self) -> None:
         directory = os.path.dirname(self.path) or "."
@@ -93,7 +120,8 @@ class ControlServer:
                 os.unlink(self.path)  # stale, from a daemon that died
             finally:
                 probe.close()
-        self.server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_LINE)
+        self.server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_LINE,
+                                                       backlog=BACKLOG)
         gid = group_id(self.group)
         os.chown(self.path, 0, gid if gid is not None else 0)
         os.chmod(self.path, self.mode)
@@ -112,31 +140,53 @@ class ControlServer:
             pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = None
         try:
             peer = peer_cred(writer.get_extra_info("socket"))
+            refusal = self._over_cap(peer.uid)
+            if refusal:
+                self.turned_away += 1
+                writer.write(encode(error(refusal)))
+                return
+            uid = peer.uid
+            self.connections[uid] = self.connections.get(uid, 0) + 1
             while True:
                 try:
-                    line = await reader.readuntil(b"\n")
+                    line = await asyncio.wait_for(reader.readuntil(b"\n"), self.idle_timeout)
+                except asyncio.TimeoutError:
+                    self.timed_out += 1
+                    return
                 except asyncio.IncompleteReadError as e:
                     if e.partial.strip():
                         writer.write(encode(error("malformed request: no newline at the end")))
-                        await writer.drain()
+                        await asyncio.wait_for(writer.drain(), self.idle_timeout)
                     return
                 except asyncio.LimitOverrunError:
                     writer.write(encode(error(f"request too long (limit {MAX_LINE} bytes)")))
-                    await writer.drain()
+                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
                     return
                 if not line.strip():
                     continue
                 writer.write(encode(await self._answer(line, peer)))
-                await writer.drain()
+                try:
+                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
+                except asyncio.TimeoutError:  # the client does not read its answer
+                    self.timed_out += 1
+                    return
         except (ConnectionError, OSError):
             pass  # the client went away
         finally:
-            writer.close()
+            if uid is not None:
+                self.connections[uid] -= 1
+                if not self.connections[uid]:
+                    del self.connections[uid]
+            if writer.transport.get_write_buffer_size():
+                writer.transport.abort()  # unsent bytes a client does not read: close() would wait
+            else:
+                writer.close()
             try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (ConnectionError, OSError, asyncio.TimeoutError):
                 pass
 
     async def _answer(self, line: bytes, peer: PeerCred) -> dict[str, Any]:

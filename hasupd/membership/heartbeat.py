@@ -27,6 +27,14 @@ on another is RingDown (degraded redundancy), never a death; RingUp follows
 its first packet again.  A new incarnation is a restart (PeerAlive with
 restarted=True, even if the peer was never declared dead).
 
+Replay.  Within an incarnation, sequences only grow (wire.ReplayGuard).
+Across a restart of this daemon the peer's newest incarnation is kept in
+``replay_state`` (older ones stay refused), and every packet's send time
+must be within SKEW_DEADTIMES x deadtime of our wall clock: a captured
+stream replayed later is dropped ("clock").  So the two nodes' clocks must
+agree within that (NTP); ClockSkew warns at half of it, and again when
+packets are refused.
+
 Robustness.  A ring whose socket cannot be opened (address missing,
 interface down) is retried every few seconds, and a ring silent for a while
 gets a fresh socket (a recreated interface loses its group membership).
@@ -73,6 +81,7 @@ RECV_BUF = 2048  # > wire.MAX_PACKET, so an oversized datagram is seen as such
 MAX_DRAIN = 64  # datagrams read per readiness callback (fairness under a flood)
 REOPEN_AFTER = 5.0  # seconds: retry a failed ring / refresh a silent ring's socket
 LOSS_ALPHA = 0.05  # weight of one packet in the loss estimate
+SKEW_DEADTIMES = 5  # tolerated clock difference between the nodes, in deadtimes
 RTT_ALPHA = 0.125  # like TCP's SRTT
 
 
@@ -113,6 +122,13 @@ class PeerPayload:
 class ConfigMismatch:
     peer_digest: str
     local_digest: str
+
+
+@dataclass(frozen=True)
+class ClockSkew:
+    offset: float  # the peer's send time minus our clock, seconds
+    dropped: bool  # beyond the tolerance: its packets are refused
+    tolerated: float
 
 
 @dataclass(frozen=True)
@@ -188,7 +204,10 @@ def _open_socket(ring: _Ring, multicast: bool) -> socket.socket:
     ring.ifname = ifname
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if multicast:  # every member of a group gets its own copy: sharing steals nothing
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # unicast: no SO_REUSEADDR/SO_REUSEPORT, so no socket of another user
+        # can bind our address and port and take the peer's datagrams
         if ifname is not None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         if multicast:
@@ -214,7 +233,8 @@ def _open_socket(ring: _Ring, multicast: bool) -> socket.socket:
 
 
 class Heartbeat:
-    def __init__(self, config: Config, local: str, key: bytes, incarnation: str | None = None):
+    def __init__(self, config: Config, local: str, key: bytes, incarnation: str | None = None,
+                 replay_state: str | None = None):
         self.cfg = config
         self.local = local
         self.peer_name = config.peer_of(local)
@@ -237,6 +257,11 @@ class Heartbeat:
             for r in hb.rings
         ]
         self._guard = wire.ReplayGuard()
+        self.max_skew = SKEW_DEADTIMES * self.deadtime
+        self._skew_reported = ""  # "", "warned", "refused": what was last said about the peer's clock
+        self._skew_pending: tuple[str, float] | None = None  # a level seen since (monotonic), not said yet
+        self.replay_state = replay_state  # file keeping the peer's newest incarnation across restarts
+        self._guard.restore(_load_newest(replay_state) if replay_state else {})
         self._payload = wire.EMPTY
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -384,15 +409,21 @@ class Heartbeat:
             self._on_packet(r, data)
 
     def _on_packet(self, r: _Ring, data: bytes) -> None:
+        wall = time.time()
         try:
             p = wire.decode(data, self.key, self.cfg.cluster, self._guard, ring=r.index,
-                            sender=self.peer_name, parse=False)
+                            sender=self.peer_name, parse=False, now=wall, max_skew=self.max_skew)
         except wire.BadPacket as e:
             self.counters["dropped_" + e.reason] += 1
+            if e.reason == "clock":
+                self._report_skew(e.offset, True)
             return
+        self._report_skew(p.sent - wall, False)
         now = time.monotonic()
         self.counters["received"] += 1
         new_incarnation = p.incarnation != self._peer_inc
+        if new_incarnation and self.replay_state:
+            _save_newest(self.replay_state, self._guard.newest())
         # ring statistics
         if r.last_seq is not None and not new_incarnation:
             gap = min(p.seq - r.last_seq - 1, 1000)
@@ -453,6 +484,27 @@ class Heartbeat:
             self._peer_payload = payload
             self.events.put_nowait(PeerPayload(payload))
 
+    def _report_skew(self, offset: float, dropped: bool) -> None:
+        """ClockSkew once when the peer's clock stays past half the tolerance,
+        and once when its packets keep being refused, each for a deadtime (a
+        node waking from a freeze reads a few stale packets: no alarm); calm
+        again below a quarter."""
+        level = "refused" if dropped else "warned" if abs(offset) > self.max_skew / 2 else \
+            "" if abs(offset) < self.max_skew / 4 else self._skew_reported
+        now = time.monotonic()
+        if level == self._skew_reported:
+            self._skew_pending = None
+            return
+        if self._skew_pending is None or self._skew_pending[0] != level:
+            self._skew_pending = (level, now)
+        if level and now - self._skew_pending[1] < self.deadtime:
+            return
+        self._skew_reported, self._skew_pending = level, None
+        if level:
+            log.warning("peer %s's clock is %+.1fs from ours (tolerated ±%gs)%s", self.peer_name, offset,
+                        self.max_skew, ": its packets are refused" if dropped else "")
+            self.events.put_nowait(ClockSkew(offset, dropped, self.max_skew))
+
     # ------------------------------------------------------------ liveness
 
     def _arm_death(self, now: float) -> None:
@@ -492,6 +544,37 @@ class Heartbeat:
             heard = max(r.last_seen or 0.0, r.opened_at)
             if now >= r.next_open and (r.sock is None or now - heard >= REOPEN_AFTER):
                 self._open(r, now)
+
+
+# ---------------------------------------------------------------- replay state
+
+
+def _load_newest(path: str) -> dict[str, tuple[int, int]]:
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+        return {str(node): wire.incarnation_key(inc) for node, inc in raw.items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        log.warning("ignoring %s: %s", path, e)
+        return {}
+
+
+def _save_newest(path: str, newest: dict[str, tuple[int, int]]) -> None:
+    """Written atomically: a torn file would forget the guard."""
+    text = json.dumps({node: f"{t:016x}{r:016x}" for node, (t, r) in newest.items()})
+    tmp = f"{path}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot keep the peer's incarnation in %s: %s", path, e.strerror)
 
 
 # ---------------------------------------------------------------- standalone

@@ -58,15 +58,17 @@ FLAG_ZLIB = 0x01
 
 _HEAD = struct.Struct("!4sBBBBBQQQddf8sH")
 HEADER_LEN = _HEAD.size
-REASONS = ("truncated", "oversized", "malformed", "version", "cluster", "mac", "ring", "node", "replay")
+REASONS = ("truncated", "oversized", "malformed", "version", "cluster", "mac", "ring", "node", "replay",
+           "clock")
 
 
 class BadPacket(Exception):
     """A packet that must be dropped; ``reason`` is one of ``REASONS``."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, detail: str = "", offset: float | None = None):
         self.reason = reason
         self.detail = detail
+        self.offset = offset  # "clock": how far the send time was from ours
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
@@ -207,6 +209,14 @@ class ReplayGuard:
                 return f"sequence {seq} already seen"
         return ""
 
+    def newest(self) -> dict[str, tuple[int, int]]:
+        """{node: its newest incarnation}: what outlives a restart (persisted by the caller)."""
+        return dict(self._incarnation)
+
+    def restore(self, newest: dict[str, tuple[int, int]]) -> None:
+        for node, inc in newest.items():
+            self._incarnation.setdefault(node, inc)
+
     def commit(self, node: str, inc: tuple[int, int], ring: int, seq: int) -> None:
         if self._incarnation.get(node) != inc:
             self._incarnation[node] = inc
@@ -216,8 +226,13 @@ class ReplayGuard:
 
 
 def decode(data: bytes, key: bytes, cluster: str, replay_guard: ReplayGuard | None = None, *,
-           ring: int | None = None, sender: str | None = None, parse: bool = True) -> Packet:
+           ring: int | None = None, sender: str | None = None, parse: bool = True,
+           now: float | None = None, max_skew: float | None = None) -> Packet:
     """Verify and unpack one datagram.  Raises BadPacket only.
+
+    ``max_skew``: a packet whose send time differs from ``now`` (wall
+    clock) by more than this is dropped ("clock"): a capture replayed later
+    is refused even after the replay guard's memory of sequences is gone.
 
     ``ring``: the ring it arrived on (a packet signed for another ring is
     dropped); ``sender``: the only node name accepted; ``parse=False``
@@ -259,6 +274,10 @@ def decode(data: bytes, key: bytes, cluster: str, replay_guard: ReplayGuard | No
         raise BadPacket("node", f"from {node!r}, expected {sender!r}")
     if not (sent == sent and echo == echo and hold == hold):  # NaN
         raise BadPacket("malformed", "NaN time")
+    if max_skew is not None:
+        offset = sent - (time.time() if now is None else now)
+        if not abs(offset) <= max_skew:
+            raise BadPacket("clock", f"sent {offset:+.1f}s from our clock (tolerated ±{max_skew:g}s)", offset)
     body = bytes(data[HEADER_LEN + clen + nlen:end])
     compressed = bool(flags & FLAG_ZLIB)
     payload = parse_body(body, compressed) if parse else None
@@ -277,8 +296,8 @@ def decode(data: bytes, key: bytes, cluster: str, replay_guard: ReplayGuard | No
 
 def load_key(path: str) -> bytes:
     """The key in ``path``; KeyFileError (one clear line) if it is missing,
-    not a regular file, open to group or others (any of the 0o077 bits), or
-    shorter than 32 bytes."""
+    not a regular file, owned by another user than ours, open to group or
+    others (any of the 0o077 bits), or shorter than 32 bytes."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -287,6 +306,9 @@ def load_key(path: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise KeyFileError(f"authkey {path}: not a regular file")
+        if st.st_uid != os.geteuid():  # its owner could chmod it, read it and rewrite it
+            raise KeyFileError(f"authkey {path}: owned by uid {st.st_uid}, not {os.geteuid()} "
+                               f"(run `chown root:root {path}`)")
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
             raise KeyFileError(f"authkey {path}: mode {mode:04o} gives group or others access to it "

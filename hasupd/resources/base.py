@@ -66,37 +66,80 @@ def observation(resource: str, state: ResState, detail: str) -> Observation:
     return Observation(resource, state, detail, time.monotonic())
 
 
+# What the service manager gives the daemon itself and no child may inherit: a
+# child with NOTIFY_SOCKET/WATCHDOG_* could speak for hasupd to systemd (ready,
+# watchdog pings, status), one with LISTEN_* would take hasupd's sockets.
+SERVICE_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+                     "LISTEN_FDNAMES", "MAINPID", "MANAGERPID", "SYSTEMD_EXEC_PID", "INVOCATION_ID")
+OUTPUT_KEPT = 64 * 1024  # bytes of a child's output kept (the last ones: that is where errors are)
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every program hasupd starts: its own, without the
+    service manager's variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    env.update(extra or {})
+    return env
+
+
+async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Everything the stream says until EOF, keeping only the last ``keep`` bytes."""
+    kept = bytearray()
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return bytes(kept)
+        kept += chunk
+        if len(kept) > keep:
+            del kept[:len(kept) - keep]
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, data: bytes | None) -> None:
+    if stdin is None:
+        return
+    try:
+        if data:
+            stdin.write(data)
+            await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the child did not read it all: its exit code says the rest
+    finally:
+        stdin.close()
+
+
 async def run(
     argv: Sequence[str],
     timeout: float,
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
 ) -> Result:
-    """Run a command in its own process group, bounded by ``timeout``.
+    """Run a command in its own process group, bounded by ``timeout``, with
+    ``child_env(env)`` and stdout+stderr read to the end but only the last
+    OUTPUT_KEPT bytes kept.
 
     On timeout the whole process group gets SIGKILL (a hung child must not
     outlive its action).  Never raises for the command's own failures.
     """
     argv = tuple(str(a) for a in argv)
     started = time.monotonic()
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env=full_env,
+            env=child_env(env),
             start_new_session=True,
         )
     except OSError as e:
         return Result(False, f"cannot run {argv[0]}: {e.strerror}", argv, None, "", e.errno,
                       duration=time.monotonic() - started)
+    except ValueError:  # a NUL byte in an argument or the environment
+        return Result(False, f"cannot run {argv[0]}: an argument or environment value holds a NUL byte",
+                      argv, None, "", duration=time.monotonic() - started)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(input), timeout)
+        _, out, _ = await asyncio.wait_for(
+            asyncio.gather(_feed(proc.stdin, input), _read_tail(proc.stdout, OUTPUT_KEPT), proc.wait()), timeout)
     except asyncio.TimeoutError:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -105,10 +148,14 @@ async def run(
         await proc.wait()
         return Result(False, f"{' '.join(argv)} timed out after {timeout:g}s", argv, None, "",
                       timed_out=True, duration=time.monotonic() - started)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError:  # the run is abandoned: its processes are killed and reaped
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
         raise
     text = out.decode(errors="replace").strip()

@@ -31,7 +31,7 @@ from typing import AsyncIterator, Callable, Iterable
 
 from hasupd import config
 from hasupd.model import DrbdStatus
-from hasupd.resources.base import Result, run
+from hasupd.resources.base import Result, child_env, run
 from hasupd.resources.drbd_parse import (
     SYNCING,
     Events2Stream,
@@ -399,9 +399,7 @@ class DrbdDriver:
         while True:
             stats = ("--statistics",) if self._statistics else ()
             argv = (self.cfg.drbdsetup, "events2", *stats, self.name)
-            env = None
-            if self.env is not None:
-                env = {**os.environ, **self.env}
+            env = child_env(self.env)
             started = time.monotonic()
             tail: list[str] = []
             try:

@@ -457,18 +457,35 @@ class FilesystemDriver:
         return Result(True, f"{st.detail}; probe file ok", duration=time.monotonic() - started)
 
     def _write_check(self) -> None:
+        """Write, fsync and read back an anonymous file (O_TMPFILE): it has
+        no name, so nothing a user who can write the mount root plants
+        (a symlink to /etc/shadow, a FIFO, a hard link) is ever opened."""
         token = f"hasupd {os.getpid()} {time.time()!r}\n".encode()
-        fd = os.open(self.probe_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, named = self._open_probe_file()
         try:
             os.write(fd, token)
             os.fsync(fd)
+            back = os.pread(fd, len(token) + 1, 0)
         finally:
             os.close(fd)
-        with open(self.probe_path, "rb") as f:
-            back = f.read()
-        os.unlink(self.probe_path)
+            if named:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.probe_path)
         if back != token:
             raise ValueError(f"probe file {self.probe_path} read back different bytes than written")
+
+    def _open_probe_file(self) -> tuple[int, bool]:
+        """(fd, whether it has a name to remove afterwards)."""
+        try:
+            return os.open(self.directory, os.O_TMPFILE | os.O_RDWR, 0o600), False
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+        # a filesystem without O_TMPFILE (NFS, CIFS): a fresh name of our own,
+        # never following or reusing what is there (O_EXCL|O_NOFOLLOW)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.probe_path)
+        return os.open(self.probe_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), True
 
     def _read_check(self) -> None:
         os.statvfs(self.directory)

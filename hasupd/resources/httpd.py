@@ -14,8 +14,15 @@ Command mode (nodes without systemd, and the lab):
   setsid(), so its workers share the parent's process group, and a killed
   parent leaves them listening.  Signals are sent directly so that a stop
   works even when the configuration no longer parses.
+* ownership: a pidfile only names a number, and numbers are reused.  A
+  process is signalled only when it is provably ours: the main process we
+  started or adopted (same start time), any member of its group while it
+  lives, or an apache process running our configuration (``-f CONF`` in its
+  command line, which workers inherit).  Each signal goes through a pidfd
+  opened and checked against that start time first, so a PID reused in
+  between is never hit.  A group whose leader is gone is never killpg'ed.
 * probe (adoption after a daemon restart): the pidfile's PID is alive and
-  is apache.
+  is apache running our configuration.
 
 Unit mode: the same, with start/stop/state from systemd
 (hasupd.resources.systemd) and the same status URL check on top.
@@ -34,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import urlsplit
-
-import psutil
 
 from hasupd.config import HttpdResource
 from hasupd.model import ResourceStatus, ResState
@@ -137,6 +142,57 @@ def check_status_url(url: str, regex: str, timeout: float) -> tuple[bool, str]:
     return True, f"status ok ({ms:.0f} ms)"
 
 
+# ------------------------------------------------------------ processes
+
+
+@dataclass(frozen=True)
+class ProcId:
+    """A process as seen once: its PID and start time together name it for good."""
+
+    pid: int
+    start: int  # clock ticks after boot (/proc/PID/stat field 22)
+    pgid: int
+    exe: str
+    cmdline: tuple[str, ...]
+
+
+def proc_id(pid: int) -> ProcId | None:
+    """The live (non-zombie) process PID, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = tuple(a.decode(errors="replace") for a in f.read().split(b"\0")[:-1])
+    except OSError:
+        return None
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        exe = ""
+    fields = stat[stat.rfind(")") + 2:].split(" ")
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return ProcId(pid, int(fields[19]), int(fields[2]), exe.removesuffix(" (deleted)"), cmdline)
+
+
+def send_signal(p: ProcId, sig: int) -> bool:
+    """Signal P through a pidfd, only if the PID still is that process."""
+    try:
+        fd = os.pidfd_open(p.pid)
+    except OSError:
+        return False
+    try:
+        now = proc_id(p.pid)
+        if now is None or now.start != p.start:
+            return False  # gone, or the number was reused before we held it
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 # ------------------------------------------------------------ the driver
 
 
@@ -147,6 +203,7 @@ class HttpdDriver:
         self.env = dict(res.environment)
         self.unit = SystemdUnit(res.name, res.unit, systemctl) if res.unit else None
         self.pid: int | None = None  # main PID of the apache we run (command mode)
+        self.main: ProcId | None = None  # ... and that process, as we saw it
         self.expect_running = False  # the watch reports a death only while this holds
         self.wake = asyncio.Event()
         self._defaults: dict[str, str] | None = None
@@ -200,23 +257,45 @@ class HttpdDriver:
             return None
         return int(text) if text.isdigit() else None
 
-    def _is_apache(self, pid: int) -> bool:
-        if not alive(pid):
+    def _runs_our_config(self, p: ProcId) -> bool:
+        """An apache process (main or worker) started with ``-f`` our configuration."""
+        if os.path.basename(p.exe) not in {*APACHE_NAMES, os.path.basename(self.res.binary)}:
             return False
-        try:
-            proc = psutil.Process(pid)
-            names = {proc.name(), os.path.basename(proc.exe() or "")}
-        except (psutil.Error, OSError):
-            return False
-        return bool(names & {*APACHE_NAMES, os.path.basename(self.res.binary)})
+        args = p.cmdline
+        return any(a == "-f" and args[i + 1:i + 2] == (self.res.configfile,) for i, a in enumerate(args))
+
+    def _own_main(self, pid: int | None) -> ProcId | None:
+        """PID as a process of ours: the main process we started or adopted, or
+        an apache running our configuration; None for anything else."""
+        p = proc_id(pid) if pid else None
+        if p is None:
+            return None
+        if self.main is not None and (self.main.pid, self.main.start) == (p.pid, p.start):
+            return p
+        return p if self._runs_our_config(p) else None
+
+    def _our_members(self, pgid: int) -> list[ProcId]:
+        """The processes of group PGID that are provably ours."""
+        leader = proc_id(pgid)
+        leader_ours = leader is not None and self._own_main(pgid) is not None
+        if leader is not None and not leader_ours:
+            return []  # a live stranger leads this group
+        out = []
+        for pid in group_members(pgid):
+            p = proc_id(pid)
+            if p is not None and p.pgid == pgid and (leader_ours or self._runs_our_config(p)):
+                out.append(p)
+        return out
 
     async def running_pid(self) -> int | None:
-        """The main PID of a running apache according to the pidfile, or None."""
+        """The main PID of a running apache of ours according to the pidfile, or None."""
         pid = await self._pidfile_pid()
-        return pid if pid and self._is_apache(pid) else None
+        return pid if self._own_main(pid) else None
 
     def _set_running(self, pid: int | None) -> None:
         self.pid = pid
+        if pid:  # the last main is kept after a stop: stop() still needs to know it
+            self.main = proc_id(pid)
         self.expect_running = pid is not None
         self.wake.set()
 
@@ -238,10 +317,10 @@ class HttpdDriver:
             return await self.unit.probe(self.res.timeouts.monitor)
         now = time.monotonic()
         pid = await self._pidfile_pid()
-        if pid and self._is_apache(pid):
+        if self._own_main(pid):
             self._set_running(pid)
             return ResourceStatus(ResState.STARTED, f"pid {pid}", now)
-        left = group_members(pid) if pid and not alive(pid) else []
+        left = self._our_members(pid) if pid and not alive(pid) else []
         if left:
             # the parent was killed, its workers still listen: the group must be stopped
             return ResourceStatus(ResState.FAILED, f"main process {pid} is gone but "
@@ -327,7 +406,7 @@ class HttpdDriver:
                 return r
         else:
             pid = await self._pidfile_pid() or self.pid
-            if not pid or not self._is_apache(pid):
+            if not self._own_main(pid):
                 return Result(False, f"apache main process {pid} is not running" if pid
                               else "apache is not running (no pidfile)", duration=time.monotonic() - started)
         ok, msg = await self._status(self.res.timeouts.monitor)
@@ -342,21 +421,20 @@ class HttpdDriver:
         pid = await self._pidfile_pid() or self.pid
         if not pid:
             return Result(True, "not running", duration=time.monotonic() - started)
-        if alive(pid) and not self._is_apache(pid):  # a reused PID: never signal a stranger
+        main = self._own_main(pid)
+        if alive(pid) and main is None:  # a reused PID: never signal a stranger
             self._unlink(await self.pidfile())
-            return Result(True, f"not running (pidfile named pid {pid}, which is not apache)",
+            return Result(True, f"not running (pidfile named pid {pid}, which is not our apache)",
                           duration=time.monotonic() - started)
         how = "not running"
-        if alive(pid):
+        if main is not None:
             # SIGTERM is apache's immediate stop (in-flight requests are cut, ~10 ms);
             # graceful_stop waits for them first (WINCH), which costs a move ~1 s
             stages = ((signal.SIGWINCH, 1 / 3, "gracefully stopped"),) if self.res.graceful_stop else ()
             stages += ((signal.SIGTERM, 1 / 3, "stopped (SIGTERM)"),)
             for sig, share, done in stages:
                 how = done
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
+                if not send_signal(main, sig):
                     break
                 if await self._wait_group_gone(pid, budget * share):
                     break
@@ -364,7 +442,7 @@ class HttpdDriver:
                 how = "killed"
         killed = await self._kill_group(pid, max(1.0, started + budget - time.monotonic()))
         reap(pid)
-        left = group_members(pid)
+        left = [p.pid for p in self._our_members(pid)]
         if left:
             return Result(False, f"apache process group {pid} survived SIGKILL: pids {left[:10]}",
                           duration=time.monotonic() - started)
@@ -377,21 +455,19 @@ class HttpdDriver:
         deadline = time.monotonic() + timeout
         if alive(pgid):
             await wait_exit(pgid, timeout)
-        while group_members(pgid):
+        while self._our_members(pgid):
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
         return True
 
     async def _kill_group(self, pgid: int, timeout: float) -> int:
-        """SIGKILL every process of the group; how many there were."""
-        members = group_members(pgid)
+        """SIGKILL every process of ours in the group; how many there were."""
+        members = self._our_members(pgid)
         if not members:
             return 0
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for p in members:
+            send_signal(p, signal.SIGKILL)
         await self._wait_group_gone(pgid, timeout)
         return len(members)
 
@@ -403,7 +479,7 @@ class HttpdDriver:
         pid = await self._pidfile_pid()
         if not pid:
             return 0
-        if alive(pid):  # not apache (running_pid said so): a reused PID, leave it alone
+        if alive(pid):  # not our apache (running_pid said so): a reused PID, leave it alone
             self._unlink(pidfile)
             return 0
         killed = await self._kill_group(pid, 5.0)
@@ -411,9 +487,9 @@ class HttpdDriver:
         return killed
 
     async def _kill_all(self) -> None:
-        """Undo a failed start: kill whatever group the pidfile names."""
+        """Undo a failed start: kill what is ours in the group the pidfile names."""
         pid = await self._pidfile_pid()
-        if pid and (not alive(pid) or self._is_apache(pid)):
+        if pid and (not alive(pid) or self._own_main(pid)):
             await self._kill_group(pid, 5.0)
             reap(pid)
             self._remove_pidfile_of(pid, await self.pidfile())
@@ -452,7 +528,7 @@ class HttpdDriver:
             if self.expect_running and self.pid == pid:
                 self.expect_running = False
                 reap(pid)
-                left = group_members(pid)
+                left = self._our_members(pid)
                 yield observation(self.name, ResState.FAILED,
                                   f"apache main process {pid} died"
                                   + (f" ({len(left)} worker(s) of its group still run)" if left else ""))

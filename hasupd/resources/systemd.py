@@ -176,7 +176,7 @@ class SystemdUnit:
         self.wake.set()
 
     async def show(self, timeout: float = 10.0) -> UnitState | Result:
-        r = await run([self.systemctl, "show", "-p", ",".join(SHOW_PROPERTIES), self.unit], timeout)
+        r = await run([self.systemctl, "show", "-p", ",".join(SHOW_PROPERTIES), "--", self.unit], timeout)
         if not r.ok:
             return self._failure("show", r)
         return UnitState.from_props(self.unit, parse_show(r.output))
@@ -194,7 +194,7 @@ class SystemdUnit:
 
     async def _act(self, verb: str, timeout: float) -> Result:
         started = time.monotonic()
-        r = await run([self.systemctl, verb, self.unit], timeout)
+        r = await run([self.systemctl, verb, "--", self.unit], timeout)  # a unit name is never an option
         state = await self.show(max(1.0, timeout - (time.monotonic() - started)))
         if isinstance(state, Result):  # show failed: report the first error
             return self._failure(verb, r) if not r.ok else state

@@ -20,6 +20,7 @@ from dataclasses import replace
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from hasupd import config as configmod  # noqa: E402
+from hasupd.history import last_failover  # noqa: E402
 from hasupd.model import (  # noqa: E402
     Action,
     ActionKind,
@@ -120,7 +121,8 @@ def status_for(view_name: str) -> dict:
     rings = [{"peer_heard": True, "rtt_ms": 0.42, "loss_pct": 0.0}] if view_name == "healthy" else None
     acting = None if view_name == "healthy" else \
         Action(ActionKind.STOP, "rg_web", "res_filesystem", "rg_web must stop here: res_httpd failed")
-    return build_status(cfg, view, explains=explains, rings=rings, history_records=history_records(), acting=acting,
+    failovers = {g.name: last_failover(history_records(), g.name) for g in cfg.groups}
+    return build_status(cfg, view, explains=explains, rings=rings, last_failovers=failovers, acting=acting,
                         alerter=FakeAlerter(), daemon={"pid": 4100, "started_wall": WALL - 7200,
                                                        "incarnation": "a1b2", "version": "0.1.0"})
 

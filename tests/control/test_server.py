@@ -3,8 +3,10 @@
 import asyncio
 import json
 import os
+import signal
 import socket
 import stat
+import time
 
 import pytest
 
@@ -82,7 +84,7 @@ def test_malformed_requests_get_errors_and_the_server_lives_on(sockdir):
     assert after == [{"ok": True, "echo": {}}]
     # the handler saw only the well-formed requests, with the caller's credentials
     assert [c for c, _, _ in seen] == ["status", "cleanup", "clear", "status"]
-    assert seen[0][2] == PeerCred(os.getpid(), 0, os.getgid())
+    assert seen[0][2] == PeerCred(os.getpid(), 0, os.getgid(), tuple(sorted(os.getgroups())))
 
 
 def test_socket_mode_group_and_stale_socket(sockdir):
@@ -148,3 +150,145 @@ def test_authorize_table():
 
 def test_decode_request_keeps_arguments():
     assert decode_request(b'{"cmd": "move", "group": "g", "node": null}') == ("move", {"group": "g", "node": None})
+
+
+def test_idle_clients_are_disconnected_and_connections_are_capped(sockdir):
+    """A client that sends nothing, or does not read its answers, is dropped
+    after idle_timeout; a uid over its cap gets one clear error; root's own
+    slots stay free."""
+    from hasupd.control import server as servermod
+
+    async def big(cmd, args, peer):
+        return {"blob": "x" * (8 << 20)}  # more than the socket buffers hold
+
+    async def scenario(path, server):
+        server.idle_timeout = 0.5
+        quiet_r, quiet_w = await asyncio.open_unix_connection(path)
+        t0 = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(quiet_r.read(), 10) == b""  # closed by the server
+        idle_for = asyncio.get_running_loop().time() - t0
+        # a client that asks for a big answer and never reads it
+        deaf_r, deaf_w = await asyncio.open_unix_connection(path)
+        deaf_w.write(b'{"cmd": "status"}\n')
+        await asyncio.sleep(2.0)
+        deaf_dropped = server.timed_out
+        # root (this test) over the cap of root's slots
+        held = [await asyncio.open_unix_connection(path) for _ in range(servermod.MAX_ROOT)]
+        await asyncio.sleep(0.1)
+        extra_r, _ = await asyncio.open_unix_connection(path)
+        over = json.loads(await asyncio.wait_for(extra_r.readline(), 10))
+        for _, w in held + [(quiet_r, quiet_w), (deaf_r, deaf_w)]:
+            w.close()
+        return idle_for, deaf_dropped, over, server.turned_away
+
+    (idle_for, deaf_dropped, over, turned_away), _, _ = _serve(sockdir, scenario, handler=big)
+    assert 0.4 < idle_for < 5
+    assert deaf_dropped == 2  # the quiet one and the deaf one
+    assert over == {"ok": False, "error": f"too many connections from root (limit {servermod.MAX_ROOT})"}
+    assert turned_away == 1
+
+
+def test_caps_per_uid_and_for_all_users():
+    from hasupd.control.server import MAX_PER_UID, MAX_USERS, ControlServer
+
+    s = ControlServer("/nonexistent", "hasupd", None)
+    s.connections = {1000: MAX_PER_UID}
+    assert s._over_cap(1000) == f"too many connections from uid 1000 (limit {MAX_PER_UID})"
+    assert s._over_cap(1001) is None and s._over_cap(0) is None
+    s.connections = {u: 1 for u in range(1000, 1000 + MAX_USERS)}
+    assert s._over_cap(5000) == f"too many connections (limit {MAX_USERS} for all non-root users)"
+    assert s._over_cap(0) is None  # root is never locked out by others
+
+
+def test_deeply_nested_request_is_an_error_not_a_crash(sockdir):
+    """Issue 16 low: `[` x 50000 made json.loads raise RecursionError out of
+    the connection handler."""
+    async def scenario(path, server):
+        deep = await _exchange(path, [b"[" * 50000 + b"\n", b'{"cmd": "status"}\n'])
+        return deep
+
+    (deep, after), _, _ = _serve(sockdir, scenario)
+    assert deep == {"ok": False, "error": "malformed request: nested too deeply"}
+    assert after["ok"] is True
+
+
+ADM = 4  # a group that neither test user has
+
+
+def _connect_then_hand_over(path: str, go_r: int, answer_w: int) -> None:
+    """Process A (uid 65534, no supplementary group) connects, forks B, exits.
+    B keeps the connection and, when told, sends `status` and passes the
+    answer back."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    if os.fork() == 0:
+        try:
+            os.read(go_r, 1)
+            s.sendall(b'{"cmd": "status"}\n')
+            os.write(answer_w, s.makefile("rb").readline())
+        finally:
+            os._exit(0)
+    os._exit(0)
+
+
+def _pid_reused_by_a_group_member(pid: int) -> int:
+    """Fork, via ns_last_pid, a process numbered PID that is in group ADM (as
+    uid 33); returns its pid (== PID) or raises."""
+    for _ in range(50):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        child = os.fork()
+        if child == 0:
+            try:
+                if os.getpid() == pid:
+                    os.setgroups([ADM])
+                    os.setgid(33)
+                    os.setuid(33)
+                    time.sleep(60)
+            finally:
+                os._exit(0)
+        if child == pid:
+            return child
+        os.waitpid(child, 0)
+    raise AssertionError(f"could not get pid {pid} again")
+
+
+def test_groups_are_the_callers_at_connect_time_not_whoever_has_its_pid_now(sockdir):
+    """Issue 16 low: supplementary groups were read from /proc/PID at request
+    time.  A caller outside the control group connects and exits, keeping
+    the connection in a child; PID is then reused by a member of the group.
+    The request must still be refused (SO_PEERGROUPS: groups at connect)."""
+    go_r, go_w = os.pipe()
+    ans_r, ans_w = os.pipe()
+
+    def attack(path):
+        a = os.fork()
+        if a == 0:
+            try:
+                _connect_then_hand_over(path, go_r, ans_w)
+            finally:
+                os._exit(1)
+        os.close(go_r)
+        os.close(ans_w)  # B's death is then an EOF here, not a hang
+        os.waitpid(a, 0)  # A is gone; its connection lives on in B
+        impostor = _pid_reused_by_a_group_member(a)
+        try:
+            os.write(go_w, b"g")
+            return json.loads(os.read(ans_r, 1 << 16) or b"null")
+        finally:
+            os.kill(impostor, signal.SIGKILL)
+            os.waitpid(impostor, 0)
+
+    async def scenario(path, server):
+        os.chmod(path, 0o666)  # anyone may connect; the groups decide what they may do
+        return await asyncio.get_running_loop().run_in_executor(None, attack, path)
+
+    answer, seen, _ = _serve(sockdir, scenario, group="adm")
+    os.close(go_w)
+    os.close(ans_r)
+    assert answer == {"ok": False, "error": "permission denied: hasupctl status needs root or membership "
+                                            "of group adm"}, answer
+    assert seen == []

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import socket
+import sys
+import time
 
 import pytest
 
@@ -153,3 +157,155 @@ def test_standalone_refuses_bad_input(tmp_path, capsys):
     assert "no node 'n3'" in capsys.readouterr().err
     assert hbmod.main(["--config", str(good), "--node", "n1"]) == config.EX_CONFIG
     assert "authkey" in capsys.readouterr().err
+
+
+# what a thief of another uid tries, in order: each socket option that could
+# share a bound UDP port, and the wildcard address
+THIEF = r"""
+import json, os, socket, sys, time
+addr, port = sys.argv[1], int(sys.argv[2])
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+assert os.geteuid() == 65534
+tries = [("SO_REUSEADDR", addr), ("SO_REUSEPORT", addr), ("SO_REUSEADDR+SO_REUSEPORT", addr),
+         ("SO_REUSEADDR+SO_REUSEPORT", "0.0.0.0")]
+refused, got = [], None
+for opts, host in tries:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for o in opts.split("+"):
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, o), 1)
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        refused.append(f"{opts} {host}: {e.strerror}")
+        s.close()
+        continue
+    got = s
+    break
+received = 0
+if got is not None:
+    got.settimeout(0.1)
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        try:
+            got.recv(4096)
+            received += 1
+        except socket.timeout:
+            pass
+print(json.dumps({"bound": None if got is None else f"{opts} {host}", "refused": refused,
+                  "received": received}))
+"""
+
+
+def test_another_uid_cannot_take_over_the_unicast_heartbeat_port():
+    """Issue 16 High 2: uid 65534 binds our address and port (with every
+    sharing option) while hasupd runs; it must be refused, and hasupd keeps
+    receiving every packet."""
+    port = random.randint(20000, 60000)
+
+    async def main():
+        a = hbmod.Heartbeat(make_config(port), "n1", KEY)
+        b = hbmod.Heartbeat(make_config(port), "n2", KEY)
+        await a.start()
+        await b.start()
+        try:
+            await next_event(a, hbmod.PeerAlive)
+            before = a.counters["received"]
+            thief = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", THIEF, "127.0.0.11", str(port), stdout=asyncio.subprocess.PIPE)
+            out, _ = await thief.communicate()
+            got = json.loads(out)
+            assert got["bound"] is None, got
+            assert len(got["refused"]) == 4 and got["received"] == 0
+            await asyncio.sleep(1.0)
+            assert a.counters["received"] - before >= 5  # 1 s at 100 ms: nothing went astray
+            assert a.peer().alive
+        finally:
+            await a.close()
+            await b.close()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- replay after a restart
+
+
+def forged_by_peer(cfg, incarnation: str, seq: int, sent: float) -> bytes:
+    """A packet of n2 as it was captured on the wire (signed with the real key)."""
+    return wire.encode(KEY, cfg.cluster, "n2", incarnation, seq, cfg.digest(), wire.EMPTY, ring=0, sent=sent)
+
+
+def test_replay_after_the_receiver_restarts_is_dropped(tmp_path):
+    """Issue 16 Medium 5: n2 ran, was heard by n1, and died.  n1's daemon
+    restarts; an attacker replays captured n2 packets (of the last
+    incarnation, 30 s old; of an older one, a day old and also one with a
+    current send time).  None may make the dead peer look alive."""
+    port = random.randint(20000, 60000)
+    cfg = make_config(port)
+    state = str(tmp_path / "peers.json")
+
+    async def main():
+        a = hbmod.Heartbeat(cfg, "n1", KEY, replay_state=state)
+        b = hbmod.Heartbeat(cfg, "n2", KEY)
+        await a.start()
+        await b.start()
+        await next_event(a, hbmod.PeerAlive)
+        await b.close()  # n2 dies
+        await a.close()  # n1's daemon restarts
+        now = time.time()
+        day_old = wire.new_incarnation(now - 86400)
+        captured = [forged_by_peer(cfg, day_old, s, now - 86400 + s * 0.2) for s in range(1, 6)]
+        captured += [forged_by_peer(cfg, b.incarnation, s, now - 30 + s * 0.2) for s in range(1, 6)]
+        older = wire.new_incarnation(wire.incarnation_key(b.incarnation)[0] / 1e6 - 5)
+        captured += [forged_by_peer(cfg, older, 100, now)]  # an older incarnation, sent "now"
+        a2 = hbmod.Heartbeat(cfg, "n1", KEY, replay_state=state)
+        await a2.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for pkt in captured:
+                    s.sendto(pkt, ("127.0.0.11", port))
+            await asyncio.sleep(0.5)
+            events = drain(a2)
+            return events, dict(a2.counters), a2.peer()
+        finally:
+            await a2.close()
+
+    events, counters, peer = run(main())
+    assert not [e for e in events if isinstance(e, (hbmod.PeerAlive, hbmod.PeerPayload))], events
+    assert not peer.alive and counters["received"] == 0
+    assert counters["dropped_clock"] == 10 and counters["dropped_replay"] == 1, counters
+
+
+def test_clock_skew_is_alerted_then_refused():
+    """A live peer whose clock runs ahead: within half the tolerance nothing
+    is said; beyond it, for a deadtime, a ClockSkew warning while its packets
+    are still taken; beyond the tolerance they are dropped (counted) and
+    ClockSkew says so.  A single stale packet (read after a freeze) is
+    dropped without an alarm."""
+    port = random.randint(20000, 60000)
+    cfg = make_config(port)
+    tolerated = hbmod.SKEW_DEADTIMES * cfg.heartbeat.deadtime
+    inc = wire.new_incarnation()
+
+    async def main():
+        a = hbmod.Heartbeat(cfg, "n1", KEY)
+        await a.start()
+        out = []
+        seq = 0
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for offsets in ([0.1] * 5, [-1.5, 0.0, 0.0], [0.7] * 5, [1.5] * 5):
+                    for off in offsets:
+                        seq += 1
+                        s.sendto(forged_by_peer(cfg, inc, seq, time.time() + off * tolerated), ("127.0.0.11", port))
+                        await asyncio.sleep(0.2)
+                    out.append(([e for e in drain(a) if isinstance(e, hbmod.ClockSkew)], dict(a.counters)))
+        finally:
+            await a.close()
+        return out
+
+    (calm, c1), (stale, c2), (warned, c3), (refused, c4) = run(main())
+    assert calm == [] and c1["received"] == 5
+    assert stale == [] and c2["dropped_clock"] == 1 and c2["received"] == 7
+    assert len(warned) == 1 and not warned[0].dropped and warned[0].offset > 0.6 * tolerated
+    assert c3["received"] == 12
+    assert len(refused) == 1 and refused[0].dropped and c4["received"] == 12 and c4["dropped_clock"] == 6

@@ -271,3 +271,15 @@ def test_fuzz_payload_round_trip(value):
         return  # too large for one packet: refused at encode
     assert wire.decode(data, KEY, "web").payload == payload
     assert reason(data, key=OTHER_KEY) == "mac"
+
+
+def test_load_key_refuses_a_key_owned_by_another_user(tmp_path):
+    """Issue 16 low: www-data owning /etc/hasupd/authkey (mode 0400) could
+    read it, or chmod and rewrite it, and sign packets as the peer."""
+    path = tmp_path / "authkey"
+    wire.write_key(str(path))
+    os.chown(path, 33, 33)
+    with pytest.raises(wire.KeyFileError, match=r"owned by uid 33, not 0 \(run `chown root:root"):
+        wire.load_key(str(path))
+    os.chown(path, 0, 33)  # the group has no access bits: harmless
+    assert len(wire.load_key(str(path))) == 64

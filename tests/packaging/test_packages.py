@@ -99,6 +99,9 @@ def test_deb_contents_and_lintian(packages):
     assert not lab_files(paths), f"the lab is for development: {lab_files(paths)}"
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")], "byte code is built on the node"
     assert run("dpkg-deb", "-I", str(deb), "conffiles").stdout.split() == ["/etc/hasupd/hasupd.yaml"]
+    # the conffile may name fence credentials: never world-readable, not even between unpack and postinst
+    modes = {line.split()[5].lstrip("."): line.split()[0] for line in listing.splitlines()}
+    assert modes["/etc/hasupd/hasupd.yaml"] == "-rw-r-----", modes["/etc/hasupd/hasupd.yaml"]
     depends = run("dpkg-deb", "-f", str(deb), "Depends").stdout
     for dep in RUNTIME_DEPS:
         assert dep in depends, f"{dep} not in Depends: {depends}"

@@ -332,3 +332,38 @@ def test_monitor_without_probe_file_checks_the_mount_only(disk, make_fs, tmp_pat
     finally:
         in_ns(d, "fsfreeze", "--unfreeze", str(mnt))
     assert d.call("stop")["ok"]
+
+
+# ---------------------------------------------------------------- a hostile user owning the mount root
+
+
+def dropped_to(uid: int, code: str) -> str:
+    """Python source that enters the directory argv[1] as root, drops to
+    ``uid`` for good (setgroups/setgid/setuid) and runs ``code`` there: the
+    user needs no access to the test's private parent directories."""
+    return ("import os, sys\n"
+            "os.chdir(sys.argv[1])\n"
+            f"os.setgroups([]); os.setgid({uid}); os.setuid({uid})\n"
+            "assert os.geteuid() != 0\n" + code)
+
+
+def test_probe_file_never_follows_a_symlink_planted_by_the_mount_owner(disk, make_fs, tmp_path):
+    """Issue 16 High 1: uid 33 owns the mount root and points the probe name
+    at a root-owned file; the monitor (root) must not truncate or write it."""
+    mnt = tmp_path / "data"
+    victim = tmp_path / "victim"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o600)
+    d = make_fs(device=disk, directory=str(mnt))
+    assert d.call("start")["ok"]
+    in_ns(d, "chown", "33:33", str(mnt))  # www-data owns the document root, as on a web server
+    probe_name = ".hasupd-probe-" + in_ns(d, "hostname").stdout.strip()
+    code = dropped_to(33, f"os.symlink({str(victim)!r}, {probe_name!r})\n")
+    in_ns(d, sys.executable, "-c", code, str(mnt))
+    assert in_ns(d, "stat", "-c", "%U %F", str(mnt / probe_name)).stdout.split()[0] == "www-data"
+
+    m = d.call("monitor")
+    assert victim.read_text() == "root's secret\n", "the monitor wrote through the planted symlink"
+    assert m["ok"], m
+    assert victim.stat().st_mode & 0o777 == 0o600
+    assert d.call("stop")["ok"]

@@ -8,6 +8,7 @@ is a subreaper, so the apache it starts is its child and can be reaped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -361,3 +362,54 @@ def test_stop_escalates_to_sigkill_of_the_whole_group(netns, site):
     assert stop.ok and stop.message.startswith("killed"), stop.message
     assert stop.duration < 10
     assert left == [] and free
+
+
+# ------------------------------------------------------------ never signal a stranger
+
+
+def stranger_group() -> tuple[int, int]:
+    """A process group of uid 65534 whose leader has exited: its number (the
+    leader's PID) lives on in a ``sleep``.  Returns (pgid, the sleep's pid)."""
+    r, w = os.pipe()
+    leader = os.fork()
+    if leader == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            sleeper = os.fork()
+            if sleeper == 0:
+                os.execv("/bin/sleep", ["sleep", "300"])
+            os.write(w, str(sleeper).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        sleeper = int(f.read())
+    os.waitpid(leader, 0)  # the leader is gone for good, its group is not
+    assert group_members(leader) == [sleeper]
+    return leader, sleeper
+
+
+def test_a_stale_pidfile_never_gets_an_unrelated_group_killed(tmp_path):
+    """Issue 16 Medium 8: the pidfile names a dead PID whose number is now
+    an unrelated process group (here uid 65534's sleep).  Neither stop nor a
+    start that clears leftovers and then fails may signal it."""
+    pgid, sleeper = stranger_group()
+    pidfile = tmp_path / "httpd.pid"
+    try:
+        res = resource(str(tmp_path / "httpd.conf"), tmp_path, binary="/bin/false", check_config=False,
+                       timeouts=Timeouts(5.0, 5.0, 5.0))
+        pidfile.write_text(f"{pgid}\n")
+        stop = asyncio.run(HttpdDriver(res).stop())
+        assert alive(sleeper), "stop killed a process group that was never apache's"
+        assert stop.ok, stop.message
+        pidfile.write_text(f"{pgid}\n")
+        start = asyncio.run(HttpdDriver(res).start())
+        assert alive(sleeper), "start killed a process group that was never apache's"
+        assert not start.ok
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sleeper, signal.SIGKILL)

@@ -31,7 +31,7 @@ except ImportError:
     import netns_ho as ns_ho
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "systemd"
-SHOW = f"show -p {','.join(SHOW_PROPERTIES)} apache2.service"
+SHOW = f"show -p {','.join(SHOW_PROPERTIES)} -- apache2.service"
 
 FAKE = r'''#!PYTHON
 """fake systemctl: records calls, replays captured `systemctl show` files."""
@@ -148,7 +148,7 @@ def test_start_runs_systemctl_start_then_reads_the_state(fake):
     r = asyncio.run(drv.start())
     assert r.ok, r.message
     assert r.message == "apache2.service active (running), pid 4242"
-    assert fake.calls() == ["start apache2.service", SHOW]
+    assert fake.calls() == ["start -- apache2.service", SHOW]
 
 
 def test_failed_start_reports_the_job_error_and_the_unit_result(fake):
@@ -172,7 +172,7 @@ def test_stop_and_restart(fake):
     assert stop.ok and "inactive (dead)" in stop.message
     restart = asyncio.run(drv.restart())
     assert restart.ok
-    assert fake.calls() == ["stop apache2.service", SHOW, "restart apache2.service", SHOW]
+    assert fake.calls() == ["stop -- apache2.service", SHOW, "restart -- apache2.service", SHOW]
 
 
 @pytest.mark.parametrize("fixture,state", [
@@ -343,5 +343,17 @@ def test_httpd_unit_mode_uses_systemd_and_the_status_url(fake):
     assert not out["monitor_down"].ok and "connection refused" in out["monitor_down"].message
     assert not out["start_down"].ok and "connection refused" in out["start_down"].message
     calls = fake.calls()
-    assert calls.count("start apache2.service") == 2
-    assert calls[-2:] == ["stop apache2.service", SHOW], "a start that never got healthy is undone"
+    assert calls.count("start -- apache2.service") == 2
+    assert calls[-2:] == ["stop -- apache2.service", SHOW], "a start that never got healthy is undone"
+
+
+def test_a_unit_name_is_never_taken_for_an_option(fake):
+    """Issue 16 low: a unit named like an option (`--host=...` would make
+    systemctl act on another machine) reaches systemctl after `--`."""
+    evil = "--host=root@10.99.0.1"
+    drv = SystemdUnitDriver(unit_res(evil))
+    asyncio.run(drv.start())
+    asyncio.run(drv.stop())
+    for call in fake.calls():
+        words = call.split(" ")
+        assert words[-1] == evil and words[-2] == "--", call
