@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 from hasupd.config import HttpdResource
 from hasupd.model import ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation, run
-from hasupd.resources.systemd import SystemdUnit, alive, group_members, reap, wait_exit
+from hasupd.resources.systemd import SystemdUnit, alive, group_members, process_state, reap, wait_exit
 
 APACHE_NAMES = ("apache2", "httpd")
 FORBIDDEN_HINT = ("/server-status is not allowed from localhost (Require/Allow rules: the classic "
@@ -193,6 +193,19 @@ def send_signal(p: ProcId, sig: int) -> bool:
         os.close(fd)
 
 
+def describe_process(p: ProcId) -> str:
+    """One process as the kernel sees it: state, what it waits in, how long it has run."""
+    state = process_state(p.pid) or "gone"
+    try:
+        with open(f"/proc/{p.pid}/wchan") as f:
+            wchan = f.read().strip()
+    except OSError:
+        wchan = ""
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - p.start / os.sysconf("SC_CLK_TCK")
+    waits = f", waiting in {wchan}" if wchan and wchan != "0" else ""
+    return f"pid {p.pid} state {state}{waits}, running {age:.1f}s"
+
+
 # ------------------------------------------------------------ the driver
 
 
@@ -207,6 +220,7 @@ class HttpdDriver:
         self.expect_running = False  # the watch reports a death only while this holds
         self.wake = asyncio.Event()
         self._defaults: dict[str, str] | None = None
+        self.start_output = ""  # what the last `-k start` printed (for a start that never shows up)
 
     # ---------------------------------------------------------- paths
 
@@ -350,6 +364,13 @@ class HttpdDriver:
         killed = await self._clear_leftovers()
         r = await run([self.res.binary, "-f", self.res.configfile, "-k", "start"],
                       max(1.0, deadline - time.monotonic()), self.env)
+        refused = next((ln.strip() for ln in r.output.splitlines() if "already running" in ln), "")
+        if r.ok and refused:
+            # `-k start` exits 0 without starting when the pidfile names any live process
+            # (even a zombie): waiting for a main process would only run out the timeout
+            return Result(False, f"apache refused to start: {refused} ({await self._pidfile_owner()})",
+                          r.command, r.returncode, r.output, duration=time.monotonic() - started)
+        self.start_output = r.output
         if not r.ok:
             tail = await self._error_log_tail()
             apache_says = " ".join(ln.strip() for ln in r.output.splitlines()[-3:]) or tail
@@ -391,9 +412,46 @@ class HttpdDriver:
                 break
             await asyncio.sleep(0.1)
         tail = "" if self.unit else await self._error_log_tail()
+        if not self.unit and seen_pid is None:
+            last = await self._what_start_waits_on()
         await (self.unit.stop(self.res.timeouts.stop) if self.unit else self._kill_all())
         return Result(False, f"apache started but is not healthy: {last}" + (f"; error log: {tail}" if tail else ""),
                       timed_out=time.monotonic() >= deadline, duration=time.monotonic() - started)
+
+    def _config_processes(self) -> list[ProcId]:
+        """Every live process running our configuration (main and workers), oldest first."""
+        found = []
+        for entry in os.listdir("/proc"):
+            p = proc_id(int(entry)) if entry.isdigit() else None
+            if p is not None and self._runs_our_config(p):
+                found.append(p)
+        return sorted(found, key=lambda p: p.start)
+
+    async def _what_start_waits_on(self) -> str:
+        """Why no main process appeared: which processes of ours run and where the kernel has
+        them waiting, or that none runs (then apache's own output).  The stragglers are ours
+        (our -f configuration): they are killed, so a failed start leaves nothing behind."""
+        pidfile = await self.pidfile()
+        procs = self._config_processes()
+        if not procs:
+            said = " ".join(ln.strip() for ln in self.start_output.splitlines()[-3:])
+            return (f"no main process: no process runs {self.res.configfile} (apache exited before writing "
+                    f"its pidfile {pidfile})" + (f"; `-k start` said: {said}" if said else ""))
+        described = "; ".join(describe_process(p) for p in procs[:3])
+        for p in procs:
+            send_signal(p, signal.SIGKILL)
+        return (f"no main process: {len(procs)} process(es) run {self.res.configfile} but none wrote the "
+                f"pidfile {pidfile}: {described} (killed)")
+
+    async def _pidfile_owner(self) -> str:
+        """What the pidfile's PID is, in words (for `already running`)."""
+        pidfile, pid = await self.pidfile(), await self._pidfile_pid()
+        state = process_state(pid) if pid else None
+        if state is None:
+            return f"pidfile {pidfile} names no live process"
+        p = proc_id(pid)
+        what = " ".join(p.cmdline)[:120] if p is not None else "a zombie (exited, not reaped by its parent)"
+        return f"pidfile {pidfile} names pid {pid}, state {state}: {what}"
 
     async def _status(self, timeout: float) -> tuple[bool, str]:
         return await asyncio.to_thread(check_status_url, self.res.statusurl, self.res.status_regex, timeout)

@@ -413,3 +413,59 @@ def test_a_stale_pidfile_never_gets_an_unrelated_group_killed(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(sleeper, signal.SIGKILL)
+
+
+def start_that_never_shows(tmp_path, start_script: str) -> HttpdResource:
+    """An `apache2` whose `-k start` runs START_SCRIPT (sh) instead of apache: a copy of /bin/sh
+    named apache2, so what it starts is, to the kernel, an apache2 running ``-f CONF``."""
+    shell = tmp_path / "apache2"
+    shutil.copy("/bin/sh", shell)
+    conf = tmp_path / "httpd.conf"
+    conf.write_text(f'PidFile "{tmp_path}/httpd.pid"\n')
+    wrapper = tmp_path / "fake-apache2"
+    wrapper.write_text(f"#!/bin/sh\n# argv: -f CONF -k start\n{start_script}\n")
+    wrapper.chmod(0o755)
+    return resource(str(conf), tmp_path, binary=str(wrapper), check_config=False,
+                    timeouts=Timeouts(3.0, 5.0, 1.0))
+
+
+def test_a_start_that_hangs_says_what_the_process_waits_in_and_kills_it(tmp_path):
+    """Issue 14: a start whose main process never writes its pidfile is reported with the
+    processes running our configuration and where the kernel has them waiting, not as a bare
+    'no main process yet'; and the failed start leaves none of them behind."""
+    res = start_that_never_shows(tmp_path, f'"{tmp_path}/apache2" -c "while :; do sleep 1; done" -f "$2" </dev/null >/dev/null 2>&1 &\nexit 0')
+    driver = HttpdDriver(res)
+    result = asyncio.run(driver.start())
+    assert not result.ok
+    assert "1 process(es) run" in result.message and "none wrote the pidfile" in result.message, result.message
+    assert "state S" in result.message and "waiting in" in result.message, result.message
+    deadline = time.monotonic() + 5
+    while driver._config_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver._config_processes() == [], "the hung start was left running"
+
+
+def test_a_start_that_exits_silently_says_so_with_apaches_output(tmp_path):
+    res = start_that_never_shows(tmp_path, 'echo "AH00558: apache2: Could not reliably determine the name"\nexit 0')
+    result = asyncio.run(HttpdDriver(res).start())
+    assert not result.ok
+    assert "no process runs" in result.message and "exited before writing its pidfile" in result.message
+    assert "AH00558" in result.message, result.message
+
+
+def test_already_running_fails_at_once_and_names_the_pidfiles_process(tmp_path):
+    """`apache2 -k start` exits 0 without starting when the pidfile names a live process: the
+    start fails at once with apache's words and what that PID is, instead of waiting."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        res = start_that_never_shows(
+            tmp_path, f'echo {sleeper.pid} > "{tmp_path}/httpd.pid"\n'
+                      f'echo "httpd (pid {sleeper.pid}) already running"\nexit 0')
+        began = time.monotonic()
+        result = asyncio.run(HttpdDriver(res).start())
+        assert not result.ok and time.monotonic() - began < 2.5, result.message
+        assert f"apache refused to start: httpd (pid {sleeper.pid}) already running" in result.message
+        assert f"names pid {sleeper.pid}, state S: sleep 60" in result.message, result.message
+    finally:
+        sleeper.kill()
+        sleeper.wait()
