@@ -18,8 +18,5 @@ def make_driver(resource, node: str | None = None):
     """A driver for one configured resource (a hasupd.config resource dataclass)."""
     module, cls = DRIVERS[resource.type].split(":")
     factory = getattr(importlib.import_module(module), cls)
-    if resource.type == "filesystem":
-        return factory(resource, node=node)
-    if resource.type == "ocf":
-        return factory(resource, node_name=node)
-    return factory(resource)
+    # one constructor signature: (resource, node); drivers that do not name the node ignore it
+    return factory(resource, node=node)

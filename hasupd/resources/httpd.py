@@ -210,7 +210,7 @@ def describe_process(p: ProcId) -> str:
 
 
 class HttpdDriver:
-    def __init__(self, res: HttpdResource, systemctl: str = "systemctl"):
+    def __init__(self, res: HttpdResource, node: str | None = None, systemctl: str = "systemctl"):
         self.res = res
         self.name = res.name
         self.env = dict(res.environment)

@@ -87,12 +87,12 @@ def parse_metadata_timeouts(xml_text: str) -> dict[str, float]:
 
 
 class OcfDriver:
-    def __init__(self, res: OcfResource, node_name: str | None = None):
+    def __init__(self, res: OcfResource, node: str | None = None):
         self.res = res
         self.name = res.name
         self.provider, self.kind = res.agent.split(":", 1)
         self.path = os.path.join(res.ocf_root, "resource.d", self.provider, self.kind)
-        self.node_name = node_name or os.environ.get("HASUPD_NODE") or socket.gethostname()
+        self.node_name = node or os.environ.get("HASUPD_NODE") or socket.gethostname()
         self.expect_running = False  # set by start/probe: the watch reports failures
         self.wake = asyncio.Event()
         self._metadata: dict[str, float] | None = None

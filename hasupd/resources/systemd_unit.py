@@ -16,7 +16,7 @@ from hasupd.resources.systemd import SystemdUnit
 
 
 class SystemdUnitDriver:
-    def __init__(self, res: SystemdUnitResource, systemctl: str = "systemctl"):
+    def __init__(self, res: SystemdUnitResource, node: str | None = None, systemctl: str = "systemctl"):
         self.res = res
         self.name = res.name
         self.unit = SystemdUnit(res.name, res.unit, systemctl)

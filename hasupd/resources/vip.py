@@ -292,7 +292,7 @@ DAD_WAIT = 0.06  # s to listen after the last probe: DAD is on the failover's cr
 
 
 class VipDriver:
-    def __init__(self, res: config.VipResource):
+    def __init__(self, res: config.VipResource, node: str | None = None):
         self.res = res
         self.name = res.name
         self.ip = res.ip

@@ -209,7 +209,7 @@ def test_environment_is_what_pacemaker_passes(ocf_root, tmp_path):
     envfile = tmp_path / "env"
     res = ocf("ho:Exit", {"rc": "0", "envfile": str(envfile)}, ocf_root=str(ocf_root), name="res_x",
               interval=15.0, explicit=("monitor",), timeouts=Timeouts(240.0, 240.0, 12.0))
-    drv = OcfDriver(res, node_name="ho-node1")
+    drv = OcfDriver(res, node="ho-node1")
     assert asyncio.run(drv.start()).ok
     env = dict(line.split("=", 1) for line in envfile.read_text().splitlines())
     assert env["OCF_ROOT"] == str(ocf_root)
