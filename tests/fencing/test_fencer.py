@@ -380,3 +380,19 @@ def test_fence_test_works_before_the_daemon_runs(tmp_path, capsys):
     assert main(args) == 1
     assert "site: FAILED" in capsys.readouterr().out
     assert actions(tmp_path, "bmc") == ["status"]  # never off
+
+
+def test_one_of_two_power_supplies_off_is_not_off(tmp_path):
+    """A level of two PDUs (two power supplies): one outlet off while the other
+    is on is no fence; both get their off, then both confirm."""
+    a_state, b_state = tmp_path / "a", tmp_path / "b"
+    a_state.write_text("off")
+    pdu_a = script(tmp_path, "pdu_a", SWITCH.format(state=a_state))
+    pdu_b = script(tmp_path, "pdu_b", SWITCH.format(state=b_state))
+    f = Fencer(fencing(device("pdu_a", pdu_a), device("pdu_b", pdu_b)), "n1")
+    assert asyncio.run(f.power_status("n2")) == "on"
+    outcome = asyncio.run(f.fence("n2"))
+    assert outcome.ok and not outcome.already_off and outcome.device == "pdu_a+pdu_b"
+    assert actions(tmp_path, "pdu_b")[-2:] == ["off", "status"]
+    assert b_state.read_text().strip() == "off"
+    assert asyncio.run(f.power_status("n2")) == "off"
