@@ -126,6 +126,10 @@ def test_bmc_fence_commands_secrets_and_partitions(make_lab):
     allowed = {lab.dir / "bmc.password", *(lab.dir / f"bmc-{n}" / "lan.conf" for n in ("n1", "n2")),
                *(lab.node_dir(n) / "fence" / "bmc.secret" for n in ("n1", "n2"))}
     assert files_holding(lab.dir, password, allowed) == [], "logs, history, state hold no password"
+    journal = subprocess.run(["journalctl", "-o", "verbose", "--no-pager", "-S", "-15min"],
+                             capture_output=True, text=True, timeout=120)
+    assert f"--config {lab.config_path('n1')}" in journal.stdout, "this lab's journal records were read"
+    assert password not in journal.stdout, "the BMC password is in the journal"
 
     # power on through the BMC boots the node again
     on = ipmilan(lab, "n1", "n2", "on")
