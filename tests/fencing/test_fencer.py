@@ -123,6 +123,13 @@ def test_a_password_in_the_options_is_refused_with_its_line(tmp_path):
     with pytest.raises(config.ConfigError) as e:
         config.loads(text, "x.yaml")
     assert str(e.value).startswith("x.yaml:11:") and "secrets" in str(e.value)
+    for key in ("snmp_priv_passwd", "passwd"):
+        with pytest.raises(config.ConfigError):
+            config.loads(text.replace("password: hunter2", f"{key}: hunter2"), "x.yaml")
+    # a path is no secret: the script that prints a password, an ssh key file
+    ok = config.loads(text.replace("password: hunter2", "password_script: /usr/local/bin/pw, "
+                                   "identity_file: /root/.ssh/id_ed25519"), "x.yaml")
+    assert dict(ok.fencing.devices[0].options)["password_script"] == "/usr/local/bin/pw"
 
 
 def test_round_one_fence_command_becomes_one_command_device():
