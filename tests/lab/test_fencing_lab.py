@@ -150,11 +150,13 @@ def test_bmc_fence_commands_secrets_and_partitions(make_lab):
     for node in ("n1", "n2"):
         lab.fault(node, "kill-daemon")
     drbd_port = 7789
+    assert reaches(lab, "n1", lab.topo.mgmt_address("n2"))
     lab.fault("n1", "partition")
     for ring in (0, 1):
         assert not reaches(lab, "n1", lab.topo.address("n2", ring))
         assert not reaches(lab, "n2", lab.topo.address("n1", ring))
     assert tcp_answer(lab, "n1", lab.topo.address("n2", 0), drbd_port) == "silent"
+    assert not reaches(lab, "n1", lab.topo.mgmt_address("n2")), "no path over the management network"
     for node in ("n1", "n2"):
         assert reaches(lab, node, lab.topo.address("client", 0)), f"{node} still reaches the client"
         assert reaches(lab, node, lab.topo.bmc_address("n1")) and reaches(lab, node, lab.topo.bmc_address("n2"))
