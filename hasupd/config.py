@@ -866,9 +866,9 @@ def loads(text: str, path: str = "<string>") -> Config:
 
 
 _OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-# keys hasupd writes itself, and secrets that belong in the secrets file
+# keys hasupd writes itself; a key naming a password (password, passwd,
+# snmp_priv_passwd, ...; not the *_script that prints one) belongs in the secrets file
 _RESERVED_OPTIONS = ("action", "plug", "port", "nodename")
-_SECRET_OPTIONS = ("password", "passwd", "password_script", "passwd_script", "identity_file")
 
 
 def check_secrets_file(path: str) -> str | None:
@@ -925,7 +925,7 @@ def _fence_device(v: _Value, node_names: tuple[str, ...]) -> FenceDevice:
                 raise key_v.error(f"{key!r} is not an option name")
             if key in _RESERVED_OPTIONS:
                 raise key_v.error(f"{key!r} is set by hasupd itself (use 'plugs' for the plug/port)")
-            if key.replace("-", "_") in _SECRET_OPTIONS:
+            if "passw" in key.lower() and not key.lower().endswith("_script"):
                 raise key_v.error(f"{key!r} is a secret: put it in the device's 'secrets' file "
                                   "(owned by root, mode 0600), not in the configuration")
             options.append((key, _stdin_value(ov)))

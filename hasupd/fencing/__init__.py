@@ -16,8 +16,9 @@ agent's stdin only: never argv, environment, logs, messages or status
 gets a clean environment, its own process group (killed whole on a
 timeout) and a bounded share of its output.
 
-``Fencer.fence(node)`` asks ``status`` first, of every device at once (a
-node already off counts as fenced, with no ``off`` sent), then tries the levels in order: each device
+``Fencer.fence(node)`` asks ``status`` first, of every device at once: a
+level whose devices all report the node off means it is already fenced
+(no ``off`` sent; all, because two power supplies are two devices), then tries the levels in order: each device
 of a level waits its ``delay``, runs ``off`` (with ``retries``), and the
 level counts only when ``status`` confirms the node off.
 """
@@ -239,24 +240,32 @@ class Fencer:
         self._lock: asyncio.Lock | None = None  # made in the loop (Python 3.9 binds a lock to a loop)
 
     async def power_status(self, node: str) -> str:
-        """"on" | "off" | "unknown": the first device to answer."""
-        power, _ = await self._first_status(node, ("on", "off"))
+        """"off" when every device of some level reports the node off; "on"
+        when a device reports it on (and no level says off); else "unknown"."""
+        power, _ = await self._power(node)
         return power
 
-    async def _first_status(self, node: str, wanted: tuple[str, ...]) -> tuple[str, FenceDevice | None]:
-        """`status` on every device of the node at once; the first answer in
-        WANTED wins (the other calls are cancelled, their agents killed)."""
-        devices = list({d.name: d for level in self.fencing.levels_for(node) for d in level}.values())
+    async def _power(self, node: str) -> tuple[str, int | None]:
+        """(power, 1-based level that says off).  `status` runs on every
+        device at once; a level says off only when ALL its devices do (two
+        power supplies: both off), so the answer comes as soon as one level
+        is all off, and the other calls are then cancelled, their agents killed."""
+        levels = self.fencing.levels_for(node)
+        devices = list({d.name: d for level in levels for d in level}.values())
         tasks = {asyncio.ensure_future(call_device(d, node, "status")): d for d in devices}
+        powers: dict[str, str] = {}
         try:
             pending = set(tasks)
             while pending:
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
-                    power = task.result().power()
-                    if power in wanted:
-                        return power, tasks[task]
-            return "unknown", None
+                    powers[tasks[task].name] = task.result().power()
+                for index, level in enumerate(levels, 1):
+                    if all(powers.get(d.name) == "off" for d in level):
+                        return "off", index
+                if not any(all(powers.get(d.name, "off") == "off" for d in level) for level in levels):
+                    break  # no level can still be all off
+            return ("on" if "on" in powers.values() else "unknown"), None
         finally:
             for task in tasks:
                 task.cancel()
@@ -284,11 +293,12 @@ class Fencer:
         levels = self.fencing.levels_for(node)
         if not levels:
             return done(False, f"no fence device can fence {node}")
-        power, device = await self._first_status(node, ("off",))
-        if device is not None:
-            index = next(i for i, level in enumerate(levels, 1) if device in level)
-            return done(True, f"{node} is already off (device {device.name} reports it off; "
-                              "no off sent)", [device], index, already_off=True)
+        power, index = await self._power(node)
+        if power == "off" and index is not None:
+            level = levels[index - 1]
+            return done(True, f"{node} is already off ({'+'.join(d.name for d in level)} "
+                              f"report{'s' if len(level) == 1 else ''} it off; no off sent)",
+                        level, index, already_off=True)
         failures = []
         for index, level in enumerate(levels, 1):
             problem = await self._level_off(node, level)

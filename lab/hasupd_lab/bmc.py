@@ -119,17 +119,18 @@ def start(lab, node: str) -> int:
 
 def wait_listening(lab, node: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
     """Until the BMC's UDP port is bound (ss in its namespace)."""
+    from hasupd.lab.cluster import LabError  # cluster imports this module
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             log = (lab.dir / f"bmc-{node}" / "ipmi_sim.log").read_text(errors="replace")[-1000:]
-            raise RuntimeError(f"ipmi_sim of {node} exited {proc.returncode}: {log}")
+            raise LabError(f"ipmi_sim of {node} exited {proc.returncode}: {log}")
         out = subprocess.run(["ip", "netns", "exec", lab.topo.bmc_ns(node), "ss", "-Hlun",
                               f"sport = :{IPMI_PORT}"], capture_output=True, text=True).stdout
         if out.strip():
             return
         time.sleep(0.05)
-    raise RuntimeError(f"ipmi_sim of {node} did not listen on port {IPMI_PORT} within {timeout:g}s")
+    raise LabError(f"ipmi_sim of {node} did not listen on port {IPMI_PORT} within {timeout:g}s")
 
 
 def power_is_on(lab, node: str) -> bool:

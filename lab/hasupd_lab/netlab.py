@@ -329,8 +329,9 @@ class Topology:
     _PARTITION_TABLE = "hasupd_partition"
 
     def partition(self, a: str, b: str, keep_drbd: bool = False) -> None:
-        """Cut every ring between nodes A and B (switch side, both ways); both
-        keep reaching the client and the management network.  keep_drbd:
+        """Cut every path between nodes A and B (the rings and, with mgmt, their
+        management ports; switch side, both ways); both keep reaching the
+        client and the BMCs.  keep_drbd:
         the DRBD link (TCP DRBD_PORT on ring 0, and ARP) stays up."""
         self.heal_partition()
         lines = [f"add table bridge {self._PARTITION_TABLE}",
@@ -343,6 +344,10 @@ class Topology:
                               f"add rule bridge {self._PARTITION_TABLE} cut {match} tcp dport {DRBD_PORT} accept",
                               f"add rule bridge {self._PARTITION_TABLE} cut {match} tcp sport {DRBD_PORT} accept"]
                 lines.append(f"add rule bridge {self._PARTITION_TABLE} cut {match} counter drop")
+        if self.mgmt:  # node to node over the management network too; their BMCs stay reachable
+            for src, dst in ((a, b), (b, a)):
+                lines.append(f'add rule bridge {self._PARTITION_TABLE} cut iifname "{src}-ethm" '
+                             f'oifname "{dst}-ethm" counter drop')
         self._nft("\n".join(lines) + "\n")
 
     def heal_partition(self) -> None:

@@ -123,6 +123,13 @@ def test_a_password_in_the_options_is_refused_with_its_line(tmp_path):
     with pytest.raises(config.ConfigError) as e:
         config.loads(text, "x.yaml")
     assert str(e.value).startswith("x.yaml:11:") and "secrets" in str(e.value)
+    for key in ("snmp_priv_passwd", "passwd"):
+        with pytest.raises(config.ConfigError):
+            config.loads(text.replace("password: hunter2", f"{key}: hunter2"), "x.yaml")
+    # a path is no secret: the script that prints a password, an ssh key file
+    ok = config.loads(text.replace("password: hunter2", "password_script: /usr/local/bin/pw, "
+                                   "identity_file: /root/.ssh/id_ed25519"), "x.yaml")
+    assert dict(ok.fencing.devices[0].options)["password_script"] == "/usr/local/bin/pw"
 
 
 def test_round_one_fence_command_becomes_one_command_device():
@@ -380,3 +387,19 @@ def test_fence_test_works_before_the_daemon_runs(tmp_path, capsys):
     assert main(args) == 1
     assert "site: FAILED" in capsys.readouterr().out
     assert actions(tmp_path, "bmc") == ["status"]  # never off
+
+
+def test_one_of_two_power_supplies_off_is_not_off(tmp_path):
+    """A level of two PDUs (two power supplies): one outlet off while the other
+    is on is no fence; both get their off, then both confirm."""
+    a_state, b_state = tmp_path / "a", tmp_path / "b"
+    a_state.write_text("off")
+    pdu_a = script(tmp_path, "pdu_a", SWITCH.format(state=a_state))
+    pdu_b = script(tmp_path, "pdu_b", SWITCH.format(state=b_state))
+    f = Fencer(fencing(device("pdu_a", pdu_a), device("pdu_b", pdu_b)), "n1")
+    assert asyncio.run(f.power_status("n2")) == "on"
+    outcome = asyncio.run(f.fence("n2"))
+    assert outcome.ok and not outcome.already_off and outcome.device == "pdu_a+pdu_b"
+    assert actions(tmp_path, "pdu_b")[-2:] == ["off", "status"]
+    assert b_state.read_text().strip() == "off"
+    assert asyncio.run(f.power_status("n2")) == "off"

@@ -126,6 +126,10 @@ def test_bmc_fence_commands_secrets_and_partitions(make_lab):
     allowed = {lab.dir / "bmc.password", *(lab.dir / f"bmc-{n}" / "lan.conf" for n in ("n1", "n2")),
                *(lab.node_dir(n) / "fence" / "bmc.secret" for n in ("n1", "n2"))}
     assert files_holding(lab.dir, password, allowed) == [], "logs, history, state hold no password"
+    journal = subprocess.run(["journalctl", "-o", "verbose", "--no-pager", "-S", "-15min"],
+                             capture_output=True, text=True, timeout=120)
+    assert f"--config {lab.config_path('n1')}" in journal.stdout, "this lab's journal records were read"
+    assert password not in journal.stdout, "the BMC password is in the journal"
 
     # power on through the BMC boots the node again
     on = ipmilan(lab, "n1", "n2", "on")
@@ -146,11 +150,13 @@ def test_bmc_fence_commands_secrets_and_partitions(make_lab):
     for node in ("n1", "n2"):
         lab.fault(node, "kill-daemon")
     drbd_port = 7789
+    assert reaches(lab, "n1", lab.topo.mgmt_address("n2"))
     lab.fault("n1", "partition")
     for ring in (0, 1):
         assert not reaches(lab, "n1", lab.topo.address("n2", ring))
         assert not reaches(lab, "n2", lab.topo.address("n1", ring))
     assert tcp_answer(lab, "n1", lab.topo.address("n2", 0), drbd_port) == "silent"
+    assert not reaches(lab, "n1", lab.topo.mgmt_address("n2")), "no path over the management network"
     for node in ("n1", "n2"):
         assert reaches(lab, node, lab.topo.address("client", 0)), f"{node} still reaches the client"
         assert reaches(lab, node, lab.topo.bmc_address("n1")) and reaches(lab, node, lab.topo.bmc_address("n2"))
@@ -162,3 +168,25 @@ def test_bmc_fence_commands_secrets_and_partitions(make_lab):
     assert reaches(lab, "n2", lab.topo.address("client", 0))
     lab.fault("n1", "heal")
     assert reaches(lab, "n1", lab.topo.address("n2", 0)) and reaches(lab, "n1", lab.topo.address("n2", 1))
+
+
+def test_hung_owner_is_fenced_through_its_bmc_then_taken_over(make_lab, monitor_of):
+    """The engine's FENCE goes through fence_ipmilan and the owner's BMC: the
+    frozen owner is powered off (its processes die), then the peer serves."""
+    from labkit import served_by
+    lab = make_lab(guard="fence")
+    monitor = monitor_of(lab)
+    owner = wait_for("the group served", lambda: served_by(lab), timeout=60)
+    other = "n2" if owner == "n1" else "n1"
+    monitor.note_fault(owner, "freeze")  # a frozen node acts on nothing; the BMC then powers it off
+    frozen_at = time.time()
+    lab.fault(owner, "freeze")
+    wait_for(f"{other} serving", lambda: served_by(lab) == other, timeout=120)
+    last = json.loads(ctl(lab, other, "status", "--json").stdout)["fencing"]["last_fence"]
+    assert last["ok"] and last["node"] == owner and last["device"] == f"bmc-{owner}", last
+    assert not last["already_off"], "a hung node is on: it needed the off"
+    assert lab.daemon_pid(owner) is None and ipmilan(lab, other, owner, "status").returncode == 2
+    report = monitor.stop()
+    assert report.violations == [], report.violations
+    served_at = report.first_ok_after(frozen_at, other)
+    assert served_at is not None and served_at >= last["when"], "served by the peer only after the fence"
