@@ -119,7 +119,7 @@ def start(lab, node: str) -> int:
 
 def wait_listening(lab, node: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
     """Until the BMC's UDP port is bound (ss in its namespace)."""
-    from hasupd.lab.cluster import LabError  # cluster imports this module
+    from hasupd_lab.cluster import LabError  # cluster imports this module
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
