@@ -1,0 +1,56 @@
+"""Which DRBD the simulated node plays: ``--drbd-version 8.4`` (render.py, the
+default) or ``9`` (render9.py).  The state machine is the same; what the
+node prints (events2, status, /proc/drbd, refusals, ``drbdadm --version``)
+and what DRBD 9 adds (``secondary --force``) differ."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hasupd.lab.drbdsim import render, render9, storage
+
+VERSIONS = ("8.4", "9")
+
+
+def renderer(version: str, names: dict[int, str]) -> Any:
+    """The module-like object the daemon prints with."""
+    return render9.Dialect9(names) if version == "9" else render
+
+
+def view_fields(version: str, r: Any) -> dict:
+    """What only the 9 dialect shows of a resource (``r``: daemon.Res)."""
+    if version != "9":
+        return {}
+    hosts = [h.name for h in r.rc.hosts]
+    return {"peer_name": r.peer.name, "peer_node_id": hosts.index(r.peer.name),
+            "local_addr": f"{r.me.address}:{r.rc.port}", "peer_addr": f"{r.peer.address}:{r.rc.port}",
+            "backing_dev": r.me.disk if r.disk not in ("Diskless", "Failed", "Attaching") else "none",
+            "open": r.held_open(), "fail_io": bool(getattr(r, "fail_io", False))}
+
+
+async def force_secondary(r: Any) -> None:
+    """DRBD 9.1.7+ ``drbdadm secondary --force``: demote even while the device
+    is held open; the opener's I/O fails from then on (``force-io-failures:yes``)
+    until it closes the device.  Not simulated: the failing I/O itself (the
+    stale opener's writes still reach the loop device's image)."""
+    if r.role != "Primary":
+        return
+    if not r.held_open():
+        await r.demote()
+        return
+    r.fail_io = True
+    storage.unpublish_device(r.me.device)
+    r.role = "Secondary"
+    r.emit()
+    r.send_state()
+    r.node.spawn(_until_closed(r))
+
+
+async def _until_closed(r: Any) -> None:
+    while r.loopdev is not None and r.held_open() and r.role == "Secondary":
+        await asyncio.sleep(0.25)
+    if r.role == "Secondary":
+        r.detach_device()
+    r.fail_io = False
+    r.emit()
