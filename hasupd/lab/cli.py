@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. heartbeat.interval=50ms, groups.0.migration_threshold=3")
     up.add_argument("--no-start", action="store_true", help="do not start the daemons")
+    up.add_argument("--drbd-version", choices=("8.4", "9"), default="8.4",
+                    help="which DRBD the simulator plays (default 8.4, the in-tree module)")
     sub.add_parser("down", help="remove everything the lab made")
     ex = sub.add_parser("exec", help="run a command inside a node")
     ex.add_argument("node", choices=NODES)
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
             for item in args.set:
                 key, _, value = item.partition("=")
                 overrides[key] = _value(value)
-            lab.up(overrides, start=not args.no_start)
+            lab.up(overrides, start=not args.no_start, drbd_version=args.drbd_version)
             if args.no_start:
                 print(f"lab {args.prefix} is up (daemons not started)")
                 return 0

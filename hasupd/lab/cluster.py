@@ -196,7 +196,9 @@ class Lab:
 
     # ------------------------------------------------------------ up / down
 
-    def up(self, overrides: dict | None = None, start: bool = True, settle: float = 90.0) -> None:
+    def up(self, overrides: dict | None = None, start: bool = True, settle: float = 90.0,
+           drbd_version: str = "8.4") -> None:
+        """``drbd_version``: the simulator's dialect, "8.4" or "9" (drbdsim --drbd-version)."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, loop devices, mounts)")
         if self.topo.exists() or self.meta_path.exists():
@@ -206,7 +208,7 @@ class Lab:
                 raise LabError(f"{tool} is missing: run `make deps` (or apt-get install the lab packages)")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.meta = {"prefix": self.prefix, "holders": {}, "daemons": {}, "journald": None,
-                     "drbd": {}, "env": {}, "overrides": overrides or {}}
+                     "drbd": {}, "env": {}, "overrides": overrides or {}, "drbd_version": drbd_version}
         self.save()
         try:
             self.topo.up()
@@ -438,7 +440,8 @@ class Lab:
         nodes = {n: (self.topo.ns(n), self.topo.address(n, 0)) for n in NODES}
         exec_prefix = {n: self.enter_argv(n, []) for n in NODES} if self.meta.get("holders") else None
         sc = SimCluster(self.dir / "drbd", nodes, prefix=self.prefix, ping_int=1.0, ping_timeout=0.5,
-                        exec_prefix=exec_prefix, size_mib=64)
+                        exec_prefix=exec_prefix, size_mib=64,
+                        drbd_version=self.meta.get("drbd_version", "8.4"))
         sc.disks.update(self.meta.get("drbd_disks", {}))
         return sc
 

@@ -27,11 +27,11 @@ def make_lab(request):
         pytest.fail("the lab tests need root (they build network namespaces)")
     labs: list[Lab] = []
 
-    def make(overrides: dict | None = None, start: bool = True) -> Lab:
+    def make(overrides: dict | None = None, start: bool = True, drbd_version: str = "8.4") -> Lab:
         prefix = f"t{os.getpid() % 1000}{next(_counter)}"[:6]
         lab = Lab(prefix)
         labs.append(lab)
-        lab.up(overrides, start=start)
+        lab.up(overrides, start=start, drbd_version=drbd_version)
         return lab
 
     yield make

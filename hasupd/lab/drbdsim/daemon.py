@@ -1094,6 +1094,7 @@ class Node:
 
     def write_status(self) -> None:
         path = self.paths.status_path
+        dialect.write_roles(self)
         if self.module != "loaded":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -6,6 +6,7 @@ and what DRBD 9 adds (``secondary --force``) differ."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from hasupd.lab.drbdsim import render, render9, storage
@@ -54,3 +55,20 @@ async def _until_closed(r: Any) -> None:
         r.detach_device()
     r.fail_io = False
     r.emit()
+
+
+def roles_path(status_path: str) -> str:
+    return status_path + ".roles"
+
+
+def write_roles(node: Any) -> None:
+    """9's /proc/drbd shows no roles: for the lab's invariant monitor (which
+    samples files, it spawns nothing) the 9 dialect writes ``RES ROLE`` lines
+    beside it.  Not something DRBD has."""
+    if node.drbd_version != "9":
+        return
+    path = roles_path(node.paths.status_path)
+    text = "".join(f"{r.name} {r.role}\n" for r in node.resources.values() if r.up)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
