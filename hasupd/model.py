@@ -66,6 +66,7 @@ class DrbdStatus:
     quorum: bool | None = None  # False: some volume reports quorum:no
     suspended_reason: str = ""  # events2 suspended: user | no-data | fencing | quorum (joined by ,)
     peer_client: bool = False  # the peer is an intentionally diskless client: never a data copy
+    kernel_version: str = ""  # the node's DRBD module ("8.4.11", "9.2.12"), found once at start
 
     @property
     def connected(self) -> bool:

@@ -252,8 +252,29 @@ def cmd_check(args) -> int:
         raise Fail(str(e), configmod.EX_CONFIG) from None
     if not args.quiet:
         print(configmod.summary(cfg))
+        for line in _check_drbd(cfg):
+            print(line)
         print(f"{path}: valid")
     return 0
+
+
+def _check_drbd(cfg) -> list[str]:
+    """Which DRBD is installed here, and what its resources lack for hasupd."""
+    if not cfg.drbd.resources:
+        return []
+    import asyncio
+
+    from hasupd.resources import drbd as drbdmod
+
+    async def go() -> list[str]:
+        v = await drbdmod.detect_versions(cfg.drbd)
+        lines = [f"DRBD: kernel module {v.kernel or 'not loaded (version unknown)'}, "
+                 f"drbd-utils {v.utils or 'not found'}"]
+        for r in cfg.drbd.resources:
+            lines += [f"warning: {w}" for w in await drbdmod.check_resource(cfg.drbd, r.name, v)]
+        return lines
+
+    return asyncio.run(go())
 
 
 def cmd_keygen(args) -> int:

@@ -24,6 +24,7 @@ Failures: ``classify(output, returncode)`` turns a refusal into a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from dataclasses import dataclass
@@ -145,6 +146,64 @@ def proc_drbd_version(text: str) -> str | None:
     """``version: 8.4.11 (api:1/proto:86-101)`` -> "8.4.11"."""
     m = re.search(r"^version:\s*(\S+)", text, re.M)
     return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class DrbdVersions:
+    """Which DRBD runs here: the kernel module's and drbd-utils' versions."""
+
+    kernel: str = ""  # "8.4.11", "9.2.12"; "" = not known (module not loaded)
+    utils: str = ""  # drbd-utils (drbdadm) version, "9.22.0"
+
+    @property
+    def major(self) -> int | None:
+        head = self.kernel.split(".", 1)[0]
+        return int(head) if head.isdigit() else None
+
+    def at_least(self, kernel: tuple[int, ...], utils: tuple[int, ...]) -> bool:
+        return _vtuple(self.kernel) >= kernel and _vtuple(self.utils) >= utils
+
+    @property
+    def secondary_force(self) -> bool:
+        """``drbdadm secondary --force`` exists (DRBD 9.1.7+, drbd-utils 9.21+)."""
+        return self.at_least((9, 1, 7), (9, 21))
+
+
+def _vtuple(v: str) -> tuple[int, ...]:
+    nums = re.findall(r"\d+", v.split("-", 1)[0])
+    return tuple(int(x) for x in nums[:3]) if nums else (0,)
+
+
+def version_from_code(code: int) -> str:
+    """``0x09020c`` -> "9.2.12" (DRBD_KERNEL_VERSION_CODE / DRBDADM_VERSION_CODE)."""
+    return f"{code >> 16}.{code >> 8 & 0xff}.{code & 0xff}"
+
+
+def parse_drbdadm_version(text: str) -> DrbdVersions:
+    """``drbdadm --version``: DRBD_KERNEL_VERSION_CODE=0x08040b (0 when the module
+    is not loaded), DRBDADM_VERSION=9.22.0 (fixtures/drbdadm-version.txt)."""
+    kv = dict(m.groups() for m in re.finditer(r"^(\w+)=(.*)$", text, re.M))
+    kernel = kv.get("DRBD_KERNEL_VERSION", "").replace("\\", "")
+    if not kernel:
+        try:
+            code = int(kv.get("DRBD_KERNEL_VERSION_CODE", "0"), 16)
+        except ValueError:
+            code = 0
+        kernel = version_from_code(code) if code else ""
+    utils = kv.get("DRBDADM_VERSION", "")
+    if not utils and kv.get("DRBDADM_VERSION_CODE"):
+        with contextlib.suppress(ValueError):
+            utils = version_from_code(int(kv["DRBDADM_VERSION_CODE"], 16))
+    return DrbdVersions(kernel, utils)
+
+
+def auto_promote(dump: str) -> bool | None:
+    """From ``drbdadm dump RES``: is auto-promote on?  DRBD 9's default is yes;
+    None when the text is no DRBD 9 resource dump at all."""
+    if not re.search(r"^\s*resource\s", dump, re.M):
+        return None
+    m = re.search(r"\bauto-promote\s+(\S+?);", dump)
+    return True if m is None else m.group(1) not in ("no", "false", "off")
 
 
 # ---------------------------------------------------------------- legacy events (8.4)

@@ -137,10 +137,14 @@ def test_demote_refused_names_the_holders(net, workdir):
             subprocess.run(["mount", dev, str(mnt)], check=True, timeout=60)
             sleeper = subprocess.Popen(["sleep", "60"], cwd=mnt)
             try:
+                # the escalation stops the holding process; the mount stays (the filesystem
+                # resource's job), and 8.4 has no `secondary --force`: refused, holders named
                 r = await dv["n1"].demote()
                 assert not r.ok and r.returncode == 11
                 assert "held open" in r.message and f"mounted on {mnt}" in r.message, r.message
-                assert f"pid {sleeper.pid} (sleep)" in r.message, r.message
+                assert f"after stopping pid {sleeper.pid} (sleep)" in r.message, r.message
+                assert sleeper.wait(10) == -signal.SIGTERM
+                assert (await dv["n1"].status()).role == "Primary"
             finally:
                 sleeper.kill()
                 sleeper.wait()
@@ -442,3 +446,45 @@ def test_split_brain_seen_alerted_and_recovered(net, workdir):
         assert alert["severity"] == "critical" and "connect --discard-my-data r0" in alert["reason"]
     finally:
         daemon.close()
+
+
+def test_drbd9_versions_and_demotion_escalation(net, workdir):
+    """DRBD 9 (the simulator's 9 dialect): the version is found once and stamped on the
+    status; a process holding the device is stopped; a mount that stays is overridden by
+    `secondary --force` (9.1.7+, utils 9.21+), and the peer can take over at once."""
+    with sim(workdir, net, drbd_version="9", fencing="resource-only") as sc:
+        dv = drivers(sc)
+
+        async def go():
+            await first_sync(dv)
+            assert (await dv["n1"].versions_once()) == drbd.DrbdVersions("9.2.12", "9.22.0")
+            assert (await dv["n1"].status()).kernel_version == "9.2.12"
+            dev = sc.device("n1")
+            # an exclusive opener (what the simulator can see; real DRBD counts every opener)
+            holder = subprocess.Popen([sys.executable, "-c", f"import os, time; os.open({dev!r}, "
+                                       "os.O_RDONLY | os.O_EXCL); time.sleep(60)"], start_new_session=True)
+            try:
+                await asyncio.sleep(0.5)
+                r = await dv["n1"].demote()
+                assert r.ok and f"after stopping pid {holder.pid}" in r.message, r.message
+                assert holder.wait(10) == -signal.SIGTERM
+            finally:
+                holder.kill()
+                holder.wait()
+            assert (await dv["n1"].promote()).ok
+            mnt = workdir / "mnt"
+            mnt.mkdir()
+            subprocess.run(["mkfs.ext4", "-q", dev], check=True, timeout=60)
+            subprocess.run(["mount", dev, str(mnt)], check=True, timeout=60)
+            try:
+                r = await dv["n1"].demote()
+                assert r.ok and "secondary --force" in r.message, r.message
+                st = await dv["n1"].status()
+                assert st.role == "Secondary" and st.may_promote is False  # force-io-failures:yes
+                assert (await dv["n2"].promote()).ok
+            finally:
+                subprocess.run(["umount", str(mnt)], timeout=60)
+            st = await until(dv["n1"], lambda s: s.peer_role == "Primary" and s.may_promote is False)
+            assert st.role == "Secondary"
+
+        asyncio.run(go())

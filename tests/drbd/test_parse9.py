@@ -119,3 +119,22 @@ def test_status_json():
     assert st.quorum_lost and st.suspended_reason == "quorum"
     with pytest.raises(ValueError):
         parse_status_json("status: unrecognized option '--json'")
+
+
+def test_versions_from_drbdadm_and_proc(fx):
+    from hasupd.resources.drbd_parse import DrbdVersions, auto_promote, parse_drbdadm_version
+
+    v = parse_drbdadm_version(fx("drbdadm-version.txt"))  # drbd-utils 9.22 on the 8.4.11 module
+    assert v == DrbdVersions("8.4.11", "9.22.0") and v.major == 8 and not v.secondary_force
+    nine = parse_drbdadm_version("DRBDADM_API_VERSION=2\nDRBD_KERNEL_VERSION_CODE=0x09010f\n"
+                                 "DRBD_KERNEL_VERSION=9.1.15\nDRBDADM_VERSION_CODE=0x091c00\n"
+                                 "DRBDADM_VERSION=9.28.0\n")
+    assert nine == DrbdVersions("9.1.15", "9.28.0") and nine.secondary_force
+    assert not DrbdVersions("9.1.6", "9.28.0").secondary_force
+    assert not DrbdVersions("9.2.12", "9.20.2").secondary_force
+    # the module not loaded: drbdadm says 0
+    assert parse_drbdadm_version("DRBD_KERNEL_VERSION_CODE=0x000000\nDRBDADM_VERSION=9.22.0\n").kernel == ""
+    dump = "# resource r0 on n1: not ignored, not stacked\nresource r0 {\n    options {\n"
+    assert auto_promote(dump + "        auto-promote no;\n    }\n}\n") is False
+    assert auto_promote(dump + "        quorum off;\n    }\n}\n") is True  # 9's default
+    assert auto_promote("'r0' not defined in your config (for this host).\n") is None
