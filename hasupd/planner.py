@@ -304,6 +304,10 @@ class _GroupPlanner:
             return f"DRBD {r} on {node} reports a split brain, which an operator must resolve first", False
         if not d.up:
             return f"DRBD {r} is not up on {node}", False
+        if d.may_promote is False and d.disk == "UpToDate":
+            # DRBD 9 knows more than the disk state: a Primary peer, failing I/O, no quorum
+            return (f"DRBD {r} on {node} reports may_promote:no although its disk is UpToDate (a Primary "
+                    "peer, quorum lost or forced I/O failures)"), False
         if d.disk == "UpToDate" or (d.disk == "Consistent" and d.peer_disk == "Outdated"):
             return "", False
         if r in self.view.forced_promotions:
@@ -339,6 +343,10 @@ class _GroupPlanner:
                 return f"the tie-breaker is unreachable from {node} (split_brain_guard ping)"
             if tb is None and starting and node == self.local:
                 return f"the tie-breaker check has not answered yet on {node}"
+        d = self._drbd(ns)
+        if d is not None and d.quorum_lost:  # DRBD 9: I/O there is frozen or failing
+            what = f"suspended:{d.suspended_reason}" if d.suspended_reason else "quorum:no"
+            return f"DRBD {d.resource} has lost quorum on {node} ({what})"
         if starting:
             why, _ = self._good_data(node)
             if why:
