@@ -180,11 +180,12 @@ def version_from_code(code: int) -> str:
 
 
 def parse_drbdadm_version(text: str) -> DrbdVersions:
-    """``drbdadm --version``: DRBD_KERNEL_VERSION_CODE=0x08040b (0 when the module
-    is not loaded), DRBDADM_VERSION=9.22.0 (fixtures/drbdadm-version.txt)."""
+    """``drbdadm --version``: DRBD_KERNEL_VERSION_CODE=0x08040b (0x000000 and
+    DRBD_KERNEL_VERSION=0 when the module is not loaded), DRBDADM_VERSION=9.22.0
+    (fixtures/drbdadm-version.txt)."""
     kv = dict(m.groups() for m in re.finditer(r"^(\w+)=(.*)$", text, re.M))
     kernel = kv.get("DRBD_KERNEL_VERSION", "").replace("\\", "")
-    if not kernel:
+    if kernel in ("", "0"):  # 9.22 without the module prints DRBD_KERNEL_VERSION=0
         try:
             code = int(kv.get("DRBD_KERNEL_VERSION_CODE", "0"), 16)
         except ValueError:

@@ -132,8 +132,10 @@ def test_versions_from_drbdadm_and_proc(fx):
     assert nine == DrbdVersions("9.1.15", "9.28.0") and nine.secondary_force
     assert not DrbdVersions("9.1.6", "9.28.0").secondary_force
     assert not DrbdVersions("9.2.12", "9.20.2").secondary_force
-    # the module not loaded: drbdadm says 0
-    assert parse_drbdadm_version("DRBD_KERNEL_VERSION_CODE=0x000000\nDRBDADM_VERSION=9.22.0\n").kernel == ""
+    # the module not loaded: drbd-utils 9.22 says 0 (its --version run on a host without the module)
+    assert parse_drbdadm_version("DRBDADM_API_VERSION=2\nDRBD_KERNEL_VERSION_CODE=0x000000\n"
+                                 "DRBD_KERNEL_VERSION=0\nDRBDADM_VERSION_CODE=0x091600\n"
+                                 "DRBDADM_VERSION=9.22.0\n") == DrbdVersions("", "9.22.0")
     dump = "# resource r0 on n1: not ignored, not stacked\nresource r0 {\n    options {\n"
     assert auto_promote(dump + "        auto-promote no;\n    }\n}\n") is False
     assert auto_promote(dump + "        quorum off;\n    }\n}\n") is True  # 9's default

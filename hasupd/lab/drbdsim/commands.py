@@ -8,7 +8,8 @@ import datetime
 import json
 import os
 
-from hasupd.lab.drbdsim import dialect, storage
+from hasupd.lab.drbdsim import config as simconfig
+from hasupd.lab.drbdsim import dialect, render9, storage
 from hasupd.lab.drbdsim.daemon import CmdError, Node, Out, Res
 
 
@@ -72,7 +73,7 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
         return 10 if "not defined" in res else 20
     if sub == "status" and names == ["all"]:
         res = [r for r in res if r.up]
-    meta_only = sub in ("create-md", "dump-md")
+    meta_only = sub in ("create-md", "dump-md", "dump")
     if not meta_only:
         if node.module == "missing":
             text, rc = _no_module(sub, names[0])
@@ -87,7 +88,7 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
     rc = 0
     # state changes are serialised; queries are not (a fence-peer handler may ask while
     # `drbdadm primary` waits for it)
-    readonly = sub in ("status", "role", "cstate", "dstate", "dump-md")
+    readonly = sub in ("status", "role", "cstate", "dstate", "dump-md", "dump")
     for r in res:
         try:
             if readonly:
@@ -104,6 +105,13 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
 async def _one(r: Res, sub: str, flags: set[str], force: bool, color: bool, req: dict, out: Out) -> None:
     if sub in ("create-md", "dump-md"):
         return _meta(r, sub, force, req, out)
+    if sub == "dump" and r.node.drbd_version == "9":  # the configuration file as it is now
+        try:
+            rc = simconfig.load(r.node.cfg.path).resource(r.name) or r.rc
+        except simconfig.SimConfigError as e:
+            raise CmdError(f"{e}\n", 10) from None
+        out.send(out=render9.dump(rc, r.node.cfg.conf_path).replace("{me}", r.node.name))
+        return
     if sub == "up":
         return await r.cmd_up()
     if sub == "adjust":

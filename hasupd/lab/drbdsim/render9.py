@@ -18,11 +18,11 @@ KERNEL_VERSION = "9.2.12"
 VERSION = f"version: {KERNEL_VERSION} (api:2/proto:86-122)"
 PROC_DRBD = (f"{VERSION}\nGIT-hash: 5ad5ef0d5a8b0fbc1c5f1d0ed52a8d9b7d5b0d8e build by drbdsim, 2024-11-20 10:00:00\n"
              f"Transports (api:21): tcp ({KERNEL_VERSION})\n")
-# drbdadm_main.c -V: the same keys as the 8.4 capture (drbdadm-version.txt), a 9.2.12 module
+# drbdadm_main.c -V as Debian's drbd-utils 9.22.0 prints it (its API 2 keys), with a 9.2.12 module
 DRBDADM_VERSION = (
     "DRBDADM_BUILDTAG=GIT-hash:\\ 409097fe02187f83790b88ac3e0d94f3c167adab\\ reproducible\\ build\\,"
     "\\ 2023-01-09\\ 14:51:18\nDRBDADM_API_VERSION=2\nDRBD_KERNEL_VERSION_CODE=0x09020c\n"
-    "DRBDADM_VERSION_CODE=0x091600\nDRBDADM_VERSION=9.22.0\n")
+    f"DRBD_KERNEL_VERSION={KERNEL_VERSION}\nDRBDADM_VERSION_CODE=0x091600\nDRBDADM_VERSION=9.22.0\n")
 # events2 order of objects (drbdsetup_events2.c print_changes; the user guide's events2 --now)
 OBJECTS = ("resource", "connection", "device", "peer-device", "path")
 # drbdsetup 9 addresses these by resource (the others by minor, connect/disconnect by peer)
@@ -178,6 +178,29 @@ def status_json(views: list[View]) -> str:
                                  "established": v.connected}],
                              "peer_devices": [pd]}]})
     return json.dumps(out, indent=2) + "\n"
+
+
+def dump(rc, conf_path: str) -> str:
+    """``drbdadm dump RES`` as drbd-utils 9.22 prints it (checked against its real output
+    for a hasupd resource file): the simulator's resource in DRBD's words."""
+    out = [f"# resource {rc.name} on {{me}}: not ignored, not stacked\n# defined at {conf_path}:1\n",
+           f"resource {rc.name} {{\n"]
+    for node_id, h in enumerate(rc.hosts):
+        out.append(f"    on {h.name} {{\n        node-id {node_id};\n"
+                   f"        device           /dev/drbd{rc.minor} minor {rc.minor};\n"
+                   f"        disk             {h.disk};\n        meta-disk        internal;\n"
+                   f"        address          ipv4 {h.address}:{rc.port};\n    }}\n")
+    out.append(f"    options {{\n        auto-promote      {'yes' if rc.auto_promote else 'no'};\n"
+               "        quorum           off;\n    }\n")
+    out.append(f"    net {{\n        protocol           {rc.protocol};\n"
+               f"        ping-int           {rc.ping_int:g};\n"
+               f"        ping-timeout       {round(rc.ping_timeout * 10)};\n"
+               f"        fencing          {rc.fencing};\n    }}\n")
+    if rc.handlers:
+        out.append("    handlers {\n" + "".join(f"        {k:<16} \"{v}\";\n" for k, v in rc.handlers.items())
+                   + "    }\n")
+    out.append("}\n\n")
+    return "".join(out)
 
 
 class Dialect9:
