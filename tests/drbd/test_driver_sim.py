@@ -337,24 +337,28 @@ def _verdict(alive: bool, peer: DrbdStatus | None) -> dict:
     return {"ok": True, "verdict": v.verdict, "detail": v.detail}
 
 
-def test_fence_peer_handler_end_to_end(net, workdir):
+@pytest.mark.parametrize("drbd_version", ["8.4", "9"])
+def test_fence_peer_handler_end_to_end(net, workdir, drbd_version):
     """fencing resource-only with hasupd-drbd-handler: the Primary losing its
     peer gets `down` (5) and marks it Outdated; the cut-off Secondary asked
-    to promote gets `peer-primary` (6), outdates itself and is refused."""
-    # one handler line for both nodes: each reaches its own daemon, found by
-    # the peer's name DRBD puts in the environment (n1's handler: DRBD_PEER=n2)
-    pattern = str(workdir / "asked-about-$DRBD_PEER.sock")
+    to promote gets `peer-primary` (6), outdates itself and is refused.  DRBD 9
+    gives the handler the peer's node id instead of its name."""
+    # one handler line for both nodes: each reaches its own daemon, found by what DRBD
+    # puts in the environment about the peer (n1's handler: DRBD_PEER=n2, or on 9
+    # DRBD_PEER_NODE_ID=1); the handler itself must still name the peer n2 (or n1)
+    peer_var = {"8.4": "$DRBD_PEER", "9": "$DRBD_PEER_NODE_ID"}[drbd_version]
+    about = {"8.4": {"n1": "n2", "n2": "n1"}, "9": {"n1": "1", "n2": "0"}}[drbd_version]
+    pattern = str(workdir / f"asked-about-{peer_var}.sock")
     daemons = {
         # n1's daemon: the peer is silent on every ring, guard none
-        "n1": FakeDaemon(str(workdir / "asked-about-n2.sock"), lambda req: _verdict(False, None)),
+        "n1": FakeDaemon(str(workdir / f"asked-about-{about['n1']}.sock"), lambda req: _verdict(False, None)),
         # n2's daemon still hears n1 (only the replication link is cut), and n1 is Primary
-        "n2": FakeDaemon(str(workdir / "asked-about-n1.sock"), lambda req: _verdict(
+        "n2": FakeDaemon(str(workdir / f"asked-about-{about['n2']}.sock"), lambda req: _verdict(
             True, DrbdStatus("r0", up=True, role="Primary", disk="UpToDate"))),
     }
     try:
         handlers = {h: handler_cmd(h, pattern) for h in ("fence-peer", "unfence-peer")}
-        with sim(workdir, net, fencing="resource-only",
-                        handlers=handlers) as sc:
+        with sim(workdir, net, fencing="resource-only", handlers=handlers, drbd_version=drbd_version) as sc:
             dv = drivers(sc)
 
             async def go():
@@ -370,6 +374,7 @@ def test_fence_peer_handler_end_to_end(net, workdir):
                 r = await dv["n2"].promote()
                 assert not r.ok and "local disk is Outdated" in r.message, r.message
                 assert [r["cmd"] for r in daemons["n2"].requests] == ["drbd-fence-peer"]
+                assert (daemons["n2"].requests[0]["peer"], daemons["n2"].requests[0].get("minor")) == ("n1", "1")
                 assert (await dv["n2"].outdate()).ok  # already Outdated: a no-op, as in DRBD
                 await loop.run_in_executor(None, net.mend, "n2")
                 await until(dv["n2"], both_uptodate, 60)

@@ -184,6 +184,7 @@ class Res:
                        DRBD_PEER_ADDRESS=self.peer.address, DRBD_PEER_AF="ipv4",
                        DRBD_CONF=self.node.cfg.conf_path, DRBD_DONT_WARN_ON_VERSION_MISMATCH="1")
             env["DRBD_MINOR_0"] = str(self.minor)  # per-volume minor, volume 0
+            env = dialect.handler_env(self, env, volume)
             try:
                 proc = await asyncio.create_subprocess_shell(
                     cmd, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)

@@ -72,3 +72,24 @@ def write_roles(node: Any) -> None:
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
+
+
+def handler_env(r: Any, env: dict, volume: bool) -> dict:
+    """The environment of a handler.  DRBD 9 names hosts by node id: the kernel
+    gives DRBD_PEER_NODE_ID/DRBD_PEER_ADDRESS/DRBD_MY_ADDRESS, drbdadm adds
+    DRBD_NODE_ID_<n> and DRBD_MY_NODE_ID (drbdadm_main.c setenv_node_id_and_uname)
+    and, for a connection-level helper such as fence-peer, DRBD_MINORS/DRBD_VOLUMES
+    instead of DRBD_MINOR; there is no DRBD_PEER/DRBD_PEERS."""
+    if r.node.drbd_version != "9":
+        return env
+    hosts = [h.name for h in r.rc.hosts]
+    env = {k: v for k, v in env.items() if k not in ("DRBD_PEER", "DRBD_PEERS", "DRBD_MINOR_0")}
+    env.update({f"DRBD_NODE_ID_{i}": name for i, name in enumerate(hosts)})
+    env.update(DRBD_PEER_NODE_ID=str(hosts.index(r.peer.name)), DRBD_MY_NODE_ID=str(hosts.index(r.me.name)),
+               DRBD_MY_ADDRESS=r.me.address, DRBD_MY_AF="ipv4")
+    if volume:
+        env.update(DRBD_MINOR=str(r.minor), DRBD_VOLUME="0")
+    else:
+        env.pop("DRBD_MINOR", None)
+        env.update(DRBD_MINORS=str(r.minor), DRBD_VOLUMES="0")
+    return env
