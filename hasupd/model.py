@@ -67,6 +67,9 @@ class DrbdStatus:
     suspended_reason: str = ""  # events2 suspended: user | no-data | fencing | quorum (joined by ,)
     peer_client: bool = False  # the peer is an intentionally diskless client: never a data copy
     kernel_version: str = ""  # the node's DRBD module ("8.4.11", "9.2.12"), found once at start
+    # why the last demotion was refused after its escalation (holders stopped, `secondary
+    # --force` where DRBD has it); "" once the node is no longer Primary
+    demote_failed: str = ""
 
     @property
     def connected(self) -> bool:

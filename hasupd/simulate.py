@@ -445,6 +445,8 @@ def _drbd_text(d: DrbdStatus) -> str:
         text += f" suspended:{d.suspended_reason}"
     if d.peer_client:
         text += " peer-client:yes"
+    if d.demote_failed:
+        text += " demotion-refused"
     return text + (" split-brain" if d.split_brain else "")
 
 

@@ -244,6 +244,7 @@ class DrbdDriver:
         self.events_pid: int | None = None  # the running `drbdsetup events2` (process group leader)
         self.events_starts = 0
         self.versions: DrbdVersions | None = None  # found once at start (versions_once)
+        self.demote_failure = ""  # the last demotion's refusal (DrbdStatus.demote_failed)
 
     # ------------------------------------------------------------ commands
 
@@ -294,6 +295,11 @@ class DrbdDriver:
         holding processes and retry, then (DRBD 9.1.7+, drbd-utils 9.21+)
         ``secondary --force``, whose holders get I/O errors.  Still refused:
         the failure goes to the group's on_stop_failure policy."""
+        r = await self._demote(timeout)
+        self.demote_failure = "" if r.ok else r.message
+        return r
+
+    async def _demote(self, timeout: float | None) -> Result:
         argv = self._adm("secondary", self.name)
         r = await self._run(argv, "demotion", timeout)
         if r.ok or not self._held_open(r):
@@ -409,6 +415,10 @@ class DrbdDriver:
             changes["minor"] = self.res.minor
         if self.versions is not None and st.kernel_version != self.versions.kernel:
             changes["kernel_version"] = self.versions.kernel
+        if st.role != "Primary":
+            self.demote_failure = ""
+        if st.demote_failed != self.demote_failure:
+            changes["demote_failed"] = self.demote_failure
         present = backing_disk_present(self.res.disk)
         if present != st.backing_disk_present:
             changes["backing_disk_present"] = present

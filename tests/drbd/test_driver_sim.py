@@ -144,12 +144,15 @@ def test_demote_refused_names_the_holders(net, workdir):
                 assert "held open" in r.message and f"mounted on {mnt}" in r.message, r.message
                 assert f"after stopping pid {sleeper.pid} (sleep)" in r.message, r.message
                 assert sleeper.wait(10) == -signal.SIGTERM
-                assert (await dv["n1"].status()).role == "Primary"
+                st = await dv["n1"].status()
+                # the planner sees the refusal and applies on_stop_failure
+                assert st.role == "Primary" and "held open" in st.demote_failed, st
             finally:
                 sleeper.kill()
                 sleeper.wait()
                 subprocess.run(["umount", str(mnt)], timeout=60)
             assert (await dv["n1"].demote()).ok
+            assert (await dv["n1"].status()).demote_failed == ""
 
         asyncio.run(go())
 
