@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from hasupd.resources.drbd_parse import parse_events2, parse_status, parse_status_json
+from hasupd.resources.drbd_parse import format_progress, parse_events2, parse_status, parse_status_json
 
 TIEBREAKER = """\
 exists resource name:r0 role:Secondary suspended:no force-io-failures:no may_promote:yes promotion_score:10102
@@ -57,6 +57,7 @@ create peer-device name:r0 peer-node-id:1 conn-name:b volume:0 replication:SyncS
     st = parse_events2(text)["r0"]
     assert st.sync_speed_kib == pytest.approx(245.76)
     assert (st.sync_percent, st.sync_eta_s, st.out_of_sync_kib) == (37.5, 10, 2500)
+    assert format_progress(st) == "r0: Secondary/Secondary UpToDate/Inconsistent Connected SyncSource 37.5% 246 KiB/s ETA 0:00:10"
 
 
 def test_events2_diff_values_keep_the_new_state():
