@@ -117,11 +117,11 @@ async def check_resource(cfg: config.Drbd, res: str, versions: DrbdVersions, tim
 # ---------------------------------------------------------------- holders
 
 
-def _mountinfo() -> list[tuple[str, str, str]]:
-    """(major:minor, source, mountpoint) of every mount in this mount namespace."""
+def _mountinfo(pid: str = "self") -> list[tuple[str, str, str]]:
+    """(major:minor, source, mountpoint) of every mount in the mount namespace of ``pid``."""
     out = []
     try:
-        with open("/proc/self/mountinfo") as f:
+        with open(f"/proc/{pid}/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
                 fields = left.split()
@@ -141,9 +141,11 @@ def _rdev(path: str) -> int | None:
 
 
 def find_holders(device: str) -> list[str]:
-    """Who holds ``device`` open: its mounts, processes with it (or a file
-    under its mounts) open or as cwd, and kernel holders (dm/LVM).  The
-    device is matched by its device number, whatever node names it."""
+    """Who holds ``device`` open: its mounts, here and in other mount
+    namespaces (a service started with PrivateTmp= while the filesystem was
+    mounted keeps a copy of the mount), processes with it (or a file on its
+    filesystem) open or as cwd, and kernel holders (dm/LVM).  The device is
+    matched by its device number, whatever node names it."""
     real = os.path.realpath(device)
     rdev = _rdev(real)
     majmin = f"{os.major(rdev)}:{os.minor(rdev)}" if rdev is not None else None
@@ -158,13 +160,32 @@ def find_holders(device: str) -> list[str]:
     def under(link: str, path: str) -> bool:
         if any(path == mp or path.startswith(mp.rstrip("/") + "/") for mp in mounts):
             return True
-        return path == real or (rdev is not None and path.startswith("/dev/") and _rdev(link) == rdev)
+        if path == real or (rdev is not None and path.startswith("/dev/") and _rdev(link) == rdev):
+            return True
+        try:  # a file on the device's filesystem, whichever mount namespace it is seen through
+            return rdev is not None and os.stat(link).st_dev == rdev
+        except OSError:
+            return False
+
+    def name_of(pid: int) -> str:
+        with contextlib.suppress(Exception):
+            return psutil.Process(pid).name() if psutil is not None else "?"
+        return "?"
 
     me = os.getpid()
+    namespaces = set()
+    with contextlib.suppress(OSError):
+        namespaces.add(os.readlink("/proc/self/ns/mnt"))
     for pid_s in os.listdir("/proc"):
         if not pid_s.isdigit() or int(pid_s) == me:
             continue
         pid = int(pid_s)
+        with contextlib.suppress(OSError):
+            ns = os.readlink(f"/proc/{pid}/ns/mnt")
+            if majmin is not None and ns not in namespaces:
+                namespaces.add(ns)
+                found += [f"mounted on {mp} in the mount namespace of pid {pid} ({name_of(pid)})"
+                          for mm, _src, mp in _mountinfo(pid_s) if mm == majmin]
         hit = False
         with contextlib.suppress(OSError):
             hit = under(f"/proc/{pid}/cwd", os.readlink(f"/proc/{pid}/cwd"))
@@ -177,11 +198,7 @@ def find_holders(device: str) -> list[str]:
                             hit = True
                             break
         if hit:
-            name = "?"
-            if psutil is not None:
-                with contextlib.suppress(Exception):
-                    name = psutil.Process(pid).name()
-            found.append(f"pid {pid} ({name})")
+            found.append(f"pid {pid} ({name_of(pid)})")
     with contextlib.suppress(OSError):
         for h in sorted(os.listdir(f"/sys/class/block/{os.path.basename(real)}/holders")):
             found.append(f"kernel holder {h}")

@@ -23,6 +23,7 @@ from hasupd.lab.drbdsim.harness import SimCluster, TwoNodeNet
 from hasupd.model import DrbdStatus, FenceState
 from hasupd.resources import drbd
 from hasupd.resources.drbd_handler import fence_peer_verdict
+from tests.drbdsim.conftest import PrivateMount
 
 from .test_handler import FakeDaemon
 
@@ -124,7 +125,16 @@ def test_up_first_sync_promote_demote(net, workdir):
         print(f"first sync seen at {[s.sync_percent for s in syncing]} %")
 
 
+def _sleeper_in(m: PrivateMount, mnt: Path) -> subprocess.Popen:
+    """A process whose cwd is on the filesystem, inside the mount's namespace."""
+    p = subprocess.Popen(["nsenter", "-t", str(m.holder), "-m", "sh", "-c", f"cd {mnt} && exec sleep 60"])
+    time.sleep(0.3)
+    return p
+
+
 def test_demote_refused_names_the_holders(net, workdir):
+    # the mount lives in a mount namespace of its own: mounted in the host's, it would be
+    # copied into every namespace another lab creates meanwhile and stay busy there
     with sim(workdir, net) as sc:
         dv = drivers(sc)
 
@@ -132,16 +142,16 @@ def test_demote_refused_names_the_holders(net, workdir):
             await first_sync(dv)
             dev = sc.device("n1")
             mnt = workdir / "mnt"
-            mnt.mkdir()
             subprocess.run(["mkfs.ext4", "-q", dev], check=True, timeout=60)
-            subprocess.run(["mount", dev, str(mnt)], check=True, timeout=60)
-            sleeper = subprocess.Popen(["sleep", "60"], cwd=mnt)
+            m = PrivateMount(dev, str(mnt))
+            sleeper = _sleeper_in(m, mnt)
             try:
                 # the escalation stops the holding process; the mount stays (the filesystem
                 # resource's job), and 8.4 has no `secondary --force`: refused, holders named
                 r = await dv["n1"].demote()
                 assert not r.ok and r.returncode == 11
-                assert "held open" in r.message and f"mounted on {mnt}" in r.message, r.message
+                assert "held open" in r.message, r.message
+                assert f"mounted on {mnt} in the mount namespace of pid {m.holder} (sh)" in r.message, r.message
                 assert f"after stopping pid {sleeper.pid} (sleep)" in r.message, r.message
                 assert sleeper.wait(10) == -signal.SIGTERM
                 st = await dv["n1"].status()
@@ -150,7 +160,7 @@ def test_demote_refused_names_the_holders(net, workdir):
             finally:
                 sleeper.kill()
                 sleeper.wait()
-                subprocess.run(["umount", str(mnt)], timeout=60)
+                m.umount()
             assert (await dv["n1"].demote()).ok
             assert (await dv["n1"].status()).demote_failed == ""
 
@@ -481,9 +491,8 @@ def test_drbd9_versions_and_demotion_escalation(net, workdir):
                 holder.wait()
             assert (await dv["n1"].promote()).ok
             mnt = workdir / "mnt"
-            mnt.mkdir()
             subprocess.run(["mkfs.ext4", "-q", dev], check=True, timeout=60)
-            subprocess.run(["mount", dev, str(mnt)], check=True, timeout=60)
+            m = PrivateMount(dev, str(mnt))  # a namespace of its own (see the test above)
             try:
                 r = await dv["n1"].demote()
                 assert r.ok and "secondary --force" in r.message, r.message
@@ -491,7 +500,7 @@ def test_drbd9_versions_and_demotion_escalation(net, workdir):
                 assert st.role == "Secondary" and st.may_promote is False  # force-io-failures:yes
                 assert (await dv["n2"].promote()).ok
             finally:
-                subprocess.run(["umount", str(mnt)], timeout=60)
+                m.umount()
             st = await until(dv["n1"], lambda s: s.peer_role == "Primary" and s.may_promote is False)
             assert st.role == "Secondary"
 
