@@ -50,6 +50,7 @@ from hasupd.resources.drbd_parse import (
 
 DEFAULT_TIMEOUT = 60.0  # s, per drbdadm/drbdsetup call unless the caller says otherwise
 STATUS_TIMEOUT = 10.0
+DEMOTE_FAILED_MAX = 160  # characters of a refused demotion's reason carried in DrbdStatus.demote_failed
 
 
 def _kernel() -> str:
@@ -313,7 +314,8 @@ class DrbdDriver:
         ``secondary --force``, whose holders get I/O errors.  Still refused:
         the failure goes to the group's on_stop_failure policy."""
         r = await self._demote(timeout)
-        self.demote_failure = "" if r.ok else r.message
+        # it travels in the heartbeat (one UDP packet): the fact and the start of the reason
+        self.demote_failure = "" if r.ok else r.message[:DEMOTE_FAILED_MAX]
         return r
 
     async def _demote(self, timeout: float | None) -> Result:
