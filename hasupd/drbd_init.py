@@ -12,6 +12,12 @@ Runs without the daemon (it is what an administrator does before the first
 The order does not matter and nothing waits forever (the reference setup's
 `service drbd start` hung until the peer came).  The winner stays Primary so
 the administrator can `mkfs` on it; hasupd adopts that.
+
+``hasupctl drbd init RESOURCE --resource-file [--drbd-version 8.4|9]`` prints
+the resource file for hasupd (``resource_file``): DRBD 8.4 keeps ``fencing``
+in ``disk``, DRBD 9 in ``net`` and needs ``node-id``, ``auto-promote no`` (an
+application opening the device must not promote it behind hasupd's back) and,
+on two nodes, ``quorum off`` (fencing through hasupd's handler decides instead).
 """
 
 from __future__ import annotations
@@ -45,6 +51,11 @@ async def init(cfg: Config, name: str, this_node_wins: bool, confirm: Callable[[
         r = await drbdmod.ensure_module(cfg.drbd)
         if not r.ok:
             raise InitError(r.message)
+    versions = await drv.versions_once()
+    if versions.kernel:
+        say(f"DRBD kernel module {versions.kernel}, drbd-utils {versions.utils or '?'}")
+    for warning in await drbdmod.check_resource(cfg.drbd, name, versions):
+        say(f"warning: {warning}")
     has_md, r = await drv.has_metadata()
     if has_md is None:
         raise InitError(f"cannot tell whether {res.disk} has DRBD metadata: {r.message}")
@@ -98,3 +109,45 @@ async def init(cfg: Config, name: str, this_node_wins: bool, confirm: Callable[[
         raise InitError(f"the sync of {name} did not finish within {sync_timeout:g}s")
     return (f"{name} is in sync (UpToDate/UpToDate) and Primary here: now `mkfs.ext4 {res.device}` on this "
             "node, then `systemctl enable --now hasupd` on both nodes")
+
+
+HANDLER = "/usr/bin/hasupd-drbd-handler"
+
+
+def resource_file(cfg: Config, name: str, version: str) -> str:
+    """``/etc/drbd.d/NAME.res`` for hasupd's two nodes, DRBD ``version`` "8.4" or "9"."""
+    res = cfg.drbd.resource(name)
+    if res is None:
+        known = ", ".join(r.name for r in cfg.drbd.resources) or "none"
+        raise InitError(f"no DRBD resource {name!r} in {cfg.path} (configured: {known})")
+    if version not in ("8.4", "9"):
+        raise InitError(f"--drbd-version must be 8.4 or 9, not {version!r}")
+    nine = version == "9"
+    fencing = "    fencing resource-only;      # hasupd-drbd-handler answers fence-peer\n"
+    out = [f"# /etc/drbd.d/{name}.res for DRBD {version}, identical on both nodes "
+           f"(hasupctl drbd init {name} --resource-file --drbd-version {version})\n",
+           f"resource {name} {{\n"]
+    if nine:
+        out.append("  options {\n"
+                   "    auto-promote no;            # only hasupd promotes (an open() must not)\n"
+                   "    quorum off;                 # two nodes: fencing decides, not a majority\n"
+                   "  }\n")
+    out.append("  net {\n    protocol C;\n"
+               "    ping-int 1;                 # seconds: DRBD notices a dead peer in ~1.5 s\n"
+               "    ping-timeout 5;             # tenths of a second\n"
+               + (fencing if nine else "") + "  }\n")
+    if not nine:
+        out.append("  disk {\n" + fencing + "  }\n")
+    out.append("  handlers {\n"
+               f"    fence-peer   \"{HANDLER} fence-peer\";\n"
+               f"    unfence-peer \"{HANDLER} unfence-peer\";\n"
+               f"    split-brain  \"{HANDLER} split-brain\";\n"
+               "  }\n")
+    for node_id, node in enumerate(cfg.nodes):
+        address = node.addresses[0] if node.addresses else "ADDRESS"
+        out.append(f"  on {node.name} {{\n"
+                   + (f"    node-id {node_id};\n" if nine else "")
+                   + f"    device {res.device}; disk {res.disk}; address {address}:{res.port}; "
+                   "meta-disk internal;\n  }\n")
+    out.append("}\n")
+    return "".join(out)

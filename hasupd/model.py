@@ -60,10 +60,25 @@ class DrbdStatus:
     minor: int | None = None
     resync_suspended: str = "no"  # events2 resync-suspended: no | user | peer | dependency
     backing_disk_present: bool = True  # False: the backing disk vanished (udev/sysfs)
+    # DRBD 9 only (issue 20); None = not reported (8.4 never reports them)
+    may_promote: bool | None = None  # events2 may_promote (computed by drbd-utils)
+    promotion_score: int | None = None
+    quorum: bool | None = None  # False: some volume reports quorum:no
+    suspended_reason: str = ""  # events2 suspended: user | no-data | fencing | quorum (joined by ,)
+    peer_client: bool = False  # the peer is an intentionally diskless client: never a data copy
+    kernel_version: str = ""  # the node's DRBD module ("8.4.11", "9.2.12"), found once at start
+    # why the last demotion was refused after its escalation (holders stopped, `secondary
+    # --force` where DRBD has it); "" once the node is no longer Primary
+    demote_failed: str = ""
 
     @property
     def connected(self) -> bool:
         return self.connection == "Connected"
+
+    @property
+    def quorum_lost(self) -> bool:
+        """DRBD 9 says this node has no quorum (quorum:no, or I/O suspended for it)."""
+        return self.quorum is False or "quorum" in self.suspended_reason.split(",")
 
 
 @dataclass(frozen=True)

@@ -338,6 +338,10 @@ class _GroupPlanner:
             return f"DRBD {r} on {node} reports a split brain, which an operator must resolve first", False
         if not d.up:
             return f"DRBD {r} is not up on {node}", False
+        if d.may_promote is False and d.disk == "UpToDate":
+            # DRBD 9 knows more than the disk state: a Primary peer, failing I/O, no quorum
+            return (f"DRBD {r} on {node} reports may_promote:no although its disk is UpToDate (a Primary "
+                    "peer, quorum lost or forced I/O failures)"), False
         if d.disk == "UpToDate" or (d.disk == "Consistent" and d.peer_disk == "Outdated"):
             return "", False
         if r in self.view.forced_promotions:
@@ -373,6 +377,10 @@ class _GroupPlanner:
                 return f"the tie-breaker is unreachable from {node} (split_brain_guard ping)"
             if tb is None and starting and node == self.local:
                 return f"the tie-breaker check has not answered yet on {node}"
+        d = self._drbd(ns)
+        if d is not None and d.quorum_lost:  # DRBD 9: I/O there is frozen or failing
+            what = f"suspended:{d.suspended_reason}" if d.suspended_reason else "quorum:no"
+            return f"DRBD {d.resource} has lost quorum on {node} ({what})"
         if starting:
             why, _ = self._good_data(node)
             if why:
@@ -459,6 +467,11 @@ class _GroupPlanner:
         stop_failed = [r.name for r, s in zip(g.resources, self.states) if s == ResState.STOP_FAILED]
         if stop_failed:
             return self.local_stop_failure(stop_failed[0])
+        if self.d is not None and self.d.role == "Primary" and self.d.demote_failed \
+                and not any(s in RUNNING for s in self.states):
+            # the driver already stopped the holders and tried `secondary --force` where DRBD has it
+            return self.local_stop_failure(self.d.resource, f"DRBD {self.d.resource} could not be demoted "
+                                           f"({self.d.demote_failed})")
         if name in self.view.blocked:
             self.sentence = (f"{name} is blocked ({self.view.blocked[name]}): nothing of it is started, "
                              f"stopped or moved on either node until an operator checks and runs "
@@ -497,18 +510,19 @@ class _GroupPlanner:
 
     # ------------------------------------------------------------ stop failure
 
-    def local_stop_failure(self, res: str) -> None:
+    def local_stop_failure(self, res: str, failed: str = "") -> None:
         name = self.name
+        failed = failed or f"{res} failed to stop"
         if self.g.on_stop_failure == "reboot":
-            why = (f"{res} failed to stop on {self.local}: reboot this node (on_stop_failure reboot) so that "
+            why = (f"{failed} on {self.local}: reboot this node (on_stop_failure reboot) so that "
                    f"{self.peer_name} can take {name} over safely")
             self.actions.append(Action(K.REBOOT, name, res, why))
             self.sentence = f"{name}: {why}."
             return
         if name not in self.view.blocked:
-            self.act(K.BLOCK, res, f"{res} failed to stop on {self.local}, which may still hold the data: "
+            self.act(K.BLOCK, res, f"{failed} on {self.local}, which may still hold the data: "
                      f"{name} is blocked on both nodes until `hasupctl cleanup {name}`")
-        self.sentence = (f"{name} is blocked: {res} failed to stop on {self.local}, which may still hold "
+        self.sentence = (f"{name} is blocked: {failed} on {self.local}, which may still hold "
                          f"the data, so nothing of it is started, stopped or moved on either node until "
                          f"an operator checks and runs `hasupctl cleanup {name}`.")
 

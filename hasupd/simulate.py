@@ -492,6 +492,16 @@ def _drbd_text(d: DrbdStatus) -> str:
     text = f"{d.role}/{d.peer_role} {d.disk}/{d.peer_disk} {d.connection}"
     if d.replication not in ("Off", "Established"):
         text += f" {d.replication}"
+    # DRBD 9's promotion facts, when reported
+    for name, value in (("may_promote", d.may_promote), ("quorum", d.quorum)):
+        if value is not None:
+            text += f" {name}:{'yes' if value else 'no'}"
+    if d.suspended_reason:
+        text += f" suspended:{d.suspended_reason}"
+    if d.peer_client:
+        text += " peer-client:yes"
+    if d.demote_failed:
+        text += " demotion-refused"
     return text + (" split-brain" if d.split_brain else "")
 
 

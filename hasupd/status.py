@@ -19,7 +19,8 @@ Schema (version 1; times ``*_wall`` are Unix seconds, durations seconds)::
     guard              {mode, tiebreaker (bool|null), targets, fencing, warning (str|null)}
     drbd               [{resource, device, group,
                          nodes: {NODE: {role, disk, connection, replication, peer_role,
-                                        peer_disk, sync_percent, sync_eta_s, split_brain, up}}}]
+                                        peer_disk, sync_percent, sync_eta_s, split_brain, up,
+                                        kernel_version, may_promote, quorum (null: 8.4)}}}]
     groups             [{name, state, node, since_wall, target_role, drbd,
                          resources: [{name, type, summary, state, node, detail,
                                       states: {NODE: state}}],
@@ -139,7 +140,8 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
                 "role": st.role, "disk": st.disk, "connection": st.connection,
                 "replication": st.replication, "peer_role": st.peer_role, "peer_disk": st.peer_disk,
                 "sync_percent": st.sync_percent, "sync_eta_s": st.sync_eta_s,
-                "split_brain": st.split_brain, "up": st.up,
+                "split_brain": st.split_brain, "up": st.up, "kernel_version": st.kernel_version,
+                "may_promote": st.may_promote, "quorum": st.quorum,
             }
         drbd.append({"resource": d.name, "device": d.device, "group": group_of_drbd.get(d.name),
                      "nodes": per_node})
@@ -357,6 +359,10 @@ def render_status(s: Mapping[str, Any], color: bool = False) -> str:
                 extra += "  " + c("SPLIT BRAIN", "red")
             if not x["up"]:
                 extra += "  (not up)"
+            if x.get("quorum") is False:
+                extra += "  " + c("NO QUORUM", "red")
+            if x.get("kernel_version"):
+                extra += f"  (DRBD {x['kernel_version']})"
             out.append(f"  {name:<{w}}  {x['role']:<9}  {st(x['disk'], 12)}  {st(x['connection'], 10)}{extra}".rstrip())
 
     for grp in s["groups"]:

@@ -7,6 +7,7 @@ winner waits (bounded) for the peer instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -43,12 +44,18 @@ def hasupctl(sc: SimCluster, node: str, cfg: Path, *args: str) -> subprocess.Com
                           env=sc.env(node), capture_output=True, text=True, timeout=180)
 
 
-@pytest.fixture
-def sim():
+@contextlib.contextmanager
+def _sim(version: str):
     with tempfile.TemporaryDirectory(prefix="hasupd-init-") as tmp, \
             TwoNodeNet(f"di{os.getpid() % 1000}", subnet="10.77.9") as net, \
-            SimCluster(Path(tmp) / "sim", net.nodes(), prefix="di", ping_int=1.0) as sc:
+            SimCluster(Path(tmp) / "sim", net.nodes(), prefix="di", ping_int=1.0, drbd_version=version) as sc:
         yield sc, net, Path(tmp)
+
+
+@pytest.fixture(params=["8.4", "9"])
+def sim(request):
+    with _sim(request.param) as s:
+        yield s
 
 
 def test_first_sync_from_this_node(sim):
@@ -60,6 +67,9 @@ def test_first_sync_from_this_node(sim):
     r = hasupctl(sc, "n1", c1, "drbd", "init", "r0", "--this-node-wins", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "UpToDate/UpToDate" in r.stdout and "mkfs.ext4" in r.stdout
+    kernel = {"8.4": "8.4.11", "9": "9.2.12"}[sc.drbd_version]
+    assert f"DRBD kernel module {kernel}, drbd-utils 9.22.0" in r.stdout
+    assert "warning" not in r.stdout  # the simulated resource has auto-promote no
     st1, st2 = sc.state("n1"), sc.state("n2")
     assert (st1["role"], st1["disk"]) == ("Primary", "UpToDate"), st1
     assert (st2["role"], st2["disk"]) == ("Secondary", "UpToDate"), st2
@@ -89,3 +99,37 @@ def test_winner_first_waits_for_the_peer_and_never_hangs(sim):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "waiting up to 120s for the peer" in r.stdout
     assert sc.state("n2")["disk"] == "UpToDate"
+
+
+def test_drbd9_auto_promote_on_is_warned():
+    with _sim("9") as (sc, net, tmp):
+        sc.reconfigure(auto_promote=True)
+        c2 = node_config(sc, net, "n2", tmp)
+        r = hasupctl(sc, "n2", c2, "drbd", "init", "r0", "--yes")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "warning: DRBD r0 has auto-promote on" in r.stdout
+        r = hasupctl(sc, "n2", c2, "check")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "DRBD: kernel module 9.2.12, drbd-utils 9.22.0" in r.stdout, r.stdout
+        assert "warning: DRBD r0 has auto-promote on" in r.stdout
+
+
+@pytest.mark.parametrize("version", ["8.4", "9"])
+def test_resource_file_for_each_version(version, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hasupd.control.cli", "--config", str(ROOT / "conf" / "hasupd.yaml"),
+                        "drbd", "init", "r0", "--resource-file", "--drbd-version", version],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    sections = {m: text.index(f"  {m} {{") for m in ("net", "handlers")}
+    fencing = text.index("fencing resource-only;")
+    assert '"/usr/bin/hasupd-drbd-handler fence-peer"' in text
+    assert "address 192.168.0.21:7789" in text and "address 192.168.0.22:7789" in text
+    if version == "9":
+        # 9: fencing is a net option, node ids are needed, only hasupd promotes, two nodes: no quorum
+        assert sections["net"] < fencing < sections["handlers"]
+        assert "auto-promote no;" in text and "quorum off;" in text and "node-id 1;" in text
+        assert "  disk {" not in text
+    else:
+        assert text.index("  disk {") < fencing < sections["handlers"]
+        assert "quorum" not in text and "node-id" not in text and "auto-promote" not in text

@@ -258,6 +258,8 @@ def cmd_check(args) -> int:
     if not args.quiet:
         print(configmod.summary(cfg))
         print(f"split-brain guard {planner.guard_price(cfg)}")
+        for line in _check_drbd(cfg):
+            print(line)
         print(f"{path}: valid")
     return 0
 
@@ -307,6 +309,25 @@ def cmd_fence(args) -> int:
     return 0 if f.get("ok") else 1
 
 
+def _check_drbd(cfg) -> list[str]:
+    """Which DRBD is installed here, and what its resources lack for hasupd."""
+    if not cfg.drbd.resources:
+        return []
+    import asyncio
+
+    from hasupd.resources import drbd as drbdmod
+
+    async def go() -> list[str]:
+        v = await drbdmod.detect_versions(cfg.drbd)
+        lines = [f"DRBD: kernel module {v.kernel or 'not loaded (version unknown)'}, "
+                 f"drbd-utils {v.utils or 'not found'}"]
+        for r in cfg.drbd.resources:
+            lines += [f"warning: {w}" for w in await drbdmod.check_resource(cfg.drbd, r.name, v)]
+        return lines
+
+    return asyncio.run(go())
+
+
 def cmd_keygen(args) -> int:
     path = args.path
     if not path:
@@ -331,7 +352,7 @@ def cmd_drbd_init(args) -> int:
     """Local: works before the daemon runs (see hasupd.drbd_init)."""
     import asyncio
 
-    from hasupd.drbd_init import InitError, init
+    from hasupd.drbd_init import InitError, init, resource_file
 
     try:
         cfg = configmod.load(_config_path(args))
@@ -346,11 +367,23 @@ def cmd_drbd_init(args) -> int:
         return input(f"{question} Type 'yes' to go on: ").strip() == "yes"
 
     try:
+        if args.resource_file:
+            print(resource_file(cfg, args.resource, args.drbd_version or _installed_drbd(cfg)), end="")
+            return 0
         print(asyncio.run(init(cfg, args.resource, args.this_node_wins, confirm,
                                connect_timeout=args.timeout)))
     except InitError as e:
         raise Fail(str(e)) from None
     return 0
+
+
+def _installed_drbd(cfg) -> str:
+    """"9" or "8.4": the kernel module's major version here (8.4 when unknown)."""
+    import asyncio
+
+    from hasupd.resources import drbd as drbdmod
+
+    return "9" if asyncio.run(drbdmod.detect_versions(cfg.drbd)).major == 9 else "8.4"
 
 
 def render_drbd(drbd) -> str:
@@ -481,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="this node's data is kept: overwrite the peer's copy")
     d.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     d.add_argument("--timeout", type=float, default=300.0, help="how long to wait for the peer (s)")
+    d.add_argument("--resource-file", action="store_true",
+                   help="only print /etc/drbd.d/RESOURCE.res for hasupd (fencing with its handler)")
+    d.add_argument("--drbd-version", choices=("8.4", "9"),
+                   help="the resource file's DRBD version (default: the installed kernel module's)")
     d.set_defaults(func=cmd_drbd_init)
     d = dsub.add_parser("status", help="DRBD state of both nodes")
     d.add_argument("--json", action="store_true")

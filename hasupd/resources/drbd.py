@@ -34,18 +34,23 @@ from hasupd.model import DrbdStatus
 from hasupd.resources.base import Result, child_env, run
 from hasupd.resources.drbd_parse import (
     SYNCING,
+    DrbdVersions,
     Events2Stream,
     FailureKind,
+    auto_promote,
     classify,
     explain,
     kernel_holders,
     merge_progress,
+    parse_drbdadm_version,
     parse_events2,
     parse_proc_drbd,
+    proc_drbd_version,
 )
 
 DEFAULT_TIMEOUT = 60.0  # s, per drbdadm/drbdsetup call unless the caller says otherwise
 STATUS_TIMEOUT = 10.0
+DEMOTE_FAILED_MAX = 160  # characters of a refused demotion's reason carried in DrbdStatus.demote_failed
 
 
 def _kernel() -> str:
@@ -77,14 +82,47 @@ async def ensure_module(cfg: config.Drbd, timeout: float = 30.0, env: dict[str, 
     return dataclasses.replace(r, message=explain(f, "drbd", kernel=_kernel()))
 
 
+async def detect_versions(cfg: config.Drbd, timeout: float = 10.0,
+                          env: dict[str, str] | None = None) -> DrbdVersions:
+    """Which DRBD runs here: ``drbdadm --version`` (its DRBD_KERNEL_VERSION_CODE
+    is 0 while the module is not loaded), else /proc/drbd's first line."""
+    r = await run((cfg.drbdadm, "--version"), timeout, env=env)
+    found = parse_drbdadm_version(r.output) if r.ok else DrbdVersions()
+    if not found.kernel:
+        try:
+            with open(cfg.status_path) as f:
+                kernel = proc_drbd_version(f.read(4096)) or ""
+        except OSError:
+            kernel = ""
+        found = DrbdVersions(kernel, found.utils)
+    return found
+
+
+async def check_resource(cfg: config.Drbd, res: str, versions: DrbdVersions, timeout: float = 10.0,
+                         env: dict[str, str] | None = None) -> list[str]:
+    """Warnings about a DRBD resource's configuration for hasupd (``hasupctl check``)."""
+    if versions.major is None or versions.major < 9:
+        return []
+    r = await run((cfg.drbdadm, "dump", res), timeout, env=env)
+    on = auto_promote(r.output) if r.ok else None
+    if on is None:
+        return [f"DRBD {res}: cannot read its configuration (`drbdadm dump {res}`: "
+                f"{(r.output.strip().splitlines() or [r.message])[-1]}); make sure it has "
+                "`options { auto-promote no; }`"]
+    if on:
+        return [f"DRBD {res} has auto-promote on (DRBD 9's default): an application that opens "
+                f"{res}'s device promotes it behind hasupd's back; set `options {{ auto-promote no; }}`"]
+    return []
+
+
 # ---------------------------------------------------------------- holders
 
 
-def _mountinfo() -> list[tuple[str, str, str]]:
-    """(major:minor, source, mountpoint) of every mount in this mount namespace."""
+def _mountinfo(pid: str = "self") -> list[tuple[str, str, str]]:
+    """(major:minor, source, mountpoint) of every mount in the mount namespace of ``pid``."""
     out = []
     try:
-        with open("/proc/self/mountinfo") as f:
+        with open(f"/proc/{pid}/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
                 fields = left.split()
@@ -104,9 +142,11 @@ def _rdev(path: str) -> int | None:
 
 
 def find_holders(device: str) -> list[str]:
-    """Who holds ``device`` open: its mounts, processes with it (or a file
-    under its mounts) open or as cwd, and kernel holders (dm/LVM).  The
-    device is matched by its device number, whatever node names it."""
+    """Who holds ``device`` open: its mounts, here and in other mount
+    namespaces (a service started with PrivateTmp= while the filesystem was
+    mounted keeps a copy of the mount), processes with it (or a file on its
+    filesystem) open or as cwd, and kernel holders (dm/LVM).  The device is
+    matched by its device number, whatever node names it."""
     real = os.path.realpath(device)
     rdev = _rdev(real)
     majmin = f"{os.major(rdev)}:{os.minor(rdev)}" if rdev is not None else None
@@ -121,13 +161,32 @@ def find_holders(device: str) -> list[str]:
     def under(link: str, path: str) -> bool:
         if any(path == mp or path.startswith(mp.rstrip("/") + "/") for mp in mounts):
             return True
-        return path == real or (rdev is not None and path.startswith("/dev/") and _rdev(link) == rdev)
+        if path == real or (rdev is not None and path.startswith("/dev/") and _rdev(link) == rdev):
+            return True
+        try:  # a file on the device's filesystem, whichever mount namespace it is seen through
+            return rdev is not None and os.stat(link).st_dev == rdev
+        except OSError:
+            return False
+
+    def name_of(pid: int) -> str:
+        with contextlib.suppress(Exception):
+            return psutil.Process(pid).name() if psutil is not None else "?"
+        return "?"
 
     me = os.getpid()
+    namespaces = set()
+    with contextlib.suppress(OSError):
+        namespaces.add(os.readlink("/proc/self/ns/mnt"))
     for pid_s in os.listdir("/proc"):
         if not pid_s.isdigit() or int(pid_s) == me:
             continue
         pid = int(pid_s)
+        with contextlib.suppress(OSError):
+            ns = os.readlink(f"/proc/{pid}/ns/mnt")
+            if majmin is not None and ns not in namespaces:
+                namespaces.add(ns)
+                found += [f"mounted on {mp} in the mount namespace of pid {pid} ({name_of(pid)})"
+                          for mm, _src, mp in _mountinfo(pid_s) if mm == majmin]
         hit = False
         with contextlib.suppress(OSError):
             hit = under(f"/proc/{pid}/cwd", os.readlink(f"/proc/{pid}/cwd"))
@@ -140,15 +199,32 @@ def find_holders(device: str) -> list[str]:
                             hit = True
                             break
         if hit:
-            name = "?"
-            if psutil is not None:
-                with contextlib.suppress(Exception):
-                    name = psutil.Process(pid).name()
-            found.append(f"pid {pid} ({name})")
+            found.append(f"pid {pid} ({name_of(pid)})")
     with contextlib.suppress(OSError):
         for h in sorted(os.listdir(f"/sys/class/block/{os.path.basename(real)}/holders")):
             found.append(f"kernel holder {h}")
     return found
+
+
+def stop_holder_processes(device: str, grace: float = 5.0) -> list[str]:
+    """SIGTERM the processes that hold ``device`` (see ``find_holders``), SIGKILL
+    those still there after ``grace`` seconds; mounts and kernel holders are
+    left alone (unmounting is the filesystem resource's job).  What was stopped."""
+    import re
+    pids = {int(m.group(1)): h for h in find_holders(device)
+            for m in [re.match(r"pid (\d+) ", h)] if m and int(m.group(1)) > 1}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 15)
+    deadline = time.monotonic() + grace
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = {p for p in left if os.path.exists(f"/proc/{p}")}
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    return list(pids.values())
 
 
 def backing_disk_present(disk: str) -> bool:
@@ -185,6 +261,8 @@ class DrbdDriver:
         self.disk_events = 0  # uevents seen for the backing disk (for status and tests)
         self.events_pid: int | None = None  # the running `drbdsetup events2` (process group leader)
         self.events_starts = 0
+        self.versions: DrbdVersions | None = None  # found once at start (versions_once)
+        self.demote_failure = ""  # the last demotion's refusal (DrbdStatus.demote_failed)
 
     # ------------------------------------------------------------ commands
 
@@ -210,7 +288,9 @@ class DrbdDriver:
         return (self.cfg.drbdadm, *args)
 
     async def up(self, timeout: float | None = None) -> Result:
-        """``drbdadm up`` (``adjust`` when already up: idempotent)."""
+        """``drbdadm up`` (``adjust`` when already up: idempotent).  The first
+        call also finds which DRBD runs here."""
+        await self.versions_once()
         st = await self.status()
         if st.up:
             return await self._run(self._adm("adjust", self.name), "adjust", timeout)
@@ -229,7 +309,48 @@ class DrbdDriver:
         return await self._run(self._adm(*args), "forced promotion" if force else "promotion", timeout)
 
     async def demote(self, timeout: float | None = None) -> Result:
-        return await self._run(self._adm("secondary", self.name), "demotion", timeout)
+        """``drbdadm secondary``; where a holder keeps the device open: stop the
+        holding processes and retry, then (DRBD 9.1.7+, drbd-utils 9.21+)
+        ``secondary --force``, whose holders get I/O errors.  Still refused:
+        the failure goes to the group's on_stop_failure policy."""
+        r = await self._demote(timeout)
+        # it travels in the heartbeat (one UDP packet): the fact and the start of the reason
+        self.demote_failure = "" if r.ok else r.message[:DEMOTE_FAILED_MAX]
+        return r
+
+    async def _demote(self, timeout: float | None) -> Result:
+        argv = self._adm("secondary", self.name)
+        r = await self._run(argv, "demotion", timeout)
+        if r.ok or not self._held_open(r):
+            return r
+        loop = asyncio.get_running_loop()
+        stopped = await loop.run_in_executor(None, stop_holder_processes, self.res.device)
+        if stopped:
+            r = await self._run(argv, "demotion", timeout)
+            if r.ok:
+                return dataclasses.replace(r, message=f"demoted {self.name} after stopping {', '.join(stopped)}")
+            r = dataclasses.replace(r, message=f"{r.message} (after stopping {', '.join(stopped)})")
+            if not self._held_open(r):
+                return r
+        versions = await self.versions_once()
+        if not versions.secondary_force:
+            return r
+        forced = await self._run(self._adm("secondary", "--force", self.name), "forced demotion", timeout)
+        if forced.ok:
+            return dataclasses.replace(forced, message=(
+                f"demoted {self.name} with `secondary --force` (DRBD {versions.kernel}): it was held open "
+                f"({r.message}); its remaining openers get I/O errors"))
+        return forced
+
+    @staticmethod
+    def _held_open(r: Result) -> bool:
+        return classify(r.output or r.message, r.returncode).kind is FailureKind.HELD_OPEN
+
+    async def versions_once(self) -> DrbdVersions:
+        """Which DRBD this is, found once (when the module's version is known)."""
+        if self.versions is None or not self.versions.kernel:
+            self.versions = await detect_versions(self.cfg, env=self.env)
+        return self.versions
 
     async def connect(self, discard_my_data: bool = False, timeout: float | None = None) -> Result:
         """Split-brain recovery: the victim connects with ``--discard-my-data``
@@ -314,6 +435,12 @@ class DrbdDriver:
             changes["split_brain"] = True
         if st.minor is None:
             changes["minor"] = self.res.minor
+        if self.versions is not None and st.kernel_version != self.versions.kernel:
+            changes["kernel_version"] = self.versions.kernel
+        if st.role != "Primary":
+            self.demote_failure = ""
+        if st.demote_failed != self.demote_failure:
+            changes["demote_failed"] = self.demote_failure
         present = backing_disk_present(self.res.disk)
         if present != st.backing_disk_present:
             changes["backing_disk_present"] = present

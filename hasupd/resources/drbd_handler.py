@@ -190,9 +190,12 @@ def _env() -> tuple[str, str, dict]:
     resource = os.environ.get("DRBD_RESOURCE", "")
     peer = os.environ.get("DRBD_PEER", "") or os.environ.get("DRBD_PEERS", "").split(" ")[0]
     if not peer and "DRBD_PEER_NODE_ID" in os.environ:  # DRBD 9 names the peer by node id
-        peer = os.environ.get(f"DRBD_NODE_ID_{os.environ['DRBD_PEER_NODE_ID']}", "")
+        # drbdadm 9 sets DRBD_NODE_ID_<id> to the host's `on` names (space separated)
+        peer = (os.environ.get(f"DRBD_NODE_ID_{os.environ['DRBD_PEER_NODE_ID']}", "").split() or [""])[0]
     extra = {k: os.environ[e] for k, e in (("peer_address", "DRBD_PEER_ADDRESS"), ("minor", "DRBD_MINOR"))
-             if e in os.environ}
+             if os.environ.get(e)}
+    if "minor" not in extra and os.environ.get("DRBD_MINORS", "").split():  # 9: connection-level helper
+        extra["minor"] = os.environ["DRBD_MINORS"].split()[0]
     return resource, peer, extra
 
 

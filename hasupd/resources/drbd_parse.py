@@ -24,6 +24,7 @@ Failures: ``classify(output, returncode)`` turns a refusal into a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from dataclasses import dataclass
@@ -147,6 +148,65 @@ def proc_drbd_version(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+@dataclass(frozen=True)
+class DrbdVersions:
+    """Which DRBD runs here: the kernel module's and drbd-utils' versions."""
+
+    kernel: str = ""  # "8.4.11", "9.2.12"; "" = not known (module not loaded)
+    utils: str = ""  # drbd-utils (drbdadm) version, "9.22.0"
+
+    @property
+    def major(self) -> int | None:
+        head = self.kernel.split(".", 1)[0]
+        return int(head) if head.isdigit() else None
+
+    def at_least(self, kernel: tuple[int, ...], utils: tuple[int, ...]) -> bool:
+        return _vtuple(self.kernel) >= kernel and _vtuple(self.utils) >= utils
+
+    @property
+    def secondary_force(self) -> bool:
+        """``drbdadm secondary --force`` exists (DRBD 9.1.7+, drbd-utils 9.21+)."""
+        return self.at_least((9, 1, 7), (9, 21))
+
+
+def _vtuple(v: str) -> tuple[int, ...]:
+    nums = re.findall(r"\d+", v.split("-", 1)[0])
+    return tuple(int(x) for x in nums[:3]) if nums else (0,)
+
+
+def version_from_code(code: int) -> str:
+    """``0x09020c`` -> "9.2.12" (DRBD_KERNEL_VERSION_CODE / DRBDADM_VERSION_CODE)."""
+    return f"{code >> 16}.{code >> 8 & 0xff}.{code & 0xff}"
+
+
+def parse_drbdadm_version(text: str) -> DrbdVersions:
+    """``drbdadm --version``: DRBD_KERNEL_VERSION_CODE=0x08040b (0x000000 and
+    DRBD_KERNEL_VERSION=0 when the module is not loaded), DRBDADM_VERSION=9.22.0
+    (fixtures/drbdadm-version.txt)."""
+    kv = dict(m.groups() for m in re.finditer(r"^(\w+)=(.*)$", text, re.M))
+    kernel = kv.get("DRBD_KERNEL_VERSION", "").replace("\\", "")
+    if kernel in ("", "0"):  # 9.22 without the module prints DRBD_KERNEL_VERSION=0
+        try:
+            code = int(kv.get("DRBD_KERNEL_VERSION_CODE", "0"), 16)
+        except ValueError:
+            code = 0
+        kernel = version_from_code(code) if code else ""
+    utils = kv.get("DRBDADM_VERSION", "")
+    if not utils and kv.get("DRBDADM_VERSION_CODE"):
+        with contextlib.suppress(ValueError):
+            utils = version_from_code(int(kv["DRBDADM_VERSION_CODE"], 16))
+    return DrbdVersions(kernel, utils)
+
+
+def auto_promote(dump: str) -> bool | None:
+    """From ``drbdadm dump RES``: is auto-promote on?  DRBD 9's default is yes;
+    None when the text is no DRBD 9 resource dump at all."""
+    if not re.search(r"^\s*resource\s", dump, re.M):
+        return None
+    m = re.search(r"\bauto-promote\s+(\S+?);", dump)
+    return True if m is None else m.group(1) not in ("no", "false", "off")
+
+
 # ---------------------------------------------------------------- legacy events (8.4)
 
 _LEGACY = re.compile(r"^\s*\d+\s+(\w\w)\s+(\d+),([^\[\s]+)\[\d+\]\s*(.*)$")
@@ -174,18 +234,23 @@ def parse_legacy_event(line: str) -> DrbdStatus | None:
 # ---------------------------------------------------------------- events2
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+\s+")
-_VERBS = ("exists", "create", "change", "destroy", "call", "response")
+_VERBS = ("exists", "create", "change", "destroy", "call", "response", "rename")
+MIB = 1024  # KiB per MiB: drbdsetup prints dbdt1 (resync speed) in MiB/s (sectors/ms * 1000 / 2048)
 
 
 @dataclass
 class _Res:
-    """Mutable per-resource state inside the stream (objects by key)."""
+    """Mutable per-resource state inside the stream (objects by key).
+
+    Connections are kept per peer (peer-node-id, or the peer's name in
+    ``drbdadm status``), devices per volume, peer devices per (peer, volume)."""
 
     name: str
     role: str = "Unknown"
-    suspended: bool = False
+    suspended: str = "no"
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # may_promote, promotion_score ...
     devices: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)  # volume ->
-    connections: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # peer-node-id ->
+    connections: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # peer ->
     peer_devices: dict[tuple[str, int], dict[str, str]] = dataclasses.field(default_factory=dict)
     split_brain: bool = False
 
@@ -195,16 +260,94 @@ def _split(line: str) -> tuple[str, str, dict[str, str]] | None:
     parts = line.split()
     if len(parts) < 2 or parts[0] not in _VERBS:
         return None
+    return parts[0], parts[1], _fields(parts[2:])
+
+
+def _fields(words: Iterable[str]) -> dict[str, str]:
+    """``key:value`` words; ``--diff`` output's ``key:old->new`` keeps the new value."""
     fields: dict[str, str] = {}
-    for p in parts[2:]:
+    for p in words:
         k, sep, v = p.partition(":")
         if sep:
-            fields[k] = v
-    return parts[0], parts[1], fields
+            fields[k] = v.rpartition("->")[2]
+    return fields
 
 
 def _yes(v: str | None) -> bool:
     return v not in (None, "no", "false")
+
+
+def _bool(v: str | None) -> bool | None:
+    return None if v is None else v == "yes"
+
+
+def join_wrapped(text: str) -> list[str]:
+    """Lines of events2 output; a line that starts with white space continues
+    the previous one (drbdsetup never starts a line so; the user guide wraps
+    its examples that way)."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and lines and line.strip():
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line)
+    return lines
+
+
+def _data_peer(r: _Res) -> str | None:
+    """The peer shown in the status: a peer with a disk (a ``peer-client:yes``
+    peer, a diskless tie-breaker, never counts as a data copy), the lowest
+    node id first; a client peer only when there is no other."""
+    def client(peer: str) -> bool:
+        pds = [v for (p, _vol), v in r.peer_devices.items() if p == peer]
+        return bool(pds) and all(_yes(v.get("peer-client")) for v in pds)
+
+    def key(peer: str) -> tuple[bool, int, str]:
+        return client(peer), int(peer) if peer.isdigit() else 1 << 30, peer
+
+    return min(r.connections, key=key) if r.connections else None
+
+
+def _status_of(r: _Res) -> DrbdStatus:
+    dev = r.devices[min(r.devices)] if r.devices else {}
+    conn_key = _data_peer(r)
+    conn = r.connections.get(conn_key, {}) if conn_key is not None else {}
+    pds = sorted(k for k in r.peer_devices if k[0] == conn_key) if conn_key is not None else []
+    pd = r.peer_devices[pds[0]] if pds else {}
+    connection = conn.get("connection", "StandAlone")
+    connected = connection == "Connected"
+    # DRBD sends one line per object for one state change: between the
+    # connection line and the peer-device line, do not report a
+    # replication or peer disk that a lost connection cannot have.
+    replication = pd.get("replication", "Off") if connected else "Off"
+    peer_disk = pd.get("peer-disk", "DUnknown") if conn else "DUnknown"
+    if not connected and peer_disk not in ("Outdated", "Inconsistent"):
+        peer_disk = "DUnknown"
+    pct = eta = speed = None
+    if replication in SYNCING:
+        pct, eta, speed = _num(pd.get("done")), _num(pd.get("eta")), _num(pd.get("dbdt1"))
+        if speed is not None:
+            speed = round(speed * MIB, 2)
+    minor = dev.get("minor")
+    quorums = [_bool(d.get("quorum")) for d in r.devices.values()]
+    quorum = None if all(q is None for q in quorums) else all(q is not False for q in quorums)
+    score = r.fields.get("promotion_score")
+    return DrbdStatus(
+        r.name, up=True, role=r.role,
+        peer_role=conn.get("role", "Unknown") if connected else "Unknown",
+        disk=dev.get("disk", "Diskless") if r.devices else "Diskless",
+        peer_disk=peer_disk,
+        connection=connection, replication=replication,
+        sync_percent=pct, sync_eta_s=eta, sync_speed_kib=speed,
+        out_of_sync_kib=int(_num(pd.get("out-of-sync")) or 0) if conn else 0,
+        suspended=_yes(r.suspended), split_brain=r.split_brain,
+        minor=int(minor) if minor and minor.isdigit() else None,
+        resync_suspended=pd.get("resync-suspended", "no") if conn else "no",
+        may_promote=_bool(r.fields.get("may_promote")),
+        promotion_score=int(score) if score is not None and score.lstrip("-").isdigit() else None,
+        quorum=quorum, suspended_reason="" if r.suspended == "no" else r.suspended,
+        peer_client=_yes(pd.get("peer-client")) if conn else False,
+    )
 
 
 class Events2Stream:
@@ -231,11 +374,11 @@ class Events2Stream:
         self.initial_done = False
 
     def statuses(self) -> dict[str, DrbdStatus]:
-        return {n: self._status(r) for n, r in self._res.items()}
+        return {n: _status_of(r) for n, r in self._res.items()}
 
     def status(self, name: str) -> DrbdStatus:
         r = self._res.get(name)
-        return self._status(r) if r else DrbdStatus(name, up=False)
+        return _status_of(r) if r else DrbdStatus(name, up=False)
 
     def feed(self, line: str) -> list[DrbdStatus]:
         parsed = _split(line)
@@ -253,6 +396,14 @@ class Events2Stream:
                 self._get(name).split_brain = True
                 return self._emit(name)
             return []
+        if verb == "rename":
+            new = f.get("new_name")
+            if obj != "resource" or not new or name not in self._res:
+                return []
+            r = self._res.pop(name)
+            r.name = new
+            self._res[new] = r
+            return ([DrbdStatus(name, up=False)] + self._emit(new)) if self.initial_done else []
         if verb == "destroy" and obj == "resource":
             self._res.pop(name, None)
             self._sticky_split_brain.discard(name)
@@ -267,7 +418,8 @@ class Events2Stream:
             if "role" in f:
                 r.role = f["role"]
             if "suspended" in f:
-                r.suspended = _yes(f["suspended"])
+                r.suspended = f["suspended"]
+            r.fields.update(f)
         elif obj == "device":
             if verb == "destroy":
                 r.devices.pop(vol, None)
@@ -295,48 +447,117 @@ class Events2Stream:
         return self._res[name]
 
     def _emit(self, name: str) -> list[DrbdStatus]:
-        return [self._status(self._res[name])] if self.initial_done else []
-
-    @staticmethod
-    def _status(r: _Res) -> DrbdStatus:
-        dev = r.devices[min(r.devices)] if r.devices else {}
-        conn_key = min(r.connections) if r.connections else None
-        conn = r.connections.get(conn_key, {}) if conn_key is not None else {}
-        pds = sorted(k for k in r.peer_devices if k[0] == conn_key) if conn_key is not None else []
-        pd = r.peer_devices[pds[0]] if pds else {}
-        connection = conn.get("connection", "StandAlone")
-        connected = connection == "Connected"
-        # DRBD sends one line per object for one state change: between the
-        # connection line and the peer-device line, do not report a
-        # replication or peer disk that a lost connection cannot have.
-        replication = pd.get("replication", "Off") if connected else "Off"
-        peer_disk = pd.get("peer-disk", "DUnknown") if conn else "DUnknown"
-        if not connected and peer_disk not in ("Outdated", "Inconsistent"):
-            peer_disk = "DUnknown"
-        pct = eta = speed = None
-        if replication in SYNCING:
-            pct, eta, speed = _num(pd.get("done")), _num(pd.get("eta")), _num(pd.get("dbdt1"))
-        minor = dev.get("minor")
-        return DrbdStatus(
-            r.name, up=True, role=r.role,
-            peer_role=conn.get("role", "Unknown") if connected else "Unknown",
-            disk=dev.get("disk", "Diskless") if r.devices else "Diskless",
-            peer_disk=peer_disk,
-            connection=connection, replication=replication,
-            sync_percent=pct, sync_eta_s=eta, sync_speed_kib=speed,
-            out_of_sync_kib=int(_num(pd.get("out-of-sync")) or 0) if conn else 0,
-            suspended=r.suspended, split_brain=r.split_brain,
-            minor=int(minor) if minor and minor.isdigit() else None,
-            resync_suspended=pd.get("resync-suspended", "no") if conn else "no",
-        )
+        return [_status_of(self._res[name])] if self.initial_done else []
 
 
 def parse_events2(text: str) -> dict[str, DrbdStatus]:
     """``drbdsetup events2 --now`` output -> status per resource."""
     stream = Events2Stream()
-    for line in text.splitlines():
+    for line in join_wrapped(text):
         stream.feed(line)
     return stream.statuses()
+
+
+# ---------------------------------------------------------------- drbdadm status
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_DEVICE_KEYS = frozenset(("disk", "minor", "client", "quorum", "open", "backing_dev"))
+_PEER_DEVICE_KEYS = frozenset(("peer-disk", "replication", "done", "peer-client", "resync-suspended"))
+
+
+def parse_status(text: str) -> dict[str, DrbdStatus]:
+    """``drbdadm status`` / ``drbdsetup status [--verbose] [--statistics]``
+    (colours allowed) -> status per resource.
+
+    8.4 (drbdsetup-84) names the peer ``peer`` and always prints the
+    replication; 9 names it by host, prints ``connection:`` only when not
+    Connected and ``replication:`` only when not Established, and may add
+    ``quorum:no`` (device line) or ``suspended:quorum`` (resource line).
+    A line is placed by its keys, not its indentation (copies in guides
+    often lose the indentation)."""
+    out: dict[str, _Res] = {}
+    r: _Res | None = None
+    peer: str | None = None
+    last: dict[str, str] | None = None  # where continuation (statistics) lines go
+    for raw in _ANSI.sub("", text).splitlines():
+        if not raw.strip():
+            continue
+        words = raw.split()
+        if not raw[:1].isspace():
+            r = out.setdefault(words[0], _Res(words[0]))
+            f = _fields(words[1:])
+            r.role = f.get("role", r.role)
+            r.suspended = f.get("suspended", r.suspended)
+            r.fields.update(f)
+            peer, last = None, r.fields
+            continue
+        if r is None:
+            continue
+        if ":" not in words[0]:  # a peer: "peer role:Secondary" (8.4), "bob role:Primary" (9)
+            peer = words[0]
+            f = _fields(words[1:])
+            if "connection" not in f:  # 9 prints connection: only when it is not Connected
+                f["connection"] = "Connected" if "role" in f else "StandAlone"
+            last = r.connections.setdefault(peer, {})
+            last.update(f)
+            continue
+        f = _fields(words)
+        vol = int(_num(f.get("volume")) or 0)
+        if peer is not None and f.keys() & _PEER_DEVICE_KEYS:
+            last = r.peer_devices.setdefault((peer, vol), {})
+        elif f.keys() & _DEVICE_KEYS:
+            last, peer = r.devices.setdefault(vol, {}), None
+        elif last is None:
+            continue
+        last.update(f)
+    for r in out.values():
+        for (p, _vol), pd in r.peer_devices.items():
+            if "replication" not in pd and r.connections.get(p, {}).get("connection") == "Connected":
+                pd["replication"] = "Established"  # 9 omits it while Established
+    return {n: _status_of(r) for n, r in out.items()}
+
+
+def parse_status_json(text: str) -> dict[str, DrbdStatus]:
+    """``drbdsetup status --json`` (DRBD 9 only; 8.4's drbdsetup refuses the
+    option) -> status per resource.  Raises ValueError on anything else."""
+    import json
+
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("drbdsetup status --json: expected a list of resources")
+
+    def yn(v: object) -> str:
+        return "yes" if v is True else "no"
+
+    out: dict[str, DrbdStatus] = {}
+    for res in data:
+        r = _Res(str(res["name"]), role=str(res.get("role", "Unknown")))
+        reasons = [k for k in ("user", "no-data", "fencing", "quorum") if res.get(f"suspended-{k}")]
+        r.suspended = ",".join(reasons) if reasons else ("user" if res.get("suspended") else "no")
+        for dev in res.get("devices", []):
+            r.devices[int(dev.get("volume", 0))] = {
+                "disk": str(dev.get("disk-state", "DUnknown")), "minor": str(dev.get("minor", "")),
+                "client": yn(dev.get("client")), "quorum": yn(dev.get("quorum", True))}
+        for conn in res.get("connections", []):
+            p = str(conn.get("peer-node-id", conn.get("name", "0")))
+            r.connections[p] = {"connection": str(conn.get("connection-state", "StandAlone")),
+                                "role": str(conn.get("peer-role", "Unknown")),
+                                "conn-name": str(conn.get("name", ""))}
+            for pd in conn.get("peer_devices", []):
+                f = {"replication": str(pd.get("replication-state", "Off")),
+                     "peer-disk": str(pd.get("peer-disk-state", "DUnknown")),
+                     "peer-client": yn(pd.get("peer-client")),
+                     "resync-suspended": str(pd.get("resync-suspended", "no")),
+                     "out-of-sync": str(pd.get("out-of-sync", 0))}
+                if "percent-resync-done" in pd:
+                    f["done"] = str(pd["percent-resync-done"])
+                if "db1/dt1 [MiB/s]" in pd:
+                    f["dbdt1"] = str(pd["db1/dt1 [MiB/s]"])
+                if "estimated-seconds-to-finish" in pd:
+                    f["eta"] = str(pd["estimated-seconds-to-finish"])
+                r.peer_devices[(p, int(pd.get("volume", 0)))] = f
+        out[r.name] = _status_of(r)
+    return out
 
 
 def merge_progress(status: DrbdStatus, proc: DrbdStatus | None) -> DrbdStatus:

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-start", action="store_true", help="do not start the daemons")
     up.add_argument("--guard", choices=Lab.GUARDS,
                     help="split-brain guard; fence and drbd fence through the nodes' BMCs (fence_ipmilan)")
+    up.add_argument("--drbd-version", choices=("8.4", "9"), default="8.4",
+                    help="which DRBD the simulator plays (default 8.4, the in-tree module)")
     command("down", help="remove everything the lab made")
     ex = command("exec", help="run a command inside a node")
     ex.add_argument("--timeout", type=float, default=EXEC_TIMEOUT,
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
             for item in args.set:
                 key, _, value = item.partition("=")
                 overrides[key] = _value(value)
-            lab.up(overrides, start=not args.no_start, guard=args.guard)
+            lab.up(overrides, start=not args.no_start, guard=args.guard, drbd_version=args.drbd_version)
             if args.no_start:
                 print(f"lab {args.prefix} is up (daemons not started)")
                 return 0

@@ -275,7 +275,8 @@ class Lab:
     # ------------------------------------------------------------ up / down
 
     def up(self, overrides: dict | None = None, start: bool = True, settle: float = 90.0,
-           guard: str | None = None) -> None:
+           guard: str | None = None, drbd_version: str = "8.4") -> None:
+        """``drbd_version``: the simulator's dialect, "8.4" or "9" (drbdsim --drbd-version)."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, loop devices, mounts)")
         if self.topo.exists() or self.meta_path.exists():
@@ -287,7 +288,8 @@ class Lab:
                 raise LabError(f"{tool} is missing: run `make deps` (or apt-get install the lab packages)")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.meta = {"prefix": self.prefix, "holders": {}, "daemons": {}, "journald": None,
-                     "drbd": {}, "env": {}, "overrides": overrides or {}, "guard": guard, "bmcs": {}}
+                     "drbd": {}, "env": {}, "overrides": overrides or {}, "guard": guard, "bmcs": {},
+                     "drbd_version": drbd_version}
         self.save()
         try:
             self.topo.up()
@@ -549,7 +551,8 @@ class Lab:
                          handlers={h: f"{handler} {h}" for h in ("fence-peer", "unfence-peer")},
                          daemon_env={n: {"HASUPD_SOCKET": str(self.socket_path(n))} for n in NODES})
         sc = SimCluster(self.dir / "drbd", nodes, prefix=self.prefix, ping_int=1.0, ping_timeout=0.5,
-                        exec_prefix=exec_prefix, size_mib=64, **guard)
+                        exec_prefix=exec_prefix, size_mib=64,
+                        drbd_version=self.meta.get("drbd_version", "8.4"), **guard)
         sc.disks.update(self.meta.get("drbd_disks", {}))
         return sc
 

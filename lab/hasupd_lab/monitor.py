@@ -16,6 +16,7 @@ violation.  A violation is any sample with 2 of anything.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -74,7 +75,7 @@ class Report:
         return {p[2] for p in self.probes if p[1] == 200}
 
 
-_PRIMARY = re.compile(r"ro:Primary/")
+_PRIMARY = re.compile(r"ro:Primary/|^\S+ Primary$", re.M)  # /proc/drbd 8.4 | drbdsim 9's .roles
 
 
 class InvariantMonitor:
@@ -156,8 +157,12 @@ class InvariantMonitor:
             if status_path:
                 try:
                     with open(status_path) as f:
-                        if _PRIMARY.search(f.read()):
-                            primaries.append(node)
+                        text = f.read()
+                    if os.path.exists(status_path + ".roles"):  # drbdsim's DRBD 9 dialect
+                        with open(status_path + ".roles") as f:
+                            text = f.read()
+                    if _PRIMARY.search(text):
+                        primaries.append(node)
                 except OSError:
                     pass
         return Sample(time.time(), tuple(vip), tuple(primaries), tuple(mounts))

@@ -88,6 +88,20 @@ def test_status_colour_only_when_asked():
     assert "\033[" not in plain and "BLOCKED: res_filesystem did not stop" in plain
 
 
+def test_status_shows_which_drbd_and_lost_quorum():
+    import sys
+
+    sys.path.insert(0, HERE)
+    import fake_daemon
+
+    doc = fake_daemon.status_for("healthy")
+    nodes = doc["drbd"][0]["nodes"]
+    first = next(iter(nodes))
+    nodes[first].update(kernel_version="9.2.12", quorum=False)
+    line = next(x for x in render_status(doc).splitlines() if x.strip().startswith(first) and "DRBD" in x)
+    assert line.endswith("NO QUORUM  (DRBD 9.2.12)"), line
+
+
 # ---------------------------------------------------------------- daemon not running
 
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,36 @@ def test_find_holders_names_mount_and_process(loopdev):
                 proc.kill()
                 proc.wait()
             subprocess.run(["umount", mnt], capture_output=True)
-    assert drbd.find_holders(dev) == []
+    # (a mount namespace another process created meanwhile may keep a copy of the mount:
+    # then that is named, see the next test)
+    assert [h for h in drbd.find_holders(dev) if "mount namespace" not in h] == []
+
+
+def test_find_holders_sees_other_mount_namespaces(loopdev):
+    """A copy of the mount in another mount namespace (a PrivateTmp= service started while
+    the filesystem was mounted) keeps the device busy: named with a process of it; a
+    process whose cwd is on the filesystem there is found by its device number."""
+    from tests.drbdsim.conftest import PrivateMount
+
+    dev, _ = loopdev
+    sh("mkfs.ext4", "-q", dev)
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-mnt-") as mnt:
+        m = PrivateMount(dev, mnt)
+        proc = None
+        try:
+            proc = subprocess.Popen(["nsenter", "-t", str(m.holder), "-m", "sh", "-c", f"cd {mnt} && exec sleep 60"])
+            deadline = time.monotonic() + 10
+            while f"pid {proc.pid} (sleep)" not in drbd.find_holders(dev) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            holders = drbd.find_holders(dev)
+            assert f"pid {proc.pid} (sleep)" in holders, holders
+            assert any(h.startswith(f"mounted on {mnt} in the mount namespace of pid ") for h in holders), holders
+            assert f"mounted on {mnt}" not in holders  # not in this namespace
+        finally:
+            if proc:
+                proc.kill()
+                proc.wait()
+            m.umount()
 
 
 def test_backing_disk_present_follows_loop_detach(loopdev):

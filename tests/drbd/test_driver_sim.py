@@ -23,6 +23,7 @@ from hasupd.model import DrbdStatus, FenceState
 from hasupd.resources import drbd
 from hasupd.resources.drbd_handler import fence_peer_verdict
 from hasupd_lab.drbdsim.harness import SimCluster, TwoNodeNet
+from tests.drbdsim.conftest import PrivateMount
 
 from .test_handler import FakeDaemon
 
@@ -124,7 +125,16 @@ def test_up_first_sync_promote_demote(net, workdir):
         print(f"first sync seen at {[s.sync_percent for s in syncing]} %")
 
 
+def _sleeper_in(m: PrivateMount, mnt: Path) -> subprocess.Popen:
+    """A process whose cwd is on the filesystem, inside the mount's namespace."""
+    p = subprocess.Popen(["nsenter", "-t", str(m.holder), "-m", "sh", "-c", f"cd {mnt} && exec sleep 60"])
+    time.sleep(0.3)
+    return p
+
+
 def test_demote_refused_names_the_holders(net, workdir):
+    # the mount lives in a mount namespace of its own: mounted in the host's, it would be
+    # copied into every namespace another lab creates meanwhile and stay busy there
     with sim(workdir, net) as sc:
         dv = drivers(sc)
 
@@ -132,20 +142,27 @@ def test_demote_refused_names_the_holders(net, workdir):
             await first_sync(dv)
             dev = sc.device("n1")
             mnt = workdir / "mnt"
-            mnt.mkdir()
             subprocess.run(["mkfs.ext4", "-q", dev], check=True, timeout=60)
-            subprocess.run(["mount", dev, str(mnt)], check=True, timeout=60)
-            sleeper = subprocess.Popen(["sleep", "60"], cwd=mnt)
+            m = PrivateMount(dev, str(mnt))
+            sleeper = _sleeper_in(m, mnt)
             try:
+                # the escalation stops the holding process; the mount stays (the filesystem
+                # resource's job), and 8.4 has no `secondary --force`: refused, holders named
                 r = await dv["n1"].demote()
                 assert not r.ok and r.returncode == 11
-                assert "held open" in r.message and f"mounted on {mnt}" in r.message, r.message
-                assert f"pid {sleeper.pid} (sleep)" in r.message, r.message
+                assert "held open" in r.message, r.message
+                assert f"mounted on {mnt} in the mount namespace of pid {m.holder} (sh)" in r.message, r.message
+                assert f"after stopping pid {sleeper.pid} (sleep)" in r.message, r.message
+                assert sleeper.wait(10) == -signal.SIGTERM
+                st = await dv["n1"].status()
+                # the planner sees the refusal and applies on_stop_failure
+                assert st.role == "Primary" and "held open" in st.demote_failed, st
             finally:
                 sleeper.kill()
                 sleeper.wait()
-                subprocess.run(["umount", str(mnt)], timeout=60)
+                m.umount()
             assert (await dv["n1"].demote()).ok
+            assert (await dv["n1"].status()).demote_failed == ""
 
         asyncio.run(go())
 
@@ -333,24 +350,28 @@ def _verdict(alive: bool, peer: DrbdStatus | None) -> dict:
     return {"ok": True, "verdict": v.verdict, "detail": v.detail}
 
 
-def test_fence_peer_handler_end_to_end(net, workdir):
+@pytest.mark.parametrize("drbd_version", ["8.4", "9"])
+def test_fence_peer_handler_end_to_end(net, workdir, drbd_version):
     """fencing resource-only with hasupd-drbd-handler: the Primary losing its
     peer gets `down` (5) and marks it Outdated; the cut-off Secondary asked
-    to promote gets `peer-primary` (6), outdates itself and is refused."""
-    # one handler line for both nodes: each reaches its own daemon, found by
-    # the peer's name DRBD puts in the environment (n1's handler: DRBD_PEER=n2)
-    pattern = str(workdir / "asked-about-$DRBD_PEER.sock")
+    to promote gets `peer-primary` (6), outdates itself and is refused.  DRBD 9
+    gives the handler the peer's node id instead of its name."""
+    # one handler line for both nodes: each reaches its own daemon, found by what DRBD
+    # puts in the environment about the peer (n1's handler: DRBD_PEER=n2, or on 9
+    # DRBD_PEER_NODE_ID=1); the handler itself must still name the peer n2 (or n1)
+    peer_var = {"8.4": "$DRBD_PEER", "9": "$DRBD_PEER_NODE_ID"}[drbd_version]
+    about = {"8.4": {"n1": "n2", "n2": "n1"}, "9": {"n1": "1", "n2": "0"}}[drbd_version]
+    pattern = str(workdir / f"asked-about-{peer_var}.sock")
     daemons = {
         # n1's daemon: the peer is silent on every ring, guard none
-        "n1": FakeDaemon(str(workdir / "asked-about-n2.sock"), lambda req: _verdict(False, None)),
+        "n1": FakeDaemon(str(workdir / f"asked-about-{about['n1']}.sock"), lambda req: _verdict(False, None)),
         # n2's daemon still hears n1 (only the replication link is cut), and n1 is Primary
-        "n2": FakeDaemon(str(workdir / "asked-about-n1.sock"), lambda req: _verdict(
+        "n2": FakeDaemon(str(workdir / f"asked-about-{about['n2']}.sock"), lambda req: _verdict(
             True, DrbdStatus("r0", up=True, role="Primary", disk="UpToDate"))),
     }
     try:
         handlers = {h: handler_cmd(h, pattern) for h in ("fence-peer", "unfence-peer")}
-        with sim(workdir, net, fencing="resource-only",
-                        handlers=handlers) as sc:
+        with sim(workdir, net, fencing="resource-only", handlers=handlers, drbd_version=drbd_version) as sc:
             dv = drivers(sc)
 
             async def go():
@@ -366,6 +387,7 @@ def test_fence_peer_handler_end_to_end(net, workdir):
                 r = await dv["n2"].promote()
                 assert not r.ok and "local disk is Outdated" in r.message, r.message
                 assert [r["cmd"] for r in daemons["n2"].requests] == ["drbd-fence-peer"]
+                assert (daemons["n2"].requests[0]["peer"], daemons["n2"].requests[0].get("minor")) == ("n1", "1")
                 assert (await dv["n2"].outdate()).ok  # already Outdated: a no-op, as in DRBD
                 await loop.run_in_executor(None, net.mend, "n2")
                 await until(dv["n2"], both_uptodate, 60)
@@ -442,3 +464,44 @@ def test_split_brain_seen_alerted_and_recovered(net, workdir):
         assert alert["severity"] == "critical" and "connect --discard-my-data r0" in alert["reason"]
     finally:
         daemon.close()
+
+
+def test_drbd9_versions_and_demotion_escalation(net, workdir):
+    """DRBD 9 (the simulator's 9 dialect): the version is found once and stamped on the
+    status; a process holding the device is stopped; a mount that stays is overridden by
+    `secondary --force` (9.1.7+, utils 9.21+), and the peer can take over at once."""
+    with sim(workdir, net, drbd_version="9", fencing="resource-only") as sc:
+        dv = drivers(sc)
+
+        async def go():
+            await first_sync(dv)
+            assert (await dv["n1"].versions_once()) == drbd.DrbdVersions("9.2.12", "9.22.0")
+            assert (await dv["n1"].status()).kernel_version == "9.2.12"
+            dev = sc.device("n1")
+            # an exclusive opener (what the simulator can see; real DRBD counts every opener)
+            holder = subprocess.Popen([sys.executable, "-c", f"import os, time; os.open({dev!r}, "
+                                       "os.O_RDONLY | os.O_EXCL); time.sleep(60)"], start_new_session=True)
+            try:
+                await asyncio.sleep(0.5)
+                r = await dv["n1"].demote()
+                assert r.ok and f"after stopping pid {holder.pid}" in r.message, r.message
+                assert holder.wait(10) == -signal.SIGTERM
+            finally:
+                holder.kill()
+                holder.wait()
+            assert (await dv["n1"].promote()).ok
+            mnt = workdir / "mnt"
+            subprocess.run(["mkfs.ext4", "-q", dev], check=True, timeout=60)
+            m = PrivateMount(dev, str(mnt))  # a namespace of its own (see the test above)
+            try:
+                r = await dv["n1"].demote()
+                assert r.ok and "secondary --force" in r.message, r.message
+                st = await dv["n1"].status()
+                assert st.role == "Secondary" and st.may_promote is False  # force-io-failures:yes
+                assert (await dv["n2"].promote()).ok
+            finally:
+                m.umount()
+            st = await until(dv["n1"], lambda s: s.peer_role == "Primary" and s.may_promote is False)
+            assert st.role == "Secondary"
+
+        asyncio.run(go())

@@ -310,3 +310,19 @@ def test_drbd9_environment_names_the_peer_by_node_id(sockdir):
     finally:
         d.close()
     assert p.returncode == 4 and d.requests[0]["peer"] == "node2"
+
+
+def test_drbd9_connection_helper_environment(sockdir):
+    # DRBD 9 runs fence-peer per connection: no DRBD_MINOR, but DRBD_MINORS; the host's `on`
+    # names may be several (space separated): the first is the node
+    sock = sockdir / "hasupd.sock"
+    d = FakeDaemon(str(sock), {"ok": True, "verdict": "outdated", "detail": "x"})
+    try:
+        p = run_handler("fence-peer", sock, {"DRBD_PEER": "", "DRBD_PEERS": "", "DRBD_MINOR": "",
+                                             "DRBD_PEER_NODE_ID": "0", "DRBD_MY_NODE_ID": "1",
+                                             "DRBD_NODE_ID_0": "node1 node1-alias", "DRBD_NODE_ID_1": "node2",
+                                             "DRBD_MINORS": "1 2", "DRBD_VOLUMES": "0 1"})
+    finally:
+        d.close()
+    assert p.returncode == 4
+    assert (d.requests[0]["peer"], d.requests[0]["minor"]) == ("node1", "1")

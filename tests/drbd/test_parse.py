@@ -177,12 +177,16 @@ def test_events2_diskless_primary():
 
 
 def test_events2_statistics_drbd9_fields():
-    # DRBD 9 `events2 --now --statistics` adds counters; done/eta/dbdt1 while syncing
+    # DRBD 9 `events2 --now --statistics` adds counters; done/eta/dbdt1 while syncing, in
+    # drbdsetup's order (print_peer_device_statistics: done, received ... unacked, dbdt1, eta);
+    # dbdt1 is MiB/s (sectors/ms * 1000 / 2048): 1.96 MiB/s = 2007 KiB/s, 252292 KiB in ~126 s;
+    # resource and device lines as drbd-utils 9.22 prints them (drbdsetup_events2.c; score:
+    # a disk 10000 + no UpToDate local volume + 1 UpToDate replica; a Primary peer: no promotion)
     text = """\
-exists resource name:r0 role:Secondary suspended:no write-ordering:flush
+exists resource name:r0 role:Secondary suspended:no force-io-failures:no write-ordering:flush may_promote:no promotion_score:10001
 exists connection name:r0 peer-node-id:1 conn-name:node1 connection:Connected role:Primary congested:no ap-in-flight:0 rs-in-flight:2048
-exists device name:r0 volume:0 minor:1 disk:Inconsistent client:no quorum:yes size:262100 read:0 written:9808 al-writes:0 bm-writes:0 upper-pending:0 lower-pending:0 al-suspended:no blocked:no
-exists peer-device name:r0 peer-node-id:1 conn-name:node1 volume:0 replication:SyncTarget peer-disk:UpToDate peer-client:no resync-suspended:no received:9808 sent:0 out-of-sync:252292 pending:0 unacked:0 done:3.74 eta:126 dbdt1:1960.00
+exists device name:r0 volume:0 minor:1 backing_dev:/dev/vdb disk:Inconsistent client:no open:no quorum:yes size:262100 read:0 written:9808 al-writes:0 bm-writes:0 upper-pending:0 lower-pending:0 al-suspended:no blocked:no
+exists peer-device name:r0 peer-node-id:1 conn-name:node1 volume:0 replication:SyncTarget peer-disk:UpToDate peer-client:no resync-suspended:no done:3.74 received:9808 sent:0 out-of-sync:252292 pending:0 unacked:0 dbdt1:1.96 eta:126
 exists path name:r0 peer-node-id:1 conn-name:node1 local:ipv4:10.99.0.2:7789 peer:ipv4:10.99.0.1:7789 established:yes
 exists -
 """
@@ -190,7 +194,8 @@ exists -
     assert summary(st) == ("Secondary", "Primary", "Inconsistent", "UpToDate", "Connected", "SyncTarget")
     assert st.sync_percent == pytest.approx(3.74)
     assert st.sync_eta_s == 126
-    assert st.sync_speed_kib == 1960
+    assert st.sync_speed_kib == pytest.approx(1.96 * 1024)
+    assert (st.may_promote, st.promotion_score, st.quorum) == (False, 10001, True)
     assert st.out_of_sync_kib == 252292
 
 

@@ -1,4 +1,5 @@
-"""Fixtures: two namespaces joined by a bridge (prefix "ds"), simulated nodes on them."""
+"""Fixtures: two namespaces joined by a bridge, simulated nodes on them.  The
+prefix is per test process (``PREFIX``), so parallel runs never collide."""
 
 import os
 import re
@@ -12,6 +13,7 @@ import pytest
 from hasupd_lab.drbdsim.harness import SimCluster, TwoNodeNet
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "drbd"
+PREFIX = f"ds{os.getpid() % 10000}"  # <= 6 characters: namespace and interface names stay short
 
 
 def fixture(name: str) -> str:
@@ -52,7 +54,7 @@ def norm_status(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def net():
-    with TwoNodeNet(f"ds{os.getpid() % 1000}") as n:
+    with TwoNodeNet(PREFIX) as n:
         yield n
 
 
@@ -61,10 +63,10 @@ def make_cluster(net):
     made = []
 
     def make(**kw):
-        wd = tempfile.mkdtemp(prefix="ds-sim-", dir="/tmp")
+        wd = tempfile.mkdtemp(prefix=f"{PREFIX}-sim-", dir="/tmp")
         kw.setdefault("ping_int", 1.0)
         kw.setdefault("ping_timeout", 0.5)
-        sc = SimCluster(wd, net.nodes(), prefix="ds", **kw)
+        sc = SimCluster(wd, net.nodes(), prefix=PREFIX, **kw)
         made.append(sc)
         sc.start()
         return sc

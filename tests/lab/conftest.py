@@ -27,11 +27,12 @@ def make_lab(request):
         pytest.fail("the lab tests need root (they build network namespaces)")
     labs: list[Lab] = []
 
-    def make(overrides: dict | None = None, start: bool = True, guard: str | None = None) -> Lab:
+    def make(overrides: dict | None = None, start: bool = True, guard: str | None = None,
+             drbd_version: str = "8.4") -> Lab:
         prefix = f"t{os.getpid() % 1000}{next(_counter)}"[:6]
         lab = Lab(prefix)
         labs.append(lab)
-        lab.up(overrides, start=start, guard=guard)
+        lab.up(overrides, start=start, guard=guard, drbd_version=drbd_version)
         return lab
 
     yield make

@@ -80,8 +80,9 @@ def test_kill_httpd_threshold_3_restarts_in_place(make_lab, monitor_of):
     assert mon.report.answerers() == {owner}
 
 
-def test_crash_of_owner_survivor_serves(make_lab, monitor_of):
-    lab = make_lab()
+@pytest.mark.parametrize("drbd_version", ["8.4", "9"])
+def test_crash_of_owner_survivor_serves(make_lab, monitor_of, drbd_version):
+    lab = make_lab(drbd_version=drbd_version)
     mon = monitor_of(lab)
     owner = owner_of(lab)
     peer = OTHER[owner]
@@ -92,7 +93,7 @@ def test_crash_of_owner_survivor_serves(make_lab, monitor_of):
     took = time.monotonic() - t0
     nodes = {n["name"]: n for n in status(lab, peer)["nodes"]}
     assert not nodes[owner]["online"]
-    print(f"crash -> survivor serving: {took:.2f}s")
+    print(f"DRBD {drbd_version}: crash -> survivor serving: {took:.2f}s")
     assert_clean(mon)
 
 

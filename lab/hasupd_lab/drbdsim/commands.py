@@ -8,7 +8,8 @@ import datetime
 import json
 import os
 
-from hasupd_lab.drbdsim import render, storage
+from hasupd_lab.drbdsim import config as simconfig
+from hasupd_lab.drbdsim import dialect, render9, storage
 from hasupd_lab.drbdsim.daemon import CmdError, Node, Out, Res
 
 
@@ -50,7 +51,7 @@ def _resources(node: Node, names: list[str]) -> list[Res] | str:
 
 
 def _not_up(r: Res, sub: str) -> CmdError:
-    return CmdError(*render.failure(str(r.minor), 127, "Device minor not allocated",
+    return CmdError(*r.node.render.failure(str(r.minor), 127, "Device minor not allocated",
                                     f"drbdsetup-84 {sub} {r.minor}", 10, extra="unknown minor"))
 
 
@@ -58,7 +59,7 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
     argv = req["argv"]
     flags, opts, pos = _split(argv)
     if "--version" in flags or "-V" in flags:
-        out.send(out=render.DRBDADM_VERSION)
+        out.send(out=node.render.DRBDADM_VERSION)
         return 0
     if not pos:
         out.send(err="USAGE: drbdadm COMMAND [OPTION...] {all|RESOURCE...}\n")
@@ -72,7 +73,7 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
         return 10 if "not defined" in res else 20
     if sub == "status" and names == ["all"]:
         res = [r for r in res if r.up]
-    meta_only = sub in ("create-md", "dump-md")
+    meta_only = sub in ("create-md", "dump-md", "dump")
     if not meta_only:
         if node.module == "missing":
             text, rc = _no_module(sub, names[0])
@@ -87,7 +88,7 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
     rc = 0
     # state changes are serialised; queries are not (a fence-peer handler may ask while
     # `drbdadm primary` waits for it)
-    readonly = sub in ("status", "role", "cstate", "dstate", "dump-md")
+    readonly = sub in ("status", "role", "cstate", "dstate", "dump-md", "dump")
     for r in res:
         try:
             if readonly:
@@ -104,6 +105,13 @@ async def drbdadm(node: Node, req: dict, out: Out) -> int:
 async def _one(r: Res, sub: str, flags: set[str], force: bool, color: bool, req: dict, out: Out) -> None:
     if sub in ("create-md", "dump-md"):
         return _meta(r, sub, force, req, out)
+    if sub == "dump" and r.node.drbd_version == "9":  # the configuration file as it is now
+        try:
+            rc = simconfig.load(r.node.cfg.path).resource(r.name) or r.rc
+        except simconfig.SimConfigError as e:
+            raise CmdError(f"{e}\n", 10) from None
+        out.send(out=render9.dump(rc, r.node.cfg.conf_path).replace("{me}", r.node.name))
+        return
     if sub == "up":
         return await r.cmd_up()
     if sub == "adjust":
@@ -119,25 +127,32 @@ async def _one(r: Res, sub: str, flags: set[str], force: bool, color: bool, req:
         return await r.cmd_down()
     if sub == "status":
         if not r.up:
+            setup = "drbdsetup" if r.node.drbd_version == "9" else "drbdsetup-84"
             raise CmdError(f"{r.name}: No such resource\n"
-                           f"Command 'drbdsetup-84 status {r.name}' terminated with exit code 10\n", 10)
-        out.send(out=render.status(r.view(), color))
+                           f"Command '{setup} status {r.name}' terminated with exit code 10\n", 10)
+        out.send(out=r.node.render.status(r.view(), color))
         return
     if not r.up:
         if sub == "attach":
-            raise CmdError(*render.failure(str(r.minor), 127, "Device minor not allocated", r.attach_cmd(),
+            raise CmdError(*r.node.render.failure(str(r.minor), 127, "Device minor not allocated", r.attach_cmd(),
                                            10, extra="unknown minor"))
         raise _not_up(r, sub)
     if sub == "role":
-        out.send(out=render.role(r.view()))
+        out.send(out=r.node.render.role(r.view()))
     elif sub == "cstate":
-        out.send(out=render.cstate(r.view()))
+        out.send(out=r.node.render.cstate(r.view()))
     elif sub == "dstate":
-        out.send(out=render.dstate(r.view()))
+        out.send(out=r.node.render.dstate(r.view()))
     elif sub == "primary":
         await r.cmd_primary(force)
     elif sub == "secondary":
-        await r.cmd_secondary()
+        if force and r.node.drbd_version == "9":
+            await dialect.force_secondary(r)
+        elif force:  # 8.4's drbdsetup has no --force for secondary
+            raise CmdError(f"drbdsetup-84 secondary: unrecognized option '--force'\n"
+                           f"Command 'drbdsetup-84 secondary {r.minor} --force' terminated with exit code 20\n", 20)
+        else:
+            await r.cmd_secondary()
     elif sub == "attach":
         if r.disk == "Diskless":
             was_primary = r.role == "Primary"
@@ -204,6 +219,10 @@ async def drbdsetup(node: Node, req: dict, out: Out, reader: asyncio.StreamReade
         out.send(err="Could not connect to 'drbd' generic netlink family\n")
         return 20
     if sub == "status":
+        if "--json" in flags and node.drbd_version == "9":
+            shown = [r.view() for r in node.resources.values() if r.up and (not names or names[0] in ("all", r.name))]
+            out.send(out=node.render.status_json(shown))
+            return 0
         if "--json" in flags:
             out.send(err="status: unrecognized option '--json'\n\nUSAGE: drbdsetup command device "
                          "arguments options\n")
@@ -214,7 +233,7 @@ async def drbdsetup(node: Node, req: dict, out: Out, reader: asyncio.StreamReade
         if names and names[0] != "all" and not shown:
             out.send(err=f"{names[0]}: No such resource\n")
             return 10
-        out.send(out="".join(render.status(r.view(), color) for r in shown))
+        out.send(out="".join(node.render.status(r.view(), color) for r in shown))
         return 0
     if sub != "events2":
         out.send(err=f"drbdsim: drbdsetup {sub} is not simulated\n")
@@ -223,7 +242,7 @@ async def drbdsetup(node: Node, req: dict, out: Out, reader: asyncio.StreamReade
     stats = "--statistics" in flags or "-s" in flags
     stamps = "--timestamps" in flags or "-t" in flags
     views = [r.view() for r in node.resources.values() if r.up and filt in (None, "all", r.name)]
-    lines = render.events2_now(views, stats) + ["exists -"]
+    lines = node.render.events2_now(views, stats) + ["exists -"]
     if stamps:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat()
         lines = [f"{now} {x}" for x in lines]

@@ -57,6 +57,7 @@ class SimResource:
     ping_timeout: float = 0.5
     connect_int: float = 0.5  # retry interval of the connecting side
     handlers: dict = field(default_factory=dict)
+    auto_promote: bool = False  # DRBD 9's `options { auto-promote }` as `drbdadm dump` shows it (not acted on)
 
     def me(self, node: str) -> Host:
         return next(h for h in self.hosts if h.name == node)
@@ -125,7 +126,7 @@ def parse(data: dict, path: str = "<sim config>") -> SimConfig:
                 fencing=fencing, ping_int=float(r.get("ping_int", 10.0)),
                 ping_timeout=float(r.get("ping_timeout", 0.5)),
                 connect_int=float(r.get("connect_int", 0.5)),
-                handlers=dict(r.get("handlers", {}))))
+                handlers=dict(r.get("handlers", {})), auto_promote=bool(r.get("auto_promote", False))))
         return SimConfig(path=path, image_dir=str(_need(data, "image_dir", path)),
                          resources=tuple(resources), nodes=nodes,
                          resync_rate_kib=int(data.get("resync_rate_kib", 65536)),

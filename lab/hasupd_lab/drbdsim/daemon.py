@@ -19,7 +19,7 @@ import time
 import traceback
 
 from hasupd_lab.drbdsim import config as simconfig
-from hasupd_lab.drbdsim import render, storage
+from hasupd_lab.drbdsim import dialect, storage
 from hasupd_lab.drbdsim.render import SYNC_STATES, View
 
 UPTODATE, CONSISTENT, OUTDATED, INCONSISTENT, DISKLESS = (
@@ -127,16 +127,17 @@ class Res:
                     and self.disk == INCONSISTENT,
                     size_kib=self.size_kib if self.disk != DISKLESS else 0, counters=dict(self.counters),
                     oos_kib=self.oos, sync_total_kib=self.sync_total, speed_kib=self.speed,
-                    want_kib=self.node.cfg.resync_rate_kib)
+                    want_kib=self.node.cfg.resync_rate_kib, **self.node.dialect_view(self))
 
     def emit(self) -> None:
         """Publish what changed since the last call as events2 lines."""
         v = self.view()
-        objs = render.objects(v)
+        objs = self.node.render.objects(v)
         exists = {"resource": self.up, "device": self.up,
-                  "connection": self.up and self.conn_obj, "peer-device": self.up and self.conn_obj}
+                  "connection": self.up and self.conn_obj, "peer-device": self.up and self.conn_obj,
+                  "path": self.up and self.conn_obj}  # path: DRBD 9 only
         events = []
-        for obj in render.OBJECTS:
+        for obj in self.node.render.OBJECTS:
             keys, fields, stats = objs[obj]
             old = self.prev.get(obj)
             if exists[obj] and old is None:
@@ -145,24 +146,24 @@ class Res:
                 changed = [kv for kv in fields if dict(old).get(kv[0]) != kv[1]]
                 if changed:
                     events.append(("change", obj, keys, changed, stats))
-        for obj in reversed(render.OBJECTS):
+        for obj in reversed(self.node.render.OBJECTS):
             if not exists[obj] and self.prev.get(obj) is not None:
                 keys = objs[obj][0]
                 events.append(("destroy", obj, keys, [], None))
-        self.prev = {obj: objs[obj][1] for obj in render.OBJECTS if exists[obj]}
+        self.prev = {obj: objs[obj][1] for obj in self.node.render.OBJECTS if exists[obj]}
         for ev in events:
             self.node.publish(self.name, *ev)
         self.node.write_status()
 
     def stats_tick(self) -> None:
         """Statistics-only change lines (resync progress) for --statistics streams."""
-        objs = render.objects(self.view())
+        objs = self.node.render.objects(self.view())
         keys, _fields, stats = objs["peer-device"]
         self.node.publish(self.name, "change", "peer-device", keys, [], stats, stats_only=True)
         self.node.write_status()
 
     def helper_event(self, verb: str, helper: str, status: int | None = None, volume: bool = True) -> None:
-        keys = [("name", self.name), ("peer-node-id", "0"), ("conn-name", "peer")]
+        keys = list(self.node.render.objects(self.view())["connection"][0])
         if volume:
             keys += [("volume", "0"), ("minor", str(self.minor))]
         fields = [("helper", helper)] + ([("status", str(status))] if status is not None else [])
@@ -183,6 +184,7 @@ class Res:
                        DRBD_PEER_ADDRESS=self.peer.address, DRBD_PEER_AF="ipv4",
                        DRBD_CONF=self.node.cfg.conf_path, DRBD_DONT_WARN_ON_VERSION_MISMATCH="1")
             env["DRBD_MINOR_0"] = str(self.minor)  # per-volume minor, volume 0
+            env = dialect.handler_env(self, env, volume)
             try:
                 proc = await asyncio.create_subprocess_shell(
                     cmd, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
@@ -309,7 +311,7 @@ class Res:
 
     def attach(self) -> None:
         if not self.disk_present():
-            raise CmdError(*render.failure(str(self.minor), 104, "Can not open backing device.",
+            raise CmdError(*self.node.render.failure(str(self.minor), 104, "Can not open backing device.",
                                            self.attach_cmd()))
         if self.md is None:
             raise CmdError(f"{self.minor}: Failure: (119) No valid meta-data signature found.\n\n"
@@ -350,7 +352,7 @@ class Res:
 
     async def cmd_up(self) -> None:
         if self.up:
-            raise CmdError(*render.failure(self.name, 161, "Resource already exists",
+            raise CmdError(*self.node.render.failure(self.name, 161, "Resource already exists",
                                            f"drbdsetup-84 new-resource {self.name}", 10))
         self.up = True
         self.role, self.disk = "Secondary", DISKLESS
@@ -402,7 +404,7 @@ class Res:
             return
         if self.role == "Primary":
             if self.held_open():
-                raise CmdError(*render.state_change_failed(
+                raise CmdError(*self.node.render.state_change_failed(
                     self.name, -12, "Device is held open by someone", f"drbdsetup-84 down {self.name}",
                     11, extra="failed to demote"))
             await self.demote()
@@ -429,8 +431,8 @@ class Res:
             return
         if not failed and self.role == "Primary" and not (self.conn == "Connected"
                                                            and self.peer_disk == UPTODATE):
-            raise CmdError(*render.state_change_failed(str(self.minor), -2, "Need access to UpToDate data",
-                                                       f"drbdsetup-84 detach {self.minor}", 17))
+            raise CmdError(*self.node.render.state_change_failed(str(self.minor), -2, "Need access to UpToDate data",
+                                                                 f"drbdsetup-84 detach {self.minor}", 17))
         if self.sync_task:
             self.sync_task.cancel()
             self.sync_task = None
@@ -455,7 +457,7 @@ class Res:
     # ---------------------------------------------------------------- roles
 
     def refuse(self, code: int, text: str, exit_code: int, cmd: str = "primary") -> CmdError:
-        return CmdError(*render.state_change_failed(str(self.minor), code, text,
+        return CmdError(*self.node.render.state_change_failed(str(self.minor), code, text,
                                                     f"drbdsetup-84 {cmd} {self.minor}", exit_code))
 
     async def cmd_primary(self, force: bool) -> None:
@@ -836,7 +838,7 @@ class Res:
 
     async def cmd_connect(self, discard: bool) -> None:
         if self.conn != "StandAlone":
-            raise CmdError(*render.failure(
+            raise CmdError(*self.node.render.failure(
                 self.name, 102, "Local address(port) already in use.",
                 f"drbdsetup-84 connect {self.name} ipv4:{self.me.address}:{self.rc.port} "
                 f"ipv4:{self.peer.address}:{self.rc.port}", 10))
@@ -1021,8 +1023,11 @@ class Link:
 
 
 class Node:
-    def __init__(self, cfg: simconfig.SimConfig, name: str, module: str, minor_count: int = 32):
+    def __init__(self, cfg: simconfig.SimConfig, name: str, module: str, minor_count: int = 32,
+                 drbd_version: str = "8.4"):
         self.cfg, self.name = cfg, name
+        self.drbd_version = drbd_version  # "8.4" | "9": what the node prints (render / render9)
+        self.render = dialect.renderer(drbd_version, {r.minor: r.name for r in cfg.resources})
         self.paths = cfg.node(name)
         self.module = module  # missing | available | loaded
         self.minor_count = minor_count
@@ -1035,6 +1040,9 @@ class Node:
         self.lock = asyncio.Lock()
         self.loops_path = os.path.join(self.paths.state_dir, "loops")
         self.background: set[asyncio.Task] = set()
+
+    def dialect_view(self, r: Res) -> dict:
+        return dialect.view_fields(self.drbd_version, r)
 
     def reload(self) -> None:
         """Re-read the sim config: fencing, handlers, ping and rates apply from now on."""
@@ -1076,7 +1084,7 @@ class Node:
                 continue
             if stats_only and not statistics:
                 continue
-            line = render.event_line(verb, obj, keys, fields, stats if statistics else None)
+            line = self.render.event_line(verb, obj, keys, fields, stats if statistics else None)
             if timestamps:
                 now = now or datetime.datetime.now(datetime.timezone.utc).isoformat()
                 line = f"{now} {line}"
@@ -1087,11 +1095,12 @@ class Node:
 
     def write_status(self) -> None:
         path = self.paths.status_path
+        dialect.write_roles(self)
         if self.module != "loaded":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return
-        text = render.proc_drbd([r.view() for r in self.resources.values() if r.up])
+        text = self.render.proc_drbd([r.view() for r in self.resources.values() if r.up])
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
@@ -1184,10 +1193,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--module", choices=("missing", "available", "loaded"), default="available")
     ap.add_argument("--minor-count", type=int, default=32)
+    ap.add_argument("--drbd-version", choices=dialect.VERSIONS, default="8.4")
     a = ap.parse_args(argv)
     try:
         cfg = simconfig.load(a.config)
-        node = Node(cfg, a.node, a.module, a.minor_count)
+        node = Node(cfg, a.node, a.module, a.minor_count, a.drbd_version)
     except simconfig.SimConfigError as e:
         print(f"drbdsim: {e}", file=sys.stderr)
         return 78

@@ -39,7 +39,7 @@ class SimCluster:
                  ping_timeout: float = 0.5, handlers: dict | None = None, module: str = "available",
                  resync_rate_kib: int = 65536, resync_min_s: float = 1.0,
                  exec_prefix: dict[str, list[str]] | None = None, disk_mib: int = 1,
-                 daemon_env: dict[str, dict[str, str]] | None = None):
+                 daemon_env: dict[str, dict[str, str]] | None = None, drbd_version: str = "8.4"):
         """``nodes``: name -> (network namespace, replication address).
         ``exec_prefix``: name -> argv prefix that enters the node (default:
         ``nsenter --net=/run/netns/NS``).  ``daemon_env``: name -> extra
@@ -54,6 +54,7 @@ class SimCluster:
                                            for n, (ns, _a) in self.nodes.items()}
         self.procs: dict[str, subprocess.Popen] = {}
         self.daemon_env = daemon_env or {}
+        self.drbd_version = drbd_version  # "8.4" | "9": the dialect both nodes speak
         self.disks: dict[str, str] = {}
         self.res_opts = dict(name=resource, minor=minor, port=port, size_mib=size_mib, fencing=fencing,
                              ping_int=ping_int, ping_timeout=ping_timeout, handlers=handlers or {})
@@ -149,7 +150,8 @@ class SimCluster:
         env = dict(os.environ, **self.daemon_env.get(node, {}))
         env.update(PYTHONPATH=str(REPO), PATH=self.env(node, env)["PATH"])
         argv = [*self.exec_prefix[node], sys.executable, "-m", "hasupd_lab.drbdsim.daemon",
-                "--node", node, "--config", str(self.config_path), "--module", module or self.module]
+                "--node", node, "--config", str(self.config_path), "--module", module or self.module,
+                "--drbd-version", self.drbd_version]
         self.procs[node] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                             env=env, cwd=str(REPO), start_new_session=True)
         log.close()

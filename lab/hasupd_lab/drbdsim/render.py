@@ -39,6 +39,14 @@ class View:
     sync_total_kib: int = 0
     speed_kib: int = 0
     want_kib: int = 0
+    # what only DRBD 9 prints (render9): the peer by name and node id, paths, open, forced I/O errors
+    peer_name: str = "peer"
+    peer_node_id: int = 0
+    local_addr: str = ""
+    peer_addr: str = ""
+    backing_dev: str = "none"
+    open: bool = False
+    fail_io: bool = False
 
     @property
     def connected(self) -> bool:
