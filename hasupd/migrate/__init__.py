@@ -235,7 +235,8 @@ def export_parser(prog: str = "hasupctl export") -> argparse.ArgumentParser:
     p.add_argument("--config", default=configmod.DEFAULT_PATH, help="hasupd.yaml (default %(default)s)")
     p.add_argument("--format", choices=("crm", "pcs"), required=True)
     p.add_argument("--pacemaker", choices=("2", "1.1"), default="2",
-                   help="crm syntax for Pacemaker 2 (promotable clone, Promoted; default) or 1.1 (ms, Master)")
+                   help="crm syntax for Pacemaker 2 (promotable clone, Promoted; default) or 1.1 (ms, Master; "
+                        "the DRBD file in DRBD 8.4 syntax)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="the crm/pcs script; the corosync.conf and DRBD parts go beside it as "
                         "STEM.corosync.conf and STEM.drbd.res (default: everything on stdout)")

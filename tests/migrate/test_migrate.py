@@ -195,7 +195,27 @@ def test_round_trip_import_export_import(case, monkeypatch, tmp_path):
     assert again["script"].read_text() == paths["script"].read_text()
 
 
-@pytest.mark.parametrize("case", ["reference", "two-drbd"])
+def test_guard_drbd_exports_resource_and_stonith_with_hasupds_handler(monkeypatch):
+    """DRBD asks hasupd (hasupd-drbd-handler) before it resumes I/O without its peer;
+    DRBD 9 has the fencing policy in net { }, 8.4 in disk { }."""
+    cfg = load(do_import("nfs-drbd", monkeypatch), "hasupd.yaml")
+    assert cfg.split_brain_guard.mode == "drbd"
+    handlers = ('    handlers {\n'
+                '        fence-peer "/usr/bin/hasupd-drbd-handler fence-peer";\n'
+                '        unfence-peer "/usr/bin/hasupd-drbd-handler unfence-peer";\n    }\n')
+    for legacy, section in ((False, "net"), (True, "disk")):
+        drbd = export_config(cfg, "crm", legacy=legacy).drbd
+        assert "resource-only" not in drbd and "crm-fence-peer" not in drbd
+        assert re.search(rf"^    {section} {{\n(        .*\n)*        fencing resource-and-stonith;\n", drbd, re.M), drbd
+        assert drbd.count("fencing resource-and-stonith;") == len(cfg.drbd.resources)
+        assert handlers in drbd
+        assert ("node-id" in drbd) == (not legacy)
+        info = drbdconf.interpret(drbdconf.parse(drbd, "x.res"))
+        assert {(r.fencing, r.handlers["fence-peer"]) for r in info.resources} == {
+            ("resource-and-stonith", "/usr/bin/hasupd-drbd-handler fence-peer")}
+
+
+@pytest.mark.parametrize("case", ["reference", "two-drbd", "nfs-drbd"])
 def test_pacemaker_1_1_syntax_round_trips(case, monkeypatch, tmp_path):
     first = do_import(case, monkeypatch)
     out = export_config(load(first, "hasupd.yaml"), "crm", legacy=True)
