@@ -65,22 +65,22 @@ def _per_node(text: str) -> dict[str, str] | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _agent_metadata(agent: str) -> frozenset | None:
-    from hasupd.fencing import agent_parameters, resolve_agent
+def _agent_metadata(agent: str) -> dict[str, bool] | None:
+    from hasupd.fencing import agent_parameter_table, resolve_agent
     path = resolve_agent(agent)
     try:
-        return frozenset(agent_parameters(path)) if path else None
+        return agent_parameter_table(path) if path else None
     except RuntimeError:
         return None
 
 
-def agent_options(agent: str, where: str, note) -> frozenset | None:
-    """The option names AGENT's metadata lists on this machine (normalised to _), or
+def agent_options(agent: str, where: str, note) -> dict[str, bool] | None:
+    """Option name (normalised to _) -> required, from AGENT's metadata on this machine, or
     None (with a note) when the agent is not installed here."""
     known = _agent_metadata(agent)
     if known is None:
         note(where, "info", f"{agent} is not installed here: its options were not checked against its "
-             "metadata (`hasupctl check` on the nodes does)")
+             "metadata (`hasupctl check` on the nodes does); if it needs a plug, give each node's in 'plugs'")
     return known
 
 
@@ -127,6 +127,12 @@ def import_fencing(crm: CrmConfig, devices: list[Primitive], names: list[str], n
             # a plug set on the device itself: Pacemaker sends it whichever node it fences
             plugs = {n: static_plug for n in nodes}
         known = agent_options(p.type, where, note)
+        if not plugs and known and known.get("plug") and params.get("pcmk_host_argument", "plug") in ("plug", "port"):
+            # Pacemaker sends the node's name as the plug when nothing maps it (pcmk_host_argument)
+            plugs = {n: n for n in nodes}
+            note(where, "info", f"stonith device {p.id}: {p.type} needs a plug and nothing maps the nodes to "
+                 "plugs: the node names are the plugs, as Pacemaker sends them")
+            params.pop("pcmk_host_argument", None)
         options: dict[str, str] = {}
         secret_lines: list[str] = []
         pcmk_dropped: list[str] = []

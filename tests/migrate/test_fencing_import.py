@@ -154,3 +154,25 @@ def test_a_failed_check_takes_the_secrets_files_back(tmp_path):
     assert (secrets / "st.secret").read_text() == "password=before\n"
     assert sorted(f.name for f in secrets.iterdir()) == ["st.secret"]
     assert not (tmp_path / "hasupd.yaml").exists() and (tmp_path / "hasupd.yaml.rejected").exists()
+
+
+def test_an_agent_that_needs_a_plug_gets_the_node_names_as_pacemaker_sends_them(tmp_path):
+    crm = GROUP + """primitive st_vm stonith:fence_virsh params ip=10.99.70.250 username=root \\
+  identity_file=/root/.ssh/id_kvm pcmk_host_list="n1 n2"
+primitive st_ipmi stonith:fence_ipmilan params ip=10.99.70.201 pcmk_host_list=n1
+property stonith-enabled=true
+"""
+    out = _import(tmp_path, crm)
+    devices = {d["name"]: d for d in yaml.safe_load(out.text)["fencing"]["devices"]}
+    assert devices["st_vm"]["plugs"] == {"n1": "n1", "n2": "n2"}
+    assert "plugs" not in devices["st_ipmi"]  # its plug is optional: Pacemaker's name would be ignored
+    assert any("fence_virsh needs a plug" in n.message for n in out.notes)
+    from imported import load
+
+    from hasupd.fencing import check_devices, stdin_text
+    cfg = load(out)
+    assert check_devices(cfg.fencing) == []
+    vm = cfg.fencing.device("st_vm")
+    assert "plug=n2\n" in stdin_text(vm, "n2", "status", [])
+    # the key file is the loader's secret: in the secrets file, not in options
+    assert out.secrets[str(tmp_path / "secrets" / "st_vm.secret")] == "identity_file=/root/.ssh/id_kvm\n"
