@@ -1007,6 +1007,29 @@ def _fencing(v: _Value | None, guard: SplitBrainGuard, node_names: tuple[str, ..
     return fencing
 
 
+def _fencing_summary(fencing: Fencing, node_names: tuple[str, ...]) -> list[str]:
+    """The fencing lines of `hasupctl check`: the race, each device (its options, never the
+    secrets file's content: only its path), the levels per node."""
+    lines = [f"fencing: owner_head_start {fencing.owner_head_start:g}s, "
+             f"random_delay_max {fencing.random_delay_max:g}s"]
+    for d in fencing.devices:
+        what = d.agent if d.agent is not None else "command " + " ".join(d.command or ())
+        line = f"fence device {d.name}: {what} for {', '.join(d.nodes)}"
+        if d.plugs:
+            line += ", plug " + ", ".join(f"{n}={p}" for n, p in d.plugs)
+        if d.options:
+            line += ", options " + " ".join(f"{k}={v}" for k, v in d.options)
+        if d.secrets:
+            line += f", secrets from {d.secrets}"
+        lines.append(line + f", timeout {d.timeout:g}s, retries {d.retries}"
+                     + (f", delay {d.delay:g}s" if d.delay else ""))
+    for node in node_names:
+        levels = fencing.levels_for(node)
+        lines.append(f"fencing {node}: " + (" then ".join(
+            "+".join(d.name for d in level) for level in levels) or "no device"))
+    return lines
+
+
 def summary(cfg: Config) -> str:
     """What would run, in a few lines (for `hasupctl check`)."""
     hb = cfg.heartbeat
@@ -1020,10 +1043,7 @@ def summary(cfg: Config) -> str:
                  f"initdead {hb.initdead:g}s, key {hb.authkey}")
     lines.append(f"split-brain guard: {cfg.split_brain_guard.mode}")
     if cfg.fencing is not None:
-        for node in cfg.node_names():
-            levels = cfg.fencing.levels_for(node)
-            lines.append(f"fencing {node}: " + (" then ".join(
-                "+".join(d.name for d in level) for level in levels) or "no device"))
+        lines += _fencing_summary(cfg.fencing, cfg.node_names())
     for d in cfg.drbd.resources:
         lines.append(f"drbd {d.name}: {d.device} (minor {d.minor}) on {d.disk}, port {d.port}")
     for g in cfg.groups:

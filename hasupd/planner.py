@@ -144,7 +144,7 @@ or the data refuses), ``two_owners:GROUP`` (rule 12).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hasupd.config import Config, Group
 from hasupd.model import (
@@ -942,9 +942,7 @@ def _fence_gate(cfg: Config, view: ClusterView, peer: str) -> tuple[bool, str]:
     if connected:
         return False, (f"DRBD {', '.join(connected)} is still Connected to {peer}: it is alive (only the "
                        "heartbeat is broken), so it is not fenced")
-    lost = view.peer_lost_at if view.peer_lost_at is not None else view.started_at + cfg.heartbeat.initdead
-    if f.drbd_lost_at is not None:
-        lost = max(lost, f.drbd_lost_at)
+    lost = _fence_race_start(cfg, view)
     owner = _holds_any_group(cfg, view)
     wait = f.random_delay + (0.0 if owner else f.owner_head_start)
     parts = ([] if owner else [f"owner_head_start {f.owner_head_start:g}s"]) + (
@@ -960,6 +958,29 @@ def _fence_gate(cfg: Config, view: ClusterView, peer: str) -> tuple[bool, str]:
             return False, (f"fencing {peer} failed {_times(f.attempts)} ({f.last_message or 'no detail'}); "
                            f"the next attempt is in {round(retry, 1):g}s")
     return True, who
+
+
+def _fence_race_start(cfg: Config, view: ClusterView) -> float:
+    """When the fence race for the silent peer started: the later of the heartbeat's and DRBD's loss."""
+    lost = view.peer_lost_at if view.peer_lost_at is not None else view.started_at + cfg.heartbeat.initdead
+    return lost if view.fence.drbd_lost_at is None else max(lost, view.fence.drbd_lost_at)
+
+
+def fence_next_attempt(cfg: Config, view: ClusterView) -> float | None:
+    """When (monotonic) this node fences its silent peer, for the status: now, the end of its
+    wait in the fence race, or of the retry backoff; None when no fence is due (the peer is heard
+    or fenced, the guard does not fence) or something other than time holds it (the explain
+    sentence says what)."""
+    if view.peer.alive or not _fence_first_guard(cfg, view) or _peer_fenced(view):
+        return None
+    f = view.fence
+    at = _fence_race_start(cfg, view) + f.random_delay + (0.0 if _holds_any_group(cfg, view)
+                                                            else f.owner_head_start)
+    if view.fencing == FenceState.FAILED and f.attempts and f.last_attempt_at is not None:
+        at = max(at, f.last_attempt_at + fence_retry_delay(f.attempts))
+    at = max(at, view.now)
+    go, _ = _fence_gate(cfg, replace(view, now=at), cfg.peer_of(view.local))
+    return at if go else None
 
 
 def _outdate_on_request(cfg: Config, view: ClusterView, planned: list[Action]) -> list[Action]:

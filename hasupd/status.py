@@ -232,19 +232,34 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
                                "message": a.get("message")} for a in recent],
                    "dropped": getattr(alerter, "dropped", 0), "agent_failures": getattr(alerter, "agent_failures", 0)},
         "warnings": list(cfg.warnings if warnings is None else warnings),
-        "fencing": _fencing_status(cfg, fencer),
+        "fencing": _fencing_status(cfg, fencer, view),
     }
 
 
-def _fencing_status(cfg, fencer) -> dict[str, Any] | None:
-    """Each fence device with its last test, and the last fence (no secrets:
-    the Fencer keeps only redacted messages)."""
+def _fencing_status(cfg, fencer, view: ClusterView) -> dict[str, Any] | None:
+    """Each fence device with its last test, the last fence, and what the planner
+    knows of fencing the peer (view.fence) (no secrets: the Fencer keeps only
+    redacted messages)."""
     if cfg.fencing is None:
         return None
     tests = getattr(fencer, "last_tests", {}) or {}
     devices = [{"name": d.name, "agent": d.agent or (d.command[0] if d.command else None),
                 "nodes": list(d.nodes), "last_test": tests.get(d.name)} for d in cfg.fencing.devices]
-    return {"devices": devices, "last_fence": getattr(fencer, "last_fence", None)}
+    return {"devices": devices, "last_fence": getattr(fencer, "last_fence", None), "peer": _peer_fence(cfg, view)}
+
+
+def _peer_fence(cfg, view: ClusterView) -> dict[str, Any]:
+    """view.fence, the facts the planner fences the peer by: its power as the devices
+    report it, the failed attempts since it was lost, and when the next attempt is."""
+    from hasupd.planner import fence_next_attempt
+    f = view.fence
+    at = fence_next_attempt(cfg, view)
+    return {"node": cfg.peer_of(view.local), "power": f.peer_power or "unknown", "state": view.fencing.value,
+            "attempts": f.attempts,
+            "last_attempt_wall": _wall_of(view, f.last_attempt_at) if f.last_attempt_at is not None else None,
+            "last_message": f.last_message,
+            "next_attempt_wall": _wall_of(view, at) if at is not None else None,
+            "next_attempt_in_s": round(at - view.now, 1) if at is not None else None}
 
 
 # ---------------------------------------------------------------- human output
@@ -343,6 +358,17 @@ def render_status(s: Mapping[str, Any], color: bool = False) -> str:
             result = c("ok", "green") if lf["ok"] else c("FAILED", "red")
             out.append(f"Last fence: {lf['node']} by {lf.get('by', '?')} at {_clock(lf['when'], True)}, "
                        f"{lf['duration']:.2f}s, {result}: {lf['message']}")
+        pf = fencing.get("peer")
+        if pf and (pf["attempts"] or pf["next_attempt_wall"] is not None or pf["power"] != "unknown"):
+            line = f"Fencing {pf['node']}: power {pf['power']}"
+            if pf["attempts"]:
+                line += (f"; {pf['attempts']} failed attempt{'s' if pf['attempts'] > 1 else ''}, last at "
+                         f"{_clock(pf['last_attempt_wall'], True)}: {pf['last_message'] or 'no detail'}")
+            if pf["next_attempt_in_s"]:
+                line += f"; next attempt at {_clock(pf['next_attempt_wall'])} (in {pf['next_attempt_in_s']:g}s)"
+            elif pf["next_attempt_wall"] is not None:
+                line += "; fencing now"
+            out.append(line)
 
     for d in s["drbd"]:
         out.append("")

@@ -380,6 +380,11 @@ def agent_parameters(agent_path: str, timeout: float = 20.0) -> set[str]:
     """The option names an agent knows, from its `-o metadata`.
 
     Raises RuntimeError when the metadata cannot be had or read."""
+    return set(agent_parameter_table(agent_path, timeout))
+
+
+def agent_parameter_table(agent_path: str, timeout: float = 20.0) -> dict[str, bool]:
+    """Option name -> required, from the agent's `-o metadata` (RuntimeError as above)."""
     import subprocess
     try:
         proc = subprocess.run([agent_path, "-o", "metadata"], capture_output=True, timeout=timeout,
@@ -392,12 +397,12 @@ def agent_parameters(agent_path: str, timeout: float = 20.0) -> set[str]:
         root = ET.fromstring(proc.stdout)
     except ET.ParseError:
         raise RuntimeError(f"{agent_path} -o metadata gave no readable XML (exit {proc.returncode})") from None
-    names = set()
+    table = {}
     for p in root.iter("parameter"):
         name = p.get("name")
         if name:
-            names.add(_norm(name))
-    return names
+            table[_norm(name)] = p.get("required") == "1"
+    return table
 
 
 def _norm(name: str) -> str:

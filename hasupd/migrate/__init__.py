@@ -12,6 +12,7 @@ would not pass the configuration check.  Also ``python -m hasupd.migrate``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def import_config(crm=None, corosync: str | None = None, drbd: str | None = None
     host_map = importer.parse_hosts(_read(hosts), hosts) if hosts else None
     sources = [f"{crm_cfg.fmt} {crm_cfg.path}"] + [f"{k} {v}" for k, v in (("corosync", corosync),
                                                                             ("drbd", drbd), ("hosts", hosts)) if v]
-    text, notes, secrets = importer.build(crm_cfg, coro, info, host_map, sources, secrets_dir)
+    text, notes, secrets = importer.build(crm_cfg, coro, info, host_map, sources, os.path.abspath(secrets_dir))
     if crm_cfg.ignored_output:
         what = "pcs session commands (auth, cluster start/cib/cib-push ...)" if crm_cfg.fmt == "pcs" else \
             "crm session output and session commands (WARNING:/ERROR:, verify, commit, exit, bye)"
@@ -117,8 +118,16 @@ def import_config(crm=None, corosync: str | None = None, drbd: str | None = None
     return Imported(text, notes, secrets)
 
 
-def write_secrets(secrets: dict[str, str]) -> None:
-    """Each secrets file root-only (0600) from its first byte; its directory 0700."""
+def write_secrets(secrets: dict[str, str]) -> dict[str, str | None]:
+    """Each secrets file root-only (0600) from its first byte; its directory 0700.
+    Returns what was there before (path -> old content, None: no file) for undo_secrets."""
+    before: dict[str, str | None] = {}
+    for path in secrets:
+        try:
+            with open(path, encoding="utf-8") as f:
+                before[path] = f.read()
+        except FileNotFoundError:
+            before[path] = None
     for path, content in secrets.items():
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"
@@ -126,6 +135,17 @@ def write_secrets(secrets: dict[str, str]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(content)
         os.replace(tmp, path)
+    return before
+
+
+def undo_secrets(before: dict[str, str | None]) -> None:
+    """Put back what write_secrets replaced: the import was not written after all."""
+    for path, old in before.items():
+        if old is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            write_secrets({path: old})
 
 
 _ORDER = {"unknown": 0, "dropped": 1, "warning": 2, "info": 3}
@@ -184,9 +204,16 @@ def cli_import(argv: list[str] | None = None) -> int:
         print(f"hasupctl import: {e}", file=sys.stderr)
         return EX_DATAERR
     print(summary(result.notes), file=sys.stderr)
+    # the secrets files first: the check reads them (owner root, mode 0600)
+    try:
+        before = write_secrets(result.secrets)
+    except OSError as e:
+        print(f"hasupctl import: cannot write the stonith secrets: {e} (choose --secrets-dir)", file=sys.stderr)
+        return configmod.EX_CONFIG
     try:
         cfg = configmod.loads(result.text, args.output or "<import>")
     except configmod.ConfigError as e:
+        undo_secrets(before)
         print(f"hasupctl import: the result would not pass `hasupctl check`: {e}", file=sys.stderr)
         if args.output:
             _write(args.output + ".rejected", result.text)
@@ -194,11 +221,6 @@ def cli_import(argv: list[str] | None = None) -> int:
         return configmod.EX_CONFIG
     for warning in cfg.warnings:
         print(f"  hasupctl check: warning: {warning}", file=sys.stderr)
-    try:
-        write_secrets(result.secrets)
-    except OSError as e:
-        print(f"hasupctl import: cannot write the stonith secrets: {e} (choose --secrets-dir)", file=sys.stderr)
-        return configmod.EX_CONFIG
     if result.secrets:
         print(f"hasupctl import: wrote {', '.join(sorted(result.secrets))} (mode 0600)", file=sys.stderr)
     _write(args.output, result.text)
@@ -213,7 +235,8 @@ def export_parser(prog: str = "hasupctl export") -> argparse.ArgumentParser:
     p.add_argument("--config", default=configmod.DEFAULT_PATH, help="hasupd.yaml (default %(default)s)")
     p.add_argument("--format", choices=("crm", "pcs"), required=True)
     p.add_argument("--pacemaker", choices=("2", "1.1"), default="2",
-                   help="crm syntax for Pacemaker 2 (promotable clone, Promoted; default) or 1.1 (ms, Master)")
+                   help="crm syntax for Pacemaker 2 (promotable clone, Promoted; default) or 1.1 (ms, Master; "
+                        "the DRBD file in DRBD 8.4 syntax)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="the crm/pcs script; the corosync.conf and DRBD parts go beside it as "
                         "STEM.corosync.conf and STEM.drbd.res (default: everything on stdout)")

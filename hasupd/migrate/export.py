@@ -230,14 +230,14 @@ def render_pcs(m: Model, cfg: Config) -> str:
 
 def export_config(cfg: Config, fmt: str = "crm", legacy: bool = False) -> Exported:
     """CFG as a crm (or pcs) script, a corosync.conf part and a DRBD file.
-    LEGACY writes Pacemaker 1.1 crm syntax (ms, Master/Slave)."""
+    LEGACY writes Pacemaker 1.1 crm syntax (ms, Master/Slave) and the DRBD file in 8.4's."""
     ex = _Exporter(cfg)
     model = ex.run()
     script = render_crm(model, cfg, legacy) if fmt == "crm" else render_pcs(model, cfg)
     if legacy and fmt == "pcs":
         ex.notes.append("--pacemaker 1.1: the pcs script is for pcs 0.10+ (Pacemaker 2); use --format crm")
     coro, coro_notes = render_corosync(cfg)
-    drbd = render_drbd(cfg)
+    drbd = render_drbd(cfg, drbd84=legacy)
     if cfg.drbd.resources:
         ex.notes.append("DRBD replication addresses are the nodes' first heartbeat addresses: check "
                         "the DRBD resource file")

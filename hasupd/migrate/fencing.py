@@ -14,22 +14,26 @@ Export (``export_fencing``): the reverse, for crm and pcs.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
 
+from hasupd.config import _RESERVED_OPTIONS, _SECRET_OPTIONS
 from hasupd.migrate.common import duration, pcmk_seconds
 from hasupd.migrate.crm import CrmConfig, Primitive
 from hasupd.migrate.yamlout import C, Flow
 
-# stonith params whose values are secrets (written to the secrets file only)
+# stonith params whose values are secrets (written to the secrets file only); the
+# loader refuses its own _SECRET_OPTIONS in `options:` too
 _SECRET = re.compile(r"^(passwd|password|.*_passwd|.*_password|community|secret|secret_key|api_key|apikey|"
-                     r"token|client_secret|snmp_priv_passwd|snmp_auth_passwd)$")
-# Pacemaker's own device params: meaning for Pacemaker, not for the agent
-_PCMK_PARAMS = {"pcmk_host_list", "pcmk_host_map", "pcmk_host_check", "pcmk_delay_base", "pcmk_delay_max",
-                "pcmk_off_timeout", "pcmk_reboot_timeout", "pcmk_off_retries", "pcmk_reboot_retries",
-                "pcmk_monitor_timeout", "pcmk_status_timeout", "pcmk_action_limit", "pcmk_host_argument",
-                "pcmk_reboot_action", "pcmk_off_action", "priority"}
+                     r"token|client_secret|snmp_priv_passwd|snmp_auth_passwd|"
+                     + "|".join(_SECRET_OPTIONS) + r")$")
+# Pacemaker's own device params that become part of the device (nodes, plugs, delay,
+# timeout, retries); every other pcmk_* param (and priority) is dropped with a note
+_PCMK_MAPPED = {"pcmk_host_list", "pcmk_host_map", "pcmk_delay_base", "pcmk_delay_max",
+                "pcmk_off_timeout", "pcmk_reboot_timeout", "pcmk_off_retries", "pcmk_reboot_retries"}
+_PCMK_OWN = re.compile(r"^(pcmk_.*|priority)$")
 _HIDDEN = re.compile(r"^(\*{3,}|<[^>]*>)$")
 
 
@@ -58,6 +62,26 @@ def _per_node(text: str) -> dict[str, str] | None:
     if ":" not in (text or ""):
         return None
     return dict(_host_map(text))
+
+
+@functools.lru_cache(maxsize=None)
+def _agent_metadata(agent: str) -> dict[str, bool] | None:
+    from hasupd.fencing import agent_parameter_table, resolve_agent
+    path = resolve_agent(agent)
+    try:
+        return agent_parameter_table(path) if path else None
+    except RuntimeError:
+        return None
+
+
+def agent_options(agent: str, where: str, note) -> dict[str, bool] | None:
+    """Option name (normalised to _) -> required, from AGENT's metadata on this machine, or
+    None (with a note) when the agent is not installed here."""
+    known = _agent_metadata(agent)
+    if known is None:
+        note(where, "info", f"{agent} is not installed here: its options were not checked against its "
+             "metadata (`hasupctl check` on the nodes does); if it needs a plug, give each node's in 'plugs'")
+    return known
 
 
 def is_fence_agent(p: Primitive) -> bool:
@@ -98,24 +122,53 @@ def import_fencing(crm: CrmConfig, devices: list[Primitive], names: list[str], n
         if not nodes:
             continue
         plugs = {h: v for h, v in host_map if h in nodes}
-        if "port" in params and not plugs and len(nodes) == 1:
-            plugs = {nodes[0]: params.pop("port")}
+        static_plug = params.pop("port", None) or params.pop("plug", None)
+        if static_plug is not None and not plugs:
+            # a plug set on the device itself: Pacemaker sends it whichever node it fences
+            plugs = {n: static_plug for n in nodes}
+        known = agent_options(p.type, where, note)
+        if not plugs and known and known.get("plug") and params.get("pcmk_host_argument", "plug") in ("plug", "port"):
+            # Pacemaker sends the node's name as the plug when nothing maps it (pcmk_host_argument)
+            plugs = {n: n for n in nodes}
+            note(where, "info", f"stonith device {p.id}: {p.type} needs a plug and nothing maps the nodes to "
+                 "plugs: the node names are the plugs, as Pacemaker sends them")
+            params.pop("pcmk_host_argument", None)
         options: dict[str, str] = {}
         secret_lines: list[str] = []
+        pcmk_dropped: list[str] = []
+        unknown: list[str] = []
         for k, v in params.items():
-            if k in _PCMK_PARAMS:
+            if k in _PCMK_MAPPED:
+                continue
+            if _PCMK_OWN.match(k):
+                pcmk_dropped.append(f"{k}={v}")
                 continue
             if k == "action":
                 note(where, "dropped", f"stonith device {p.id}: action={v}: hasupd sends off, then checks "
                      "with status (a reboot is off + on)")
                 continue
+            if k in _RESERVED_OPTIONS:
+                note(where, "dropped", f"stonith device {p.id}: {k}={v}: hasupd sends the node it fences "
+                     "itself (nodename=, and plug= from 'plugs')")
+                continue
+            if known is not None and k.replace("-", "_") not in known:
+                unknown.append(k)
+                continue
             if _HIDDEN.fullmatch(v):
+                into = "the secrets file" if _SECRET.match(k) else "its options"
                 note(where, "warning", f"stonith device {p.id}: {k} is hidden or a placeholder ({v}) in the "
-                     "source: put the real value into the secrets file")
+                     f"source: put the real value into {into}")
             if _SECRET.match(k):
                 secret_lines.append(f"{k}={v}")
             else:
                 options[k] = v
+        if pcmk_dropped:
+            note(where, "dropped", f"stonith device {p.id}: {', '.join(pcmk_dropped)}: Pacemaker's own "
+                 "device settings with no hasupd equivalent (hasupd fences the device's nodes with off, "
+                 "confirms with status, one timeout per call)")
+        if unknown:
+            note(where, "dropped", f"stonith device {p.id}: {p.type} does not know {', '.join(unknown)} (its "
+                 "metadata here): the agent ignores unknown options, `hasupctl check` refuses them")
         dev: dict = {"name": p.id, "agent": p.type, "nodes": Flow(nodes)}
         if plugs:
             dev["plugs"] = Flow(plugs)

@@ -115,33 +115,40 @@ class DrbdImport:
         return section
 
 
-def render_drbd(cfg: Config) -> str:
+# what DRBD runs when it loses the peer under guard drbd: hasupd answers (README: Fencing handlers)
+DRBD_HANDLER = "/usr/bin/hasupd-drbd-handler"
+
+
+def render_drbd(cfg: Config, drbd84: bool = False) -> str:
+    """The DRBD resource file; DRBD84 writes 8.4's syntax (fencing in disk { }, no node-id)."""
     if not cfg.drbd.resources:
         return ""
     out = ["# DRBD resources for Pacemaker's ocf:linbit:drbd, written by `hasupctl export`",
-           "# (DRBD 9 syntax; the replication address is each node's first heartbeat address)"]
+           f"# (DRBD {'8.4' if drbd84 else '9'} syntax; the replication address is each node's first "
+           "heartbeat address)"]
     fenced = cfg.split_brain_guard.mode == "drbd"
     wait = cfg.drbd.peer_dead_wait
     for d in cfg.drbd.resources:
         out.append(f"resource {d.name} {{")
         out.append("    protocol C;")
         net = []
-        if fenced:
-            net.append("fencing resource-only;")
+        if fenced and not drbd84:
+            net.append("fencing resource-and-stonith;")
         if wait != 11.0 and wait >= 2:
             net += [f"ping-int {math.ceil(wait) - 1};", "ping-timeout 10;"]
         if net:
             out.append("    net {")
             out += [f"        {n}" for n in net]
             out.append("    }")
+        if fenced and drbd84:
+            out += ["    disk {", "        fencing resource-and-stonith;", "    }"]
         if fenced:
             out += ["    handlers {",
-                    '        fence-peer "/usr/lib/drbd/crm-fence-peer.9.sh";',
-                    '        unfence-peer "/usr/lib/drbd/crm-unfence-peer.9.sh";',
+                    f'        fence-peer "{DRBD_HANDLER} fence-peer";',
+                    f'        unfence-peer "{DRBD_HANDLER} unfence-peer";',
                     "    }"]
         for i, n in enumerate(cfg.nodes):
-            out += [f"    on {n.name} {{",
-                    f"        node-id {i};",
+            out += [f"    on {n.name} {{"] + ([] if drbd84 else [f"        node-id {i};"]) + [
                     f"        device {d.device} minor {d.minor};",
                     f"        disk {d.disk_of(n.name)};",
                     f"        address {n.addresses[0]}:{d.port};",

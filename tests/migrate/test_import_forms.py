@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fence_schema import load
+from imported import load
 
 from hasupd.migrate import DataError, Refused, drbdconf, export_config, import_config
 from hasupd.migrate import corosync as corosyncmod
@@ -432,7 +432,7 @@ def test_cluster_glue_plugins_are_not_fence_agents(tmp_path):
 
 def test_a_pcs_export_with_fencing_reads_back(shop, tmp_path):
     first = _shop_import(shop, tmp_path, crm=shop["shop.crm"])
-    cfg = load(first.text)
+    cfg = load(first)
     for fmt, key in (("crm", "crm"), ("pcs", "pcs")):
         out = export_config(cfg, fmt)
         (tmp_path / f"out.{fmt}").write_text(out.script)
@@ -576,7 +576,7 @@ def test_a_handler_string_continued_with_backslash_is_refused():
 
 
 def test_per_node_disks_are_exported_per_node(shop, tmp_path):
-    cfg = load(_shop_import(shop, tmp_path, crm=shop["shop.crm"]).text)
+    cfg = load(_shop_import(shop, tmp_path, crm=shop["shop.crm"]))
     d = cfg.drbd.resources[0]
     assert (d.disk_of("shop-1"), d.disk_of("shop-2")) == ("/dev/vg1/shop", "/dev/vg2/shop")
     res = export_config(cfg, "crm").drbd
@@ -600,7 +600,7 @@ def test_filesystems_on_drbd_by_name_or_lvm_on_top_pass_the_check(device, shop, 
     for drbd in (None, shop["shop.res"]):
         got = import_config(crm=f["c.crm"], corosync=shop["corosync.conf"], drbd=drbd,
                             secrets_dir=str(tmp_path / "s"))
-        cfg = load(got.text)
+        cfg = load(got)
         assert cfg.groups[0].drbd == "shopdata" and cfg.groups[0].resources[0].device == device
         # with the DRBD configuration the real device; without it a placeholder that says so
         d = cfg.drbd.resources[0]
@@ -611,7 +611,7 @@ def test_filesystems_on_drbd_by_name_or_lvm_on_top_pass_the_check(device, shop, 
 
 def test_check_names_a_unicast_ring_once(shop, tmp_path):
     from hasupd import config as configmod
-    cfg = load(_shop_import(shop, tmp_path, crm=shop["shop.crm"]).text)
+    cfg = load(_shop_import(shop, tmp_path, crm=shop["shop.crm"]))
     text = configmod.summary(cfg)
     assert "ring 0: unicast port 5405 on 10.99.76.0/24" in text and "unicast unicast" not in text
 

@@ -40,12 +40,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fence_schema import load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from imported import load, without_secrets
 
 from hasupd import config as configmod
-from hasupd.migrate import DataError, drbdconf, export_config, import_config, importer, summary
+from hasupd.migrate import DataError, Imported, drbdconf, export_config, import_config, importer, summary
 from hasupd.migrate import cib as cibmod
 from hasupd.migrate import corosync as corosyncmod
 from hasupd.migrate import crm as crmmod
@@ -82,15 +82,15 @@ def do_import(case: str, monkeypatch):
     return import_config(**CASES[case])
 
 
-def same_config(text_a: str, text_b: str) -> None:
-    """Equal as data (every key and value) and as the loaded Config.  Secrets files
-    do not travel through Pacemaker: `secrets:` is not compared."""
-    a, b = yaml.safe_load(text_a), yaml.safe_load(text_b)
+def same_config(first, second) -> None:
+    """Two imports are equal as data (every key and value) and as the loaded Config.
+    Secrets files do not travel through Pacemaker: `secrets:` is not compared."""
+    a, b = yaml.safe_load(first.text), yaml.safe_load(second.text)
     for doc in (a, b):
         for d in (doc.get("fencing") or {}).get("devices", []):
             d.pop("secrets", None)
     assert a == b
-    assert load(text_a) == load(text_b)
+    assert without_secrets(load(first)) == without_secrets(load(second))
 
 
 def write_export(cfg, fmt: str, where: Path) -> dict[str, Path]:
@@ -104,9 +104,9 @@ def write_export(cfg, fmt: str, where: Path) -> dict[str, Path]:
     return paths
 
 
-def reimport(crm_path: Path, paths: dict[str, Path]) -> str:
+def reimport(crm_path: Path, paths: dict[str, Path]):
     return import_config(str(crm_path), str(paths["corosync"]),
-                         str(paths["drbd"]) if "drbd" in paths else None).text
+                         str(paths["drbd"]) if "drbd" in paths else None)
 
 
 # ---------------------------------------------------------------- import
@@ -115,7 +115,7 @@ def reimport(crm_path: Path, paths: dict[str, Path]) -> str:
 @pytest.mark.parametrize("case", CASES)
 def test_import_matches_golden_and_passes_the_check(case, monkeypatch):
     result = do_import(case, monkeypatch)
-    load(result.text, f"{case}.yaml")  # raises if `hasupctl check` would refuse it
+    load(result, f"{case}.yaml")  # raises if `hasupctl check` would refuse it
     golden(f"{case}.yaml", result.text)
     golden(f"{case}.summary", summary(result.notes) + "\n")
 
@@ -124,7 +124,7 @@ def test_reference_import_is_the_reference_configuration(monkeypatch):
     """The import of the reference session says what conf/hasupd.yaml says, except
     where Pacemaker's meaning differs (fail counts that never expire, httpd run
     by the apache agent rather than by its unit)."""
-    imported = load(do_import("reference", monkeypatch).text, "x")
+    imported = load(do_import("reference", monkeypatch), "x")
     reference = configmod.load(ROOT / "conf" / "hasupd.yaml")
     assert imported.nodes == reference.nodes
     assert imported.heartbeat.rings == reference.heartbeat.rings
@@ -153,7 +153,7 @@ def test_reference_import_reports_hosts_mismatch_and_unsafe_policy(monkeypatch):
 def test_import_without_drbd_files_uses_marked_placeholders(monkeypatch):
     monkeypatch.chdir(FIXTURES / "reference")
     result = import_config("crm-session.txt", "corosync.conf", hosts="hosts")
-    cfg = load(result.text, "x")
+    cfg = load(result, "x")
     assert cfg.drbd.resources[0].device == "/dev/drbd1"  # the filesystem's device
     assert "disk: /dev/UNKNOWN" in result.text and "approximated: no DRBD configuration given" in result.text
     # the hosts file gives the addresses now (no DRBD to disagree with)
@@ -174,7 +174,7 @@ def test_every_approximated_line_says_why(monkeypatch):
 
 @pytest.mark.parametrize("case", CASES)
 def test_export_matches_golden(case, monkeypatch):
-    cfg = load(do_import(case, monkeypatch).text, "hasupd.yaml")
+    cfg = load(do_import(case, monkeypatch), "hasupd.yaml")
     crm_out = export_config(cfg, "crm")
     pcs_out = export_config(cfg, "pcs")
     golden(f"{case}.crm", crm_out.script)
@@ -186,7 +186,7 @@ def test_export_matches_golden(case, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES)
 def test_round_trip_import_export_import(case, monkeypatch, tmp_path):
-    first = do_import(case, monkeypatch).text
+    first = do_import(case, monkeypatch)
     paths = write_export(load(first, "hasupd.yaml"), "crm", tmp_path)
     second = reimport(paths["script"], paths)
     same_config(first, second)
@@ -195,9 +195,29 @@ def test_round_trip_import_export_import(case, monkeypatch, tmp_path):
     assert again["script"].read_text() == paths["script"].read_text()
 
 
-@pytest.mark.parametrize("case", ["reference", "two-drbd"])
+def test_guard_drbd_exports_resource_and_stonith_with_hasupds_handler(monkeypatch):
+    """DRBD asks hasupd (hasupd-drbd-handler) before it resumes I/O without its peer;
+    DRBD 9 has the fencing policy in net { }, 8.4 in disk { }."""
+    cfg = load(do_import("nfs-drbd", monkeypatch), "hasupd.yaml")
+    assert cfg.split_brain_guard.mode == "drbd"
+    handlers = ('    handlers {\n'
+                '        fence-peer "/usr/bin/hasupd-drbd-handler fence-peer";\n'
+                '        unfence-peer "/usr/bin/hasupd-drbd-handler unfence-peer";\n    }\n')
+    for legacy, section in ((False, "net"), (True, "disk")):
+        drbd = export_config(cfg, "crm", legacy=legacy).drbd
+        assert "resource-only" not in drbd and "crm-fence-peer" not in drbd
+        assert re.search(rf"^    {section} {{\n(        .*\n)*        fencing resource-and-stonith;\n", drbd, re.M), drbd
+        assert drbd.count("fencing resource-and-stonith;") == len(cfg.drbd.resources)
+        assert handlers in drbd
+        assert ("node-id" in drbd) == (not legacy)
+        info = drbdconf.interpret(drbdconf.parse(drbd, "x.res"))
+        assert {(r.fencing, r.handlers["fence-peer"]) for r in info.resources} == {
+            ("resource-and-stonith", "/usr/bin/hasupd-drbd-handler fence-peer")}
+
+
+@pytest.mark.parametrize("case", ["reference", "two-drbd", "nfs-drbd"])
 def test_pacemaker_1_1_syntax_round_trips(case, monkeypatch, tmp_path):
-    first = do_import(case, monkeypatch).text
+    first = do_import(case, monkeypatch)
     out = export_config(load(first, "hasupd.yaml"), "crm", legacy=True)
     assert re.search(r"^ms ms_drbd_\w+ drbd_\w+ \\\n\tmeta master-max=1 ", out.script, re.M)
     assert "Promoted" not in out.script and ":Master" in out.script and "role=Slave" in out.script
@@ -263,7 +283,7 @@ def _empty_cib(path: Path, nodes: tuple[str, ...] = ()) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_crmsh_loads_the_crm_export_and_shows_it_back(case, monkeypatch, tmp_path):
-    first = do_import(case, monkeypatch).text
+    first = do_import(case, monkeypatch)
     paths = write_export(load(first, "hasupd.yaml"), "crm", tmp_path)
     cib = _empty_cib(tmp_path / "cib.xml")
     _crm(cib, "-F", "configure", "load", "update", str(paths["script"]))
@@ -282,7 +302,7 @@ def test_crmsh_loads_the_crm_export_and_shows_it_back(case, monkeypatch, tmp_pat
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_pcs_runs_the_pcs_export_on_a_cib_file(case, monkeypatch, tmp_path):
-    first = do_import(case, monkeypatch).text
+    first = do_import(case, monkeypatch)
     cfg = load(first, "hasupd.yaml")
     paths = write_export(cfg, "pcs", tmp_path)
     cib = _empty_cib(tmp_path / "cib.xml", tuple(n.name for n in cfg.nodes))
@@ -307,7 +327,7 @@ def test_corosync_accepts_the_exported_corosync_conf(case, monkeypatch, tmp_path
     """corosync -t in a private network namespace (only lo, holding node 1's
     10.99.x addresses): nothing can leave it.  The reference case uses
     192.168.0.x, so it is checked by the other cases' shape only."""
-    cfg = load(do_import(case, monkeypatch).text, "hasupd.yaml")
+    cfg = load(do_import(case, monkeypatch), "hasupd.yaml")
     conf = tmp_path / "corosync.conf"
     text = export_config(cfg, "crm").corosync
     # corosync 3 needs a key file with crypto; the lab has none: the same config without it
@@ -519,12 +539,12 @@ def test_damaged_inputs_give_data_errors_never_tracebacks(data):
     try:
         crm_cfg = crmmod.parse(damaged, "d.crm")
         coro = corosyncmod.parse(coro_text, "c.conf") if coro_text else None
-        text_out, _notes, _secrets = importer.build(crm_cfg, coro, None, None)
+        text_out, notes, secrets = importer.build(crm_cfg, coro, None, None)
     except DataError as e:
         assert re.match(r"^(d\.crm|c\.conf)(:\d+)?$", e.where), e.where
         return
     try:
-        load(text_out, "out.yaml")
+        load(Imported(text_out, notes, secrets), "out.yaml")
     except configmod.ConfigError:
         pass
 

@@ -19,11 +19,12 @@ sample with a crm configuration written here that runs a group on that resource.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fence_schema import load
+from imported import load
 
 from hasupd import config as configmod
 from hasupd.migrate import DataError, Refused, drbdconf, import_config
@@ -368,7 +369,7 @@ def test_realworld_sample(name, tmp_path):
             assert words in message, message
         return
     result = _run(case, tmp_path)
-    cfg = load(result.text, name)  # raises when `hasupctl check` would refuse it
+    cfg = load(result, name)  # raises when `hasupctl check` would refuse it
     e = case.expect
     groups = {g.name: g for g in cfg.groups}
     if "groups" in e:
@@ -407,3 +408,44 @@ def test_realworld_sample(name, tmp_path):
         assert any(r.bind_network == bind and r.group == group and r.port == port for r in cfg.heartbeat.rings)
     for words in e.get("notes", []):
         assert any(words in n.message for n in result.notes), [n.render() for n in result.notes]
+
+
+# The samples with stonith devices are active/active (refused as a whole): their stonith
+# primitives, read from the sample in place, are imported with the small web group,
+# end to end through `hasupctl import` and `hasupctl check`.
+STONITH = {
+    "crm/icicimov-gfs2-dual-primary-show.crm": ("corosync/icicimov-gfs2-corosync2-udpu-nonames.conf",
+                                                "10.10.10.91 server01\n10.10.10.26 server02\n",
+                                                {"p_fence_server01": ["server01"], "p_fence_server02": ["server02"]}),
+    "crm/clusterlabs-cfs-1.1.7-active-active-show.crm": ("corosync/clusterlabs-cfs-1.1.7-openais.conf",
+                                                         "192.168.122.101 pcmk-1\n192.168.122.102 pcmk-2\n",
+                                                         {"ipmi-fencing": ["pcmk-1", "pcmk-2"]}),
+}
+
+
+def _stonith_primitives(text: str) -> str:
+    out, on = [], False
+    for line in text.splitlines():
+        on = on or bool(re.match(r"^primitive \S+ stonith:", line))
+        if on:
+            out.append(line)
+            on = line.rstrip().endswith("\\")
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("sample", list(STONITH))
+def test_realworld_stonith_devices_import_and_pass_hasupctl_check(sample, tmp_path):
+    from test_fencing_import import import_and_check
+    corosync, hosts, nodes = STONITH[sample]
+    crm = tmp_path / "c.crm"
+    crm.write_text(WEB_GROUP.read_text().replace("stonith-enabled=false", "stonith-enabled=true")
+                   + _stonith_primitives((REALWORLD / sample).read_text()))
+    (tmp_path / "hosts").write_text(hosts)
+    out, secrets, _ = import_and_check(tmp_path, "--crm", str(crm), "--corosync", str(REALWORLD / corosync),
+                                            "--hosts", str(tmp_path / "hosts"), cwd=tmp_path)
+    cfg = configmod.load(str(out))
+    assert cfg.split_brain_guard.mode == "fence"
+    assert {d.name: list(d.nodes) for d in cfg.fencing.devices} == nodes
+    for d in cfg.fencing.devices:
+        assert d.secrets == str(secrets / f"{d.name}.secret")
+        assert "passwd=" in Path(d.secrets).read_text() and "passwd" not in dict(d.options)
