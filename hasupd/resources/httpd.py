@@ -339,6 +339,8 @@ class HttpdDriver:
             # the parent was killed, its workers still listen: the group must be stopped
             return ResourceStatus(ResState.FAILED, f"main process {pid} is gone but "
                                   f"{len(left)} process(es) of its group still run", now)
+        if pid and alive(pid):
+            return ResourceStatus(ResState.STOPPED, f"pidfile names pid {pid}, which is not our apache", now)
         return ResourceStatus(ResState.STOPPED, f"stale pidfile (pid {pid} not running)" if pid
                               else "not running", now)
 

@@ -268,7 +268,7 @@ def test_status_clients_do_not_stall_the_heartbeat(sockdir):
               f"heartbeats {len(arrivals)} in 10 s, largest gap {largest:.3f}s")
         assert ok >= 24, counts
         assert len(arrivals) >= 10.0 / INTERVAL / 2, f"{len(arrivals)} heartbeats in 10 s"
-        assert largest < DEADTIME / 2, f"largest heartbeat gap {largest:.2f}s (deadtime {DEADTIME:g}s)"
+        assert largest < DEADTIME * 0.75, f"largest heartbeat gap {largest:.2f}s (deadtime {DEADTIME:g}s)"
 
 
 # ---------------------------------------------------------------- replay after a restart of the daemon

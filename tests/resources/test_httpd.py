@@ -402,6 +402,10 @@ def test_a_stale_pidfile_never_gets_an_unrelated_group_killed(tmp_path):
     try:
         res = resource(str(tmp_path / "httpd.conf"), tmp_path, binary="/bin/false", check_config=False,
                        timeouts=Timeouts(5.0, 5.0, 5.0))
+        pidfile.write_text(f"{sleeper}\n")  # a live stranger: not ours either
+        probe = asyncio.run(HttpdDriver(res).probe())
+        assert probe.state == ResState.STOPPED and "not our apache" in probe.detail, probe.detail
+        assert asyncio.run(HttpdDriver(res).stop()).ok and alive(sleeper)
         pidfile.write_text(f"{pgid}\n")
         stop = asyncio.run(HttpdDriver(res).stop())
         assert alive(sleeper), "stop killed a process group that was never apache's"
