@@ -19,16 +19,15 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from hasupd.config import _RESERVED_OPTIONS, _SECRET_OPTIONS
+from hasupd.config import _RESERVED_OPTIONS
 from hasupd.migrate.common import duration, pcmk_seconds
 from hasupd.migrate.crm import CrmConfig, Primitive
 from hasupd.migrate.yamlout import C, Flow
 
-# stonith params whose values are secrets (written to the secrets file only); the
-# loader refuses its own _SECRET_OPTIONS in `options:` too
-_SECRET = re.compile(r"^(passwd|password|.*_passwd|.*_password|community|secret|secret_key|api_key|apikey|"
-                     r"token|client_secret|snmp_priv_passwd|snmp_auth_passwd|"
-                     + "|".join(_SECRET_OPTIONS) + r")$")
+# stonith params whose values are secrets or name where one is (written to the secrets
+# file only): a superset of what the loader refuses in `options:` (any key naming a password)
+_SECRET = re.compile(r"^(.*passw.*|community|secret|secret_key|api_key|apikey|token|client_secret|"
+                     r"identity_file)$")
 # Pacemaker's own device params that become part of the device (nodes, plugs, delay,
 # timeout, retries); every other pcmk_* param (and priority) is dropped with a note
 _PCMK_MAPPED = {"pcmk_host_list", "pcmk_host_map", "pcmk_delay_base", "pcmk_delay_max",
