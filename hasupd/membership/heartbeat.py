@@ -143,7 +143,7 @@ class PeerView:
 class _Ring:
     __slots__ = ("cfg", "index", "local", "dest", "ifname", "sock", "up", "reported_down",
                  "last_seen", "silent_since", "echo_sent", "echo_at", "last_seq", "loss", "rtt",
-                 "next_open", "opened_at", "error", "send_errno")
+                 "next_open", "opened_at", "error", "send_errno", "received", "dropped")
 
     def __init__(self, cfg: Ring, local: str, dest: tuple[str, int]):
         self.cfg = cfg
@@ -165,6 +165,8 @@ class _Ring:
         self.opened_at = 0.0
         self.error = ""
         self.send_errno = 0
+        self.received = 0  # valid packets (for metrics)
+        self.dropped: dict[str, int] = {}  # reason -> packets dropped on this ring
 
 
 def interface_of(address: str) -> str | None:
@@ -290,6 +292,14 @@ class Heartbeat:
             ever_seen=self._ever_seen, ring_last_seen=tuple(r.last_seen for r in self._rings),
         )
 
+    def ring_stats(self) -> list[dict[str, Any]]:
+        """Per ring: packets received, dropped by reason, last seen (monotonic)."""
+        return [{"received": r.received, "dropped": dict(r.dropped), "last_seen": r.last_seen}
+                for r in self._rings]
+
+    def payload_bytes(self) -> int:
+        return len(self._payload.body)
+
     async def close(self) -> None:
         for h in (self._tick_handle, self._death_handle, self._send_soon):
             if h is not None:
@@ -389,9 +399,11 @@ class Heartbeat:
                             sender=self.peer_name, parse=False)
         except wire.BadPacket as e:
             self.counters["dropped_" + e.reason] += 1
+            r.dropped[e.reason] = r.dropped.get(e.reason, 0) + 1
             return
         now = time.monotonic()
         self.counters["received"] += 1
+        r.received += 1
         new_incarnation = p.incarnation != self._peer_inc
         # ring statistics
         if r.last_seq is not None and not new_incarnation:
