@@ -62,10 +62,10 @@ def _enum(name: str, doc: str, labels: list[str], states, rows, label: str = "")
     return fam
 
 
-def drbd_versions(drbdadm: str = "drbdadm") -> tuple[str, str]:
+def drbd_versions(drbdadm: str = "drbdadm", status_path: str = "/proc/drbd") -> tuple[str, str]:
     """(kernel module, utils) versions, "" when unknown (no module, no utils)."""
     kmod = ""
-    for path, pattern in (("/sys/module/drbd/version", r"^\s*(\S+)"), ("/proc/drbd", r"^version:\s*(\S+)")):
+    for path, pattern in (("/sys/module/drbd/version", r"^\s*(\S+)"), (status_path, r"^version:\s*(\S+)")):
         try:
             with open(path) as f:
                 m = re.search(pattern, f.read(4096), re.M)
@@ -124,7 +124,7 @@ class _EngineCollector:
         if loop is None:
             return []
         if m.versions is None:  # once, in the scrape thread (a subprocess: not on the loop)
-            m.versions = drbd_versions(m.engine.cfg.drbd.drbdadm if m.engine.cfg.drbd.resources else "drbdadm")
+            m.versions = drbd_versions(m.engine.cfg.drbd.drbdadm, m.engine.cfg.drbd.status_path)
         future = asyncio.run_coroutine_threadsafe(_on_loop(m.families), loop)
         return [m.build_info(), *future.result(SCRAPE_TIMEOUT)]
 
@@ -142,6 +142,7 @@ class Metrics:
         self.versions: tuple[str, str] | None = None
         self.server: WSGIServer | None = None
         self.thread: threading.Thread | None = None
+        self.failing_over: set[str] = set()  # groups taken over from the peer, not yet all started
         r = self.registry = CollectorRegistry(auto_describe=False)
         self.failovers = Counter("hasupd_failovers", "Failovers to this node (group taken over from the peer)",
                                  ["group", "reason"], registry=r)
@@ -184,13 +185,17 @@ class Metrics:
     # ------------------------------------------------------------ hooks (called on the loop)
 
     def failover_started(self, group: str) -> None:
+        self.failing_over.add(group)
         self.failovers.labels(group, failover_reason(self.engine, group)).inc()
 
     def failover_finished(self, group: str, seconds: float) -> None:
-        self.failover_seconds.labels(group).observe(seconds)
+        """A group started here: timed when it was a failover (not a first start)."""
+        if group in self.failing_over:
+            self.failing_over.discard(group)
+            self.failover_seconds.labels(group).observe(seconds)
 
     def action_done(self, action, seconds: float) -> None:
-        if action.group in self.engine.takeovers:
+        if action.group in self.failing_over:
             self.failover_step_seconds.labels(action.group, action.kind.value).observe(seconds)
 
     def control_request(self, command: str) -> None:

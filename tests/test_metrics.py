@@ -137,12 +137,23 @@ def test_scrape_reads_the_engine_state(tmp_path):
 def test_failover_hooks_count_and_time(tmp_path):
     engine = make_engine(tmp_path)
     metrics = engine.metrics = Metrics(engine)
+    group = engine.cfg.group("rg_web")
+    # a first start (the peer never held the group) is neither counted nor timed
+    engine.takeover_started(Action(ActionKind.CLAIM, "rg_web", None, "first start", epoch=1))
+    for name in ("res_vip", "res_filesystem", "res_httpd"):
+        engine.resources[name] = ResourceStatus(ResState.STARTED, "ok")
+    engine.takeover_progress(group)
+    found = samples(generate_latest(metrics.registry).decode())
+    assert not [k for k in found if k[0] == "hasupd_failover_duration_seconds_count"]
+    assert sum(v for k, v in found.items() if k[0] == "hasupd_failovers_total") == 0
+    for name in ("res_vip", "res_filesystem", "res_httpd"):
+        engine.resources[name] = ResourceStatus(ResState.STOPPED, "")
     engine.peer_held.add("rg_web")  # the peer held the group; it is silent now: peer_lost
     engine.takeover_started(Action(ActionKind.CLAIM, "rg_web", None, "peer lost", epoch=2))
     asyncio.run(engine.execute(Action(ActionKind.CLAIM, "rg_web", None, "peer lost", epoch=2)))
     for name in ("res_vip", "res_filesystem", "res_httpd"):
         engine.resources[name] = ResourceStatus(ResState.STARTED, "ok")
-    engine.takeover_progress(engine.cfg.group("rg_web"))
+    engine.takeover_progress(group)
     found = samples(generate_latest(metrics.registry).decode())
     assert value(found, "hasupd_failovers_total", group="rg_web", reason="peer_lost") == 1
     assert value(found, "hasupd_failovers_total", group="rg_web", reason="move") == 0
