@@ -1,5 +1,7 @@
 """Fixtures: two namespaces joined by a bridge (prefix "ds"), simulated nodes on them."""
 
+from __future__ import annotations
+
 import os
 import re
 import subprocess
