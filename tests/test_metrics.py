@@ -199,3 +199,21 @@ def test_a_port_in_use_is_an_alert_not_a_crash(tmp_path):
         taken.close()
     assert engine.metrics is None
     assert [r for r in engine.alerter.recent if r["event"] == "metrics_unavailable"]
+
+
+def test_ring_drops_are_counted_by_ring_and_reason(tmp_path):
+    from hasupd.membership import wire
+
+    engine = make_engine(tmp_path)
+    hb = engine.heartbeat
+    ring = hb._rings[0]
+    hb._on_packet(ring, b"x")  # too short to be a packet
+    other = wire.encode(b"o" * 32, "web", "secondarycentos", wire.new_incarnation(), 1,
+                        engine.digest, wire.EMPTY, ring=0)
+    hb._on_packet(ring, other)  # signed with another key
+    fams = {f.name: f for f in Metrics(engine).families()}
+    dropped = {s.labels["reason"]: s.value for s in fams["hasupd_ring_packets_dropped"].samples
+               if s.labels["ring"] == "0"}
+    assert dropped["truncated"] == 1 and dropped["mac"] == 1, dropped
+    assert sum(dropped.values()) == 2
+    assert {s.labels["ring"]: s.value for s in fams["hasupd_ring_packets_received"].samples} == {"0": 0}
