@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv test test-fast test-vm demo lint packages bench bench-quick clean lab-down
+.PHONY: deps venv test test-fast test-matrix test-vm demo lint packages bench bench-quick clean lab-down
 
 deps:
 	@scripts/deps.sh scripts/apt-packages.txt
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	@$(PYTEST) -q -m 'not lab and not slow'
+
+# Each distribution's Python (pyenv) with exactly its own library versions:
+# unit/scenario/property tests + one lab failover per row (scripts/test-matrix.py).
+test-matrix: $(STAMP)
+	@python3 scripts/test-matrix.py $(ROWS)
 
 lint: $(STAMP)
 	@$(PY) -m ruff check hasupd lab tests bench

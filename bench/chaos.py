@@ -169,7 +169,7 @@ class Chaos:
             report = mon.stop()
         probes = [p for p in report.probes if t_start <= p[0]]
         answered = [p for p in probes if p[1] == 200]
-        failovers = sum(1 for a, b in zip(answered, answered[1:], strict=False) if a[2] != b[2])
+        failovers = sum(1 for a, b in zip(answered, answered[1:]) if a[2] != b[2])
         outage, last, outages = 0.0, t_start, []
         for wall, code, _ in probes + [(probes[-1][0] if probes else t_start, 200, "")]:
             # (the sentinel closes an outage still running when the watch ended)

@@ -28,7 +28,10 @@ import time
 from collections import deque
 from typing import Any
 
-import structlog
+try:
+    import structlog
+except ImportError:  # EL 9 ships no structlog: _PlainLog does the little hasupd asks of it
+    structlog = None
 
 from hasupd import __version__
 from hasupd.resources.base import run
@@ -71,6 +74,20 @@ class _Sinks:
         return lambda event: self.alerter._write(level, event)
 
 
+class _PlainLog:
+    """structlog's bind() + level call + ISO timestamp, for hosts without it."""
+
+    def __init__(self, sinks: _Sinks, fields: dict | None = None):
+        self.sinks, self.fields = sinks, fields or {}
+
+    def bind(self, **fields: Any) -> _PlainLog:
+        return _PlainLog(self.sinks, {**self.fields, **fields})
+
+    def __getattr__(self, level: str):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+        return lambda event: getattr(self.sinks, level)({**self.fields, "event": event, "timestamp": stamp})
+
+
 class Alerter:
     def __init__(self, config, node_name: str, foreground: bool = False, *, stderr=None):
         self.config = config
@@ -89,7 +106,7 @@ class Alerter:
         self._queues: dict[int, asyncio.Queue] = {}
         self._workers: list[asyncio.Task] = []
         self._syslog_open = False
-        self.log = structlog.wrap_logger(
+        self.log = _PlainLog(_Sinks(self)) if structlog is None else structlog.wrap_logger(
             _Sinks(self),
             processors=[structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
                         lambda _logger, _method, ev: ((ev,), {})],

@@ -269,6 +269,15 @@ class AlertAgent:
     recipient: str
 
 
+METRICS_PORT = 9675  # Prometheus: ha_cluster_exporter has 9664, drbd-reactor 9942
+
+
+@dataclass(frozen=True)
+class Metrics:
+    address: str  # "" = every address
+    port: int
+
+
 @dataclass(frozen=True)
 class Config:
     path: str
@@ -285,6 +294,7 @@ class Config:
     history_max_bytes: int
     warnings: tuple[str, ...] = field(default=(), compare=False)
     fencing: Fencing | None = None
+    metrics: Metrics | None = field(default=None, compare=False)  # None: no metrics endpoint
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -640,7 +650,7 @@ def loads(text: str, path: str = "<string>") -> Config:
         raise ConfigError(path, 1, 1, "the file is empty")
     top = _Value(root, path, "").mapping(
         ("cluster", "nodes", "heartbeat", "split_brain_guard", "drbd", "groups", "alerts",
-         "state_dir", "control", "history", "fencing")
+         "state_dir", "control", "history", "fencing", "metrics")
     )
     warnings: list[str] = []
     cluster = top.need("cluster").str(_NAME, "a name (letters, digits, _ . -)")
@@ -862,6 +872,7 @@ def loads(text: str, path: str = "<string>") -> Config:
         history_max_bytes=hm.opt("max_bytes", lambda v: v.int(4096), 4 * 1024 * 1024) if hm else 4 * 1024 * 1024,
         warnings=tuple(warnings),
         fencing=fencing,
+        metrics=_metrics(top.get("metrics")),
     )
 
 
@@ -1030,6 +1041,27 @@ def _fencing_summary(fencing: Fencing, node_names: tuple[str, ...]) -> list[str]
     return lines
 
 
+def _metrics(v: _Value | None) -> Metrics | None:
+    """``metrics: {listen: ADDRESS:PORT}`` (``[v6]:PORT``; no port: METRICS_PORT)."""
+    if v is None:
+        return None
+    lv = v.mapping(("listen",)).need("listen")
+    text = lv.str()
+    m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*))(?::(\d{1,5}))?$", text)
+    if m is None:
+        raise lv.error(f"{text!r} is not ADDRESS:PORT (an IPv6 address in brackets: [::1]:{METRICS_PORT})")
+    address = m.group(1) if m.group(1) is not None else m.group(2)
+    try:
+        if address:
+            ipaddress.ip_address(address)
+    except ValueError:
+        raise lv.error(f"{address!r} is not an IP address") from None
+    port = int(m.group(3)) if m.group(3) else METRICS_PORT
+    if not 1 <= port <= 65535:
+        raise lv.error(f"port {port} is out of range 1..65535")
+    return Metrics(address, port)
+
+
 def summary(cfg: Config) -> str:
     """What would run, in a few lines (for `hasupctl check`)."""
     hb = cfg.heartbeat
@@ -1054,6 +1086,8 @@ def summary(cfg: Config) -> str:
         lines.append(f"  stickiness {stick}, migration threshold {g.migration_threshold}, "
                      f"failure timeout {g.failure_timeout:g}s, on stop failure {g.on_stop_failure}"
                      + (f", prefers {g.preferred_node}" if g.preferred_node else ""))
+    if cfg.metrics is not None:
+        lines.append(f"metrics: http://{cfg.metrics.address or '*'}:{cfg.metrics.port}/metrics")
     for w in cfg.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -113,12 +113,34 @@ async def _run(cfg, local, key, args, notifier) -> int:
         loop.add_signal_handler(sig, engine.request_stop)
     server = ControlServer(cfg.control_socket, cfg.control_group, engine.handle)
     await server.start()
+    if cfg.metrics is not None:
+        start_metrics(engine, cfg.metrics)
     try:
         await engine.run()
     finally:
         notifier(stopping=True)
         await server.close()
+        if engine.metrics is not None:
+            engine.metrics.close()
     return 0
+
+
+def start_metrics(engine, where) -> None:
+    """The metrics endpoint: a failure to serve it is alerted, never fatal."""
+    try:
+        from hasupd.metrics import Metrics
+    except ImportError as e:
+        engine.alerter.emit("metrics_unavailable", "warning", f"metrics.listen is set but {e.name or e} "
+                            "cannot be imported (install python3-prometheus-client): no metrics endpoint")
+        return
+    metrics = Metrics(engine)
+    try:
+        metrics.start(where.address, where.port)
+    except OSError as e:
+        engine.alerter.emit("metrics_unavailable", "warning", f"cannot serve metrics on "
+                            f"{where.address or '*'}:{where.port}: {e.strerror or e}")
+        return
+    engine.metrics = metrics
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ class Engine:
         self.alerted: set[str] = set()
         self.ring_errors: dict[int, str] = {}
         self.takeovers: dict[str, float] = {}  # group -> when this node began taking it over
+        self.metrics = None  # hasupd.metrics.Metrics when metrics.listen is configured
         self.peer_held: set[str] = set()  # groups the peer claimed last (a claim here is then a failover)  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
 
     # ------------------------------------------------------------ start-up
@@ -276,6 +277,8 @@ class Engine:
         finally:
             self.acting = None
         duration = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.action_done(action, duration)
         self.history.record("action-done", action=kind.value, group=action.group, resource=action.resource,
                             ok=result.ok, message=result.message, duration=round(duration, 4))
         if not result.ok:
@@ -384,6 +387,8 @@ class Engine:
         if action.group not in self.peer_held:
             return
         self.peer_held.discard(action.group)
+        if self.metrics is not None:
+            self.metrics.failover_started(action.group)
         self.history.record("observation", group=action.group, state="takeover", reason=action.reason)
         self.alerter.emit("failover_started", "warning", f"{action.group}: taking over on {self.local}: "
                           f"{action.reason}", group=action.group, task="start")
@@ -393,6 +398,8 @@ class Engine:
         if began is None or any(self.resources[r.name].state != ResState.STARTED for r in group.resources):
             return
         del self.takeovers[group.name]
+        if self.metrics is not None:
+            self.metrics.failover_finished(group.name, time.monotonic() - began)
         self.alerter.emit("failover_finished", "info", f"{group.name} started on {self.local} "
                           f"{time.monotonic() - began:.2f}s after the takeover began",
                           group=group.name, task="start", rc=0)
@@ -583,6 +590,8 @@ class Engine:
         self.history.record("fence", target=peer, ok=outcome.ok, already_off=outcome.already_off,
                             device=outcome.device, level=outcome.level, message=outcome.message,
                             duration=round(outcome.duration, 3))
+        if self.metrics is not None:
+            self.metrics.fence_done(outcome.ok)
         self.alerter.emit("fence_result", "warning" if outcome.ok else "critical",
                           f"fencing {peer}: " + ("it was off already" if outcome.already_off else
                                                  "succeeded" if outcome.ok else "failed")
@@ -672,6 +681,8 @@ class Engine:
             "fence": self.cmd_fence,
         }
         fn = commands.get(cmd)
+        if self.metrics is not None:
+            self.metrics.control_request(cmd if fn is not None else "unknown")
         if fn is None:
             return {"ok": False, "error": f"unknown command {cmd!r}"}
         try:

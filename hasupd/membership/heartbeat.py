@@ -159,7 +159,7 @@ class PeerView:
 class _Ring:
     __slots__ = ("cfg", "index", "local", "dest", "ifname", "sock", "up", "reported_down",
                  "last_seen", "silent_since", "echo_sent", "echo_at", "last_seq", "loss", "rtt",
-                 "next_open", "opened_at", "error", "send_errno")
+                 "next_open", "opened_at", "error", "send_errno", "received", "dropped")
 
     def __init__(self, cfg: Ring, local: str, dest: tuple[str, int]):
         self.cfg = cfg
@@ -181,6 +181,8 @@ class _Ring:
         self.opened_at = 0.0
         self.error = ""
         self.send_errno = 0
+        self.received = 0  # valid packets (for metrics)
+        self.dropped: dict[str, int] = {}  # reason -> packets dropped on this ring
 
 
 def interface_of(address: str) -> str | None:
@@ -315,6 +317,14 @@ class Heartbeat:
             ever_seen=self._ever_seen, ring_last_seen=tuple(r.last_seen for r in self._rings),
         )
 
+    def ring_stats(self) -> list[dict[str, Any]]:
+        """Per ring: packets received, dropped by reason, last seen (monotonic)."""
+        return [{"received": r.received, "dropped": dict(r.dropped), "last_seen": r.last_seen}
+                for r in self._rings]
+
+    def payload_bytes(self) -> int:
+        return len(self._payload.body)
+
     async def close(self) -> None:
         for h in (self._tick_handle, self._death_handle, self._send_soon):
             if h is not None:
@@ -415,12 +425,14 @@ class Heartbeat:
                             sender=self.peer_name, parse=False, now=wall, max_skew=self.max_skew)
         except wire.BadPacket as e:
             self.counters["dropped_" + e.reason] += 1
+            r.dropped[e.reason] = r.dropped.get(e.reason, 0) + 1
             if e.reason == "clock":
                 self._report_skew(e.offset, True)
             return
         self._report_skew(p.sent - wall, False)
         now = time.monotonic()
         self.counters["received"] += 1
+        r.received += 1
         new_incarnation = p.incarnation != self._peer_inc
         if new_incarnation and self.replay_state:
             _save_newest(self.replay_state, self._guard.newest())

@@ -452,7 +452,7 @@ class VipDriver:
                     next_send = now + DAD_INTERVAL
                 wake = min(end, next_send) if sent < DAD_PROBES else end
                 try:
-                    data, addr = await asyncio.wait_for(loop.sock_recvfrom(s, 2048), max(0.0, wake - now))
+                    data, addr = await asyncio.wait_for(recvfrom(s, 2048), max(0.0, wake - now))
                 except asyncio.TimeoutError:
                     data, addr = b"", None
                 now = time.monotonic()
@@ -588,3 +588,24 @@ class VipDriver:
             return ResState.FAILED, f"{self.ip} is on {nic.name} but {trouble}"
         return ResState.STARTED, f"{self.cidr} on {nic.name}, link up"
 
+
+async def recvfrom(sock: socket.socket, size: int) -> tuple[bytes, tuple]:
+    """One datagram from a non-blocking socket, waiting on the loop (what
+    loop.sock_recvfrom does from Python 3.11 on; hasupd runs on 3.9)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return sock.recvfrom(size)
+        except (BlockingIOError, InterruptedError):
+            pass
+        ready = loop.create_future()
+        loop.add_reader(sock.fileno(), _resolve, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(sock.fileno())
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -332,7 +332,9 @@ def test_status_watch_redraws_until_interrupted(fake):
     sock, log = fake()
     p = subprocess.Popen([sys.executable, "-m", "hasupd.control.cli", "--socket", sock, "status", "--watch",
                           "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=_env(), cwd="/")
+                         env=_env(), cwd="/",
+                         # a suite started in the background (`cmd &`) ignores SIGINT, and so would the child
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 30
         while len([e for e in read_log(log) if e["cmd"] == "status"]) < 3:

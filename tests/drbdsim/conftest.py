@@ -1,6 +1,8 @@
 """Fixtures: two namespaces joined by a bridge, simulated nodes on them.  The
 prefix is per test process (``PREFIX``), so parallel runs never collide."""
 
+from __future__ import annotations
+
 import os
 import re
 import subprocess

@@ -137,10 +137,13 @@ def test_a_ring_that_cannot_open_does_not_stop_the_other():
 
 
 def test_bad_incarnation_refused():
-    with pytest.raises(ValueError):
-        hbmod.Heartbeat(make_config(5405), "n1", KEY, incarnation="nope")
-    inc = wire.new_incarnation()
-    assert hbmod.Heartbeat(make_config(5405), "n1", KEY, incarnation=inc).incarnation == inc
+    async def main():  # made on the loop that runs it, as the engine does (Python 3.9's Queue binds a loop)
+        with pytest.raises(ValueError):
+            hbmod.Heartbeat(make_config(5405), "n1", KEY, incarnation="nope")
+        inc = wire.new_incarnation()
+        assert hbmod.Heartbeat(make_config(5405), "n1", KEY, incarnation=inc).incarnation == inc
+
+    run(main())
 
 
 def test_standalone_refuses_bad_input(tmp_path, capsys):
