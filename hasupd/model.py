@@ -88,6 +88,9 @@ class NodeState:
     # so both nodes weigh each other's tie-breaker the same way when placing
     # a group (None: not known / no ping guard)
     tiebreaker: bool | None = None
+    # added by issue 16: VIP resource -> why its interface cannot carry it now ("eth0 has no
+    # carrier"): this node cannot serve the group now, which is not a failure of the resource
+    link_down: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,4 +220,5 @@ def node_state_from_dict(d: Mapping[str, Any]) -> NodeState:
         settled=bool(d.get("settled", False)),
         config_digest=str(d.get("config_digest", "")),
         tiebreaker=None if d.get("tiebreaker") is None else bool(d["tiebreaker"]),
+        link_down={str(k): str(v) for k, v in d.get("link_down", {}).items()},
     )
