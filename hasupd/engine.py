@@ -46,6 +46,13 @@ class ControlError(Exception):
 
 TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
 RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing again
+# The systemd watchdog proves the loop is alive, not that no action runs (issue 16): it is
+# pinged from a task of its own while the reconcile loop makes progress: a round ends at
+# least every STALL_LIMIT seconds, or the action running now is still within its own bound
+# (its timeout + ACTION_GRACE).  A loop stuck past that, or a blocked event loop, stops the pings.
+STALL_LIMIT = 30.0
+ACTION_GRACE = 30.0
+STARTUP_LIMIT = 600.0  # start-up: DRBD up and the initial probes, each bounded on its own
 
 
 class Engine:
@@ -89,6 +96,8 @@ class Engine:
         self.alerted: set[str] = set()
         self.ring_errors: dict[int, str] = {}
         self.takeovers: dict[str, float] = {}  # group -> when this node began taking it over
+        self.loop_beat = time.monotonic()  # the reconcile loop's latest sign of progress
+        self.action_deadline: float | None = None  # while an action runs: when it must be over
         self.peer_held: set[str] = set()  # groups the peer claimed last (a claim here is then a failover)  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
 
     # ------------------------------------------------------------ start-up
@@ -203,19 +212,44 @@ class Engine:
     # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        await self.start()
+        watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
+        self.action_deadline = time.monotonic() + STARTUP_LIMIT
+        try:
+            await self.start()
+        finally:
+            self.action_deadline = None
         self.notify(ready=True, status=self.status_line())
-        while not self.stopping.is_set():
-            try:
-                await asyncio.wait_for(self.wake.wait(), TICK)
-            except asyncio.TimeoutError:
-                pass
-            self.wake.clear()
-            if self.stopping.is_set():
-                break
-            await self.reconcile()
-            self.notify(watchdog=True, status=self.status_line())
-        await self.shutdown()
+        try:
+            while not self.stopping.is_set():
+                self.loop_beat = time.monotonic()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), TICK)
+                except asyncio.TimeoutError:
+                    pass
+                self.wake.clear()
+                if self.stopping.is_set():
+                    break
+                await self.reconcile()
+                self.notify(status=self.status_line())
+            await self.shutdown()
+        finally:
+            watchdog.cancel()
+
+    def loop_alive(self) -> bool:
+        """The reconcile loop makes progress (see STALL_LIMIT)."""
+        now = time.monotonic()
+        if self.action_deadline is not None:
+            return now < self.action_deadline
+        return now - self.loop_beat < STALL_LIMIT
+
+    async def _watchdog_loop(self) -> None:
+        interval = getattr(self.notify, "watchdog_interval", None)  # half of WatchdogSec
+        if not interval:
+            return
+        while True:
+            if self.loop_alive():
+                self.notify(watchdog=True)
+            await asyncio.sleep(interval / 2)
 
     async def reconcile(self) -> None:
         view = self.view()
@@ -254,16 +288,27 @@ class Engine:
             return {"start": t.start, "stop": t.stop, "monitor": t.monitor}[what]
         return 240.0
 
+    def _bound(self, action: Action) -> float:
+        """How long the action may take before the loop counts as stuck (the watchdog)."""
+        what = {ActionKind.STOP: "stop", ActionKind.MONITOR: "monitor"}.get(action.kind, "start")
+        limit = self._timeout(action, what)
+        if action.kind == ActionKind.FENCE and self.fencer is not None:
+            limit = max(limit, self.fencer.cfg.timeout)
+        return limit + ACTION_GRACE
+
     async def execute(self, action: Action) -> bool:
         kind = action.kind
         started = time.monotonic()
         self.acting = action
+        self.action_deadline = started + self._bound(action)
         self.history.record("action-start", action=kind.value, group=action.group,
                             resource=action.resource, reason=action.reason)
         try:
             result = await self._execute(action)
         finally:
             self.acting = None
+            self.action_deadline = None
+            self.loop_beat = time.monotonic()
         duration = time.monotonic() - started
         self.history.record("action-done", action=kind.value, group=action.group, resource=action.resource,
                             ok=result.ok, message=result.message, duration=round(duration, 4))

@@ -1,0 +1,138 @@
+"""Issue 16, the daemon's robustness: the systemd watchdog during long actions,
+exceptions that must not end the daemon, a full state directory, and secrets
+that must never reach an output.  The real daemon (or the real Engine) on the
+loopback, with a real OCF agent, notify socket, control socket and alert agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from hasupd import config as configmod
+from hasupd.engine import Engine
+from tests.robustkit import OneNode, wait_until
+
+
+@pytest.fixture
+def node(tmp_path):
+    made: list[OneNode] = []
+
+    def make(**kw) -> OneNode:
+        n = OneNode(tmp_path, **kw)
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        n.stop()
+        if n.proc is not None and n.proc.returncode not in (0, None):
+            print(n.log.read_text(errors="replace")[-3000:])
+
+
+def notify_socket(tmp_path) -> tuple[socket.socket, str]:
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    return sock, path
+
+
+# ---------------------------------------------------------------- the watchdog (High 4)
+
+
+def test_watchdog_keeps_pinging_during_a_long_start(node, tmp_path):
+    """WatchdogSec=2s and a 6 s OCF start: the pings must not stop while the action runs."""
+    sock, path = notify_socket(tmp_path)
+    n = node(params={"delay": "6"})
+    try:
+        n.start({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
+        pings: list[float] = []
+        started_at = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                msg = sock.recv(4096).decode()
+            except socket.timeout:
+                msg = ""
+            now = time.monotonic()
+            if "WATCHDOG=1" in msg.split("\n") or "READY=1" in msg.split("\n"):
+                pings.append(now)  # from READY=1 on, systemd expects the pings
+            if started_at is None and n.app_state.exists():
+                started_at = now
+            if started_at is not None and now - started_at > 2:
+                break
+    finally:
+        sock.close()
+    assert started_at is not None, "the slow start never finished"
+    ends = pings + [time.monotonic()]  # the silence since the last ping counts too
+    gaps = [b - a for a, b in zip(ends, ends[1:])]
+    print(f"{len(pings)} pings, largest gap {max(gaps):.2f}s")
+    assert len(pings) >= 10 and max(gaps) < 2.0, f"a gap of {max(gaps):.1f}s: systemd would kill hasupd"
+
+
+async def count_pings(s: socket.socket, seconds: float) -> int:
+    """WATCHDOG=1 datagrams received on s within seconds (on the running loop)."""
+    loop = asyncio.get_running_loop()
+    end = time.monotonic() + seconds
+    got = 0
+    s.setblocking(False)
+    while time.monotonic() < end:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(s, 4096), max(0.01, end - time.monotonic()))
+        except asyncio.TimeoutError:
+            break
+        got += data.split(b"\n").count(b"WATCHDOG=1")
+    return got
+
+
+def test_watchdog_stops_when_the_loop_is_really_stuck(tmp_path, monkeypatch):
+    """A reconcile round that never returns (a bug: a call without a bound) stops the pings."""
+    from hasupd import engine as enginemod
+    from hasupd.daemon import SystemdNotifier
+
+    n = OneNode(tmp_path)
+    cfg = configmod.load(n.config)
+    sock, path = notify_socket(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    notifier = SystemdNotifier()
+    monkeypatch.setattr(enginemod, "STALL_LIMIT", 3.0, raising=False)  # the test's patience, not production's
+
+    async def scenario() -> tuple[int, int]:
+        engine = Engine(cfg, "n1", n.key.read_bytes(), notify=notifier)
+        stuck = asyncio.Event()
+        real = engine.reconcile
+
+        async def reconcile_then_hang():
+            await real()
+            if time.monotonic() - engine.started_at > 3:
+                stuck.set()
+                await asyncio.Event().wait()  # never returns
+
+        engine.reconcile = reconcile_then_hang
+        task = asyncio.create_task(engine.run())
+        before = await count_pings(sock, 2.0)  # the loop is healthy (waiting for initdead, starting)
+        await asyncio.wait_for(stuck.wait(), 30)
+        await asyncio.sleep(3.0)
+        after = await count_pings(sock, 3.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for t in engine.tasks:
+            t.cancel()
+        await asyncio.gather(*engine.tasks, return_exceptions=True)
+        await engine.heartbeat.close()
+        await engine.alerter.close()
+        return before, after
+
+    try:
+        before, after = asyncio.run(scenario())
+    finally:
+        sock.close()
+    assert before >= 2, "the watchdog did not ping while the loop was only waiting"
+    assert after == 0, f"{after} pings although the reconcile loop has been stuck for over 3s"
