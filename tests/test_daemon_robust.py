@@ -6,17 +6,14 @@ loopback, with a real OCF agent, notify socket, control socket and alert agent."
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import socket
-import subprocess
 import time
 
 import pytest
 
 from hasupd import config as configmod
 from hasupd.engine import Engine
-from tests.robustkit import OneNode, wait_until
+from tests.robustkit import OneNode
 
 
 @pytest.fixture
