@@ -12,6 +12,7 @@ the local state in the heartbeat and keeps the history.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import time
@@ -39,6 +40,7 @@ from hasupd.resources import drbd as drbdmod
 from hasupd.resources import make_driver
 from hasupd.resources.base import Result
 from hasupd.state import StateStore
+from hasupd.state import merge as merge_state
 
 
 class ControlError(Exception):
@@ -98,6 +100,10 @@ class Engine:
         self.takeovers: dict[str, float] = {}  # group -> when this node began taking it over
         self.loop_beat = time.monotonic()  # the reconcile loop's latest sign of progress
         self.action_deadline: float | None = None  # while an action runs: when it must be over
+        self.state_unsaved = ""  # why the latest state write failed ("" = the file is current)
+        self.peer_reported: NodeState | None = None  # the peer's latest well-formed report
+        self.internal_errors = 0  # rounds that raised (a bug): alerted, retried, never fatal
+        self.reported: set[str] = set()  # one-off alerts already raised (bad_payload)
         self.peer_held: set[str] = set()  # groups the peer claimed last (a claim here is then a failover)  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
 
     # ------------------------------------------------------------ start-up
@@ -119,8 +125,8 @@ class Engine:
                 self.alerter.emit("drbd_up_failed", "critical", res.message, resource=name)
             self.drbd_status[name] = await drv.status()
         # the initial probe: adopt what runs (a daemon restart disturbs nothing)
-        for name, drv in self.drivers.items():
-            self.resources[name] = await drv.probe()
+        for name in self.drivers:
+            self.resources[name] = await self.probe(name)
         self.settled = True
         self.history.record("start", reason=f"hasupd started on {self.local}",
                             resources={n: s.state.value for n, s in self.resources.items()})
@@ -150,14 +156,7 @@ class Engine:
 
     def peer_state(self) -> NodeState:
         peer = self.heartbeat.peer()
-        payload = peer.payload or {}
-        if "node" in payload:
-            try:
-                ns = node_state_from_dict(payload["node"])
-            except (KeyError, TypeError, ValueError):
-                ns = NodeState(self.peer_name)
-        else:
-            ns = NodeState(self.peer_name)
+        ns = self.peer_reported or NodeState(self.peer_name)
         self.peer_held.update(ns.claims)
         return replace(ns, name=self.peer_name, alive=peer.alive, rings=tuple(peer.rings),
                        standby=self.store.state.standby.get(self.peer_name, False))
@@ -168,7 +167,7 @@ class Engine:
         me, them = self.local_state(), self.peer_state()
         # every claim seen raises the persisted floor: a new claim goes above all of them
         if self.store.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0)):
-            self.store.save()
+            self.save_state()
         st = self.store.state
         peer = self.heartbeat.peer()
         return ClusterView(
@@ -229,11 +228,23 @@ class Engine:
                 self.wake.clear()
                 if self.stopping.is_set():
                     break
-                await self.reconcile()
+                if self.state_unsaved:
+                    self.save_state()  # the disk was full: try again
+                try:
+                    await self.reconcile()
+                except Exception as e:  # a bug in a round must not end the daemon: alert, back off, retry
+                    self.internal_error("reconcile", e)
+                    await asyncio.sleep(RETRY_BACKOFF)
                 self.notify(status=self.status_line())
             await self.shutdown()
         finally:
             watchdog.cancel()
+
+    def internal_error(self, where: str, e: BaseException) -> None:
+        self.internal_errors += 1
+        self.history.record("internal-error", where=where, reason=f"{type(e).__name__}: {e}")
+        self.alerter.emit("internal_error", "critical", f"hasupd hit an unexpected error in {where} and goes on: "
+                          f"{type(e).__name__}: {e}")
 
     def loop_alive(self) -> bool:
         """The reconcile loop makes progress (see STALL_LIMIT)."""
@@ -305,6 +316,9 @@ class Engine:
                             resource=action.resource, reason=action.reason)
         try:
             result = await self._execute(action)
+        except Exception as e:  # a bug in a driver or here: a failed action, never the daemon's end
+            result = Result(False, f"unexpected error: {type(e).__name__}: {e}")
+            self.action_raised(action, result)
         finally:
             self.acting = None
             self.action_deadline = None
@@ -332,26 +346,26 @@ class Engine:
             return Result(True)
         if kind == ActionKind.FORGET_FORCE:
             st.force_promotion(res, False)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind == ActionKind.CLAIM:
             self.claims[group] = action.epoch
             st.record_claim(self.local, group, action.epoch)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind == ActionKind.RELEASE:
             self.claims.pop(group, None)
             st.record_claim(self.local, group, None)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind == ActionKind.BAN:
             st.ban(group, self.local)
-            st.save()
+            self.save_state()
             self.alerter.emit("group_banned", "warning", action.reason, group=group)
             return Result(True)
         if kind == ActionKind.BLOCK:
             st.block(group, action.reason)
-            st.save()
+            self.save_state()
             self.alerter.emit("group_blocked", "critical", action.reason, group=group)
             return Result(True)
         if kind == ActionKind.REBOOT:
@@ -370,7 +384,7 @@ class Engine:
             return result
         if kind == ActionKind.FORGET_MOVE:
             st.forget_move(group)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind in (ActionKind.DRBD_UP, ActionKind.PROMOTE, ActionKind.DEMOTE):
             drv = self.drbd[res]
@@ -401,7 +415,7 @@ class Engine:
                 self.resources[res] = ResourceStatus(ResState.FAILED, result.message, time.monotonic())
                 # a failed start is fatal on this node, like Pacemaker's start-failure-is-fatal
                 st.record_failure(self.local, grp.name, res, time.time(), at_least=grp.migration_threshold)
-                st.save()
+                self.save_state()
             return result
         if kind == ActionKind.STOP:
             self.resources[res] = replace(self.resources[res], detail="stopping")
@@ -410,9 +424,25 @@ class Engine:
                                                  result.message, time.monotonic())
             return result
         if kind == ActionKind.MONITOR:
-            self.resources[res] = await drv.probe()
+            self.resources[res] = await drv.probe()  # a raise here is caught by execute()
             return Result(True)
         return Result(False, f"the engine does not know action {kind.value}")
+
+    def action_raised(self, action: Action, result: Result) -> None:
+        """An action ended in an exception: record it in the resource's state as a failure of
+        that kind would be, so the policy handles it (a start counts as a failed start)."""
+        res = action.resource
+        if res not in self.resources:
+            return
+        if action.kind == ActionKind.START:
+            grp = self.group_of[res]
+            self.resources[res] = ResourceStatus(ResState.FAILED, result.message, time.monotonic())
+            self.store.record_failure(self.local, grp.name, res, time.time(), at_least=grp.migration_threshold)
+            self.save_state()
+        elif action.kind == ActionKind.STOP:
+            self.resources[res] = ResourceStatus(ResState.STOP_FAILED, result.message, time.monotonic())
+        elif action.kind == ActionKind.MONITOR:
+            self.resources[res] = ResourceStatus(ResState.UNKNOWN, result.message, time.monotonic())
 
     # ------------------------------------------------------------ failover records
 
@@ -443,7 +473,7 @@ class Engine:
         if state == ResState.FAILED and old.state == ResState.STARTED:
             grp = self.group_of[name]
             self.store.record_failure(self.local, grp.name, name, time.time())
-            self.store.save()
+            self.save_state()
             self.history.record("observation", group=grp.name, resource=name, state="failed", reason=detail)
             self.alerter.emit("resource_failed", "warning", f"{name} failed: {detail}", group=grp.name,
                               resource=name, task="monitor", rc=7)
@@ -534,10 +564,53 @@ class Engine:
                                   f"{ev.local_digest}): fix it before trusting a failover")
             elif name == "PeerPayload":
                 self.peer_ever_seen = True
-                state = (ev.payload or {}).get("state")
-                if state is not None and self.store.merge_peer(state):
-                    self.store.save()
+                self.take_peer_payload(ev.payload)
             self.wake.set()
+
+    def take_peer_payload(self, payload) -> None:
+        """The peer's report and operator state.  Anything malformed (``drbd: []``, ``1e999``)
+        is a dropped, counted packet: the last good report stays."""
+        try:
+            if not isinstance(payload, dict):
+                raise TypeError("the payload is not a mapping")
+            ns = self.peer_reported
+            if "node" in payload:
+                ns = node_state_from_dict(payload["node"])
+                for d in ns.drbd.values():
+                    _check_types(d)
+            state = payload.get("state")
+            merged = merge_state(self.store.state, state) if state is not None else None
+        except Exception as e:  # hostile or broken input from the peer: drop and count it
+            self.heartbeat.counters["bad_payload"] += 1
+            if "bad_payload" not in self.reported:
+                self.reported.add("bad_payload")
+                self.alerter.emit("bad_payload", "warning", f"dropped a malformed report of {self.peer_name}: "
+                                  f"{type(e).__name__}: {str(e)[:200]}", node=self.peer_name)
+            return
+        self.peer_reported = ns
+        if merged is not None and merged != self.store.state:
+            self.store.state = merged
+            self.save_state()
+
+    def save_state(self) -> None:
+        """Write the state file.  A full or failing disk does not stop the daemon: it goes on
+        from memory, alerts once, and every round retries the write until it works."""
+        try:
+            self.store.save()
+        except OSError as e:
+            why = f"cannot write the state file {self.store.path}: {e.strerror or e}"
+            if why != self.state_unsaved:
+                self.alerter.emit("state_write_failed", "critical", f"{why}; hasupd goes on from memory and "
+                                  "retries (fail counts, bans and claims are lost if it restarts before)")
+            self.state_unsaved = why
+            return
+        if self.state_unsaved:
+            self.state_unsaved = ""
+            self.alerter.emit("state_write_ok", "info", f"the state file {self.store.path} is written again")
+
+    def runtime_warnings(self) -> list[str]:
+        """Conditions of the daemon itself, for the status."""
+        return [self.state_unsaved] if self.state_unsaved else []
 
     # ------------------------------------------------------------ shutdown
 
@@ -614,7 +687,7 @@ class Engine:
 
     def intent(self, changed: bool, what: str, args: dict) -> dict:
         if changed:
-            self.store.save()
+            self.save_state()
             self.history.record("intent", action=what, reason=f"operator: {what} "
                                 + " ".join(f"{k}={v}" for k, v in sorted(args.items()) if k != "cmd"))
             self.changed()
@@ -662,8 +735,16 @@ class Engine:
         return out
 
     async def _reprobe(self, name: str) -> None:
-        self.resources[name] = await self.drivers[name].probe()
+        self.resources[name] = await self.probe(name)
         self.changed()
+
+    async def probe(self, name: str) -> ResourceStatus:
+        """A driver's probe; one that raises (a bug, input it cannot run) leaves the resource unknown."""
+        try:
+            return await self.drivers[name].probe()
+        except Exception as e:
+            self.internal_error(f"the probe of {name}", e)
+            return ResourceStatus(ResState.UNKNOWN, f"probe failed: {type(e).__name__}: {e}", time.monotonic())
 
     def cmd_history(self, args: dict) -> dict:
         from hasupd import history as histmod
@@ -698,7 +779,7 @@ class Engine:
         return {"status": build_status(
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
             history_records=self.history.read(time.time() - 86400),
-            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings),
+            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings) + self.runtime_warnings(),
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
                     "incarnation": self.heartbeat.incarnation})}
 
@@ -712,6 +793,16 @@ class Engine:
         peer = self.heartbeat.peer()
         parts.append(f"peer {self.peer_name} {'alive' if peer.alive else 'not seen'}")
         return "; ".join(parts)
+
+
+def _check_types(obj) -> None:
+    """TypeError unless every field of a model dataclass has the type of its default (or None)."""
+    for f in dataclasses.fields(obj):
+        value, default = getattr(obj, f.name), f.default
+        if value is None or default is None or default is dataclasses.MISSING:
+            continue
+        if type(value) is not type(default) and not (type(default) is float and type(value) is int):
+            raise TypeError(f"{type(obj).__name__}.{f.name} is {type(value).__name__}, not {type(default).__name__}")
 
 
 async def bounded(coro, timeout: float) -> Result:

@@ -6,14 +6,17 @@ loopback, with a real OCF agent, notify socket, control socket and alert agent."
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
 import time
 
 import pytest
 
 from hasupd import config as configmod
 from hasupd.engine import Engine
-from tests.robustkit import OneNode
+from tests.robustkit import OneNode, wait_until
 
 
 @pytest.fixture
@@ -25,6 +28,7 @@ def node(tmp_path):
         made.append(n)
         return n
 
+    make.made = made
     yield make
     for n in made:
         n.stop()
@@ -133,3 +137,118 @@ def test_watchdog_stops_when_the_loop_is_really_stuck(tmp_path, monkeypatch):
         sock.close()
     assert before >= 2, "the watchdog did not ping while the loop was only waiting"
     assert after == 0, f"{after} pings although the reconcile loop has been stuck for over 3s"
+
+
+# ---------------------------------------------------------------- exceptions never end the daemon (Medium 6)
+
+
+async def running_engine(n: OneNode, body, **engine_kw):
+    """Run the real Engine in-process while body(engine) runs; returns body's result."""
+    cfg = configmod.load(n.config)
+    engine = Engine(cfg, "n1", n.key.read_bytes(), **engine_kw)
+    task = asyncio.create_task(engine.run())
+    try:
+        result = await body(engine)
+        assert not task.done(), f"the engine ended: {task.exception() if not task.cancelled() else 'cancelled'}"
+        return result
+    finally:
+        engine.request_stop()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 60)
+
+
+async def until(what: str, predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def group_running(engine) -> bool:
+    return engine.resources["res_app"].state.value == "started" and "rg" in engine.claims
+
+
+@pytest.mark.parametrize("payload", [
+    {"node": {"name": "n2", "drbd": []}},
+    {"node": {"name": "n2", "claims": {"rg": 1e999}}},
+    {"node": {"name": "n2", "resources": {"res_app": {"state": "started", "since": "x"}}}},
+    {"node": {"name": "n2"}, "state": {"e": 1e999}},
+    {"node": {"name": "n2"}, "state": {"f": [[0, 0, 0, 1e999, 1, 1]], "n": ["n2", "rg", "res_app"]}},
+    {"node": "n2"},
+    {"state": []},
+])
+def test_bad_peer_payloads_are_dropped_and_counted(tmp_path, payload):
+    from hasupd.membership.heartbeat import PeerPayload
+
+    n = OneNode(tmp_path)
+
+    async def body(engine):
+        await until("the group to run", lambda: group_running(engine))
+        before = engine.heartbeat.counters["bad_payload"]
+        engine.heartbeat.events.put_nowait(PeerPayload(payload))
+        await until("the payload to be counted", lambda: engine.heartbeat.counters["bad_payload"] > before)
+        engine.view()  # the merge and the view never raise on it
+        await asyncio.sleep(1.5)  # a few reconcile rounds with it
+        return engine.heartbeat.counters["bad_payload"] - before
+
+    assert asyncio.run(running_engine(n, body)) == 1
+
+
+def test_an_exception_in_an_action_is_a_failed_action(tmp_path):
+    """A driver that raises (a bug) gives a failed action: recorded, alerted, handled by the policy."""
+    n = OneNode(tmp_path)
+
+    async def body(engine):
+        drv = engine.drivers["res_app"]
+
+        async def broken_start():
+            raise RuntimeError("driver bug")
+
+        drv.start = broken_start
+        await until("the failed start to be handled", lambda: engine.store.state.fails)
+        await asyncio.sleep(1.0)
+        return engine
+
+    engine = asyncio.run(running_engine(n, body))
+    history = n.history_text()
+    assert "driver bug" in history and '"ok":false' in history
+    assert "action_failed" in history
+    assert engine.resources["res_app"].state.value == "failed"
+
+
+def test_full_state_directory_keeps_the_daemon_running_and_retries(node, tmp_path):
+    """/var/lib/hasupd full (ENOSPC on the claim's save): keep running from memory, alert, retry."""
+    state = tmp_path / "rb-state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "rbstate", str(state)], check=True)
+    try:
+        filler = state / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 1024)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        n = node(state_dir=state)
+        proc = n.start()
+        wait_until("the group to run", lambda: n.app_state.exists() or proc.poll() is not None, 60)
+        time.sleep(2.0)
+        assert proc.poll() is None, f"hasupd exited {proc.returncode}:\n{n.log.read_text()[-2000:]}"
+        assert n.app_state.exists()
+        alerts = wait_until("the alert", lambda: "state_write_failed" in n.alert_inputs() and n.alert_inputs(), 30)
+        assert "No space left on device" in alerts
+        st = n.status()
+        assert any("state" in w and "No space left" in w for w in st.get("warnings", [])), st.get("warnings")
+        filler.unlink()
+        saved = wait_until("the retried write", lambda: (state / "state.json").exists()
+                           and json.loads((state / "state.json").read_text()), 30)
+        assert "rg" in json.dumps(saved)
+        assert proc.poll() is None
+    finally:
+        for made in node.made:
+            made.stop()
+        subprocess.run(["umount", str(state)], check=False)
