@@ -532,7 +532,7 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
     pairs: tuple[tuple[str, str], ...] = ()
     if params is not None:
         pm = params.mapping(())
-        pairs = tuple((k, pv.str()) for k, pv in pm.items.items())
+        pairs = tuple((_ocf_param_name(k, pv), _ocf_param_value(pv)) for k, pv in pm.items.items())
     return OcfResource(
         **common,
         agent=m.need("agent").str(re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$"), "PROVIDER:TYPE (like heartbeat:Dummy)"),
@@ -540,6 +540,24 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
         ocf_root=m.opt("ocf_root", _Value.path_str, "/usr/lib/ocf"),
         explicit_timeouts=tuple(sorted(set(group_timeout_keys) | set(_timeout_keys(m)))),
     )
+
+
+# an OCF parameter reaches the agent as the environment variable OCF_RESKEY_<name>=<value>
+_OCF_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _ocf_param_name(name: str, v: _Value) -> str:
+    if not _OCF_PARAM.match(name or ""):
+        raise v.error(f"{name!r} is not an OCF parameter name (letters, digits and _, as in "
+                      "OCF_RESKEY_<name>; the agent could not be given it)")
+    return name
+
+
+def _ocf_param_value(v: _Value) -> str:
+    value = v.str()
+    if "\0" in value:
+        raise v.error("the value contains a NUL byte, which no agent can be given in its environment")
+    return value
 
 
 def load(path: str | Path) -> Config:

@@ -54,7 +54,8 @@ RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing a
 # (its timeout + ACTION_GRACE).  A loop stuck past that, or a blocked event loop, stops the pings.
 STALL_LIMIT = 30.0
 ACTION_GRACE = 30.0
-STARTUP_LIMIT = 600.0  # start-up: DRBD up and the initial probes, each bounded on its own
+STARTUP_LIMIT = 600.0
+LINK_POLL = 0.5  # how often a VIP's interface is checked for carrier  # start-up: DRBD up and the initial probes, each bounded on its own
 
 
 class Engine:
@@ -103,6 +104,7 @@ class Engine:
         self.state_unsaved = ""  # why the latest state write failed ("" = the file is current)
         self.peer_reported: NodeState | None = None  # the peer's latest well-formed report
         self.internal_errors = 0  # rounds that raised (a bug): alerted, retried, never fatal
+        self.link_down: dict[str, str] = {}  # VIP resource -> why its interface cannot carry it now
         self.reported: set[str] = set()  # one-off alerts already raised (bad_payload)
         self.peer_held: set[str] = set()  # groups the peer claimed last (a claim here is then a failover)  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
 
@@ -139,6 +141,9 @@ class Engine:
                 self.tasks.append(asyncio.create_task(self._monitor_loop(name, drv), name=f"monitor-{name}"))
         for name, drv in self.drbd.items():
             self.tasks.append(asyncio.create_task(self._drbd_loop(name, drv), name=f"drbd-{name}"))
+        for name, drv in self.drivers.items():
+            if hasattr(drv, "link_trouble"):
+                self.tasks.append(asyncio.create_task(self._link_loop(name, drv), name=f"link-{name}"))
         if self.guard is not None:
             self.tasks.append(asyncio.create_task(self._guard_loop(), name="guard"))
 
@@ -152,6 +157,7 @@ class Engine:
             resources=dict(self.resources), claims=dict(self.claims), settled=self.settled,
             config_digest=self.digest,
             tiebreaker=self.guard.reachable if self.guard is not None else None,
+            link_down=dict(self.link_down),
         )
 
     def peer_state(self) -> NodeState:
@@ -519,6 +525,27 @@ class Engine:
             except Exception as e:
                 self.alerter.emit("watch_error", "warning", f"DRBD watch of {name} failed: {e!r}", resource=name)
             await asyncio.sleep(1.0)
+
+    async def _link_loop(self, name: str, drv) -> None:
+        """A VIP's interface without carrier: this node cannot serve now.  Published, not counted
+        as a failure; the planner moves the group or waits for the link (issue 16)."""
+        while True:
+            try:
+                why = await drv.link_trouble()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # netlink hiccup: keep what we knew, ask again
+                why = self.link_down.get(name)
+            if why != self.link_down.get(name):
+                if why:
+                    self.link_down[name] = why
+                    self.alerter.emit("link_down", "warning", f"{name}: {why}; {self.local} cannot serve it now",
+                                      resource=name)
+                else:
+                    self.link_down.pop(name, None)
+                    self.alerter.emit("link_up", "info", f"{name}: its link is up again", resource=name)
+                self.changed()
+            await asyncio.sleep(LINK_POLL)
 
     async def _guard_loop(self) -> None:
         last = None

@@ -252,3 +252,17 @@ def test_full_state_directory_keeps_the_daemon_running_and_retries(node, tmp_pat
         for made in node.made:
             made.stop()
         subprocess.run(["umount", str(state)], check=False)
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"a=b": "1"}, "'a=b' is not an OCF parameter name"),
+    ({"ok": "a\u0000b"}, "NUL"),
+    ({"": "x"}, "not an OCF parameter name"),
+])
+def test_check_refuses_ocf_parameters_the_driver_cannot_run(tmp_path, params, words):
+    """An OCF parameter becomes OCF_RESKEY_<name>=<value> in the agent's environment: a name
+    with '=' or a value with a NUL passed `check` and then raised ValueError in the probe."""
+    n = OneNode(tmp_path, params=params)
+    out = n.ctl("check", check=False)
+    assert out.returncode == 78, (out.returncode, out.stdout, out.stderr)
+    assert words in out.stderr and "hasupd.yaml:" in out.stderr, out.stderr
