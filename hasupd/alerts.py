@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from hasupd import __version__
+from hasupd import __version__, redact
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 QUEUE_MAX = 32  # pending runs per agent; more are dropped and counted
@@ -103,6 +103,7 @@ class Alerter:
              resource: str | None = None, **fields: Any) -> dict:
         """Record one event in every sink and queue it for the alert agents."""
         severity = severity if severity in PRIORITY else "warning"
+        message, fields = redact.text(message), redact.value(fields)  # no secret reaches any sink
         node = fields.pop("node", None) or self.node
         record = {"event": event, "severity": severity, "message": message, "group": group,
                   "resource": resource, "node": node, "wall": time.time(), **fields}

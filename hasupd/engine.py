@@ -18,7 +18,7 @@ import socket
 import time
 from dataclasses import replace
 
-from hasupd import planner
+from hasupd import planner, redact
 from hasupd.alerts import Alerter
 from hasupd.config import Config, Group
 from hasupd.history import History
@@ -62,6 +62,7 @@ class Engine:
     def __init__(self, cfg: Config, local: str, key: bytes, *, foreground: bool = True,
                  stop_resources_on_exit: bool = False, notify=None):
         self.cfg = cfg
+        redact.learn(cfg)  # the configuration's secrets are masked in every output
         self.local = local
         self.peer_name = cfg.peer_of(local)
         self.digest = cfg.digest()
@@ -803,12 +804,12 @@ class Engine:
                   "loss_pct": round(loss * 100, 1)}
                  for up, rtt, loss in zip(peer.rings, peer.rtt, peer.loss)]
         acting = self.acting
-        return {"status": build_status(
+        return redact.value({"status": build_status(
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
             history_records=self.history.read(time.time() - 86400),
             acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings) + self.runtime_warnings(),
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
-                    "incarnation": self.heartbeat.incarnation})}
+                    "incarnation": self.heartbeat.incarnation})})
 
     # ------------------------------------------------------------ status
 

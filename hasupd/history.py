@@ -24,6 +24,8 @@ import os
 import time
 from typing import Any, Iterable, Iterator
 
+from hasupd import redact
+
 FILE = "history.jsonl"
 TIMELINE_GAP = 30.0  # seconds without a related record closes a timeline
 # a new planner decision this long after the last action finished (none still
@@ -46,7 +48,7 @@ class History:
         rec: dict[str, Any] = {"mono": round(time.monotonic(), 6), "wall": round(time.time(), 6), "kind": kind}
         if self.node:
             rec["node"] = self.node
-        rec.update({k: v for k, v in fields.items() if v is not None})
+        rec.update({k: redact.value(v) for k, v in fields.items() if v is not None})
         line = (json.dumps(rec, separators=(",", ":"), default=str) + "\n").encode()
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)

@@ -266,3 +266,49 @@ def test_check_refuses_ocf_parameters_the_driver_cannot_run(tmp_path, params, wo
     out = n.ctl("check", check=False)
     assert out.returncode == 78, (out.returncode, out.stdout, out.stderr)
     assert words in out.stderr and "hasupd.yaml:" in out.stderr, out.stderr
+
+
+# ---------------------------------------------------------------- secrets (Medium 7)
+
+CANARY = "Canary-s3cret-7781"
+CANARY_OCF = "ocf-Canary-9923"
+
+FENCE_AGENT = """#!/bin/sh
+# a fence agent that fails the way a real one does: it repeats its command line
+echo "Failed: Unable to obtain correct plug status or plug is not available; args: $*" >&2
+exit 1
+"""
+
+
+def test_a_canary_password_reaches_no_output(node, tmp_path):
+    """A password in the fence command line and in an OCF parameter: not in the stderr log,
+    the journal/syslog line, history.jsonl, the alert agents' input, `status --json`,
+    `hasupctl history` or `hasupctl check`."""
+    agent = tmp_path / "fence_rb"
+    agent.write_text(FENCE_AGENT)
+    agent.chmod(0o755)
+    extra = ("split_brain_guard:\n  mode: fence\n  fence:\n"
+             f"    command: [{agent}, --ip=10.99.9.9, --username=admin, --password={CANARY}, -n, '{{peer}}']\n"
+             "    timeout: 10s\n")
+    n = node(params={"passwd": CANARY_OCF}, extra=extra)
+    n.config.write_text(n.config.read_text().replace("split_brain_guard: {mode: none}\n", ""))
+    proc = n.start()
+    wait_until("a failed fence in the history", lambda: '"action":"fence"' in n.history_text()
+               and '"ok":false' in n.history_text(), 60)
+    wait_until("the fence alert at the agent", lambda: "fence_result" in n.alert_inputs(), 30)
+    assert proc.poll() is None
+    outputs = {
+        "stderr log": n.log.read_text(errors="replace"),
+        "history.jsonl": n.history_text(),
+        "alert agent input": n.alert_inputs(),
+        "status --json": n.ctl("status", "--json").stdout,
+        "status": n.ctl("status").stdout,
+        "hasupctl history": n.ctl("history", check=False).stdout,
+        "hasupctl check": n.ctl("check").stdout,
+    }
+    # the paths were taken: the fence ran and failed, and the message travelled
+    assert "Unable to obtain correct plug status" in outputs["history.jsonl"]
+    assert "--password=***" in outputs["history.jsonl"] or "***" in outputs["history.jsonl"]
+    for where, text in outputs.items():
+        assert CANARY not in text, f"the fence password reached the {where}"
+        assert CANARY_OCF not in text, f"the OCF password parameter reached the {where}"

@@ -251,7 +251,10 @@ def cmd_check(args) -> int:
     except configmod.ConfigError as e:
         raise Fail(str(e), configmod.EX_CONFIG) from None
     if not args.quiet:
-        print(configmod.summary(cfg))
+        from hasupd import redact
+
+        redact.learn(cfg)
+        print(redact.text(configmod.summary(cfg)))
         print(f"{path}: valid")
     return 0
 

@@ -30,6 +30,7 @@ import struct
 import time
 from typing import AsyncIterator, Callable
 
+from hasupd import redact
 from hasupd.config import FenceGuard
 from hasupd.config import PingGuard as PingGuardConfig
 from hasupd.resources.base import Result, run
@@ -167,16 +168,18 @@ class PingGuard:
 class FenceRunner:
     def __init__(self, cfg: FenceGuard):
         self.cfg = cfg
+        redact.register(*redact.argv_secrets(cfg.command))  # masked wherever they show up
 
     async def fence(self, peer: str) -> Result:
         """Run the fence command against ``peer``; ok only on exit 0."""
         argv = [a.replace("{peer}", peer) for a in self.cfg.command]
         if not argv:
             return Result(False, "no fence command configured", errno=errno.EINVAL)
-        log.warning("fencing %s: %s", peer, " ".join(argv))
+        log.warning("fencing %s: %s", peer, " ".join(redact.argv(argv)))
         res = await run(argv, self.cfg.timeout, env={"HASUPD_PEER": peer})
+        command, output = tuple(redact.argv(res.command)), redact.text(res.output)
         if res.ok:
-            return Result(True, f"fenced {peer} ({argv[0]} exited 0)", res.command, res.returncode,
-                          res.output, duration=res.duration)
-        return Result(False, f"fencing {peer} failed: {res.message}", res.command, res.returncode,
-                      res.output, res.errno, res.timed_out, res.duration)
+            return Result(True, f"fenced {peer} ({argv[0]} exited 0)", command, res.returncode,
+                          output, duration=res.duration)
+        return Result(False, f"fencing {peer} failed: {redact.text(res.message)}", command, res.returncode,
+                      output, res.errno, res.timed_out, res.duration)
