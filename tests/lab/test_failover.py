@@ -302,3 +302,31 @@ def _thread_leak_guard():
     before = threading.active_count()
     yield
     assert threading.active_count() <= before + 1
+
+
+def test_partial_outage_never_becomes_a_full_one(make_lab, monitor_of):
+    """Issue 16's schedule: httpd killed on the owner (banned, the peer takes over), then the
+    new owner frozen with its cables cut, then woken while its link is still down.  It must
+    keep the group (no fail count, no ban: the other node is banned) and serve again once the
+    link is back; nobody is left banned but the first node."""
+    lab = make_lab()
+    mon = monitor_of(lab)
+    first = owner_of(lab)
+    second = OTHER[first]
+    lab.fault(first, "kill-httpd")
+    wait_for("the peer to serve", lambda: served_by(lab) == second, timeout=60)
+    wait_for("the ban of the first owner", lambda: first in group(lab, second)["bans"], timeout=30)
+    lab.fault(second, "freeze")
+    time.sleep(4)  # beyond deadtime: the banned node sees the owner silent and must not take over
+    lab.fault(second, "wake-unplugged")
+    time.sleep(4)  # the woken owner sees its VIP interface without carrier
+    g = group(lab, second)
+    assert second not in g["bans"], g
+    assert not any(f["node"] == second for f in g["fail_counts"]), g
+    lab.fault(second, "plug")
+    wait_for("the woken owner to serve again", lambda: served_by(lab) == second, timeout=60)
+    g = group(lab, second)
+    assert g["node"] == second and g["state"] == "started", g
+    assert g["bans"] == [first] or set(g["bans"]) == {first}, g
+    assert not any(f["node"] == second for f in g["fail_counts"]), g
+    assert_clean(mon)
