@@ -21,7 +21,7 @@ from dataclasses import replace
 from hasupd import planner, redact
 from hasupd.alerts import Alerter
 from hasupd.config import Config, Group
-from hasupd.history import History
+from hasupd.history import History, split_brain_unresolved
 from hasupd.membership import heartbeat as hbmod
 from hasupd.membership import tiebreaker
 from hasupd.model import (
@@ -127,6 +127,9 @@ class Engine:
             if not res.ok:
                 self.alerter.emit("drbd_up_failed", "critical", res.message, resource=name)
             self.drbd_status[name] = await drv.status()
+            if split_brain_unresolved(self.history.read(), name, self.drbd_status[name]):
+                # a restart during a split brain: DRBD's StandAlone does not say why; the history does
+                self.drbd_status[name] = drv.remember_split_brain()
         # the initial probe: adopt what runs (a daemon restart disturbs nothing)
         for name in self.drivers:
             self.resources[name] = await self.probe(name)
@@ -430,6 +433,8 @@ class Engine:
             self.resources[res] = ResourceStatus(ResState.STOPPED if result.ok else ResState.STOP_FAILED,
                                                  result.message, time.monotonic())
             return result
+        if kind == ActionKind.ANNOUNCE:
+            return await bounded(drv.announce(), self._timeout(action, "start"))
         if kind == ActionKind.MONITOR:
             self.resources[res] = await drv.probe()  # a raise here is caught by execute()
             return Result(True)

@@ -71,6 +71,22 @@ class History:
         return list(read(os.path.dirname(self.path), since_wall))
 
 
+def split_brain_unresolved(records: Iterable[dict], resource: str, status) -> bool:
+    """After a daemon restart: was DRBD ``resource`` in a split brain that nothing resolved since?
+    True when DRBD is up and not connected (a split brain leaves it StandAlone, or waiting for
+    a peer that is) and the latest record about it is the split-brain alert, not the cleared
+    condition (a successful handshake clears it: the driver sees replication again)."""
+    if not status.up or status.connection == "Connected" or status.split_brain:
+        return False
+    key, open_ = f"split_brain:{resource}", False
+    for rec in records:
+        if rec.get("kind") == "alert" and rec.get("event") == "drbd_split_brain" and rec.get("resource") == resource:
+            open_ = True
+        elif rec.get("action") == "forget_alert" and key in str(rec.get("reason", "")):
+            open_ = False
+    return open_
+
+
 def read(state_dir: str, since_wall: float | None = None) -> Iterator[dict]:
     """Records of the rotated file then the current one, oldest first; bad lines skipped."""
     base = os.path.join(state_dir, FILE)

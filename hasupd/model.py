@@ -173,6 +173,8 @@ class ActionKind(str, Enum):
     FORGET_MOVE = "forget_move"  # a one-shot move is done: drop the intent (state.forget_move)
     FORGET_FORCE = "forget_force"  # a forced promotion is used up: drop it (force_promotion(res, False))
     FORGET_ALERT = "forget_alert"  # a standing condition cleared: drop action.key from view.alerted
+    # added by issue 16:
+    ANNOUNCE = "announce"  # send the VIP's gratuitous ARP again (the other owner stepped down)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ the first failure:
   group runs fully on the move's target, planned by that node): drop the
   intent (``State.forget_move``), from now on stickiness keeps it there.
   Pins (``--pin``) are never forgotten by the planner, only by ``clear``.
+* ANNOUNCE: send the gratuitous ARP of the VIP resource ``action.resource``
+  again (its driver's ``announce()``).
 * FORGET_FORCE: the DRBD resource ``action.resource`` is Primary on this
   node, so the operator's forced promotion is used up: drop it
   (``force_promotion(res, False)``), so that it cannot promote bad data
@@ -107,6 +109,9 @@ Decisions taken where DESIGN.md is silent (each is a scenario):
   ban, restart in place with a backoff (RECOVER_BACKOFF, by failures beyond
   the threshold) and the standing critical alert ``no_failover:GROUP``
   ("cannot fail over: WHY"); once the peer can run it, rule 3 applies.
+* Two owners seen, then the loser stepped down: the winner sends its VIPs'
+  gratuitous ARP again (ANNOUNCE), in the round the two_owners condition
+  clears, so that clients whose ARP entry moved to the loser come back.
 * The takeover sentence counts the peer's silence from its last packet
   (``peer_lost_at`` is deadtime after it).
 * Resources not probed yet (UNKNOWN) on this node: MONITOR them, decide the
@@ -634,6 +639,11 @@ class _GroupPlanner:
             if move is not None and move.node == local and not move.pin:
                 self.act(K.FORGET_MOVE, None, f"{name} runs on {local} as the operator asked: the one-shot "
                          "move is done, stickiness keeps it here from now on")
+            if f"two_owners:{name}" in self.view.alerted:
+                for r in self.g.resources:
+                    if r.type == "vip":
+                        self.act(K.ANNOUNCE, r.name, f"the other owner of {name} has stepped down: announce "
+                                 f"{r.name} again (gratuitous ARP) for clients whose ARP entry moved to it")
             if stuck:
                 self.sentence = (f"{name} runs on {local}, recovered in place after {fail[0]} failed "
                                  f"{_times(fail[1])}; it cannot fail over: {stuck}.")

@@ -350,6 +350,19 @@ class VipDriver:
                           errno=errno.ENETDOWN, duration=time.monotonic() - started)
         return Result(True, self._present_text(snap, here) + ", link up", duration=time.monotonic() - started)
 
+    async def announce(self) -> Result:
+        """Send the gratuitous ARP burst again (another node held the address a moment ago)."""
+        try:
+            snap = await self._snap()
+            if snap.on_nic() is None:
+                return Result(False, f"{self.ip} is not on {snap.nic.name if snap.nic else 'its interface'}")
+            if not snap.nic.arp or self.res.arp_count <= 0:
+                return Result(True, f"{snap.nic.name} does not use ARP (or arp_count is 0): nothing to send")
+            await self._send_garp(snap.nic)
+        except OSError as e:
+            return Result(False, f"gratuitous ARP for {self.ip} failed: {e.strerror or e}", errno=e.errno)
+        return Result(True, f"sent {self.res.arp_count} gratuitous ARP for {self.ip} on {snap.nic.name}")
+
     async def link_trouble(self) -> str | None:
         """Why the interface of the address cannot carry it now ("eth0 has no carrier"), or None."""
         snap = await self._snap()
