@@ -19,6 +19,8 @@ from typing import Union
 
 import yaml
 
+from hasupd import redact
+
 EX_CONFIG = 78
 DEFAULT_PATH = "/etc/hasupd/hasupd.yaml"
 
@@ -792,6 +794,24 @@ def loads(text: str, path: str = "<string>") -> Config:
     )
 
 
+def resource_summary(r: Resource) -> str:
+    """A resource's key parameters, as `hasupctl check` shows them (secrets masked)."""
+    if isinstance(r, VipResource):
+        text = f"{r.ip}/{r.cidr_netmask} on {r.nic or 'the interface of its connected route'}"
+        return text + (f" (label {r.label})" if r.label else "")
+    if isinstance(r, FilesystemResource):
+        return f"{r.device} -> {r.directory} ({r.fstype}" + (f", options {r.options}" if r.options else "") + ")"
+    if isinstance(r, HttpdResource):
+        how = f"unit {r.unit}" if r.unit else f"{r.binary}, pidfile {r.pidfile}"
+        return f"{r.configfile}, port {r.port}, {how}"
+    if isinstance(r, SystemdUnitResource):
+        return f"unit {r.unit}"
+    params = " ".join(f"{k}={redact.MASK if redact.is_secret_name(k) else v}" for k, v in r.params)
+    provider, kind = r.agent.split(":", 1)
+    return (f"agent {r.agent} ({r.ocf_root}/resource.d/{provider}/{kind})"
+            + (f", params {params}" if params else ""))
+
+
 def summary(cfg: Config) -> str:
     """What would run, in a few lines (for `hasupctl check`)."""
     hb = cfg.heartbeat
@@ -803,7 +823,10 @@ def summary(cfg: Config) -> str:
         lines.append(f"ring {r.index}: {hb.transport} {dest} on {where} ({addrs})")
     lines.append(f"heartbeat every {hb.interval:g}s, peer dead after {hb.deadtime:g}s, "
                  f"initdead {hb.initdead:g}s, key {hb.authkey}")
-    lines.append(f"split-brain guard: {cfg.split_brain_guard.mode}")
+    guard = cfg.split_brain_guard
+    lines.append(f"split-brain guard: {guard.mode}" + (
+        f": {' '.join(redact.argv(guard.fence.command))} (timeout {guard.fence.timeout:g}s)"
+        if guard.mode == "fence" and guard.fence is not None else ""))
     for d in cfg.drbd.resources:
         lines.append(f"drbd {d.name}: {d.device} (minor {d.minor}) on {d.disk}, port {d.port}")
     for g in cfg.groups:
@@ -811,6 +834,7 @@ def summary(cfg: Config) -> str:
         order = " -> ".join(f"{r.name} ({r.type})" for r in g.resources)
         head = f"group {g.name}: " + (f"after drbd {g.drbd} is Primary: " if g.drbd else "")
         lines.append(head + order)
+        lines += [f"  {r.name} ({r.type}): {resource_summary(r)}" for r in g.resources]
         lines.append(f"  stickiness {stick}, migration threshold {g.migration_threshold}, "
                      f"failure timeout {g.failure_timeout:g}s, on stop failure {g.on_stop_failure}"
                      + (f", prefers {g.preferred_node}" if g.preferred_node else ""))
