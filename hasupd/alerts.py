@@ -33,7 +33,7 @@ try:
 except ImportError:  # EL 9 ships no structlog: _PlainLog does the little hasupd asks of it
     structlog = None
 
-from hasupd import __version__
+from hasupd import __version__, redact
 from hasupd.resources.base import run
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -120,6 +120,7 @@ class Alerter:
              resource: str | None = None, **fields: Any) -> dict:
         """Record one event in every sink and queue it for the alert agents."""
         severity = severity if severity in PRIORITY else "warning"
+        message, fields = redact.text(message), redact.value(fields)  # no secret reaches any sink
         node = fields.pop("node", None) or self.node
         record = {"event": event, "severity": severity, "message": message, "group": group,
                   "resource": resource, "node": node, "wall": time.time(), **fields}

@@ -21,6 +21,8 @@ from typing import Union
 
 import yaml
 
+from hasupd import redact
+
 EX_CONFIG = 78
 DEFAULT_PATH = "/etc/hasupd/hasupd.yaml"
 
@@ -591,7 +593,7 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
     pairs: tuple[tuple[str, str], ...] = ()
     if params is not None:
         pm = params.mapping(())
-        pairs = tuple((k, pv.str()) for k, pv in pm.items.items())
+        pairs = tuple((_ocf_param_name(k, pv), _ocf_param_value(pv)) for k, pv in pm.items.items())
     return OcfResource(
         **common,
         agent=m.need("agent").str(re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$"), "PROVIDER:TYPE (like heartbeat:Dummy)"),
@@ -599,6 +601,24 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
         ocf_root=m.opt("ocf_root", _Value.path_str, "/usr/lib/ocf"),
         explicit_timeouts=tuple(sorted(set(group_timeout_keys) | set(_timeout_keys(m)))),
     )
+
+
+# an OCF parameter reaches the agent as the environment variable OCF_RESKEY_<name>=<value>
+_OCF_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _ocf_param_name(name: str, v: _Value) -> str:
+    if not _OCF_PARAM.match(name or ""):
+        raise v.error(f"{name!r} is not an OCF parameter name (letters, digits and _, as in "
+                      "OCF_RESKEY_<name>; the agent could not be given it)")
+    return name
+
+
+def _ocf_param_value(v: _Value) -> str:
+    value = v.str()
+    if "\0" in value:
+        raise v.error("the value contains a NUL byte, which no agent can be given in its environment")
+    return value
 
 
 def load(path: str | Path) -> Config:
@@ -1024,7 +1044,7 @@ def _fencing_summary(fencing: Fencing, node_names: tuple[str, ...]) -> list[str]
     lines = [f"fencing: owner_head_start {fencing.owner_head_start:g}s, "
              f"random_delay_max {fencing.random_delay_max:g}s"]
     for d in fencing.devices:
-        what = d.agent if d.agent is not None else "command " + " ".join(d.command or ())
+        what = d.agent if d.agent is not None else "command " + " ".join(redact.argv(d.command or ()))
         line = f"fence device {d.name}: {what} for {', '.join(d.nodes)}"
         if d.plugs:
             line += ", plug " + ", ".join(f"{n}={p}" for n, p in d.plugs)
@@ -1062,6 +1082,24 @@ def _metrics(v: _Value | None) -> Metrics | None:
     return Metrics(address, port)
 
 
+def resource_summary(r: Resource) -> str:
+    """A resource's key parameters, as `hasupctl check` shows them (secrets masked)."""
+    if isinstance(r, VipResource):
+        text = f"{r.ip}/{r.cidr_netmask} on {r.nic or 'the interface of its connected route'}"
+        return text + (f" (label {r.label})" if r.label else "")
+    if isinstance(r, FilesystemResource):
+        return f"{r.device} -> {r.directory} ({r.fstype}" + (f", options {r.options}" if r.options else "") + ")"
+    if isinstance(r, HttpdResource):
+        how = f"unit {r.unit}" if r.unit else f"{r.binary}, pidfile {r.pidfile}"
+        return f"{r.configfile}, port {r.port}, {how}"
+    if isinstance(r, SystemdUnitResource):
+        return f"unit {r.unit}"
+    params = " ".join(f"{k}={redact.MASK if redact.is_secret_name(k) else v}" for k, v in r.params)
+    provider, kind = r.agent.split(":", 1)
+    return (f"agent {r.agent} ({r.ocf_root}/resource.d/{provider}/{kind})"
+            + (f", params {params}" if params else ""))
+
+
 def summary(cfg: Config) -> str:
     """What would run, in a few lines (for `hasupctl check`)."""
     hb = cfg.heartbeat
@@ -1083,6 +1121,7 @@ def summary(cfg: Config) -> str:
         order = " -> ".join(f"{r.name} ({r.type})" for r in g.resources)
         head = f"group {g.name}: " + (f"after drbd {g.drbd} is Primary: " if g.drbd else "")
         lines.append(head + order)
+        lines += [f"  {r.name} ({r.type}): {resource_summary(r)}" for r in g.resources]
         lines.append(f"  stickiness {stick}, migration threshold {g.migration_threshold}, "
                      f"failure timeout {g.failure_timeout:g}s, on stop failure {g.on_stop_failure}"
                      + (f", prefers {g.preferred_node}" if g.preferred_node else ""))

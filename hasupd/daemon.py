@@ -21,7 +21,9 @@ class SystemdNotifier:
     """sd_notify through systemd-python when present, else the raw socket.
 
     Without a notify socket (no systemd, the lab) every call is a no-op.
-    The watchdog is pinged only from the engine loop, so a stuck loop stops
+    The watchdog is pinged by the engine's watchdog task while the reconcile
+    loop makes progress (engine.STALL_LIMIT; an action within its own bound
+    counts), so a long fence or start keeps it fed and a stuck loop stops
     the pings and systemd restarts the daemon.
     """
 
@@ -40,7 +42,9 @@ class SystemdNotifier:
             addr = "\0" + addr[1:]
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-                s.sendto(text.encode(), addr)
+                # never wait on the service manager: a full queue drops this one message (the
+                # next ping follows), it must not block the loop that the watchdog watches
+                s.sendto(text.encode(), socket.MSG_DONTWAIT, addr)
         except OSError:
             pass
 

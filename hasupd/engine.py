@@ -12,17 +12,18 @@ the local state in the heartbeat and keeps the history.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import socket
 import time
 from dataclasses import replace
 
-from hasupd import planner
+from hasupd import planner, redact
 from hasupd.alerts import Alerter
 from hasupd.config import Config, Group
 from hasupd.fencing import FenceOutcome, Fencer
-from hasupd.history import History
+from hasupd.history import History, split_brain_unresolved
 from hasupd.membership import heartbeat as hbmod
 from hasupd.membership import tiebreaker
 from hasupd.model import (
@@ -41,6 +42,7 @@ from hasupd.resources import drbd as drbdmod
 from hasupd.resources import make_driver
 from hasupd.resources.base import Result
 from hasupd.state import StateStore
+from hasupd.state import merge as merge_state
 
 
 class ControlError(Exception):
@@ -49,12 +51,21 @@ class ControlError(Exception):
 TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
 RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing again
 OUTDATE_WAIT = 10.0  # s: a fence-peer request waits this long for the live peer to outdate itself
+# The systemd watchdog proves the loop is alive, not that no action runs (issue 16): it is
+# pinged from a task of its own while the reconcile loop makes progress: a round ends at
+# least every STALL_LIMIT seconds, or the action running now is still within its own bound
+# (its timeout + ACTION_GRACE).  A loop stuck past that, or a blocked event loop, stops the pings.
+STALL_LIMIT = 30.0
+ACTION_GRACE = 30.0
+STARTUP_LIMIT = 600.0
+LINK_POLL = 0.5  # how often a VIP's interface is checked for carrier  # start-up: DRBD up and the initial probes, each bounded on its own
 
 
 class Engine:
     def __init__(self, cfg: Config, local: str, key: bytes, *, foreground: bool = True,
                  stop_resources_on_exit: bool = False, notify=None, fencer=None):
         self.cfg = cfg
+        redact.learn(cfg)  # the configuration's secrets are masked in every output
         self.local = local
         self.peer_name = cfg.peer_of(local)
         self.digest = cfg.digest()
@@ -99,6 +110,13 @@ class Engine:
         self.ring_errors: dict[int, str] = {}
         self.takeovers: dict[str, float] = {}  # group -> when this node began taking it over
         self.metrics = None  # hasupd.metrics.Metrics when metrics.listen is configured
+        self.loop_beat = time.monotonic()  # the reconcile loop's latest sign of progress
+        self.action_deadline: float | None = None  # while an action runs: when it must be over
+        self.state_unsaved = ""  # why the latest state write failed ("" = the file is current)
+        self.peer_reported: NodeState | None = None  # the peer's latest well-formed report
+        self.internal_errors = 0  # rounds that raised (a bug): alerted, retried, never fatal
+        self.link_down: dict[str, str] = {}  # VIP resource -> why its interface cannot carry it now
+        self.reported: set[str] = set()  # one-off alerts already raised (bad_payload)
         self.peer_held: set[str] = set()  # groups the peer claimed last (a claim here is then a failover)  # ring -> last socket error alerted  # standing-condition alerts already raised (planner's keys)
 
     # ------------------------------------------------------------ start-up
@@ -119,9 +137,12 @@ class Engine:
             if not res.ok:
                 self.alerter.emit("drbd_up_failed", "critical", res.message, resource=name)
             self.drbd_status[name] = await drv.status()
+            if split_brain_unresolved(self.history.read(), name, self.drbd_status[name]):
+                # a restart during a split brain: DRBD's StandAlone does not say why; the history does
+                self.drbd_status[name] = drv.remember_split_brain()
         # the initial probe: adopt what runs (a daemon restart disturbs nothing)
-        for name, drv in self.drivers.items():
-            self.resources[name] = await drv.probe()
+        for name in self.drivers:
+            self.resources[name] = await self.probe(name)
         self.settled = True
         self.history.record("start", reason=f"hasupd started on {self.local}",
                             resources={n: s.state.value for n, s in self.resources.items()})
@@ -134,6 +155,9 @@ class Engine:
                 self.tasks.append(asyncio.create_task(self._monitor_loop(name, drv), name=f"monitor-{name}"))
         for name, drv in self.drbd.items():
             self.tasks.append(asyncio.create_task(self._drbd_loop(name, drv), name=f"drbd-{name}"))
+        for name, drv in self.drivers.items():
+            if hasattr(drv, "link_trouble"):
+                self.tasks.append(asyncio.create_task(self._link_loop(name, drv), name=f"link-{name}"))
         if self.guard is not None:
             self.tasks.append(asyncio.create_task(self._guard_loop(), name="guard"))
 
@@ -147,18 +171,12 @@ class Engine:
             resources=dict(self.resources), claims=dict(self.claims), settled=self.settled,
             config_digest=self.digest,
             tiebreaker=self.guard.reachable if self.guard is not None else None,
+            link_down=dict(self.link_down),
         )
 
     def peer_state(self) -> NodeState:
         peer = self.heartbeat.peer()
-        payload = peer.payload or {}
-        if "node" in payload:
-            try:
-                ns = node_state_from_dict(payload["node"])
-            except (KeyError, TypeError, ValueError):
-                ns = NodeState(self.peer_name)
-        else:
-            ns = NodeState(self.peer_name)
+        ns = self.peer_reported or NodeState(self.peer_name)
         self.peer_held.update(ns.claims)
         return replace(ns, name=self.peer_name, alive=peer.alive, rings=tuple(peer.rings),
                        standby=self.store.state.standby.get(self.peer_name, False))
@@ -169,7 +187,7 @@ class Engine:
         me, them = self.local_state(), self.peer_state()
         # every claim seen raises the persisted floor: a new claim goes above all of them
         if self.store.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0)):
-            self.store.save()
+            self.save_state()
         st = self.store.state
         peer = self.heartbeat.peer()
         return ClusterView(
@@ -215,19 +233,56 @@ class Engine:
     # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        await self.start()
+        watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
+        self.action_deadline = time.monotonic() + STARTUP_LIMIT
+        try:
+            await self.start()
+        finally:
+            self.action_deadline = None
         self.notify(ready=True, status=self.status_line())
-        while not self.stopping.is_set():
-            try:
-                await asyncio.wait_for(self.wake.wait(), TICK)
-            except asyncio.TimeoutError:
-                pass
-            self.wake.clear()
-            if self.stopping.is_set():
-                break
-            await self.reconcile()
-            self.notify(watchdog=True, status=self.status_line())
-        await self.shutdown()
+        try:
+            while not self.stopping.is_set():
+                self.loop_beat = time.monotonic()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), TICK)
+                except asyncio.TimeoutError:
+                    pass
+                self.wake.clear()
+                if self.stopping.is_set():
+                    break
+                if self.state_unsaved:
+                    self.save_state()  # the disk was full: try again
+                try:
+                    await self.reconcile()
+                except Exception as e:  # a bug in a round must not end the daemon: alert, back off, retry
+                    self.internal_error("reconcile", e)
+                    await asyncio.sleep(RETRY_BACKOFF)
+                self.notify(status=self.status_line())
+            await self.shutdown()
+        finally:
+            watchdog.cancel()
+
+    def internal_error(self, where: str, e: BaseException) -> None:
+        self.internal_errors += 1
+        self.history.record("internal-error", where=where, reason=f"{type(e).__name__}: {e}")
+        self.alerter.emit("internal_error", "critical", f"hasupd hit an unexpected error in {where} and goes on: "
+                          f"{type(e).__name__}: {e}")
+
+    def loop_alive(self) -> bool:
+        """The reconcile loop makes progress (see STALL_LIMIT)."""
+        now = time.monotonic()
+        if self.action_deadline is not None:
+            return now < self.action_deadline
+        return now - self.loop_beat < STALL_LIMIT
+
+    async def _watchdog_loop(self) -> None:
+        interval = getattr(self.notify, "watchdog_interval", None)  # half of WatchdogSec
+        if not interval:
+            return
+        while True:
+            if self.loop_alive():
+                self.notify(watchdog=True)
+            await asyncio.sleep(interval / 2)
 
     async def reconcile(self) -> None:
         view = self.view()
@@ -266,16 +321,30 @@ class Engine:
             return {"start": t.start, "stop": t.stop, "monitor": t.monitor}[what]
         return 240.0
 
+    def _bound(self, action: Action) -> float:
+        """How long the action may take before the loop counts as stuck (the watchdog)."""
+        what = {ActionKind.STOP: "stop", ActionKind.MONITOR: "monitor"}.get(action.kind, "start")
+        limit = self._timeout(action, what)
+        if action.kind == ActionKind.FENCE and self.fencer is not None:
+            limit = max(limit, self.fencer.longest(self.peer_name))
+        return limit + ACTION_GRACE
+
     async def execute(self, action: Action) -> bool:
         kind = action.kind
         started = time.monotonic()
         self.acting = action
+        self.action_deadline = started + self._bound(action)
         self.history.record("action-start", action=kind.value, group=action.group,
                             resource=action.resource, reason=action.reason)
         try:
             result = await self._execute(action)
+        except Exception as e:  # a bug in a driver or here: a failed action, never the daemon's end
+            result = Result(False, f"unexpected error: {type(e).__name__}: {e}")
+            self.action_raised(action, result)
         finally:
             self.acting = None
+            self.action_deadline = None
+            self.loop_beat = time.monotonic()
         duration = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.action_done(action, duration)
@@ -301,26 +370,26 @@ class Engine:
             return Result(True)
         if kind == ActionKind.FORGET_FORCE:
             st.force_promotion(res, False)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind == ActionKind.CLAIM:
             self.claims[group] = action.epoch
             st.record_claim(self.local, group, action.epoch)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind == ActionKind.RELEASE:
             self.claims.pop(group, None)
             st.record_claim(self.local, group, None)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind == ActionKind.BAN:
             st.ban(group, self.local)
-            st.save()
+            self.save_state()
             self.alerter.emit("group_banned", "warning", action.reason, group=group)
             return Result(True)
         if kind == ActionKind.BLOCK:
             st.block(group, action.reason)
-            st.save()
+            self.save_state()
             self.alerter.emit("group_blocked", "critical", action.reason, group=group)
             return Result(True)
         if kind == ActionKind.REBOOT:
@@ -334,7 +403,7 @@ class Engine:
             return await self.drbd_fence_step(action)
         if kind == ActionKind.FORGET_MOVE:
             st.forget_move(group)
-            st.save()
+            self.save_state()
             return Result(True)
         if kind in (ActionKind.DRBD_UP, ActionKind.PROMOTE, ActionKind.DEMOTE):
             drv = self.drbd[res]
@@ -365,7 +434,7 @@ class Engine:
                 self.resources[res] = ResourceStatus(ResState.FAILED, result.message, time.monotonic())
                 # a failed start is fatal on this node, like Pacemaker's start-failure-is-fatal
                 st.record_failure(self.local, grp.name, res, time.time(), at_least=grp.migration_threshold)
-                st.save()
+                self.save_state()
             return result
         if kind == ActionKind.STOP:
             self.resources[res] = replace(self.resources[res], detail="stopping")
@@ -373,10 +442,28 @@ class Engine:
             self.resources[res] = ResourceStatus(ResState.STOPPED if result.ok else ResState.STOP_FAILED,
                                                  result.message, time.monotonic())
             return result
+        if kind == ActionKind.ANNOUNCE:
+            return await bounded(drv.announce(), self._timeout(action, "start"))
         if kind == ActionKind.MONITOR:
-            self.resources[res] = await drv.probe()
+            self.resources[res] = await drv.probe()  # a raise here is caught by execute()
             return Result(True)
         return Result(False, f"the engine does not know action {kind.value}")
+
+    def action_raised(self, action: Action, result: Result) -> None:
+        """An action ended in an exception: record it in the resource's state as a failure of
+        that kind would be, so the policy handles it (a start counts as a failed start)."""
+        res = action.resource
+        if res not in self.resources:
+            return
+        if action.kind == ActionKind.START:
+            grp = self.group_of[res]
+            self.resources[res] = ResourceStatus(ResState.FAILED, result.message, time.monotonic())
+            self.store.record_failure(self.local, grp.name, res, time.time(), at_least=grp.migration_threshold)
+            self.save_state()
+        elif action.kind == ActionKind.STOP:
+            self.resources[res] = ResourceStatus(ResState.STOP_FAILED, result.message, time.monotonic())
+        elif action.kind == ActionKind.MONITOR:
+            self.resources[res] = ResourceStatus(ResState.UNKNOWN, result.message, time.monotonic())
 
     # ------------------------------------------------------------ failover records
 
@@ -411,7 +498,7 @@ class Engine:
         if state == ResState.FAILED and old.state == ResState.STARTED:
             grp = self.group_of[name]
             self.store.record_failure(self.local, grp.name, name, time.time())
-            self.store.save()
+            self.save_state()
             self.history.record("observation", group=grp.name, resource=name, state="failed", reason=detail)
             self.alerter.emit("resource_failed", "warning", f"{name} failed: {detail}", group=grp.name,
                               resource=name, task="monitor", rc=7)
@@ -458,6 +545,27 @@ class Engine:
             except Exception as e:
                 self.alerter.emit("watch_error", "warning", f"DRBD watch of {name} failed: {e!r}", resource=name)
             await asyncio.sleep(1.0)
+
+    async def _link_loop(self, name: str, drv) -> None:
+        """A VIP's interface without carrier: this node cannot serve now.  Published, not counted
+        as a failure; the planner moves the group or waits for the link (issue 16)."""
+        while True:
+            try:
+                why = await drv.link_trouble()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # netlink hiccup: keep what we knew, ask again
+                why = self.link_down.get(name)
+            if why != self.link_down.get(name):
+                if why:
+                    self.link_down[name] = why
+                    self.alerter.emit("link_down", "warning", f"{name}: {why}; {self.local} cannot serve it now",
+                                      resource=name)
+                else:
+                    self.link_down.pop(name, None)
+                    self.alerter.emit("link_up", "info", f"{name}: its link is up again", resource=name)
+                self.changed()
+            await asyncio.sleep(LINK_POLL)
 
     async def _guard_loop(self) -> None:
         last = None
@@ -509,9 +617,7 @@ class Engine:
                                   node=self.peer_name)
             elif name == "PeerPayload":
                 self.peer_ever_seen = True
-                state = (ev.payload or {}).get("state")
-                if state is not None and self.store.merge_peer(state):
-                    self.store.save()
+                self.take_peer_payload(ev.payload)
             self.wake.set()
 
     # ------------------------------------------------------------ fencing (issue 17)
@@ -630,6 +736,51 @@ class Engine:
             return []
         return [r for r in asked if isinstance(r, str) and r in self.drbd]
 
+    def take_peer_payload(self, payload) -> None:
+        """The peer's report and operator state.  Anything malformed (``drbd: []``, ``1e999``)
+        is a dropped, counted packet: the last good report stays."""
+        try:
+            if not isinstance(payload, dict):
+                raise TypeError("the payload is not a mapping")
+            ns = self.peer_reported
+            if "node" in payload:
+                ns = node_state_from_dict(payload["node"])
+                for d in ns.drbd.values():
+                    _check_types(d)
+            state = payload.get("state")
+            merged = merge_state(self.store.state, state) if state is not None else None
+        except Exception as e:  # hostile or broken input from the peer: drop and count it
+            self.heartbeat.counters["bad_payload"] += 1
+            if "bad_payload" not in self.reported:
+                self.reported.add("bad_payload")
+                self.alerter.emit("bad_payload", "warning", f"dropped a malformed report of {self.peer_name}: "
+                                  f"{type(e).__name__}: {str(e)[:200]}", node=self.peer_name)
+            return
+        self.peer_reported = ns
+        if merged is not None and merged != self.store.state:
+            self.store.state = merged
+            self.save_state()
+
+    def save_state(self) -> None:
+        """Write the state file.  A full or failing disk does not stop the daemon: it goes on
+        from memory, alerts once, and every round retries the write until it works."""
+        try:
+            self.store.save()
+        except OSError as e:
+            why = f"cannot write the state file {self.store.path}: {e.strerror or e}"
+            if why != self.state_unsaved:
+                self.alerter.emit("state_write_failed", "critical", f"{why}; hasupd goes on from memory and "
+                                  "retries (fail counts, bans and claims are lost if it restarts before)")
+            self.state_unsaved = why
+            return
+        if self.state_unsaved:
+            self.state_unsaved = ""
+            self.alerter.emit("state_write_ok", "info", f"the state file {self.store.path} is written again")
+
+    def runtime_warnings(self) -> list[str]:
+        """Conditions of the daemon itself, for the status."""
+        return [self.state_unsaved] if self.state_unsaved else []
+
     # ------------------------------------------------------------ shutdown
 
     async def shutdown(self) -> None:
@@ -709,7 +860,7 @@ class Engine:
 
     def intent(self, changed: bool, what: str, args: dict) -> dict:
         if changed:
-            self.store.save()
+            self.save_state()
             self.history.record("intent", action=what, reason=f"operator: {what} "
                                 + " ".join(f"{k}={v}" for k, v in sorted(args.items()) if k != "cmd"))
             self.changed()
@@ -757,8 +908,16 @@ class Engine:
         return out
 
     async def _reprobe(self, name: str) -> None:
-        self.resources[name] = await self.drivers[name].probe()
+        self.resources[name] = await self.probe(name)
         self.changed()
+
+    async def probe(self, name: str) -> ResourceStatus:
+        """A driver's probe; one that raises (a bug, input it cannot run) leaves the resource unknown."""
+        try:
+            return await self.drivers[name].probe()
+        except Exception as e:
+            self.internal_error(f"the probe of {name}", e)
+            return ResourceStatus(ResState.UNKNOWN, f"probe failed: {type(e).__name__}: {e}", time.monotonic())
 
     async def cmd_history(self, args: dict) -> dict:
         return await self.history.report(args.get("since"), int(args.get("limit", 2000)))
@@ -840,12 +999,12 @@ class Engine:
                   "loss_pct": round(loss * 100, 1)}
                  for up, rtt, loss in zip(peer.rings, peer.rtt, peer.loss)]
         acting = self.acting
-        return {"status": build_status(
+        return redact.value({"status": build_status(
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
             last_failovers=last_failovers,
-            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings), fencer=self.fencer,
+            acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings) + self.runtime_warnings(), fencer=self.fencer,
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
-                    "incarnation": self.heartbeat.incarnation})}
+                    "incarnation": self.heartbeat.incarnation})})
 
     # ------------------------------------------------------------ status
 
@@ -857,6 +1016,16 @@ class Engine:
         peer = self.heartbeat.peer()
         parts.append(f"peer {self.peer_name} {'alive' if peer.alive else 'not seen'}")
         return "; ".join(parts)
+
+
+def _check_types(obj) -> None:
+    """TypeError unless every field of a model dataclass has the type of its default (or None)."""
+    for f in dataclasses.fields(obj):
+        value, default = getattr(obj, f.name), f.default
+        if value is None or default is None or default is dataclasses.MISSING:
+            continue
+        if type(value) is not type(default) and not (type(default) is float and type(value) is int):
+            raise TypeError(f"{type(obj).__name__}.{f.name} is {type(value).__name__}, not {type(default).__name__}")
 
 
 async def bounded(coro, timeout: float) -> Result:

@@ -32,6 +32,8 @@ import os
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
+from hasupd import redact
+
 FILE = "history.jsonl"
 TIMELINE_GAP = 30.0  # seconds without a related record closes a timeline
 # a new planner decision this long after the last action finished (none still
@@ -60,7 +62,7 @@ class History:
         rec: dict[str, Any] = {"mono": round(time.monotonic(), 6), "wall": round(time.time(), 6), "kind": kind}
         if self.node:
             rec["node"] = self.node
-        rec.update({k: v for k, v in fields.items() if v is not None})
+        rec.update({k: redact.value(v) for k, v in fields.items() if v is not None})
         line = (json.dumps(rec, separators=(",", ":"), default=str) + "\n").encode()
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -117,6 +119,22 @@ class History:
             return {"records": records[-limit:] if limit > 0 else [], "timelines": timelines(records)}
 
         return await self._in_worker(compute)
+
+
+def split_brain_unresolved(records: Iterable[dict], resource: str, status) -> bool:
+    """After a daemon restart: was DRBD ``resource`` in a split brain that nothing resolved since?
+    True when DRBD is up and not connected (a split brain leaves it StandAlone, or waiting for
+    a peer that is) and the latest record about it is the split-brain alert, not the cleared
+    condition (a successful handshake clears it: the driver sees replication again)."""
+    if not status.up or status.connection == "Connected" or status.split_brain:
+        return False
+    key, open_ = f"split_brain:{resource}", False
+    for rec in records:
+        if rec.get("kind") == "alert" and rec.get("event") == "drbd_split_brain" and rec.get("resource") == resource:
+            open_ = True
+        elif rec.get("action") == "forget_alert" and key in str(rec.get("reason", "")):
+            open_ = False
+    return open_
 
 
 def read(state_dir: str, since_wall: float | None = None) -> Iterator[dict]:

@@ -103,6 +103,9 @@ class NodeState:
     # so both nodes weigh each other's tie-breaker the same way when placing
     # a group (None: not known / no ping guard)
     tiebreaker: bool | None = None
+    # added by issue 16: VIP resource -> why its interface cannot carry it now ("eth0 has no
+    # carrier"): this node cannot serve the group now, which is not a failure of the resource
+    link_down: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class ActionKind(str, Enum):
     # added for fencing (issue 17):
     DRBD_DISCONNECT = "drbd_disconnect"  # the peer is fenced: drop DRBD's connection to it now
     DRBD_OUTDATE = "drbd_outdate"  # the live peer asked: mark this node's disconnected copy Outdated
+    # added by issue 16:
+    ANNOUNCE = "announce"  # send the VIP's gratuitous ARP again (the other owner stepped down)
 
 
 @dataclass(frozen=True)
@@ -261,4 +266,5 @@ def node_state_from_dict(d: Mapping[str, Any]) -> NodeState:
         settled=bool(d.get("settled", False)),
         config_digest=str(d.get("config_digest", "")),
         tiebreaker=None if d.get("tiebreaker") is None else bool(d["tiebreaker"]),
+        link_down={str(k): str(v) for k, v in d.get("link_down", {}).items()},
     )

@@ -34,6 +34,8 @@ the first failure:
   group runs fully on the move's target, planned by that node): drop the
   intent (``State.forget_move``), from now on stickiness keeps it there.
   Pins (``--pin``) are never forgotten by the planner, only by ``clear``.
+* ANNOUNCE: send the gratuitous ARP of the VIP resource ``action.resource``
+  again (its driver's ``announce()``).
 * FORGET_FORCE: the DRBD resource ``action.resource`` is Primary on this
   node, so the operator's forced promotion is used up: drop it
   (``force_promotion(res, False)``), so that it cannot promote bad data
@@ -101,6 +103,21 @@ Decisions taken where DESIGN.md is silent (each is a scenario):
 * A node that holds resources while DRBD (Connected) sees the peer Primary
   cannot be promoted: it stops what it holds.  A takeover that claimed but
   failed to promote retries without raising its epoch again.
+* Never turn a partial outage into a full one (issue 16).  A VIP whose
+  interface has no carrier (``NodeState.link_down``) is not a failed
+  resource but "this node cannot serve now": the group moves to a peer that
+  can run it (link up), else it stays and waits for the link; no fail count,
+  no ban; a node without the link starts nothing of the group.  A failure
+  that reaches the migration threshold when the peer cannot run the group
+  (banned, gone, standby, no good data, no link) keeps the group here: no
+  ban, restart in place with a backoff (RECOVER_BACKOFF, by failures beyond
+  the threshold) and the standing critical alert ``no_failover:GROUP``
+  ("cannot fail over: WHY"); once the peer can run it, rule 3 applies.
+* Two owners seen, then the loser stepped down: the winner sends its VIPs'
+  gratuitous ARP again (ANNOUNCE), in the round the two_owners condition
+  clears, so that clients whose ARP entry moved to the loser come back.
+* The takeover sentence counts the peer's silence from its last packet
+  (``peer_lost_at`` is deadtime after it).
 * Resources not probed yet (UNKNOWN) on this node: MONITOR them, decide the
   group next round.  The local node not settled, or maintenance: no actions
   but the standing-condition alerts.
@@ -139,7 +156,8 @@ FENCE, no delay):
 Standing-condition alert keys (``Action.key``): ``split_brain:RES``
 (critical, with the recovery commands), ``drbd_connected:GROUP`` (heartbeat
 broken, no takeover), ``no_takeover:GROUP`` (the peer is gone but the guard
-or the data refuses), ``two_owners:GROUP`` (rule 12).
+or the data refuses), ``two_owners:GROUP`` (rule 12), ``no_failover:GROUP``
+(the threshold is reached where no other node can run the group).
 """
 
 from __future__ import annotations
@@ -160,6 +178,9 @@ from hasupd.model import (
 )
 
 RUNNING = (ResState.STARTED, ResState.FAILED, ResState.STOP_FAILED)
+# a group that reached its migration threshold where no other node can run it restarts in place,
+# waiting this long after the latest failure (by failures beyond the threshold: 0, 1, 2, ...)
+RECOVER_BACKOFF = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 # DRBD disk states of a node that has lost its local copy (on-io-error detach, the disk vanished):
 # a Primary there serves every read and write over the network from the peer's disk
 NO_LOCAL_DISK = ("Diskless", "Failed", "Detaching")
@@ -297,6 +318,14 @@ class _GroupPlanner:
         """This node is DRBD Primary without a local disk (it runs on the peer's copy)."""
         return self.d is not None and self.d.role == "Primary" and self.d.disk in NO_LOCAL_DISK
 
+    def _link(self, node: NodeState) -> str:
+        """Why node's interfaces cannot carry the group's VIPs now ("" = they can)."""
+        for r in self.g.resources:
+            why = node.link_down.get(r.name)
+            if why:
+                return f"{r.name}: {why}"
+        return ""
+
     def _claim(self, node: NodeState) -> int:
         return node.claims.get(self.name, 0)
 
@@ -355,8 +384,10 @@ class _GroupPlanner:
     def _tiebreaker(self, node: str) -> bool | None:
         return self.view.tiebreaker if node == self.local else self._node(node).tiebreaker
 
-    def why_not(self, node: str, starting: bool = True) -> str:
-        """Why node cannot run (start, or with starting=False keep) the group; "" = it can."""
+    def why_not(self, node: str, starting: bool = True, count_failures: bool = True) -> str:
+        """Why node cannot run (start, or with starting=False keep) the group; "" = it can.
+        count_failures=False: a fail count at the threshold does not bar node (it keeps the
+        group and recovers in place because no other node can run it)."""
         ns = self._node(node)
         if node != self.local and not self.peer_alive:
             return f"{node} is not reachable"
@@ -364,7 +395,7 @@ class _GroupPlanner:
             return f"{node} is in standby"
         if (self.name, node) in self.view.bans:
             return f"{node} is banned from {self.name} until `hasupctl cleanup {self.name}`"
-        fail = self._fail(node)
+        fail = self._fail(node) if count_failures else None
         if fail:
             return (f"{fail[0]} failed {_times(fail[1])} on {node}, reaching the migration threshold "
                     f"of {self.g.migration_threshold}")
@@ -382,6 +413,9 @@ class _GroupPlanner:
             what = f"suspended:{d.suspended_reason}" if d.suspended_reason else "quorum:no"
             return f"DRBD {d.resource} has lost quorum on {node} ({what})"
         if starting:
+            link = self._link(ns)
+            if link:
+                return f"{node} cannot serve {self.name} now: {link}"
             why, _ = self._good_data(node)
             if why:
                 return why
@@ -587,13 +621,19 @@ class _GroupPlanner:
         """(why the group must leave this node, ban?) or ("", False) to keep it."""
         name, local, peer = self.name, self.local, self.peer_name
         fail = self._fail(local)
-        if fail:
+        peer_why = self.why_not(peer)
+        if fail and not peer_why:
             return (f"{fail[0]} failed {_times(fail[1])} on {local}, reaching the migration threshold of "
                     f"{self.g.migration_threshold}: stop {name} here and bar {local} from it until cleanup"), True
-        why = self.why_not(local, starting=False)
+        # at the threshold with nowhere to go: keep it here and recover in place (keep_or_leave)
+        why = self.why_not(local, starting=False, count_failures=not fail)
         if why:
             return f"{why}, so {name} leaves {local}", False
-        peer_can = self.peer_alive and not self.why_not(peer)
+        peer_can = self.peer_alive and not peer_why
+        link = self._link(self.me)
+        if link and peer_can:
+            return (f"{local} cannot serve {name} now ({link}), so {name} moves to {peer}, whose link is up "
+                    "(the resource did not fail: no fail count, no ban)"), False
         if self._diskless_primary() and peer_can:
             d = self.d
             return (f"DRBD {d.resource} on {local} has lost its local disk ({d.disk}: every read and write "
@@ -626,6 +666,14 @@ class _GroupPlanner:
             self.sentence = f"{name} is stopping on {local}: {leave}; {then}."
             return
 
+        fail = self._fail(local)
+        stuck = ""  # why the group cannot fail over although it reached the threshold here
+        if fail:
+            stuck = self.why_not(peer)
+            self.alert(f"no_failover:{name}", "critical", "no_failover",
+                       f"{name} cannot fail over: {stuck}; {fail[0]} failed {_times(fail[1])} on {local}, "
+                       f"reaching the migration threshold of {self.g.migration_threshold}, so {local} keeps "
+                       "it and recovers it in place (restarts with backoff)")
         if name not in self.me.claims:
             self.act(K.CLAIM, None, f"{name} runs on {local} and nobody else holds it: claim it (adopted "
                      "after the start-up probe)", epoch=self.new_epoch())
@@ -640,12 +688,36 @@ class _GroupPlanner:
             if move is not None and move.node == local and not move.pin:
                 self.act(K.FORGET_MOVE, None, f"{name} runs on {local} as the operator asked: the one-shot "
                          "move is done, stickiness keeps it here from now on")
+            if f"two_owners:{name}" in self.view.alerted:
+                for r in self.g.resources:
+                    if r.type == "vip":
+                        self.act(K.ANNOUNCE, r.name, f"the other owner of {name} has stepped down: announce "
+                                 f"{r.name} again (gratuitous ARP) for clients whose ARP entry moved to it")
+            if stuck:
+                self.sentence = (f"{name} runs on {local}, recovered in place after {fail[0]} failed "
+                                 f"{_times(fail[1])}; it cannot fail over: {stuck}.")
+                return
             self.sentence = f"{name} runs on {local}{self.why_here()}."
             return
 
+        link = self._link(self.me)
+        if link:
+            self.sentence = (f"{name} runs on {local} but is incomplete, and {local} cannot serve it now "
+                             f"({link}); {peer} cannot take it over ({self.why_not(peer)}): {local} keeps it "
+                             "and waits for the link before starting the rest.")
+            return
         res = self.g.resources
         failed = self.states[k] == ResState.FAILED
-        if failed:
+        if failed and stuck:
+            r = res[k].name
+            wait = self._recover_wait(r)
+            if wait > 0:
+                self.sentence = (f"{name} cannot fail over ({stuck}): {r} failed on {local} "
+                                 f"({self._count_text(local, r)}); {local} restarts it in {wait:.0f}s (backoff).")
+                return
+            reason = (f"{r} failed on {local} ({self._count_text(local, r)}) and {name} cannot fail over "
+                      f"({stuck}): restart it and what follows it, in place")
+        elif failed:
             r = res[k].name
             reason = (f"{r} failed on {local} ({self._count_text(local, r)}): restart it and what "
                       "follows it, in place")
@@ -663,11 +735,24 @@ class _GroupPlanner:
             self.act(K.START, r.name, reason)
         self.sentence = f"{name} is (re)starting on {local}: {reason}."
 
+    def _recover_wait(self, res: str) -> float:
+        """Seconds left before an in-place restart of res (backoff by failures beyond the threshold)."""
+        fc = self.view.fail_counts.get((self.local, self.name, res))
+        if fc is None:
+            return 0.0
+        beyond = max(0, fc.count - self.g.migration_threshold)
+        delay = RECOVER_BACKOFF[min(beyond, len(RECOVER_BACKOFF) - 1)]
+        return max(0.0, fc.last_failure_wall + delay - self.view.wall)
+
     def why_here(self) -> str:
         move = self.view.moves.get(self.name)
         if move is not None and move.node == self.local:
             return " where the operator pinned it" if move.pin else " where the operator moved it"
         why = self.why_not(self.peer_name)
+        link = self._link(self.me)
+        if link:
+            return (f" but cannot serve it now ({link}); {self.peer_name} cannot take it over ({why}): "
+                    f"{self.local} keeps it and waits for the link")
         if why and self._diskless_primary():
             return (f" without a local disk (DRBD {self.d.resource} is {self.d.disk}: it runs on "
                     f"{self.peer_name}'s copy); {self.peer_name} cannot take it over: {why}")
@@ -683,11 +768,19 @@ class _GroupPlanner:
         name, peer = self.name, self.peer_name
         self.release_stale_claim()
         self.drbd_up()
-        leave = self.why_not(peer, starting=False)
         why = self.why_not(self.local)
+        # the peer at its threshold keeps the group when this node cannot take it (it recovers in place)
+        leave = self.why_not(peer, starting=False, count_failures=not why)
         pd = self._drbd(self.peer)
         if not leave and not why and pd is not None and pd.role == "Primary" and pd.disk in NO_LOCAL_DISK:
             leave = f"DRBD {pd.resource} on {peer} has lost its local disk, it is {pd.disk}"
+        if not leave and not why and self._link(self.peer):
+            leave = f"{peer} cannot serve it now: {self._link(self.peer)}"
+        peer_fail = self._fail(peer)
+        if not leave and why and peer_fail:
+            self.sentence = (f"{name} runs on {peer}, which recovers it in place after {peer_fail[0]} failed "
+                             f"{_times(peer_fail[1])}: it cannot fail over because {why}.")
+            return
         if leave:
             then = f"{self.local} cannot take over: {why}" if why else f"{self.local} takes over then"
             self.sentence = (f"{name} is still held by {peer}, which must give it up ({leave}); it waits "
@@ -751,7 +844,7 @@ class _GroupPlanner:
                              "starting anything.")
             return
         gone = ("has not been heard since start-up" if not view.peer_ever_seen
-                else f"is silent on every ring for {view.now - self._lost_at():g}s")
+                else f"is silent on every ring for {round(self._silent_for(), 1):g}s")
         d = self.d
         if d is not None and d.connected and not _peer_fenced(view):
             sees = f" and still sees {peer} {d.peer_role}" if d.peer_role == "Primary" else ""
@@ -803,6 +896,11 @@ class _GroupPlanner:
         reason = f"{peer} {gone} and {guard}: take {name} over on {local}"
         self.start_all(reason, self.start_epoch())
         self.sentence = f"{name} is starting on {local}: {peer} {gone} and {guard}."
+
+    def _silent_for(self) -> float:
+        """How long the peer has been silent: the heartbeat declares it dead deadtime after
+        its last packet, so the silence began deadtime before peer_lost_at."""
+        return self.view.now - self._lost_at() + self.cfg.heartbeat.deadtime
 
     def _lost_at(self) -> float:
         return self.view.peer_lost_at if self.view.peer_lost_at is not None else self.view.now

@@ -298,7 +298,7 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
     for n in raw_nodes:
         if n not in names:
             raise ViewError(f"{where}nodes.{n}: not a node of the configuration ({', '.join(names)})")
-    node_keys = ("alive", "settled", "standby", "tiebreaker", "drbd", "resources", "claims", "rings")
+    node_keys = ("alive", "settled", "standby", "tiebreaker", "drbd", "resources", "claims", "rings", "link")
     peer_alive = bool(_mapping(f"{where}nodes.{peer}", raw_nodes.get(peer)).get("alive", True))
 
     # DRBD: given, or mirrored from the other node when that one is Connected, or a default
@@ -364,7 +364,8 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
         nodes[n] = NodeState(
             name=n, alive=alive, rings=tuple(bool(x) for x in raw.get("rings", [alive] * len(cfg.heartbeat.rings))),
             standby=bool(raw.get("standby", False)), drbd=drbd_for(n), resources=resources, claims=claims,
-            settled=bool(raw.get("settled", True)), tiebreaker=None if tb is None else bool(tb))
+            settled=bool(raw.get("settled", True)), tiebreaker=None if tb is None else bool(tb),
+            link_down=_link_down(w + "link", raw.get("link"), group_of))
 
     lost_ago = v.get("peer_lost_ago")
     if lost_ago is not None and peer_alive:
@@ -462,6 +463,14 @@ def _describe_fence(cfg: Config, view: ClusterView, peer: str) -> list[str]:
     if f.peer_power:
         text += f"; its power: {f.peer_power}"
     return [text]
+def _link_down(where: str, v: Any, group_of: dict) -> dict[str, str]:
+    """nodes.N.link: {VIP resource: why its interface cannot carry it}, e.g. "eth0 has no carrier"."""
+    out = {}
+    for r, why in _mapping(where, v).items():
+        if r not in group_of:
+            raise ViewError(f"{where}.{r}: no such resource")
+        out[str(r)] = str(why)
+    return out
 
 
 # ---------------------------------------------------------------- the summary
@@ -539,6 +548,8 @@ def describe_view(cfg: Config, view: ClusterView) -> list[str]:
             if g.name in ns.claims:
                 text += f"; claim epoch {ns.claims[g.name]}"
             lines.append(f"    {g.name}: {text}")
+        for r, why in sorted(ns.link_down.items()):
+            lines.append(f"    link of {r}: {why}")
     extra = []
     for (n, _g, r), fc in sorted(view.fail_counts.items()):
         extra.append(f"fail count {r} on {n}: {fc.count} (last {_secs(view.wall - fc.last_failure_wall)} ago)")

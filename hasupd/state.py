@@ -269,7 +269,7 @@ class State:
         """Parse a dict made by ``to_wire``; raises ValueError on any malformed part."""
         try:
             return cls._from_wire(d)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
             raise ValueError(f"malformed state: {e!r}") from None
 
     @classmethod

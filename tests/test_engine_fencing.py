@@ -69,6 +69,9 @@ class FakeFencer:
     async def power_status(self, node):
         return self.power
 
+    def longest(self, node):
+        return self.delay + 20.0
+
 
 class RaisingFencer(FakeFencer):
     async def fence(self, node):
@@ -86,6 +89,11 @@ class FakeHeartbeat:
         self.peer_view = PeerView(PEER, False, (False, False), "", None, None, None, (None, None), (0.0, 0.0),
                                   "", False)
         self.events = asyncio.Queue()
+        self.deliver = None  # the engine's intake of a peer payload (the real heartbeat's PeerPayload event)
+
+    def _delivered(self):
+        if self.deliver is not None and self.peer_view.payload is not None:
+            self.deliver(self.peer_view.payload)
 
     def peer(self):
         return self.peer_view
@@ -100,10 +108,12 @@ class FakeHeartbeat:
         self.peer_view = replace(self.peer_view, alive=False, lost_at=time.monotonic() - ago,
                                  incarnation=incarnation, ever_seen=True,
                                  payload={"node": node} if node else self.peer_view.payload)
+        self._delivered()
 
     def peer_alive(self, node: dict, incarnation="inc-peer-1", outdate=()):
         self.peer_view = replace(self.peer_view, alive=True, lost_at=None, incarnation=incarnation,
                                  ever_seen=True, payload={"node": node, "outdate": list(outdate)})
+        self._delivered()
 
 
 class FakeDrbd:
@@ -159,6 +169,7 @@ def make_engine(tmp_path, fencer, guard=None, drbd: DrbdStatus | None = None):
     cfg = make_config(tmp_path, guard or {"mode": "fence", "fence": {"command": ["/bin/false"]}})
     eng = Engine(cfg, LOCAL, b"k" * 32, foreground=False, fencer=fencer)
     eng.heartbeat = FakeHeartbeat()
+    eng.heartbeat.deliver = eng.take_peer_payload
     eng.started_at = time.monotonic() - 1000
     eng.settled = True
     eng.peer_ever_seen = True

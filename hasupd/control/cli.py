@@ -256,7 +256,10 @@ def cmd_check(args) -> int:
         if errors:
             raise Fail("\n".join(errors), configmod.EX_CONFIG)
     if not args.quiet:
-        print(configmod.summary(cfg))
+        from hasupd import redact
+
+        redact.learn(cfg)
+        print(redact.text(configmod.summary(cfg)))
         print(f"split-brain guard {planner.guard_price(cfg)}")
         for line in _check_drbd(cfg):
             print(line)

@@ -12,7 +12,7 @@ a site command; both get the same standard input and nothing else::
 Exit codes are the fence-agents API's: 0 success; for ``status`` 0 means
 on and 2 off, anything else that the state is unknown.  Secrets go to the
 agent's stdin only: never argv, environment, logs, messages or status
-(``Redactor`` removes them from any agent output that is kept).  A child
+(``hasupd.redact`` masks them in any agent output that is kept, and everywhere else).  A child
 gets a clean environment, its own process group (killed whole on a
 timeout) and a bounded share of its output.
 
@@ -34,6 +34,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from hasupd import redact
 from hasupd.config import FenceDevice, Fencing, check_secrets_file
 
 log = logging.getLogger("hasupd.fencing")
@@ -84,18 +85,6 @@ class AgentResult:
             return self.error
         last = next((ln.strip() for ln in reversed(self.output.splitlines()) if ln.strip()), "")
         return f"exit {self.returncode}" + (f": {last[:200]}" if last else "")
-
-
-class Redactor:
-    """Replaces every secret value in a text (longest first)."""
-
-    def __init__(self, secrets: list[str]):
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for s in self.secrets:
-            text = text.replace(s, "[redacted]")
-        return text
 
 
 def read_secrets(path: str) -> list[tuple[int, str, str]]:
@@ -174,7 +163,8 @@ async def call_device(device: FenceDevice, node: str, action: str,
             secrets = [(k, v) for _, k, v in read_secrets(device.secrets)]
         except (OSError, ValueError) as e:
             return AgentResult(action, None, "", 0.0, f"secrets: {getattr(e, 'strerror', None) or e}")
-    redact = Redactor([v for _, v in secrets])
+    # every sink masks them from now on (logs, history, alerts, status), whatever path they take
+    redact.register(*(v for _, v in secrets), *redact.argv_secrets(device.command or ()))
     argv = device_argv(device, node)
     if argv is None:
         return AgentResult(action, None, "", 0.0, f"agent {device.agent} not found")
@@ -187,7 +177,7 @@ async def call_device(device: FenceDevice, node: str, action: str,
             stderr=asyncio.subprocess.PIPE, env=env, cwd="/", start_new_session=True)
     except OSError as e:
         return AgentResult(action, None, "", time.monotonic() - start,
-                           redact(f"cannot run {argv[0]}: {e.strerror}"))
+                           redact.text(f"cannot run {argv[0]}: {e.strerror}"))
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
 
     async def talk() -> tuple[bytes, bytes]:
@@ -211,7 +201,7 @@ async def call_device(device: FenceDevice, node: str, action: str,
     except asyncio.CancelledError:  # e.g. another device answered first
         await _kill_and_reap(proc)
         raise
-    text = redact((out + b"\n" + err).decode("utf-8", "replace").strip())
+    text = redact.text((out + b"\n" + err).decode("utf-8", "replace").strip())
     return AgentResult(action, proc.returncode, text, time.monotonic() - start)
 
 
@@ -238,6 +228,13 @@ class Fencer:
         self.last_fence: dict | None = None
         self.last_tests: dict[str, dict] = {}
         self._lock: asyncio.Lock | None = None  # made in the loop (Python 3.9 binds a lock to a loop)
+
+    def longest(self, node: str) -> float:
+        """The longest a fence of NODE can take: the status round, then every level's delay,
+        off (with its retries) and confirmation, each bounded by its device's timeout."""
+        levels = self.fencing.levels_for(node)
+        status = max((d.timeout for level in levels for d in level), default=0.0)
+        return status + sum(max(d.delay + d.timeout * (d.retries + 2) for d in level) for level in levels)
 
     async def power_status(self, node: str) -> str:
         """"off" when every device of some level reports the node off; "on"

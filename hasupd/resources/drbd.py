@@ -448,6 +448,12 @@ class DrbdDriver:
         self.last_status = st
         return st
 
+    def remember_split_brain(self) -> DrbdStatus:
+        """Mark the resource split-brain again (known from before a daemon restart); it stays so
+        until a handshake with the peer succeeds, as when the stream saw it."""
+        self._split_brain = True
+        return self._finish(self.last_status)
+
     async def status(self, timeout: float = STATUS_TIMEOUT) -> DrbdStatus:
         """Deep probe: ``events2 --now``, else /proc/drbd, else not up."""
         stats = ("--statistics",) if self._statistics else ()

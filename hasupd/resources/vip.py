@@ -9,10 +9,14 @@
   ``arp_interval`` apart, and the same burst once more ``arp_repeat_after``
   seconds later in the background, for a switch or neighbour that missed it.
 * stop: remove the address (absent already = success).
-* probe: the address is on the interface.  monitor: that + link up with carrier.
+* probe and monitor: the address is on the interface.  A lost carrier (or
+  the interface down) is not a failure of the address, it is "this node
+  cannot serve now": monitor stays ok and says so, ``link_trouble()``
+  reports it, and the planner moves the group or waits for the link
+  (issue 16: a flapping cable must not ban the node).
 * watch: a netlink socket subscribed to address and link events on the
-  loop: RTM_DELADDR of our address or a lost carrier is a FAILED
-  observation at once.
+  loop: RTM_DELADDR of our address is a FAILED observation at once; a
+  lost carrier a STARTED one whose detail says so.
 
 Netlink requests go through pyroute2's synchronous ``IPRoute`` (the API
 0.7.2 of Debian 12 and 0.9 share) in a worker thread, so the loop never
@@ -341,10 +345,28 @@ class VipDriver:
         if here is None:
             return Result(False, self._absent_text(snap), duration=time.monotonic() - started)
         trouble = snap.nic.trouble()
-        if trouble:
-            return Result(False, f"{self.ip} is on {snap.nic.name} but {trouble}",
+        if trouble:  # the address is fine; the node cannot serve now (link_trouble)
+            return Result(True, f"{self.ip} is on {snap.nic.name} but {trouble}",
                           errno=errno.ENETDOWN, duration=time.monotonic() - started)
         return Result(True, self._present_text(snap, here) + ", link up", duration=time.monotonic() - started)
+
+    async def announce(self) -> Result:
+        """Send the gratuitous ARP burst again (another node held the address a moment ago)."""
+        try:
+            snap = await self._snap()
+            if snap.on_nic() is None:
+                return Result(False, f"{self.ip} is not on {snap.nic.name if snap.nic else 'its interface'}")
+            if not snap.nic.arp or self.res.arp_count <= 0:
+                return Result(True, f"{snap.nic.name} does not use ARP (or arp_count is 0): nothing to send")
+            await self._send_garp(snap.nic)
+        except OSError as e:
+            return Result(False, f"gratuitous ARP for {self.ip} failed: {e.strerror or e}", errno=e.errno)
+        return Result(True, f"sent {self.res.arp_count} gratuitous ARP for {self.ip} on {snap.nic.name}")
+
+    async def link_trouble(self) -> str | None:
+        """Why the interface of the address cannot carry it now ("eth0 has no carrier"), or None."""
+        snap = await self._snap()
+        return snap.nic.trouble() if snap.nic is not None else None
 
     # ------------------------------------------------------------ start / stop
 
@@ -548,7 +570,7 @@ class VipDriver:
         snap = await self._steady_snap()  # after subscribing: nothing falls between
         nic = snap.nic
         present = snap.on_nic() is not None
-        last, _ = self._judge(present, nic)
+        last, last_why = self._judge(present, nic)
         while True:
             ev = await events.get()
             if ev is None:
@@ -567,9 +589,9 @@ class VipDriver:
             else:
                 continue
             state, why = self._judge(present, nic)
-            if state is last:
+            if state is last and (state is not ResState.STARTED or why == last_why):
                 continue
-            last = state
+            last, last_why = state, why
             if state is ResState.STOPPED:
                 if self._stopping:
                     yield observation(self.name, ResState.STOPPED, f"{self.ip} removed")
@@ -585,7 +607,7 @@ class VipDriver:
             return ResState.STOPPED, f"{self.ip} absent"
         trouble = nic.trouble()
         if trouble:
-            return ResState.FAILED, f"{self.ip} is on {nic.name} but {trouble}"
+            return ResState.STARTED, f"{self.ip} is on {nic.name} but {trouble}"
         return ResState.STARTED, f"{self.cidr} on {nic.name}, link up"
 
 

@@ -437,7 +437,8 @@ class Lab:
     # ------------------------------------------------------------ faults
 
     FAULTS = ("kill-httpd", "kill-daemon", "freeze", "thaw", "crash", "boot", "cut-ring", "heal-ring",
-              "loss", "detach-disk", "partition", "partition-rings", "heal", "bmc-down", "bmc-up")
+              "loss", "detach-disk", "partition", "partition-rings", "heal", "bmc-down", "bmc-up",
+              "wake-unplugged", "plug")
 
     def fault(self, node: str, kind: str, *args: str) -> str:
         """Inject a fault; returns one line saying what was done."""
@@ -467,6 +468,13 @@ class Lab:
             for pid in self._node_pids(node):
                 _signal(pid, signal.SIGCONT)
             return f"thawed {node} and plugged its cables back"
+        if kind == "wake-unplugged":  # a frozen node wakes before its link is back (a slow switch port)
+            for pid in self._node_pids(node):
+                _signal(pid, signal.SIGCONT)
+            return f"thawed {node}; its cables are still cut"
+        if kind == "plug":
+            self.topo.restore(node)
+            return f"plugged {node}'s cables back"
         if kind == "crash":
             # all at once, as a power cut: the processes die before they can
             # notice the cables, and the addresses go with the "RAM"

@@ -303,3 +303,95 @@ def _thread_leak_guard():
     before = threading.active_count()
     yield
     assert threading.active_count() <= before + 1
+
+
+def test_partial_outage_never_becomes_a_full_one(make_lab, monitor_of):
+    """Issue 16's schedule: httpd killed on the owner (banned, the peer takes over), then the
+    new owner frozen with its cables cut, then woken while its link is still down.  It must
+    keep the group (no fail count, no ban: the other node is banned) and serve again once the
+    link is back; nobody is left banned but the first node."""
+    lab = make_lab()
+    mon = monitor_of(lab)
+    first = owner_of(lab)
+    second = OTHER[first]
+    lab.fault(first, "kill-httpd")
+    wait_for("the peer to serve", lambda: served_by(lab) == second, timeout=60)
+    wait_for("the ban of the first owner", lambda: first in group(lab, second)["bans"], timeout=30)
+    lab.fault(second, "freeze")
+    time.sleep(4)  # beyond deadtime: the banned node sees the owner silent and must not take over
+    lab.fault(second, "wake-unplugged")
+    time.sleep(4)  # the woken owner sees its VIP interface without carrier
+    g = group(lab, second)
+    assert second not in g["bans"], g
+    assert not any(f["node"] == second for f in g["fail_counts"]), g
+    lab.fault(second, "plug")
+    wait_for("the woken owner to serve again", lambda: served_by(lab) == second, timeout=60)
+    g = group(lab, second)
+    assert g["node"] == second and g["state"] == "started", g
+    assert g["bans"] == [first] or set(g["bans"]) == {first}, g
+    assert not any(f["node"] == second for f in g["fail_counts"]), g
+    assert_clean(mon)
+
+
+def _arp_capture(lab, node: str) -> subprocess.Popen:
+    """tcpdump of ARP (with MACs) in a lab node's namespace."""
+    p = subprocess.Popen(["ip", "netns", "exec", lab.topo.ns(node), "tcpdump", "-l", "-n", "-e", "-tt", "-i", "eth0",
+                          "arp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for _ in range(5):
+        if "listening on" in p.stderr.readline():
+            return p
+    raise AssertionError("tcpdump did not start")
+
+
+def _garp_senders(p: subprocess.Popen, vip: str) -> list[tuple[float, str]]:
+    os.killpg(p.pid, signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    return [(float(line.split()[0]), line.split()[1]) for line in out.splitlines()
+            if f"Request who-has {vip} tell {vip}" in line]
+
+
+def _mac(lab, node: str) -> str:
+    out = subprocess.run(["ip", "-n", lab.topo.ns(node), "-j", "link", "show", "eth0"], capture_output=True,
+                         text=True, check=True).stdout
+    import json
+
+    return json.loads(out)[0]["address"]
+
+
+def test_two_owners_survivor_reannounces_and_a_restart_keeps_the_split_brain(make_lab, monitor_of):
+    """Left alone before issue 16: (1) after two owners were seen and the woken node stepped
+    down, the survivor sends its gratuitous ARP again; (2) hasupd restarted during the split
+    brain that followed still reports it (from DRBD's StandAlone and the history)."""
+    from hasupd.lab.cluster import VIP
+
+    lab = make_lab()
+    mon = monitor_of(lab)
+    owner = owner_of(lab)
+    peer = OTHER[owner]
+    mon.note_fault(owner, "freeze")
+    lab.fault(owner, "freeze")
+    wait_for("the survivor to take over", lambda: served_by(lab) == peer, timeout=60)
+    time.sleep(4)  # past the takeover's own ARP repeat (arp_repeat_after 2s)
+    capture = _arp_capture(lab, "client")
+    thawed_at = time.time()
+    mon.note_fault(owner, "thaw")
+    lab.fault(owner, "thaw")
+    wait_for("the thawed node to step down",
+             lambda: group(lab, owner)["node"] == peer and lab.httpd_pid(owner) is None, timeout=30)
+    time.sleep(3)
+    garps = [(t, mac) for t, mac in _garp_senders(capture, VIP) if t >= thawed_at]
+    assert any(mac == _mac(lab, peer) for _, mac in garps), f"no gratuitous ARP from the survivor: {garps}"
+
+    def split_brain_on(node: str) -> bool:
+        d = status(lab, node)["drbd"][0]["nodes"]
+        return bool(d.get(node, {}).get("split_brain"))
+
+    wait_for("DRBD to report the split brain", lambda: split_brain_on(peer), timeout=30)
+    pid = lab.daemon_pid(peer)
+    os.kill(pid, signal.SIGTERM)
+    wait_for("the daemon to exit", lambda: not lab.alive(pid), timeout=30)
+    lab.start_daemon(peer)
+    wait_for("the restarted daemon to answer", lambda: status(lab, peer), timeout=60)
+    time.sleep(2)
+    assert split_brain_on(peer), status(lab, peer)["drbd"]
+    assert served_by(lab) == peer
