@@ -422,6 +422,90 @@ def watchdog(run: Run) -> None:
             if m else "?"
 
 
+# -- short faults (issue 23): what real DRBD decides when the link comes back ------------------
+
+# the kernel's handshake lines: the UUIDs of both sides and uuid_compare's verdict
+DRBD_EVIDENCE = re.compile(r"drbd_sync_handshake|block drbd1: (self|peer) [0-9A-F]|uuid_compare|new current UUID"
+                           r"|Split-Brain|Unrelated data|Began resync|PingAck|conn\( \w+ -> (StandAlone|Connected)")
+
+
+def dmesg_mark(vm: Vm) -> int:
+    return int(vm.sh("dmesg | wc -l").strip())
+
+
+def drbd_evidence(vm: Vm, since_line: int) -> list[str]:
+    out = vm.sh(f"dmesg | tail -n +{since_line + 1}", check=False)
+    return [line.strip() for line in out.splitlines() if DRBD_EVIDENCE.search(line)]
+
+
+def show_evidence(run: Run, marks: dict[str, int]) -> None:
+    """Print each node's handshake lines; a split brain fails the test."""
+    for vm in run.vms.values():
+        lines = drbd_evidence(vm, marks.get(vm.name, 0))
+        print(f"    {vm.name} kernel:\n      " + "\n      ".join(lines or ["(no DRBD handshake lines)"]))
+        bad = [line for line in lines if "Split-Brain" in line or "Unrelated data" in line]
+        run.check(not bad, f"{vm.name}: DRBD split brain: {bad}")
+
+
+def wait_in_sync(vm: Vm, timeout: float = 300) -> str:
+    def synced():
+        line = drbd_line(vm)
+        return line if ("cs:Connected" in line and "ds:UpToDate/UpToDate" in line) else None
+    return wait_for(f"DRBD Connected and UpToDate/UpToDate on {vm.name}", synced, timeout)
+
+
+def short_freeze_then_move(run: Run) -> None:
+    """The chaos run's schedule: a freeze of the owner shorter than the deadtime, then a move."""
+    n1, n2 = run.vms["node1"], run.vms["node2"]
+    with run.step("freeze of the owner node2 for 1.4 s (shorter than the deadtime), then move to node1"):
+        marks = {vm.name: dmesg_mark(vm) for vm in (n1, n2)}
+        want = n2.sh("dd if=/dev/urandom of=/mnt/data/before-freeze.bin bs=1M count=2 conv=fsync status=none"
+                     " && sha256sum /mnt/data/before-freeze.bin").split()[0]
+        n2.freeze()
+        time.sleep(1.4)
+        n2.thaw()
+        time.sleep(1.5)  # the chaos run's move came 1.5 s after the thaw
+        n1.sh(f"hasupctl move {GROUP} node1 --wait --timeout 180", timeout=240)
+        wait_group_on(n1, "node1", timeout=120)
+        wait_in_sync(n1)
+        assert_owner(n1, n2)
+        got = n1.sh("sha256sum /mnt/data/before-freeze.bin").split()[0]
+        assert got == want, f"before-freeze.bin on node1 {got} != {want} written on node2"
+        show_evidence(run, marks)
+
+
+def crash_back_before_takeover(run: Run) -> None:
+    """The chaos run's other schedule: the owner crashes and is back before its peer acted.  A VM
+    boots in far more than the deadtime, so the peer is frozen for the owner's whole outage: it
+    sees its peer come back without having had the time to take over."""
+    n1, n2 = run.vms["node1"], run.vms["node2"]
+    with run.step("power cut of the owner node1, back before node2 could act (frozen meanwhile)"):
+        marks = {"node2": dmesg_mark(n2)}
+        want = n1.sh("dd if=/dev/urandom of=/mnt/data/before-crash.bin bs=1M count=2 conv=fsync status=none"
+                     " && sha256sum /mnt/data/before-crash.bin").split()[0]
+        n2.freeze()
+        n1.power_cut()
+        t = time.monotonic()
+        n1.boot()
+        n1.wait_ready(timeout=420)
+        n2.thaw()
+        run.figures["owner power cut to back up (peer frozen)"] = f"{time.monotonic() - t:.0f}s"
+
+        def settled():
+            q = query(n1)
+            state, node = group_where(q)
+            return node if state == "started" and all(q["nodes"].values()) else None
+        owner_name = wait_for("the group started with both nodes online", settled, 240)
+        owner, other = (n1, n2) if owner_name == "node1" else (n2, n1)
+        wait_in_sync(owner)
+        assert_owner(owner, other)
+        got = owner.sh("sha256sum /mnt/data/before-crash.bin").split()[0]
+        assert got == want, f"before-crash.bin on {owner.name} {got} != {want} written on node1 before the crash"
+        show_evidence(run, marks)
+        if owner is not n1:  # the next steps, if any, expect node1
+            n1.sh(f"hasupctl move {GROUP} node1 --wait --timeout 180", timeout=240)
+
+
 # -- main ----------------------------------------------------------------------------------
 
 def build_image() -> tuple[Path, float]:
@@ -465,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         move_back(run)
         restart_daemon(run)
         watchdog(run)
+        short_freeze_then_move(run)
+        crash_back_before_takeover(run)
     except (StepFailed, VmError) as e:
         print(f"\ntest-vm FAILED: {e}", file=sys.stderr)
         if run is not None:
