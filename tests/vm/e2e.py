@@ -454,56 +454,59 @@ def wait_in_sync(vm: Vm, timeout: float = 300) -> str:
     return wait_for(f"DRBD Connected and UpToDate/UpToDate on {vm.name}", synced, timeout)
 
 
-def short_freeze_then_move(run: Run) -> None:
-    """The chaos run's schedule: a freeze of the owner shorter than the deadtime, then a move."""
-    n1, n2 = run.vms["node1"], run.vms["node2"]
-    with run.step("freeze of the owner node2 for 1.4 s (shorter than the deadtime), then move to node1"):
-        marks = {vm.name: dmesg_mark(vm) for vm in (n1, n2)}
-        want = n2.sh("dd if=/dev/urandom of=/mnt/data/before-freeze.bin bs=1M count=2 conv=fsync status=none"
-                     " && sha256sum /mnt/data/before-freeze.bin").split()[0]
-        n2.freeze()
-        time.sleep(1.4)
-        n2.thaw()
+def short_freeze_then_move(run: Run, owner_name: str, hold: float) -> None:
+    """The chaos run's schedule: a freeze of the owner shorter than the deadtime (3 s here), then a
+    move.  1.4 s is the chaos run's; 2.2 s is longer than DRBD's ping-int 1 s + ping-timeout 0.5 s,
+    so the replication link drops and comes back while the move runs."""
+    owner = run.vms[owner_name]
+    other = next(vm for vm in run.vms.values() if vm is not owner)
+    with run.step(f"freeze of the owner {owner.name} for {hold:g} s (shorter than the deadtime), "
+                  f"then move to {other.name}"):
+        marks = {vm.name: dmesg_mark(vm) for vm in run.vms.values()}
+        want = owner.sh("dd if=/dev/urandom of=/mnt/data/before-freeze.bin bs=1M count=2 conv=fsync status=none"
+                        " && sha256sum /mnt/data/before-freeze.bin").split()[0]
+        owner.freeze()
+        time.sleep(hold)
+        owner.thaw()
         time.sleep(1.5)  # the chaos run's move came 1.5 s after the thaw
-        n1.sh(f"hasupctl move {GROUP} node1 --wait --timeout 180", timeout=240)
-        wait_group_on(n1, "node1", timeout=120)
-        wait_in_sync(n1)
-        assert_owner(n1, n2)
-        got = n1.sh("sha256sum /mnt/data/before-freeze.bin").split()[0]
-        assert got == want, f"before-freeze.bin on node1 {got} != {want} written on node2"
+        other.sh(f"hasupctl move {GROUP} {other.name} --wait --timeout 180", timeout=240)
+        wait_group_on(other, other.name, timeout=120)
+        wait_in_sync(other)
+        assert_owner(other, owner)
+        got = other.sh("sha256sum /mnt/data/before-freeze.bin").split()[0]
+        assert got == want, f"before-freeze.bin on {other.name} {got} != {want} written on {owner.name}"
         show_evidence(run, marks)
 
 
-def crash_back_before_takeover(run: Run) -> None:
+def crash_back_before_takeover(run: Run, owner_name: str) -> None:
     """The chaos run's other schedule: the owner crashes and is back before its peer acted.  A VM
     boots in far more than the deadtime, so the peer is frozen for the owner's whole outage: it
     sees its peer come back without having had the time to take over."""
-    n1, n2 = run.vms["node1"], run.vms["node2"]
-    with run.step("power cut of the owner node1, back before node2 could act (frozen meanwhile)"):
-        marks = {"node2": dmesg_mark(n2)}
-        want = n1.sh("dd if=/dev/urandom of=/mnt/data/before-crash.bin bs=1M count=2 conv=fsync status=none"
-                     " && sha256sum /mnt/data/before-crash.bin").split()[0]
-        n2.freeze()
-        n1.power_cut()
+    crashed = run.vms[owner_name]
+    peer = next(vm for vm in run.vms.values() if vm is not crashed)
+    with run.step(f"power cut of the owner {crashed.name}, back before {peer.name} could act (frozen meanwhile)"):
+        marks = {peer.name: dmesg_mark(peer)}
+        want = crashed.sh("dd if=/dev/urandom of=/mnt/data/before-crash.bin bs=1M count=2 conv=fsync"
+                          " status=none && sha256sum /mnt/data/before-crash.bin").split()[0]
+        peer.freeze()
+        crashed.power_cut()
         t = time.monotonic()
-        n1.boot()
-        n1.wait_ready(timeout=420)
-        n2.thaw()
+        crashed.boot()
+        crashed.wait_ready(timeout=420)
+        peer.thaw()
         run.figures["owner power cut to back up (peer frozen)"] = f"{time.monotonic() - t:.0f}s"
 
         def settled():
-            q = query(n1)
+            q = query(peer)
             state, node = group_where(q)
             return node if state == "started" and all(q["nodes"].values()) else None
-        owner_name = wait_for("the group started with both nodes online", settled, 240)
-        owner, other = (n1, n2) if owner_name == "node1" else (n2, n1)
+        owner_now = wait_for("the group started with both nodes online", settled, 240)
+        owner, other = (crashed, peer) if owner_now == crashed.name else (peer, crashed)
         wait_in_sync(owner)
         assert_owner(owner, other)
         got = owner.sh("sha256sum /mnt/data/before-crash.bin").split()[0]
-        assert got == want, f"before-crash.bin on {owner.name} {got} != {want} written on node1 before the crash"
+        assert got == want, f"before-crash.bin on {owner.name} {got} != {want} written before the crash"
         show_evidence(run, marks)
-        if owner is not n1:  # the next steps, if any, expect node1
-            n1.sh(f"hasupctl move {GROUP} node1 --wait --timeout 180", timeout=240)
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -549,8 +552,9 @@ def main(argv: list[str] | None = None) -> int:
         move_back(run)
         restart_daemon(run)
         watchdog(run)
-        short_freeze_then_move(run)
-        crash_back_before_takeover(run)
+        short_freeze_then_move(run, "node2", 1.4)
+        short_freeze_then_move(run, "node1", 2.2)
+        crash_back_before_takeover(run, "node2")
     except (StepFailed, VmError) as e:
         print(f"\ntest-vm FAILED: {e}", file=sys.stderr)
         if run is not None:
