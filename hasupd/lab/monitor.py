@@ -110,6 +110,7 @@ class InvariantMonitor:
         self._threads: list[threading.Thread] = []
         self._poller: subprocess.Popen | None = None
         self._kern_offsets = {n: self._kern_size(n) for n in NODES}  # only what happens from now on
+        self._kern_lock = threading.Lock()  # the sampler and a test may both read the logs
 
     # the test tells the monitor what it did to a node
     def note_fault(self, node: str, kind: str) -> None:
@@ -208,6 +209,10 @@ class InvariantMonitor:
 
     def check_kern_logs(self) -> None:
         """New kernel-log lines of each node: a split-brain line is a violation."""
+        with self._kern_lock:
+            self._check_kern_logs()
+
+    def _check_kern_logs(self) -> None:
         for node in NODES:
             d = self._sim_dir(node)
             if not d or self._kern_size(node) <= self._kern_offsets[node]:
