@@ -456,8 +456,10 @@ def wait_in_sync(vm: Vm, timeout: float = 300) -> str:
 
 def short_freeze_then_move(run: Run, owner_name: str, hold: float) -> None:
     """The chaos run's schedule: a freeze of the owner shorter than the deadtime (3 s here), then a
-    move.  1.4 s is the chaos run's; 2.2 s is longer than DRBD's ping-int 1 s + ping-timeout 0.5 s,
-    so the replication link drops and comes back while the move runs."""
+    move.  The chaos run's 1.42 s drops DRBD's link only when the freeze starts late in DRBD's
+    ping interval (seen on one VM run of two); 2.2 s is longer than ping-int 1 s + ping-timeout
+    0.5 s, so the link always drops: the thawed Primary starts a new data generation, and the
+    move target must not promote before DRBD is connected again (else: a split brain)."""
     owner = run.vms[owner_name]
     other = next(vm for vm in run.vms.values() if vm is not owner)
     with run.step(f"freeze of the owner {owner.name} for {hold:g} s (shorter than the deadtime), "
@@ -552,9 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         move_back(run)
         restart_daemon(run)
         watchdog(run)
-        short_freeze_then_move(run, "node2", 1.4)
-        short_freeze_then_move(run, "node1", 2.2)
-        crash_back_before_takeover(run, "node2")
+        short_freeze_then_move(run, "node2", 2.2)
+        crash_back_before_takeover(run, "node1")
     except (StepFailed, VmError) as e:
         print(f"\ntest-vm FAILED: {e}", file=sys.stderr)
         if run is not None:
