@@ -396,6 +396,12 @@ def report(docs: dict, results: Path) -> str:
                  ("split brains the harness resolved (--discard-my-data)", chaos.get("split_brains_resolved"), "{}"),
                  ("schedules not recovered", chaos.get("not_recovered"), "{}")]
         out += [f"* {label}: {form.format(v)}" for label, v, form in facts if isinstance(v, (int, float))]
+        split = [sc for sc in chaos.get("schedules") or [] if isinstance(sc, dict) and sc.get("split_brains")]
+        if split:
+            out += ["", "Schedules that ended in a DRBD split brain (their faults):", ""]
+            out += [f"* #{sc.get('schedule')}: " + "; ".join(
+                f"{st.get('fault')} on {st.get('node')} {st.get('hold')} s" for st in sc.get("steps") or [])
+                for sc in split]
 
     # ---- heartbeat
     hb = docs.get("heartbeat")
