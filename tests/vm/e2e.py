@@ -456,10 +456,11 @@ def wait_in_sync(vm: Vm, timeout: float = 300) -> str:
 
 def short_freeze_then_move(run: Run, owner_name: str, hold: float) -> None:
     """The chaos run's schedule: a freeze of the owner shorter than the deadtime (3 s here), then a
-    move.  The chaos run's 1.42 s drops DRBD's link only when the freeze starts late in DRBD's
-    ping interval (seen on one VM run of two); 2.2 s is longer than ping-int 1 s + ping-timeout
-    0.5 s, so the link always drops: the thawed Primary starts a new data generation, and the
-    move target must not promote before DRBD is connected again (else: a split brain)."""
+    move.  Whether DRBD's link drops depends on where in its ping interval (ping-int 1 s +
+    ping-timeout 0.5 s) the freeze falls: on the VM runs, 1.4 s dropped it once of twice and
+    2.2 s once of twice.  When it drops, the thawed Primary starts a new data generation and the
+    move target must not promote before DRBD is connected again (else: a split brain); the
+    kernel's handshake lines say which case the run saw."""
     owner = run.vms[owner_name]
     other = next(vm for vm in run.vms.values() if vm is not owner)
     with run.step(f"freeze of the owner {owner.name} for {hold:g} s (shorter than the deadtime), "
