@@ -9,7 +9,10 @@ After the schedule the cluster must come back to health on its own plus
 what an administrator does (cleanup; a DRBD split brain resolved with
 --discard-my-data on the node that lost).  hasupd_lab.monitor's invariant
 monitor runs the whole time: two VIP holders, two DRBD Primaries or two
-mounts at any sample is a violation.
+mounts at any sample is a violation, and so is a DRBD split brain (seen in
+either node's kernel log, or generations that diverged): counted per
+schedule (``split_brains``), with what the harness did about it
+(``split_brains_resolved``) and both nodes' logs around it.
 
 Prints availability (share of the 20 ms HTTP probes answered 200),
 failovers (changes of the node answering), the slowest failover (longest
@@ -143,6 +146,7 @@ class Chaos:
         mon = InvariantMonitor(lab).start()
         t_start = time.time()
         steps = []
+        resolved: list[str] = []
         try:
             time.sleep(0.5)
             for _ in range(self.rng.randint(1, 3)):
@@ -161,7 +165,7 @@ class Chaos:
                 # (nothing re-attaches it: the lab is rebuilt afterwards)
                 recovered_owner = wait(lambda: curl_node(lab), 30, 0.5) or ""
             else:
-                recovered_owner = heal(lab, timeout=120, log=self.log)
+                recovered_owner = heal(lab, timeout=120, log=self.log, resolved_split_brains=resolved)
             t_end = time.time()
             time.sleep(mon.thaw_grace + 0.5)  # a thawed node's grace ends inside the watch
             served_at_end = curl_node(lab)
@@ -184,12 +188,15 @@ class Chaos:
                   "failovers": failovers, "longest_outage_s": round(outage, 3),
                   "outages": outages,  # [seconds after the schedule began, length] of each > 0.1 s
                   "violations": report.violations, "samples": report.samples,
+                  "split_brains": report.split_brain_count(), "split_brain_lines": report.split_brains,
+                  "split_brains_resolved": resolved,
                   "recovered": bool(recovered_owner) or self.needs_rebuild,
                   "disk_detached": self.needs_rebuild,
                   "served_at_end": served_at_end}
-        if not result["recovered"]:
+        if not result["recovered"] or report.split_brains:
             result["log_tail"] = {n: (lab.node_dir(n) / "hasupd.log").read_text(errors="replace")
                                   .splitlines()[-30:] for n in NODES if (lab.node_dir(n) / "hasupd.log").exists()}
+            result["drbd_log_tail"] = {n: kern_log(lab, n)[-25:] for n in NODES}
         if self.needs_rebuild or not result["recovered"]:
             rebuild(lab, self.overrides)
         return result
@@ -220,6 +227,16 @@ class Chaos:
         return summarize(self.schedules, self.seed, served_at_end, time.monotonic() - started)
 
 
+def kern_log(lab: Lab, node: str) -> list[str]:
+    """The node's simulated DRBD kernel log (handshakes, new generations, split brains)."""
+    status_path = lab.meta.get("drbd", {}).get(node, {}).get("status_path")
+    try:
+        return (Path(status_path).with_name("kern.log").read_text(errors="replace").splitlines()
+                if status_path else [])
+    except OSError:
+        return []
+
+
 def summarize(schedules: list[dict], seed: int, served_at_end: str, elapsed: float) -> dict:
     probes = sum(s["probes"] for s in schedules)
     answered = sum(s["answered"] for s in schedules)
@@ -230,6 +247,9 @@ def summarize(schedules: list[dict], seed: int, served_at_end: str, elapsed: flo
             "slowest_failover_s": slowest["longest_outage_s"] if slowest else None,
             "slowest_failover_schedule": slowest["schedule"] if slowest else None,
             "violations": sum(len(s["violations"]) for s in schedules),
+            "split_brains": sum(s["split_brains"] for s in schedules),
+            "split_brain_schedules": [s["schedule"] for s in schedules if s["split_brains"]],
+            "split_brains_resolved": sum(len(s["split_brains_resolved"]) for s in schedules),
             "not_recovered": sum(1 for s in schedules if not s["recovered"]),
             "served_at_end": served_at_end, "elapsed_s": round(elapsed, 1), "schedules": schedules}
 
@@ -240,6 +260,8 @@ def print_summary(s: dict) -> None:
     print(f"  failovers        {s['failovers']}")
     print(f"  slowest failover {s['slowest_failover_s']}s (schedule {s['slowest_failover_schedule']})")
     print(f"  violations       {s['violations']}")
+    print(f"  split brains     {s['split_brains']} (schedules {s['split_brain_schedules'] or 'none'}; "
+          f"{s['split_brains_resolved']} resolved by the harness with --discard-my-data)")
     print(f"  not recovered    {s['not_recovered']}")
     print(f"  served at end    {s['served_at_end'] or 'NO'}")
 
@@ -260,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(summary)
     path = write_json(args.output, summary)
     print(f"wrote {path}")
-    return 1 if summary["violations"] or summary["not_recovered"] or not summary["served_at_end"] else 0
+    return 1 if summary["violations"] or summary["split_brains"] or summary["not_recovered"] \
+        or not summary["served_at_end"] else 0
 
 
 if __name__ == "__main__":

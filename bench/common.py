@@ -7,7 +7,8 @@
 * ``node_records`` / ``merged_records``: both nodes' history.jsonl.
 * ``heal``: brings a lab back to a healthy cluster (thaw, boot, restart a
   dead daemon, resolve a DRBD split brain as an administrator would,
-  cleanup) and waits for it.
+  cleanup) and waits for it; a split brain it resolves is said and
+  returned, never silent.
 * ``stats``: min / median / p95 / max.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from hasupd.history import read as read_history
 from hasupd_lab.cluster import CLIENT, NODES, VIP, Lab
+from hasupd_lab.monitor import SPLIT_BRAIN_LINES
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -232,11 +234,27 @@ def healthy(lab: Lab) -> str:
     return owner
 
 
+def split_brain_seen(lab: Lab) -> bool:
+    """DRBD refused to connect over diverged data: StandAlone after a split-brain handshake
+    (the kernel-log line), not merely waiting for its peer (WFConnection)."""
+    states = [drbd(lab, n, "cstate") for n in NODES]
+    if "StandAlone" not in states:
+        return False
+    for node in NODES:
+        log = Path(lab.meta.get("drbd", {}).get(node, {}).get("status_path", "/nonexistent")).with_name("kern.log")
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            continue
+        if any(m in text for m in SPLIT_BRAIN_LINES):
+            return True
+    return False
+
+
 def resolve_split_brain(lab: Lab, survivor: str) -> bool:
     """What the alert tells an administrator: the loser discards its data."""
     loser = OTHER[survivor]
-    states = {n: drbd(lab, n, "cstate") for n in NODES}
-    if all(s in ("Connected", "SyncSource", "SyncTarget") for s in states.values()):
+    if not split_brain_seen(lab):
         return False
     lab.exec(loser, ["drbdadm", "secondary", "r0"], capture_output=True, timeout=30)
     lab.exec(loser, ["drbdadm", "disconnect", "r0"], capture_output=True, timeout=30)
@@ -264,8 +282,10 @@ def boot(lab: Lab, node: str) -> str:
 
 
 def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = None,
-         timeout: float = 120.0, log=print) -> str:
-    """Bring the lab back to a healthy cluster; returns the owner or "" on failure."""
+         timeout: float = 120.0, log=print, resolved_split_brains: list[str] | None = None) -> str:
+    """Bring the lab back to a healthy cluster; returns the owner or "" on failure.  A DRBD
+    split brain it had to resolve (data thrown away on one node) is logged and appended to
+    ``resolved_split_brains``."""
     for node in sorted(frozen or ()):
         lab.fault(node, "thaw")
     for node in sorted(crashed or ()):
@@ -290,15 +310,14 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
             g = group_of(st)
             if g and (g["bans"] or g["fail_counts"] or g.get("blocked")):
                 ctl(lab, live, "cleanup", "rg_web")
-        if owner and not resolved:
+        if owner and not resolved and split_brain_seen(lab):
             states = [drbd(lab, n, "cstate") for n in NODES]
-            if any(s in ("StandAlone", "WFConnection") for s in states):
-                # a split brain leaves both sides StandAlone (or one waiting):
-                # give the simulator a moment to reconnect on its own first
-                time.sleep(3)
-                if any(drbd(lab, n, "cstate") in ("StandAlone", "WFConnection") for n in NODES):
-                    log(f"    DRBD {states}: resolving as after a split brain ({owner} survives)")
-                    resolved = resolve_split_brain(lab, owner)
+            what = f"DRBD split brain {states}: resolved with --discard-my-data on {OTHER[owner]} ({owner} survives)"
+            resolved = resolve_split_brain(lab, owner)
+            if resolved:
+                log(f"    SPLIT BRAIN: {what}")
+                if resolved_split_brains is not None:
+                    resolved_split_brains.append(what)
         got = healthy(lab)
         if got:
             return got

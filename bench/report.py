@@ -42,7 +42,8 @@ footprint.json (bench/footprint.py, hasupd)::
                {"groups": 10, ...}, {"groups": 50, ...}]}
 
 chaos.json (bench/chaos.py, optional): runs, seed, availability (0..1),
-failovers, slowest_failover_s, violations (count), not_recovered.
+failovers, slowest_failover_s, violations (count), split_brains (count, also
+among the violations), split_brains_resolved, not_recovered.
 
 peers.json (bench/peers/run.py): per peer, the same scenario entries
 (``seconds`` + summary + ``runs``), ``footprint`` per node (rss_mb, pss_mb,
@@ -390,9 +391,17 @@ def report(docs: dict, results: Path) -> str:
                  ("availability", chaos.get("availability"), "{:.2%} of the probes answered 200"),
                  ("failovers", chaos.get("failovers"), "{}"),
                  ("slowest failover", chaos.get("slowest_failover_s"), "{:.2f} s without an answer"),
-                 ("invariant violations", chaos.get("violations"), "{} samples"),
+                 ("invariant violations", chaos.get("violations"), "{} (samples, split brains included)"),
+                 ("DRBD split brains", chaos.get("split_brains"), "{}"),
+                 ("split brains the harness resolved (--discard-my-data)", chaos.get("split_brains_resolved"), "{}"),
                  ("schedules not recovered", chaos.get("not_recovered"), "{}")]
         out += [f"* {label}: {form.format(v)}" for label, v, form in facts if isinstance(v, (int, float))]
+        split = [sc for sc in chaos.get("schedules") or [] if isinstance(sc, dict) and sc.get("split_brains")]
+        if split:
+            out += ["", "Schedules that ended in a DRBD split brain (their faults):", ""]
+            out += [f"* #{sc.get('schedule')}: " + "; ".join(
+                f"{st.get('fault')} on {st.get('node')} {st.get('hold')} s" for st in sc.get("steps") or [])
+                for sc in split]
 
     # ---- heartbeat
     hb = docs.get("heartbeat")

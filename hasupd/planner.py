@@ -419,7 +419,26 @@ class _GroupPlanner:
             why, _ = self._good_data(node)
             if why:
                 return why
+            return self._apart_from_live_peer(node)
         return ""
+
+    def _apart_from_live_peer(self, node: str) -> str:
+        """Why promoting node now would fork the data ("" if it would not).  Both nodes are up and
+        DRBD is not connected: the peer made a new data generation of its own if it was Primary when
+        the link broke, and promoting node without its peer makes another; DRBD calls that a split
+        brain when they reconnect (8.4's uuid_compare, rule 90).  Wait for DRBD to connect (and
+        resync): the promotion then goes through the peer.  A peer whose DRBD is down, or whose disk
+        is known Outdated, Inconsistent or Diskless, has no generation to fork."""
+        d = self._drbd(self._node(node))
+        other = self._drbd(self.peer if node == self.local else self.me)
+        if d is None or other is None or not self.peer_alive or d.role == "Primary" or d.connected:
+            return ""
+        if not other.up or other.disk in ("Outdated", "Inconsistent", *NO_LOCAL_DISK) \
+                or d.peer_disk in ("Outdated", "Inconsistent"):
+            return ""
+        return (f"DRBD {d.resource} on {node} is {d.connection}, not connected to its live peer: promoting it "
+                "apart would start a second data generation (a split brain when they reconnect); waiting for "
+                "DRBD to connect")
 
     # ------------------------------------------------------------ helpers that plan
 

@@ -289,3 +289,25 @@ def test_simultaneous_promotions_one_wins(make_cluster):
         ok(sc, winner, "drbdadm", "secondary", "r0")
         for n in ("n1", "n2"):
             sc.wait_for(n, lambda s: s["peer_role"] == "Secondary" and s["role"] == "Secondary")
+
+
+def test_crashed_primary_back_before_the_peer_promotes_resyncs_it(make_cluster, net):
+    """Issue 23: the Primary crashes and boots again before its peer did anything.  It never saw
+    the disconnect, so it kept its data generation; on the next handshake it is the "crashed
+    primary" and resyncs its peer (8.4's rule 40, seen on real DRBD in the VM test), no split
+    brain.  Promoting it apart afterwards is what would split (rule 90)."""
+    sc = make_cluster()
+    connected_uptodate(sc)
+    before = sc.state("n2")
+    seen = {n: len(open(sc.kern_log(n)).read()) for n in ("n1", "n2")}
+    sc.procs["n1"].kill()  # the node's kernel dies with it: no goodbye on the link
+    sc.procs["n1"].wait(10)
+    sc.start_node("n1")
+    ok(sc, "n1", "drbdadm", "up", "r0")
+    sc.wait_for("n1", lambda s: s["conn"] == "Connected" and s["repl"] == "Established"
+                and s["disk"] == "UpToDate" and s["peer_disk"] == "UpToDate", timeout=30)
+    log1, log2 = (open(sc.kern_log(n)).read()[seen[n]:] for n in ("n1", "n2"))
+    assert "Split-Brain" not in log1 + log2
+    assert "new current UUID" not in log1 + log2  # nobody started a generation
+    assert "Resync done" in log1  # the crashed Primary was the SyncSource
+    assert sc.state("n2")["disk"] == before["disk"] == "UpToDate"

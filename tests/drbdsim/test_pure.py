@@ -11,9 +11,10 @@ from hasupd_lab.drbdsim.render import View
 from .conftest import fixture
 
 
-def hello(node, uuid, bitmap=None, disk="UpToDate", discard=False, oos=0, fresh=False):
+def hello(node, uuid, bitmap=None, disk="UpToDate", discard=False, oos=0, fresh=False, history=None,
+          role="Secondary", crashed=False):
     return {"node": node, "uuid": uuid, "bitmap": bitmap, "disk": disk, "discard": discard, "oos": oos,
-            "fresh": fresh}
+            "fresh": fresh, "history": history, "role": role, "crashed": crashed}
 
 
 @pytest.mark.parametrize("a,b,expected", [
@@ -26,7 +27,18 @@ def hello(node, uuid, bitmap=None, disk="UpToDate", discard=False, oos=0, fresh=
      ("none", None)),
     (hello("a", "0", disk="Inconsistent", fresh=True), hello("b", "Q"), ("sync", "b")),
     (hello("a", "X", disk="Inconsistent"), hello("b", "X"), ("sync", "b")),
-    (hello("a", "P"), hello("b", "Q"), ("unrelated", None)),
+    (hello("a", "P", history=["H1", "H2"]), hello("b", "Q", history=["H3", "H4"]), ("unrelated", None)),
+    # 8.4's rule 100 compares empty history slots too: no common past at all is a split brain
+    (hello("a", "P"), hello("b", "Q"), ("split-brain", None)),
+    # a crashed Primary kept its generation: it resyncs the peer (its activity log), no split brain
+    (hello("a", "X", crashed=True), hello("b", "X"), ("sync", "a")),
+    (hello("a", "X"), hello("b", "X", crashed=True), ("sync", "b")),
+    # ... unless the peer is Primary now: the Primary's data wins (rule 41)
+    (hello("a", "X", crashed=True), hello("b", "X", role="Primary"), ("sync", "b")),
+    # the peer took over while it was down: the peer's new generation wins (rule 50)
+    (hello("a", "X", crashed=True), hello("b", "Y", bitmap="X", role="Primary"), ("sync", "b")),
+    # both started a generation apart from the same one: split brain (rule 90)
+    (hello("a", "Z", bitmap="X", crashed=True), hello("b", "Y", bitmap="X"), ("split-brain", None)),
     (hello("a", "P", disk="Diskless"), hello("b", "Q"), ("none", None)),
 ])
 def test_decide(a, b, expected):

@@ -28,11 +28,15 @@ def owner_of(lab) -> str:
     return owner
 
 
-def assert_clean(mon) -> None:
+def assert_clean(mon, split_brain_expected: bool = False) -> None:
     time.sleep(1.0)  # watch the settled state a little longer
     report = mon.stop()
     assert report.samples > 10, "the invariant monitor did not run"
-    assert not report.violations, "invariant violated:\n" + "\n".join(report.violations[:20])
+    violations = report.violations
+    if split_brain_expected:
+        assert report.split_brains, "the split brain this fault makes in real DRBD was not seen"
+        violations = [v for v in violations if "DRBD split brain" not in v]
+    assert not violations, "invariant violated:\n" + "\n".join(violations[:20])
 
 
 def test_up_serves_on_exactly_one_node(make_lab, monitor_of):
@@ -112,7 +116,10 @@ def test_freeze_then_thaw_steps_down(make_lab, monitor_of):
              lambda: group(lab, owner)["node"] == peer and lab.httpd_pid(owner) is None, timeout=30)
     time.sleep(mon.thaw_grace + 1)
     assert served_by(lab) == peer
-    assert_clean(mon)
+    # split_brain_guard none: the peer took over on silence alone, and the thawed Primary's DRBD
+    # started a generation of its own when it saw the link gone (as 8.4 does): a split brain at
+    # the reconnect, in real DRBD too (issue 23).  The other guards are there to prevent it.
+    assert_clean(mon, split_brain_expected=True)
 
 
 def test_move_and_back_and_pin(make_lab, monitor_of):
@@ -362,7 +369,7 @@ def test_two_owners_survivor_reannounces_and_a_restart_keeps_the_split_brain(mak
     """Left alone before issue 16: (1) after two owners were seen and the woken node stepped
     down, the survivor sends its gratuitous ARP again; (2) hasupd restarted during the split
     brain that followed still reports it (from DRBD's StandAlone and the history)."""
-    from hasupd.lab.cluster import VIP
+    from hasupd_lab.cluster import VIP
 
     lab = make_lab()
     mon = monitor_of(lab)

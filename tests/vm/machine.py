@@ -243,6 +243,13 @@ class Vm:
         """SIGKILL the qemu process: the guest gets no chance to write anything."""
         self.kill()
 
+    def freeze(self) -> None:
+        """SIGSTOP the qemu process: the guest stops, its clock and its peers' do not."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and self.console is not None
 

@@ -34,10 +34,14 @@ in a directory shared by the two nodes: while connected both nodes point at
 one image and only the Primary attaches a loop device to it; a node that
 promotes while disconnected copies the image to a new one of its own (so an
 image is never mounted twice), and starts a new data generation (DRBD's
-current UUID).  On reconnect the generations decide, like DRBD's
-uuid_compare: the side that moved on while the other did not is SyncSource
-(the target adopts its image), both moved on = split brain (both StandAlone,
-``split-brain`` handler) until one side connects with ``--discard-my-data``.
+current UUID), as does a Primary that loses its peer; only from an empty
+bitmap slot, as 8.4 does.  A Primary that crashes keeps its generation and
+comes back "crashed primary".  On reconnect the generations decide with
+8.4's uuid_compare rule by rule (``generations.py``, checked against the
+real captures): the side that moved on while the other did not is SyncSource
+(the target adopts its image), a crashed Primary resyncs its peer (rule 40),
+both moved on = split brain (both StandAlone, ``split-brain`` handler)
+until one side connects with ``--discard-my-data``.
 Resync takes max(``resync_min_s``, KiB written while apart /
 ``resync_rate_kib``) with progress in /proc/drbd, ``drbdadm status`` and
 ``events2 --statistics``.  Metadata (generation, disk state, peer outdated,

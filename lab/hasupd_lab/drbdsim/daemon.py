@@ -19,7 +19,7 @@ import time
 import traceback
 
 from hasupd_lab.drbdsim import config as simconfig
-from hasupd_lab.drbdsim import dialect, storage
+from hasupd_lab.drbdsim import dialect, generations, storage
 from hasupd_lab.drbdsim.render import SYNC_STATES, View
 
 UPTODATE, CONSISTENT, OUTDATED, INCONSISTENT, DISKLESS = (
@@ -231,12 +231,35 @@ class Res:
             self.save_md()
 
     def new_uuid(self) -> None:
-        """A Primary without its peer starts a new data generation (like DRBD's current UUID)."""
+        """A Primary without its peer starts a new data generation (DRBD's drbd_uuid_new_current).
+        Callers start one only while the bitmap slot is empty, as 8.4 does: a node already apart
+        from its peer keeps the generation it started when they parted."""
         if self.md["bitmap"] is None:
             self.md["bitmap"] = self.md["uuid"]
         self.md["uuid"] = secrets.token_hex(8).upper()
         self.save_md()
-        self.log(f"new current UUID {self.md['uuid']}:{self.md['bitmap']}", block=True)
+        hist = ":".join(h or "0000000000000000" for h in (self.md.get("history") or [None, None])[:2])
+        self.log(f"new current UUID {self.md['uuid']}:{self.md['bitmap']}:{hist}", block=True)
+
+    def clear_bitmap_uuid(self) -> None:
+        """In sync with the peer again: the bitmap UUID moves into the history (drbd_uuid_set_bm(0))."""
+        if self.md["bitmap"] is not None:
+            hist = list(self.md.get("history") or [None, None])
+            self.md["history"] = [self.md["bitmap"], hist[0]]
+            self.md["bitmap"] = None
+
+    def set_primary_indicator(self, primary: bool) -> None:
+        """The metadata's "was Primary" flag: still set when a Primary crashed (MDF_PRIMARY_IND)."""
+        if self.md is not None and bool(self.md.get("primary_ind")) != primary:
+            self.md["primary_ind"] = primary
+            self.save_md()
+
+    def both_uptodate(self) -> None:
+        """Both disks UpToDate: a crash of the Primary is behind us (8.4 clears CRASHED_PRIMARY)."""
+        if self.md is not None and self.md.get("crashed_primary") and self.disk == UPTODATE \
+                and self.peer_disk == UPTODATE:
+            self.md["crashed_primary"] = False
+            self.save_md()
 
     def fork_image(self) -> None:
         """Promotion away from a peer that may still hold the image: a copy of our own."""
@@ -318,6 +341,11 @@ class Res:
                            f"\t==> Use 'drbdadm create-md {self.name}' to initialize meta-data area. <==\n\n"
                            f"Command '{self.attach_cmd()}' terminated with exit code 10\n", 10)
         was_primary_diskless = self.role == "Primary"
+        if self.md.get("primary_ind") and self.role != "Primary":
+            # it went down as Primary without a demotion: a crash (8.4 sets CRASHED_PRIMARY)
+            self.md["crashed_primary"] = True
+            self.md["primary_ind"] = False
+            self.save_md()
         self.disk = "Attaching"
         self.emit()
         d = self.md["disk"]
@@ -490,6 +518,7 @@ class Res:
             try:
                 self.attach_device()
                 self.role = "Primary"
+                self.set_primary_indicator(True)
             finally:
                 self.promote_granted = False
             self.emit()
@@ -519,15 +548,18 @@ class Res:
                 raise need
             if self.disk == CONSISTENT:
                 self.disk = UPTODATE
-        self.new_uuid()
+        if self.md["bitmap"] is None or force:
+            self.new_uuid()
         self.fork_image()
         self.attach_device()
         self.role = "Primary"
+        self.set_primary_indicator(True)
         self.emit()
 
     async def demote(self) -> None:
         self.detach_device()
         self.role = "Secondary"
+        self.set_primary_indicator(False)
         self.emit()
         if self.link:
             self.send_state()
@@ -584,6 +616,7 @@ class Res:
     def hello(self) -> dict:
         md = self.md or {}
         return {"t": "hello", "node": self.node.name, "uuid": md.get("uuid"), "bitmap": md.get("bitmap"),
+                "history": md.get("history"), "crashed": bool(md.get("crashed_primary")),
                 "disk": self.disk, "role": self.role, "discard": self.discard, "image": md.get("image"),
                 "oos": self.oos, "fresh": bool(md.get("fresh")), "attached": self.loopdev is not None}
 
@@ -658,9 +691,10 @@ class Res:
             if self.peer_disk == CONSISTENT and self.disk in (UPTODATE, CONSISTENT):
                 self.peer_disk = UPTODATE
             if self.md and self.disk == UPTODATE:
-                self.md["bitmap"] = None
+                self.clear_bitmap_uuid()
                 self.oos = 0
                 self.save_md()
+            self.both_uptodate()
             self.emit()
             if self.md and self.md.get("fenced_peer") and self.peer_disk == UPTODATE:
                 self.md["fenced_peer"] = False
@@ -694,7 +728,8 @@ class Res:
         amount = max(0, min(amount, self.size_kib))
         self.oos = amount
         self.sync_total = amount
-        self.link.send(t="sync_start", total=amount, uuid=self.md["uuid"], image=self.md["image"])
+        self.link.send(t="sync_start", total=amount, uuid=self.md["uuid"], image=self.md["image"],
+                       history=self.md.get("history"))
         self.peer_disk = INCONSISTENT
         self.repl = "SyncSource"
         self.emit()
@@ -716,15 +751,16 @@ class Res:
                 return
             self.link.send(t="sync", left=self.oos)
             self.stats_tick()
-        self.md["bitmap"] = None
+        self.clear_bitmap_uuid()
         self.save_md()
-        self.link.send(t="sync_done", uuid=self.md["uuid"])
+        self.link.send(t="sync_done", uuid=self.md["uuid"], history=self.md.get("history"))
         self.sync_done_source()
 
     def sync_done_source(self) -> None:
         self.sync_task = None
         self.repl, self.peer_disk, self.sync_total, self.speed = "Established", UPTODATE, 0, 0
         self.log("Resync done (total 1 sec; paused 0 sec; 0 K/sec)", block=True)
+        self.both_uptodate()
         self.emit()
         if self.rc.fencing != "dont-care" and self.md.get("fenced_peer"):
             self.md["fenced_peer"] = False
@@ -755,6 +791,7 @@ class Res:
                              int(m["total"] / max(self.node.cfg.resync_min_s, 0.001)))
             if self.md is not None:
                 self.md["uuid"], self.md["bitmap"] = m["uuid"], None
+                self.md["history"] = m.get("history")
                 if self.loopdev is None:
                     self.adopt_image(m["image"])
             self.set_disk(INCONSISTENT)
@@ -769,9 +806,11 @@ class Res:
         elif t == "sync_done":
             self.oos, self.sync_total, self.speed = 0, 0, 0
             self.md["fresh"] = False
+            self.md["history"] = m.get("history")
             self.set_disk(UPTODATE)
             self.repl = "Established"
             self.log("Resync done (total 1 sec; paused 0 sec; 0 K/sec)", block=True)
+            self.both_uptodate()
             self.emit()
         elif t == "need_sync":
             if self.disk == UPTODATE and self.repl == "Established":
@@ -804,7 +843,8 @@ class Res:
             self.sync_task.cancel()
             self.sync_task = None
         self.speed = 0
-        if self.role == "Primary" and self.md is not None:
+        if self.role == "Primary" and self.md is not None and self.md["bitmap"] is None \
+                and self.disk == UPTODATE:
             self.new_uuid()
         if outdate_peer and self.md is not None:
             self.md["peer_outdated"] = True
@@ -883,34 +923,25 @@ def decide(a: dict, b: dict) -> tuple[str, str | None, int]:
 
 
 def _compare(a: dict, b: dict) -> tuple[str, str | None, int]:
+    """DRBD 8.4's drbd_uuid_compare + drbd_sync_handshake (generations.py) from a's side."""
     full = 1 << 62
     if a["disk"] == DISKLESS or b["disk"] == DISKLESS:
         return "none", None, 0
-    rank = {UPTODATE: 4, CONSISTENT: 3, OUTDATED: 2, INCONSISTENT: 1}
-    ra, rb = rank.get(a["disk"], 0), rank.get(b["disk"], 0)
-    if a["discard"] != b["discard"] and (a["bitmap"] or b["bitmap"] or a["uuid"] != b["uuid"]):
-        src = b if a["discard"] else a
-        return "sync", src["node"], full
-    if a["uuid"] == b["uuid"]:
-        if a["disk"] == INCONSISTENT and rb > 1:
-            return "sync", b["node"], full
-        if b["disk"] == INCONSISTENT and ra > 1:
-            return "sync", a["node"], full
+    hg, _rule = generations.compare(
+        generations.of_md(a), generations.of_md(b), me_crashed_primary=bool(a.get("crashed")),
+        peer_flags=generations.FLAG_CRASHED_PRIMARY if b.get("crashed") else 0,
+        me_primary=a.get("role") == "Primary", peer_primary=b.get("role") == "Primary")
+    hg = generations.handshake(hg, a["disk"], b["disk"], bool(a["discard"]),
+                               generations.FLAG_DISCARD_MY_DATA if b["discard"] else 0)
+    if hg == 0:
         return "none", None, 0
-    if a["fresh"] and b["fresh"]:
-        return "none", None, 0
-    ac, bc = a["bitmap"] is not None, b["bitmap"] is not None
-    if ac and bc and ra > 2 and rb > 2:
+    if generations.is_split_brain(hg):
         return "split-brain", None, 0
-    if ac and a["bitmap"] == b["uuid"] and ra >= 3:
-        return "sync", a["node"], full if b["disk"] == INCONSISTENT else max(a["oos"], 4)
-    if bc and b["bitmap"] == a["uuid"] and rb >= 3:
-        return "sync", b["node"], full if a["disk"] == INCONSISTENT else max(b["oos"], 4)
-    if ra >= 3 and rb <= 2:
-        return "sync", a["node"], full
-    if rb >= 3 and ra <= 2:
-        return "sync", b["node"], full
-    return "unrelated", None, 0
+    if abs(hg) not in (1, 2):
+        return "unrelated", None, 0
+    src = a if hg > 0 else b
+    # a bitmap-based resync copies what either side wrote while apart (both bitmaps are merged)
+    return "sync", src["node"], full if abs(hg) == 2 else max(a.get("oos", 0), b.get("oos", 0), 4)
 
 
 # ====================================================================== peer link
