@@ -117,6 +117,12 @@ def read_secrets(path: str) -> list[tuple[int, str, str]]:
     return entries
 
 
+def is_heuristic(device: FenceDevice) -> bool:
+    """A fence_heuristics_* agent checks a condition (a ping), not power: what
+    its `status` says is never the node's power state."""
+    return bool(device.agent) and os.path.basename(device.agent).startswith("fence_heuristics")
+
+
 def resolve_agent(agent: str) -> str | None:
     """The path of a fence-agents program: absolute, or on PATH, /usr/sbin, /sbin."""
     if agent.startswith("/"):
@@ -246,7 +252,8 @@ class Fencer:
     async def _first_status(self, node: str, wanted: tuple[str, ...]) -> tuple[str, FenceDevice | None]:
         """`status` on every device of the node at once; the first answer in
         WANTED wins (the other calls are cancelled, their agents killed)."""
-        devices = list({d.name: d for level in self.fencing.levels_for(node) for d in level}.values())
+        devices = [d for d in {d.name: d for level in self.fencing.levels_for(node) for d in level}.values()
+                   if not is_heuristic(d)]
         tasks = {asyncio.ensure_future(call_device(d, node, "status")): d for d in devices}
         try:
             pending = set(tasks)
@@ -320,7 +327,7 @@ class Fencer:
         deadline = time.monotonic() + max(d.timeout for d in level)
         while True:
             answers = []
-            for device in level:
+            for device in (d for d in level if not is_heuristic(d)):
                 res = await call_device(device, node, "status")
                 answers.append((device, res))
             powers = [res.power() for _, res in answers]
