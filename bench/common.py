@@ -307,8 +307,9 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
 
 
 def rebuild(lab: Lab, overrides: dict | None) -> str:
+    guard = lab.meta.get("guard")  # the rebuilt lab keeps the split-brain guard
     lab.down()
-    lab.up(overrides)
+    lab.up(overrides, guard=guard)
     return wait(lambda: healthy(lab), 90, 0.5) or ""
 
 
