@@ -338,6 +338,9 @@ class _GroupPlanner:
             return f"DRBD {r} on {node} reports a split brain, which an operator must resolve first", False
         if not d.up:
             return f"DRBD {r} is not up on {node}", False
+        apart = self._apart_from_live_peer(node, d)
+        if apart:
+            return apart, False
         if d.disk == "UpToDate" or (d.disk == "Consistent" and d.peer_disk == "Outdated"):
             return "", False
         if r in self.view.forced_promotions:
@@ -347,6 +350,19 @@ class _GroupPlanner:
                     "Outdated (only an operator's forced promotion would use it)"), False
         return (f"{node}'s copy of {r} is {d.disk}, not UpToDate (only an operator's forced promotion "
                 "would use it)"), False
+
+    def _apart_from_live_peer(self, node: str, d: DrbdStatus) -> str:
+        """DRBD disconnected while the other node is alive with an UpToDate copy that DRBD does not
+        know to be Outdated: that node may have written since the link went (it may have been
+        Primary then), so promoting here would fork the data (a split brain on reconnect)."""
+        other = self.cfg.peer_of(node)
+        if d.connected or d.peer_disk == "Outdated" or not self.peer_alive:
+            return ""
+        od = self._drbd(self._node(other))
+        if od is None or not od.up or od.connected or od.disk != "UpToDate":
+            return ""
+        return (f"DRBD {d.resource} on {node} is disconnected from {other}, which is alive with an UpToDate "
+                "copy not known to be Outdated: it may hold newer data; waiting for DRBD to reconnect")
 
     def _tiebreaker(self, node: str) -> bool | None:
         return self.view.tiebreaker if node == self.local else self._node(node).tiebreaker
