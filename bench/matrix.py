@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds a fault is held (deadtime + head start + a fence, with room)")
     ap.add_argument("--prefix", default="bm")
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the last matrix.json's cells of the guards not run now")
     args = ap.parse_args(argv)
     need_root()
     guards = [g for g in args.guards.split(",") if g]
@@ -233,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[dict] = []
     for guard in guards:
         cells += run_guard(guard, faults, args.hold, args.prefix, log=lambda m: print(m, flush=True))
+    if args.merge and (RESULTS / "matrix.json").exists():
+        import json
+        kept = [c for c in json.loads((RESULTS / "matrix.json").read_text())["cells"] if c["guard"] not in guards]
+        cells = kept + cells
     data = {"machine": machine(), "hold_s": args.hold, "heartbeat": "interval 0.2 s, deadtime 2 s",
             "elapsed_s": round(time.monotonic() - started, 1), "cells": cells}
     write_json("matrix.json", data)

@@ -212,7 +212,7 @@ class Res:
             self.md["peer_outdated"] = True
             self.md["fenced_peer"] = True
             self.save_md()
-            if self.new_uuid_after_fence and self.role == "Primary":
+            if self.new_uuid_after_fence:  # I/O resumes: it was Primary when the link went
                 self.new_uuid_after_fence = False
                 self.new_uuid()
             self.emit()
