@@ -616,6 +616,7 @@ class Res:
             return
         self.link = link
         self.peer_hello = peer
+        self.new_uuid_after_fence = False  # connected again while frozen: I/O resumes, nothing was written
         self.conn = "Connected"
         self.emit()
         self.log("Handshake successful: Agreed network protocol version 101")
