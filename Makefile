@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv test test-fast test-vm demo lint packages bench bench-quick clean lab-down
+.PHONY: deps venv test test-fast test-vm test-partitions demo lint packages bench bench-quick clean lab-down
 
 deps:
 	@scripts/deps.sh scripts/apt-packages.txt
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	@$(PYTEST) -q -m 'not lab and not slow'
+
+# The failure matrix (issue 17): every fault x every split-brain guard in the
+# lab (about 9 minutes); writes bench/results/matrix.json and the README's table.
+test-partitions: $(STAMP)
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/matrix.py --readme
 
 lint: $(STAMP)
 	@$(PY) -m ruff check hasupd lab tests bench

@@ -180,10 +180,11 @@ def table(cells: list[dict]) -> str:
     for c in sorted(cells, key=lambda c: (order.get(c["fault"], 99), gorder.get(c["guard"], 99))):
         tts = "no service" if c["time_to_service_s"] is None else f"{c['time_to_service_s']:.2f} s"
         unsafe = c["two_vip_samples"] or c["two_primary_samples"]
+        acts = "; ".join(c["operator"] + ([] if c["recovered"] else ["NOT healthy 120 s after the heal"])) or "none"
         rows.append(f"| {FAULTS.get(c['fault'], c['fault'])} | {c['guard']} | {_outcome(c)} "
                     f"| {'**' if unsafe else ''}{c['two_vip_samples']} / {c['two_primary_samples']}"
                     f"{'**' if unsafe else ''} | {'yes' if c['diverged'] else 'no'} "
-                    f"| {'; '.join(c['operator']) or 'none'} | {tts} |")
+                    f"| {acts} | {tts} |")
     return "\n".join(rows) + "\n"
 
 
