@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 	@$(PYTEST) -q -m 'not lab and not slow'
 
 # The failure matrix (issue 17): every fault x every split-brain guard in the
-# lab (about 9 minutes); writes bench/results/matrix.json and the README's table.
+# lab (9 to 14 minutes here); writes bench/results/matrix.json and the README's table.
 test-partitions: $(STAMP)
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/matrix.py --readme
 
