@@ -290,8 +290,14 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
             g = group_of(st)
             if g and (g["bans"] or g["fail_counts"] or g.get("blocked")):
                 ctl(lab, live, "cleanup", "rg_web")
+        states = [drbd(lab, n, "cstate") for n in NODES] if not resolved else []
+        if not owner and states and all(s == "StandAlone" for s in states):
+            # a split brain that nobody serves through (no node promotes on a split brain):
+            # the operator picks the survivor, here the node still Primary or else n1
+            primary = next((n for n in NODES if drbd(lab, n, "role").startswith("Primary")), NODES[0])
+            log(f"    DRBD {states} and nobody serves: resolving the split brain ({primary} survives)")
+            resolved = resolve_split_brain(lab, primary)
         if owner and not resolved:
-            states = [drbd(lab, n, "cstate") for n in NODES]
             if any(s in ("StandAlone", "WFConnection") for s in states):
                 # a split brain leaves both sides StandAlone (or one waiting):
                 # give the simulator a moment to reconnect on its own first
