@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv test test-fast test-matrix test-vm demo lint packages bench bench-quick clean lab-down
+.PHONY: deps venv test test-fast test-matrix test-vm test-partitions demo lint packages bench bench-quick clean lab-down
 
 deps:
 	@scripts/deps.sh scripts/apt-packages.txt
@@ -29,6 +29,11 @@ test-fast: $(STAMP)
 # unit/scenario/property tests + one lab failover per row (scripts/test-matrix.py).
 test-matrix: $(STAMP)
 	@python3 scripts/test-matrix.py $(ROWS)
+
+# The failure matrix (issue 17): every fault x every split-brain guard in the
+# lab (9 to 14 minutes here); writes bench/results/matrix.json and the README's table.
+test-partitions: $(STAMP)
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/matrix.py --readme
 
 lint: $(STAMP)
 	@$(PY) -m ruff check hasupd lab tests bench

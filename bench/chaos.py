@@ -2,7 +2,8 @@
 
 Each schedule is 1 to 3 faults drawn at random (kill httpd or the daemon on
 either node, freeze or crash a node, cut a ring, packet loss, a detached
-disk, an operator's move), each held a random time and then healed (thaw,
+disk, an operator's move; with --guard also a partition of the two live
+nodes, of their rings only, or a BMC unplugged), each held a random time and then healed (thaw,
 boot, daemon restarted as systemd would, ring healed, loss cleared), with
 random pauses in between so faults also land in the middle of a failover.
 After the schedule the cluster must come back to health on its own plus
@@ -19,7 +20,7 @@ failovers (changes of the node answering), the slowest failover (longest
 time without an answer), violations, and exits 1 on any violation or any
 schedule after which the cluster did not recover.
 
-    .venv/bin/python bench/chaos.py [--runs N] [--seed S] [--quick]
+    .venv/bin/python bench/chaos.py [--runs N] [--seed S] [--quick] [--guard fence]
 
 Writes bench/results/chaos.json.
 """
@@ -52,11 +53,19 @@ from hasupd_lab.monitor import InvariantMonitor  # noqa: E402
 # fault kind -> weight
 FAULTS = {"kill-httpd": 4, "kill-daemon": 3, "freeze": 3, "crash": 3, "cut-ring": 2, "loss": 2,
           "move": 2, "detach-disk": 1}
+# with --guard (a lab with BMCs) the mix also partitions two live nodes; the
+# reference configuration's guard (none) is there to be run on purpose only
+PARTITION_FAULTS = {"partition": 3, "partition-rings": 2, "bmc-down": 2}
+# the lab's split-brain guards (--guard); fence and drbd+fence fence through the BMCs
+GUARDS = ("none", "ping", "drbd", "fence", "drbd+fence")
 
 
 class Chaos:
-    def __init__(self, prefix: str = "bc", seed: int = 1, overrides: dict | None = None, log=print):
+    def __init__(self, prefix: str = "bc", seed: int = 1, overrides: dict | None = None, log=print,
+                 guard: str | None = None):
         self.lab = Lab(prefix)
+        self.guard = guard
+        self.faults = {**FAULTS, **PARTITION_FAULTS} if guard else dict(FAULTS)
         self.rng = random.Random(seed)
         self.seed = seed
         self.overrides = overrides or {}
@@ -66,8 +75,8 @@ class Chaos:
     # ------------------------------------------------------------ one fault
 
     def pick(self, owner: str) -> tuple[str, str, list[str]]:
-        kinds = list(FAULTS)
-        kind = self.rng.choices(kinds, weights=[FAULTS[k] for k in kinds])[0]
+        kinds = list(self.faults)
+        kind = self.rng.choices(kinds, weights=[self.faults[k] for k in kinds])[0]
         # the owner is hit more often: that is where faults cost something
         node = owner if owner and self.rng.random() < 0.7 else self.rng.choice(NODES)
         args: list[str] = []
@@ -128,12 +137,32 @@ class Chaos:
             proc = ctl(lab, live[0], "move", "rg_web", timeout=30)
             time.sleep(hold)
             return "done" if proc.returncode == 0 else f"refused: {(proc.stdout + proc.stderr).strip()[:120]}"
+        if kind in ("partition", "partition-rings"):
+            lab.fault(node, kind)
+            time.sleep(hold)
+            lab.fault(node, "heal")
+            return "done, healed" + self._power_on_fenced(mon)
+        if kind == "bmc-down":
+            lab.fault(node, "bmc-down")
+            time.sleep(hold)
+            lab.fault(node, "bmc-up")
+            return "done, plugged back"
         if kind == "detach-disk":
             lab.fault(node, "detach-disk")
             self.needs_rebuild = True  # nothing re-attaches a deleted loop device
             time.sleep(hold)
             return "done (lab rebuilt afterwards)"
         raise LabError(f"unknown fault {kind}")
+
+    def _power_on_fenced(self, mon: InvariantMonitor) -> str:
+        """An operator powers on a node its peer fenced (it stays off)."""
+        self.lab.reload()
+        off = [n for n in NODES if not self.lab.alive(self.lab.meta.get("holders", {}).get(n, 0) or 0)]
+        for node in off:
+            mon.note_fault(node, "crash")
+            boot(self.lab, node)
+            mon.note_fault(node, "boot")
+        return f", powered on fenced {', '.join(off)}" if off else ""
 
     # ------------------------------------------------------------ one schedule
 
@@ -204,7 +233,7 @@ class Chaos:
     def run(self, runs: int) -> dict:
         if self.lab.meta_path.exists():
             self.lab.down()
-        self.lab.up(self.overrides)
+        self.lab.up(self.overrides, guard=self.guard)
         started = time.monotonic()
         try:
             wait(lambda: healthy(self.lab), 90, 0.5)
@@ -255,7 +284,8 @@ def summarize(schedules: list[dict], seed: int, served_at_end: str, elapsed: flo
 
 
 def print_summary(s: dict) -> None:
-    print(f"\nchaos: {s['runs']} schedules, seed {s['seed']}, {s['elapsed_s']:.0f}s")
+    print(f"\nchaos: {s['runs']} schedules, seed {s['seed']}, guard {s.get('guard') or 'default'}, "
+          f"{s['elapsed_s']:.0f}s")
     print(f"  availability     {s['availability']:.2%} of {s['probes']} HTTP probes (every 20 ms)")
     print(f"  failovers        {s['failovers']}")
     print(f"  slowest failover {s['slowest_failover_s']}s (schedule {s['slowest_failover_schedule']})")
@@ -273,12 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="3 schedules")
     ap.add_argument("--prefix", default="bc")
     ap.add_argument("--output", default="chaos.json")
+    ap.add_argument("--guard", choices=GUARDS, default=None,
+                    help="the lab's split-brain guard (default: the reference configuration's)")
     args = ap.parse_args(argv)
     need_root()
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
     runs = 3 if args.quick else args.runs
     print(f"chaos: {runs} schedules, seed {seed}", flush=True)
-    summary = Chaos(args.prefix, seed, log=lambda m: print(m, flush=True)).run(runs)
+    summary = Chaos(args.prefix, seed, log=lambda m: print(m, flush=True), guard=args.guard).run(runs)
+    summary["guard"] = args.guard
     print_summary(summary)
     path = write_json(args.output, summary)
     print(f"wrote {path}")

@@ -310,6 +310,17 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
             g = group_of(st)
             if g and (g["bans"] or g["fail_counts"] or g.get("blocked")):
                 ctl(lab, live, "cleanup", "rg_web")
+        states = [drbd(lab, n, "cstate") for n in NODES] if not resolved else []
+        if not owner and states and all(s == "StandAlone" for s in states):
+            # a split brain that nobody serves through (no node promotes on a split brain):
+            # the operator picks the survivor, here the node still Primary or else n1
+            primary = next((n for n in NODES if drbd(lab, n, "role").startswith("Primary")), NODES[0])
+            what = f"DRBD split brain {states} and nobody serves: resolved ({primary} survives)"
+            resolved = resolve_split_brain(lab, primary)
+            if resolved:
+                log(f"    SPLIT BRAIN: {what}")
+                if resolved_split_brains is not None:
+                    resolved_split_brains.append(what)
         if owner and not resolved and split_brain_seen(lab):
             states = [drbd(lab, n, "cstate") for n in NODES]
             what = f"DRBD split brain {states}: resolved with --discard-my-data on {OTHER[owner]} ({owner} survives)"
@@ -326,8 +337,9 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
 
 
 def rebuild(lab: Lab, overrides: dict | None) -> str:
+    guard = lab.meta.get("guard")  # the rebuilt lab keeps the split-brain guard
     lab.down()
-    lab.up(overrides)
+    lab.up(overrides, guard=guard)
     return wait(lambda: healthy(lab), 90, 0.5) or ""
 
 

@@ -83,7 +83,13 @@ SCENARIOS: dict[str, tuple[str, dict, str, str, tuple[str, float] | None]] = {
              ("gap", 0.5)),
     "kill_daemon": ("hasupd killed on the owner, restarted 1 s later (systemd RestartSec=1s)", {},
                     "kill-daemon", "same", ("failed_probes", 0)),
+    "crash_fenced_tuned": ("owner power cut, tuned profile, guard fence: its BMC reports it off (already fenced)",
+                           TUNED, "crash", "peer", ("to_first_200", 0.5)),
+    "freeze_fenced_tuned": ("owner hung (frozen), tuned profile, guard fence: fenced after the 2 s head start",
+                            TUNED, "freeze", "peer", None),
 }
+# scenarios run with a split-brain guard of the lab's (fence: fence_ipmilan against ipmi_sim BMCs)
+GUARD = {"crash_fenced_tuned": "fence", "freeze_fenced_tuned": "fence"}
 # the figure a scenario is judged by ("seconds" in failover.json)
 HEADLINE = {"move": "gap", "kill_daemon": "gap"}
 
@@ -98,7 +104,7 @@ STEP_NAMES = {
     "start res_filesystem": "mount",
     "start res_httpd": "httpd answering",
 }
-STEP_ORDER = ["failure seen", "daemon restarted", "stop httpd", "umount", "VIP down", "demote", "promote",
+STEP_ORDER = ["failure seen", "power status", "fenced", "daemon restarted", "stop httpd", "umount", "VIP down", "demote", "promote",
               "VIP up + GARP", "mount", "httpd answering", "first HTTP 200"]
 
 
@@ -125,6 +131,16 @@ def steps_of(records: list[dict], t0: float, until: float, detector: str | None 
                 continue
             found[name] = {"step": name, "offset": round(begin + s["duration"] - t0, 4),
                            "duration": s["duration"], "node": s["node"], "ok": s["ok"]}
+    for r in records:  # fencing: the devices' power answer, a fence's end
+        wall = r.get("wall", 0)
+        if not t0 <= wall <= until:
+            continue
+        if r.get("kind") == "observation" and r.get("state") == "peer_power" and "power status" not in found:
+            found["power status"] = {"step": "power status", "offset": round(wall - t0, 4), "duration": 0.0,
+                                     "node": r.get("node"), "ok": "powered off" in (r.get("reason") or "")}
+        if r.get("kind") == "fence" and "fenced" not in found:
+            found["fenced"] = {"step": "fenced", "offset": round(wall - t0, 4),
+                               "duration": r.get("duration") or 0.0, "node": r.get("node"), "ok": bool(r.get("ok"))}
     for r in records:  # a restarted daemon's first record
         if r.get("kind") == "start" and "daemon restarted" not in found and t0 <= r.get("wall", 0) <= until:
             found["daemon restarted"] = {"step": "daemon restarted", "offset": round(r["wall"] - t0, 4),
@@ -151,7 +167,7 @@ class Bench:
     def run_all(self) -> list[dict]:
         if self.lab.meta_path.exists():
             self.lab.down()  # a leftover of an interrupted run
-        self.lab.up(self.overrides)
+        self.lab.up(self.overrides, guard=GUARD.get(self.name))
         poller = Poller(self.lab).start()
         try:
             owner = wait(lambda: healthy(self.lab), 90, 0.5)

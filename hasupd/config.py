@@ -741,7 +741,8 @@ def loads(text: str, path: str = "<string>") -> Config:
         gm = guard_v.mapping(("mode", "ping", "fence"))
         mode = gm.need("mode").choice(("ping", "fence", "drbd", "none"))
         ping = fence = None
-        if mode == "ping":
+        # fence/drbd: an optional ping tie-breaker; a node that cannot reach it does not fence
+        if mode == "ping" or (mode in ("fence", "drbd") and gm.get("ping") is not None):
             pm = gm.need("ping").mapping(("targets", "tcp_port", "interval", "timeout", "rise", "fall"))
             targets_v = pm.need("targets")
             targets = tuple(_Value(t.node, t.path, t.where).ipv4() for t in targets_v.list())
@@ -752,7 +753,7 @@ def loads(text: str, path: str = "<string>") -> Config:
                              pm.opt("timeout", lambda v: v.duration(False), 1.0),
                              pm.opt("rise", lambda v: v.int(1, 100), 2),
                              pm.opt("fall", lambda v: v.int(1, 100), 2))
-        elif mode == "fence" and gm.get("fence") is not None:  # round 1; now the fencing: section
+        if mode == "fence" and gm.get("fence") is not None:  # round 1; now the fencing: section
             fm = gm.need("fence").mapping(("command", "timeout"))
             fence = FenceGuard(fm.need("command").str_list(),
                                fm.opt("timeout", lambda v: v.duration(False), 60.0))
@@ -872,6 +873,8 @@ def loads(text: str, path: str = "<string>") -> Config:
                                            "with the devices that fence each node")
     if guard.mode == "drbd" and not drbd_resources:
         warnings.append("split_brain_guard 'drbd' without any DRBD resource guards nothing")
+    if fencing is not None:
+        warnings += _fence_race_warnings(fencing, len(groups))
     for g in groups:
         if g.drbd is None and any(r.type == "filesystem" for r in g.resources):
             warnings.append(f"group {g.name} mounts a filesystem but has no 'drbd': "
@@ -1098,6 +1101,22 @@ def resource_summary(r: Resource) -> str:
     provider, kind = r.agent.split(":", 1)
     return (f"agent {r.agent} ({r.ocf_root}/resource.d/{provider}/{kind})"
             + (f", params {params}" if params else ""))
+
+
+def _fence_race_warnings(fencing: Fencing, group_count: int) -> list[str]:
+    """What leaves the fence race of a partition undecided (both nodes may be fenced)."""
+    out = []
+    for d in fencing.devices:
+        worst = d.timeout * (d.retries + 1)
+        if worst > fencing.owner_head_start:
+            out.append(f"fence device {d.name} may take {worst:g}s (timeout x (retries + 1)), longer than "
+                       f"fencing.owner_head_start {fencing.owner_head_start:g}s: in a partition the peer's "
+                       "fence can start before the owner's has ended and both nodes may be fenced")
+    if group_count > 1 and fencing.random_delay_max <= 0:
+        out.append("fencing.random_delay_max is 0 while groups can run on both nodes: a node running groups "
+                   "gets no head start over another, so both fence each other at once in a partition; "
+                   "set a random delay (e.g. 5s)")
+    return out
 
 
 def summary(cfg: Config) -> str:

@@ -79,7 +79,7 @@ class Engine:
         self.heartbeat = hbmod.Heartbeat(cfg, local, key,
                                          replay_state=os.path.join(cfg.state_dir, "peer-incarnation.json"))
         self.guard = None
-        if cfg.split_brain_guard.mode == "ping":
+        if cfg.split_brain_guard.ping is not None:  # mode ping, or fence/drbd's tie-breaker
             self.guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
         # fence-schema.md's Fencer: fence(node) -> FenceOutcome, power_status(node) -> on|off|unknown
         self.fencer = fencer if fencer is not None else (Fencer(cfg.fencing, local) if cfg.fencing is not None else None)

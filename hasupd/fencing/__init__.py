@@ -107,6 +107,12 @@ def read_secrets(path: str) -> list[tuple[int, str, str]]:
     return entries
 
 
+def is_heuristic(device: FenceDevice) -> bool:
+    """A fence_heuristics_* agent checks a condition (a ping), not power: what
+    its `status` says is never the node's power state."""
+    return bool(device.agent) and os.path.basename(device.agent).startswith("fence_heuristics")
+
+
 def resolve_agent(agent: str) -> str | None:
     """The path of a fence-agents program: absolute, or on PATH, /usr/sbin, /sbin."""
     if agent.startswith("/"):
@@ -247,7 +253,9 @@ class Fencer:
         device at once; a level says off only when ALL its devices do (two
         power supplies: both off), so the answer comes as soon as one level
         is all off, and the other calls are then cancelled, their agents killed."""
-        levels = self.fencing.levels_for(node)
+        # heuristic devices (fence_heuristics_*) check a condition, not power: they say nothing here
+        # (a level of heuristics only can never say off; positions stay those of levels_for)
+        levels = [[d for d in level if not is_heuristic(d)] for level in self.fencing.levels_for(node)]
         devices = list({d.name: d for level in levels for d in level}.values())
         tasks = {asyncio.ensure_future(call_device(d, node, "status")): d for d in devices}
         powers: dict[str, str] = {}
@@ -258,9 +266,9 @@ class Fencer:
                 for task in finished:
                     powers[tasks[task].name] = task.result().power()
                 for index, level in enumerate(levels, 1):
-                    if all(powers.get(d.name) == "off" for d in level):
+                    if level and all(powers.get(d.name) == "off" for d in level):
                         return "off", index
-                if not any(all(powers.get(d.name, "off") == "off" for d in level) for level in levels):
+                if not any(level and all(powers.get(d.name, "off") == "off" for d in level) for level in levels):
                     break  # no level can still be all off
             return ("on" if "on" in powers.values() else "unknown"), None
         finally:
@@ -327,7 +335,7 @@ class Fencer:
         deadline = time.monotonic() + max(d.timeout for d in level)
         while True:
             answers = []
-            for device in level:
+            for device in (d for d in level if not is_heuristic(d)):
                 res = await call_device(device, node, "status")
                 answers.append((device, res))
             powers = [res.power() for _, res in answers]

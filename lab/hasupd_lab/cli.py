@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config key, e.g. heartbeat.interval=50ms, groups.0.migration_threshold=3")
     up.add_argument("--no-start", action="store_true", help="do not start the daemons")
     up.add_argument("--guard", choices=Lab.GUARDS,
-                    help="split-brain guard; fence and drbd fence through the nodes' BMCs (fence_ipmilan)")
+                    help="split-brain guard; fence and drbd+fence fence through the nodes' BMCs (fence_ipmilan)")
     up.add_argument("--drbd-version", choices=("8.4", "9"), default="8.4",
                     help="which DRBD the simulator plays (default 8.4, the in-tree module)")
     command("down", help="remove everything the lab made")

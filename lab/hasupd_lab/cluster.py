@@ -226,7 +226,9 @@ class Lab:
             _deep_set(cfg, key, value)
         return cfg
 
-    GUARDS = ("none", "ping", "drbd", "fence")
+    # drbd: DRBD's fencing with hasupd's handler and no fence device (no
+    # takeover of a silent peer); drbd+fence: the same with the BMCs as devices
+    GUARDS = ("none", "ping", "drbd", "fence", "drbd+fence")
 
     def _guard_config(self, cfg: dict, node: str) -> None:
         """--guard: the split-brain guard, and for fence/drbd the nodes' BMCs
@@ -234,10 +236,10 @@ class Lab:
         guard = self.meta.get("guard")
         if not guard:
             return  # the reference configuration's guard
-        cfg["split_brain_guard"] = {"mode": guard}
+        cfg["split_brain_guard"] = {"mode": guard.split("+")[0]}
         if guard == "ping":
             cfg["split_brain_guard"]["ping"] = {"targets": [self.topo.address(CLIENT, 0)]}
-        if guard in ("fence", "drbd"):
+        if guard in ("fence", "drbd+fence"):
             cfg["fencing"] = {"owner_head_start": "2s", "devices": [
                 {"name": f"bmc-{n}", "agent": "fence_ipmilan", "nodes": [n],
                  "options": {"ip": self.topo.bmc_address(n), "username": "admin", "lanplus": "1",
@@ -484,7 +486,12 @@ class Lab:
             self.topo.isolate(node)
             self.kill_node_processes(node)
             _run(["ip", "-n", self.topo.ns(node), "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)
-            # the simulator ran inside the node: it died with it
+            # the simulator ran inside the node: it died with it, and its
+            # /proc/drbd goes with the kernel (a stale "Primary" there would
+            # read as a live one until the node boots and its DRBD starts)
+            status = self.meta.get("drbd", {}).get(node, {}).get("status_path")
+            if status:
+                Path(status).unlink(missing_ok=True)
             return f"crashed {node}: every process killed, its mounts and the VIP gone, cables cut"
         if kind == "boot":
             return self.boot(node)
@@ -552,7 +559,7 @@ class Lab:
         nodes = {n: (self.topo.ns(n), self.topo.address(n, 0)) for n in NODES}
         exec_prefix = {n: self.enter_argv(n, []) for n in NODES} if self.meta.get("holders") else None
         guard = {}
-        if self.meta.get("guard") == "drbd":
+        if self.meta.get("guard") in ("drbd", "drbd+fence"):
             # DRBD's own fencing with hasupd as the fence-peer handler, as on a real cluster
             handler = str(Path(sys.executable).parent / "hasupd-drbd-handler")
             guard = dict(fencing="resource-and-stonith",

@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from hasupd_lab.cluster import CLIENT, NODES, VIP, Lab
+from hasupd_lab.cluster import CLIENT, NODES, VIP, Lab, _alive
 from hasupd_lab.drbdsim import generations
 
 POLLER = r"""
@@ -168,6 +168,13 @@ class InvariantMonitor:
             if not self._counted(node):
                 continue
             holder = self.lab.meta.get("holders", {}).get(node)
+            if holder and not _alive(holder):
+                self.lab.reload()  # a BMC's power on writes the new holder to lab.json
+                holder = self.lab.meta.get("holders", {}).get(node)
+            if holder and not _alive(holder):
+                # powered off (a fence, a crash): its simulator's status file
+                # is what it said before it died, not a Primary that runs
+                continue
             if holder:
                 try:
                     with open(f"/proc/{holder}/net/fib_trie") as f:

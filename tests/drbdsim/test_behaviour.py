@@ -311,3 +311,25 @@ def test_crashed_primary_back_before_the_peer_promotes_resyncs_it(make_cluster, 
     assert "new current UUID" not in log1 + log2  # nobody started a generation
     assert "Resync done" in log1  # the crashed Primary was the SyncSource
     assert sc.state("n2")["disk"] == before["disk"] == "UpToDate"
+
+
+def test_resource_and_stonith_defers_the_new_uuid_until_the_fence_succeeds(make_cluster, net, tmp_path):
+    """DRBD 8.4 with fencing resource-and-stonith: a Primary that loses its
+    peer freezes I/O and makes its new current UUID only once fence-peer
+    succeeds (NEW_CUR_UUID).  Powered off while its handler still fails, it
+    wrote nothing: on its return it is the peer's SyncTarget, no split brain."""
+    sc = make_cluster(fencing="resource-and-stonith", handlers={"fence-peer": "sleep 60; exit 1"})
+    connected_uptodate(sc)
+    before = open(sc.kern_log("n1")).read().count("new current UUID")
+    net.cut("n1")
+    sc.wait_for("n1", lambda s: s["conn"] == "Connecting", timeout=15)
+    sc.wait_for("n2", lambda s: s["conn"] == "Connecting", timeout=15)
+    assert open(sc.kern_log("n1")).read().count("new current UUID") == before
+    os.killpg(sc.pid("n1"), signal.SIGKILL)  # n2 fenced it: powered off while frozen
+    ok(sc, "n2", "drbdadm", "primary", "--force", "r0")  # (its own handler said "fenced")
+    net.mend("n1")
+    sc.start_node("n1")
+    ok(sc, "n1", "drbdadm", "up", "r0")
+    st = sc.wait_for("n1", lambda s: s["conn"] in ("Connected", "StandAlone") and s["disk"] == "UpToDate",
+                     timeout=40)
+    assert st["conn"] == "Connected" and st["peer_role"] == "Primary", st

@@ -11,6 +11,7 @@ import logging
 import os
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -403,3 +404,68 @@ def test_one_of_two_power_supplies_off_is_not_off(tmp_path):
     assert actions(tmp_path, "pdu_b")[-2:] == ["off", "status"]
     assert b_state.read_text().strip() == "off"
     assert asyncio.run(f.power_status("n2")) == "off"
+
+
+def test_a_heuristic_device_saying_off_is_not_a_power_status(tmp_path, monkeypatch):
+    """fence_heuristics_* devices check a condition (a ping), they do not
+    see power: an exit 2 to `status` from one must not make the node
+    "already off" (no off would be sent to the BMC that can really fence it)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    heuristic = script(bindir, "fence_heuristics_site", '[ "$action" = status ] && exit 2\nexit 0\n')
+    assert Path(heuristic).name == "fence_heuristics_site"
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ.get('PATH', '')}")
+    state = tmp_path / "power"
+    bmc = script(tmp_path, "bmc", SWITCH.format(state=state))
+    check = replace(device("check", ""), agent="fence_heuristics_site", command=None)
+    f = Fencer(fencing(check, device("bmc", bmc), levels=(("n2", (("check", "bmc"),)),)), "n1")
+    assert asyncio.run(f.power_status("n2")) == "on"
+    outcome = asyncio.run(f.fence("n2"))
+    assert outcome.ok and not outcome.already_off, outcome
+    assert "off" in actions(tmp_path, "bmc") and state.read_text().strip() == "off"
+    # nor does it confirm an off that the BMC cannot confirm (its status fails)
+    mute = script(tmp_path, "mute", '[ "$action" = status ] && exit 1\nexit 0\n')
+    f = Fencer(fencing(check, device("mute", mute, timeout=1.0), levels=(("n2", (("check", "mute"),)),)), "n1")
+    outcome = asyncio.run(f.fence("n2"))
+    assert not outcome.ok and "no status confirms" in outcome.message, outcome
+
+
+def test_check_warns_about_a_fence_race_the_head_start_does_not_decide():
+    """A device that may take longer than the owner's head start (timeout x
+    (retries + 1)) lets the peer's fence start before the owner's ended; groups
+    on both nodes with no random delay race with equal chances."""
+    text = HEAD + textwrap.dedent("""\
+        fencing:
+          owner_head_start: 5s
+          devices:
+            - {name: bmc-n1, agent: fence_ipmilan, nodes: [n1], timeout: 4s, retries: 1}
+            - {name: bmc-n2, agent: fence_ipmilan, nodes: [n2], timeout: 2s, retries: 1}
+        groups:
+          - {name: a, resources: [{name: a_ip, type: vip, ip: 10.0.0.50, cidr_netmask: 24}]}
+          - {name: b, resources: [{name: b_ip, type: vip, ip: 10.0.0.51, cidr_netmask: 24}]}
+        """)
+    warnings = config.loads(text, "x.yaml").warnings
+    slow = [w for w in warnings if "owner_head_start" in w]
+    assert len(slow) == 1 and "bmc-n1" in slow[0] and "8s" in slow[0], warnings
+    assert any("random_delay_max" in w for w in warnings), warnings
+    calm = config.loads(text.replace("timeout: 4s", "timeout: 2s").replace("owner_head_start: 5s",
+                                     "owner_head_start: 5s\n  random_delay_max: 2s"), "x.yaml").warnings
+    assert not any("owner_head_start" in w or "random_delay_max" in w for w in calm), calm
+
+
+def test_fence_and_drbd_guards_take_a_ping_tie_breaker(tmp_path):
+    """A node that cannot reach its tie-breaker does not fence (the isolated
+    one loses): fence and drbd modes read split_brain_guard.ping too, and the
+    engine runs the check for them."""
+    from hasupd.engine import Engine
+    for mode in ("fence", "drbd"):
+        text = HEAD + textwrap.dedent(f"""\
+            split_brain_guard: {{mode: {mode}, ping: {{targets: [10.0.0.254], interval: 0.5s}}}}
+            fencing:
+              devices: [{{name: bmc, agent: fence_ipmilan, nodes: [n1, n2]}}]
+            groups: []
+            state_dir: {tmp_path}
+            """)
+        cfg = config.loads(text, "x.yaml")
+        assert cfg.split_brain_guard.ping.targets == ("10.0.0.254",) and cfg.split_brain_guard.ping.interval == 0.5
+        assert Engine(cfg, "n1", key=b"k" * 32).guard is not None

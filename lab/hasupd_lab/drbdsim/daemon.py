@@ -72,6 +72,7 @@ class Res:
         self.pending_promote = False
         self.promote_granted = False  # the peer said yes; not Primary yet
         self.peer_promoting = False  # we said yes to the peer; its state message is on its way
+        self.new_uuid_after_fence = False  # resource-and-stonith: NEW_CUR_UUID, made once fence-peer succeeds
         self.tasks: list[asyncio.Task] = []
         self.sync_task: asyncio.Task | None = None
         self.server: asyncio.base_events.Server | None = None
@@ -213,6 +214,9 @@ class Res:
             self.md["peer_outdated"] = True
             self.md["fenced_peer"] = True
             self.save_md()
+            if self.new_uuid_after_fence:  # I/O resumes: it was Primary when the link went
+                self.new_uuid_after_fence = False
+                self.new_uuid()
             self.emit()
         elif code == 6:
             self.log("fence-peer helper returned 6 (peer is primary)")
@@ -647,6 +651,7 @@ class Res:
             return
         self.link = link
         self.peer_hello = peer
+        self.new_uuid_after_fence = False  # connected again while frozen: I/O resumes, nothing was written
         self.conn = "Connected"
         self.emit()
         self.log("Handshake successful: Agreed network protocol version 101")
@@ -845,7 +850,12 @@ class Res:
         self.speed = 0
         if self.role == "Primary" and self.md is not None and self.md["bitmap"] is None \
                 and self.disk == UPTODATE:
-            self.new_uuid()
+            if self.rc.fencing == "resource-and-stonith" and not (outdate_peer or self.md.get("peer_outdated")):
+                # DRBD 8.4 freezes I/O and defers the new current UUID until
+                # fence-peer succeeds: a Primary fenced while frozen wrote nothing
+                self.new_uuid_after_fence = True
+            else:
+                self.new_uuid()
         if outdate_peer and self.md is not None:
             self.md["peer_outdated"] = True
             self.save_md()
