@@ -271,10 +271,12 @@ class Engine:
         self.acting = action
         self.history.record("action-start", action=kind.value, group=action.group,
                             resource=action.resource, reason=action.reason)
+        keepalive = asyncio.create_task(self._watchdog_while_acting(action), name="watchdog-while-acting")
         try:
             result = await self._execute(action)
         finally:
             self.acting = None
+            keepalive.cancel()
         duration = time.monotonic() - started
         self.history.record("action-done", action=kind.value, group=action.group, resource=action.resource,
                             ok=result.ok, message=result.message, duration=round(duration, 4))
@@ -284,6 +286,16 @@ class Engine:
                               group=action.group, resource=action.resource, task=kind.value, rc=1)
         self.changed()
         return result.ok
+
+    async def _watchdog_while_acting(self, action: Action) -> None:
+        """Ping the watchdog while an action runs: a fence or a start may take longer than
+        WatchdogSec, and a daemon killed mid-fence fences the peer again when it restarts.
+        Pinging needs a running event loop, so a frozen or blocked daemon still stops the pings;
+        past the action's longest timeout (+30 s) it counts as stuck and the pings stop too."""
+        until = time.monotonic() + max(self._timeout(action, w) for w in ("start", "stop", "monitor")) + 30
+        while time.monotonic() < until:
+            await asyncio.sleep(TICK)
+            self.notify(watchdog=True)
 
     async def _execute(self, action: Action) -> Result:
         kind, group, res = action.kind, action.group, action.resource

@@ -315,7 +315,9 @@ def client_main(outdir: Path) -> int:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    out = []
+    out: list[dict] = []
+    if not path.exists():
+        return out  # the client has not written yet
     for line in path.read_text().splitlines():
         try:
             out.append(json.loads(line))
