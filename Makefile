@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv test test-fast test-matrix test-vm test-partitions demo lint packages bench bench-quick clean lab-down
+.PHONY: deps venv test test-fast test-matrix test-vm test-vm-campaign test-partitions demo lint packages bench bench-quick clean lab-down
 
 deps:
 	@scripts/deps.sh scripts/apt-packages.txt
@@ -76,6 +76,13 @@ test-vm: packages
 	@scripts/deps.sh scripts/apt-packages-vm.txt
 	@scripts/check-programs vm
 	@python3 tests/vm/e2e.py --deb dist/hasupd_$(VERSION)_all.deb
+
+# The same VMs with BMCs and the fence guard: an acknowledged-write client
+# through 20 faults, live partitions included (tests/vm/campaign.py).
+test-vm-campaign: packages
+	@scripts/deps.sh scripts/apt-packages-vm.txt
+	@scripts/check-programs vm
+	@python3 tests/vm/campaign.py --deb dist/hasupd_$(VERSION)_all.deb
 
 # Benchmarks (issue 9), as root: failover time per scenario, footprint, chaos,
 # then bench/report.py turns bench/results/*.json into report.md + plots.

@@ -456,3 +456,37 @@ def test_the_engine_draws_each_losses_random_delay_within_the_configured_maximum
     policy, drawn = run(main())
     assert (policy.devices, policy.owner_head_start, policy.random_delay) == (True, 7.0, 2.0)
     assert all(0.0 <= d <= 2.0 for d in drawn) and len(drawn) > 5
+
+
+def test_the_watchdog_is_pinged_while_a_long_fence_runs(tmp_path):
+    """Found by the VM campaign (issue 21): under software emulation a fence (three agent runs)
+    took over 10 s; the watchdog was pinged only between reconcile rounds, so systemd killed the
+    daemon mid-fence and its successor fenced the rebooting peer again.  A running action keeps
+    the pings going (a frozen process or a blocked event loop still stops them)."""
+    fencer = FakeFencer([Outcome(True)], delay=2.5)
+    pings: list[float] = []
+
+    async def main():
+        eng = make_engine(tmp_path, fencer)
+
+        class Notify:  # the daemon's notifier: WatchdogSec=1s, so a ping every 0.25 s
+            watchdog_interval = 0.5
+
+            def __call__(self, *a, watchdog=False, **k):
+                if watchdog:
+                    pings.append(time.monotonic())
+
+        eng.notify = Notify()
+        eng.loop_beat = time.monotonic() - 1000  # the loop's own beat is old: only the action counts
+        watchdog = asyncio.create_task(eng._watchdog_loop())
+        eng.heartbeat.lose_peer(8, node=owner_report())
+        t0 = time.monotonic()
+        ok = await eng.execute(Action(K.FENCE, None, PEER, "test: a slow fence"))
+        t1 = time.monotonic()
+        watchdog.cancel()
+        return ok, t0, t1
+
+    ok, t0, t1 = run(main())
+    assert ok
+    inside = [t for t in pings if t0 < t < t1]
+    assert len(inside) >= 2, f"watchdog pings during a 2.5 s fence: {len(inside)}"

@@ -128,6 +128,9 @@ class Run:
             print(f"\n=== {vm.name} ({path}), last lines:\n" + "\n".join(out.splitlines()[-30:]),
                   file=sys.stderr)
 
+    def before_cluster_start(self) -> None:
+        """Called once the filesystem is made, before hasupd starts (the campaign adds its parts)."""
+
     def kill_all(self) -> None:
         for vm in self.vms.values():
             vm.kill()
@@ -274,6 +277,7 @@ def setup(run: Run) -> None:
     with run.step("mkfs.ext4 and the site on the DRBD device (node1)"):
         n1.sh("mkfs.ext4 -q /dev/drbd1 && mount /dev/drbd1 /mnt/data && mkdir /mnt/data/www"
               f" && echo '<h1>{INDEX}</h1>' > /mnt/data/www/index.html && umount /mnt/data", timeout=180)
+    run.before_cluster_start()
     with run.step("systemctl enable --now hasupd on both; rg_web starts on node1"):
         t = time.monotonic()
         run.both("systemctl enable --now hasupd", timeout=180)
