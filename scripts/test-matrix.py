@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`make test-matrix`: the tests under each distribution's Python and libraries.
 
-One venv per row (build/matrix/ROW, reused while its pins are unchanged),
+One venv per row ($HASUPD_MATRIX_CACHE/ROW, default /var/cache/hasupd-matrix, reused while
+its pins are unchanged; hasupd itself is installed anew from this clone each run),
 with that Python from pyenv and EXACTLY the library versions the
 distribution ships (hasupd itself installed with --no-deps, so nothing
 newer sneaks in; pip check proves the set is complete), then:
@@ -27,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYENV = Path(os.environ.get("HASUPD_PYENV_VERSIONS", "/root/.pyenv/versions"))
-WORK = ROOT / "build" / "matrix"
+# outside the clone, like the VM image: a fresh clone (CI) reuses the venvs while their pins hold
+WORK = Path(os.environ.get("HASUPD_MATRIX_CACHE", "/var/cache/hasupd-matrix"))
 
 # Each distribution's own packages (checked with apt-cache in Debian chroots
 # for Debian 12/13; Ubuntu and EL 9 as published by them). EL 9 has no
