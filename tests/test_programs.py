@@ -49,3 +49,15 @@ def test_a_missing_program_is_named_with_its_package(tmp_path, monkeypatch):
     assert check_programs.problems(["main"]) == [
         "missing program hasupd-no-such-tool: install the Debian package hasupd-tools "
         "(`make deps` / scripts/deps.sh installs the main list)"]
+
+
+def test_the_vm_image_has_every_dependency_of_the_deb():
+    """`make test-vm` installs the .deb offline on the image's packages: each Depends of
+    debian/control must be in tests/vm/image-packages.txt (a new Depends once failed there)."""
+    control = (ROOT / "debian" / "control").read_text()
+    depends = control.split("\nDepends:", 1)[1].split("\nRecommends:", 1)[0]
+    names = {alt.strip().split()[0] for dep in depends.split(",") for alt in dep.split("|")
+             if alt.strip() and not alt.strip().startswith("${")}
+    image = {ln.split("#")[0].strip() for ln in (ROOT / "tests" / "vm" / "image-packages.txt").read_text().splitlines()}
+    assert names, "no Depends found in debian/control"
+    assert not names - image - {"adduser"}, f"not in the VM image: {sorted(names - image - {'adduser'})}"
