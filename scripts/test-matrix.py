@@ -97,7 +97,8 @@ def venv(row: str, spec: dict, log) -> Path:
         env = {**os.environ, "PIP_CONSTRAINT": str(constraints), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         run([py, "-m", "pip", "install", "-q", *pins, *TEST_TOOLS], log, env=env)
         stamp.write_text(key)
-    run([py, "-m", "pip", "install", "-q", "--no-deps", "-e", ROOT], log,
+    # the lab (its own distribution): the simulator and the lab run as subprocesses of the tests
+    run([py, "-m", "pip", "install", "-q", "--no-deps", "-e", ROOT, "-e", ROOT / "lab"], log,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     # exactly the pins: nothing else of hasupd's dependencies, and each at its version
     frozen = subprocess.run([py, "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout
