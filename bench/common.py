@@ -296,6 +296,15 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
             lab.topo.clear_loss(node, ring)
     deadline = time.monotonic() + timeout
     resolved = False
+
+    def resolve_and_report(survivor: str, what: str) -> bool:
+        """Resolve a split brain (the survivor keeps its data); said and counted when done."""
+        done = resolve_split_brain(lab, survivor)
+        if done:
+            log(f"    SPLIT BRAIN: {what}")
+            if resolved_split_brains is not None:
+                resolved_split_brains.append(what)
+        return done
     while time.monotonic() < deadline:
         for node in NODES:
             if lab.daemon_pid(node) is None:
@@ -315,20 +324,12 @@ def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = No
             # a split brain that nobody serves through (no node promotes on a split brain):
             # the operator picks the survivor, here the node still Primary or else n1
             primary = next((n for n in NODES if drbd(lab, n, "role").startswith("Primary")), NODES[0])
-            what = f"DRBD split brain {states} and nobody serves: resolved ({primary} survives)"
-            resolved = resolve_split_brain(lab, primary)
-            if resolved:
-                log(f"    SPLIT BRAIN: {what}")
-                if resolved_split_brains is not None:
-                    resolved_split_brains.append(what)
+            resolved = resolve_and_report(primary, f"DRBD split brain {states} and nobody serves: "
+                                          f"resolved ({primary} survives)")
         if owner and not resolved and split_brain_seen(lab):
             states = [drbd(lab, n, "cstate") for n in NODES]
-            what = f"DRBD split brain {states}: resolved with --discard-my-data on {OTHER[owner]} ({owner} survives)"
-            resolved = resolve_split_brain(lab, owner)
-            if resolved:
-                log(f"    SPLIT BRAIN: {what}")
-                if resolved_split_brains is not None:
-                    resolved_split_brains.append(what)
+            resolved = resolve_and_report(owner, f"DRBD split brain {states}: resolved with --discard-my-data "
+                                          f"on {OTHER[owner]} ({owner} survives)")
         got = healthy(lab)
         if got:
             return got
