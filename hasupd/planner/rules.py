@@ -1,0 +1,41 @@
+"""The rule registry: every rule of the two-node contract (DESIGN.md's rules 1-12 and the decisions
+taken where it is silent) has an id, declared once by ``@rule`` on the function that implements it.
+
+A rule function's first argument carries a ``fired`` list (the group's facts, or the round): when
+the function returns something true (a decision, a reason that bars a node), its id is appended, so
+that a plan says which rules decided it (``planner.plan(...).rules``) without any I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str  # "R<design rule number>-<slug>"
+    statement: str  # one line
+    code: str  # module:function that implements it
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, statement: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare rule_id as implemented by the decorated function."""
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if rule_id in RULES:
+            raise ValueError(f"rule {rule_id} is declared twice ({RULES[rule_id].code})")
+        RULES[rule_id] = Rule(rule_id, statement, f"{fn.__module__}:{fn.__qualname__}")
+
+        @functools.wraps(fn)
+        def traced(*args: Any, **kw: Any) -> Any:
+            out = fn(*args, **kw)
+            fired = getattr(args[0], "fired", None) if args else None
+            if out and fired is not None:
+                fired.append(rule_id)
+            return out
+        return traced
+    return register
