@@ -7,6 +7,8 @@ the scenario suite (tests/scenarios/NAME.summary) compares verbatim.
 The view file (every key optional except where said)::
 
     description: one line              # printed first
+    rules: [R7-placement, ...]         # the planner rule ids this scenario exercises (checked
+                                       #   against the registry: `hasupd-simulate --rules`)
     config: reference                  # the reference setup (conf/hasupd.yaml), or a path
                                        # (relative to this file), or overrides of the base:
     #   config:
@@ -72,6 +74,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,8 @@ REFERENCE_CANDIDATES = (
     Path("/usr/share/doc/hasupd/examples/hasupd.yaml"),
     Path("/usr/share/hasupd/hasupd.yaml"),
 )
+
+SOURCE_SCENARIOS = Path(__file__).resolve().parent.parent / "tests" / "scenarios"
 
 GUARDS = {
     "ping": {"mode": "ping", "ping": {"targets": ["192.168.0.1"]}},
@@ -130,8 +135,22 @@ def reference_path() -> Path:
     return Path(configmod.DEFAULT_PATH)
 
 
+@dataclass(frozen=True)
+class Scenario:
+    description: str
+    config: Config
+    view: ClusterView
+    rules: tuple[str, ...]  # the rule ids it names (each one in planner.RULES)
+
+
 def load(path: str | Path, base_config: str | Path | None = None) -> tuple[str, Config, ClusterView]:
     """(description, config, view) from a view file; ViewError / ConfigError when malformed."""
+    sc = load_scenario(path, base_config)
+    return sc.description, sc.config, sc.view
+
+
+def load_scenario(path: str | Path, base_config: str | Path | None = None) -> Scenario:
+    """The whole view file, with the rule ids it names; ViewError / ConfigError when malformed."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
@@ -143,10 +162,21 @@ def load(path: str | Path, base_config: str | Path | None = None) -> tuple[str, 
         raise ViewError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
     if not isinstance(doc, dict):
         raise ViewError(f"{path}: expected a mapping with description, config and view")
-    _check_keys(path, "", doc, ("description", "config", "view"))
+    _check_keys(path, "", doc, ("description", "rules", "config", "view"))
+    rules = _rule_ids(path, doc.get("rules", []))
     cfg = _load_config(path, doc.get("config", "reference"), base_config)
     view = parse_view(cfg, doc.get("view") or {}, str(path))
-    return str(doc.get("description", "")), cfg, view
+    return Scenario(str(doc.get("description", "")), cfg, view, rules)
+
+
+def _rule_ids(path: Path, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ViewError(f"{path}: rules: expected a list of rule ids (see `hasupd-simulate --rules`)")
+    for x in v:
+        if x not in planner.RULES:
+            hint = configmod._did_you_mean(x, tuple(planner.RULES))
+            raise ViewError(f"{path}: rules: {x}: unknown rule id{hint} (see `hasupd-simulate --rules`)")
+    return tuple(v)
 
 
 def _check_keys(path, where: str, d: dict, allowed: tuple[str, ...]) -> None:
@@ -617,20 +647,62 @@ def summary(cfg: Config, view: ClusterView, description: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def rule_order(rule_id: str) -> tuple[int, str]:
+    """R2-... before R10-...: by the DESIGN.md rule number, then by name."""
+    number = rule_id[1:].split("-", 1)[0]
+    return (int(number) if number.isdigit() else 0, rule_id)
+
+
+def scenarios_naming(scenario_dir: Path) -> dict[str, list[str]]:
+    """Rule id -> the scenarios (file stems) in scenario_dir that name it."""
+    named: dict[str, list[str]] = {r: [] for r in planner.RULES}
+    for p in sorted(scenario_dir.glob("*.yaml")):
+        for r in load_scenario(p).rules:
+            named[r].append(p.stem)
+    return named
+
+
+def rule_index(scenario_dir: Path | None) -> str:
+    """`hasupd-simulate --rules`: each rule id, its statement, its code and the scenarios naming it."""
+    named = scenarios_naming(scenario_dir) if scenario_dir is not None else {}
+    lines = []
+    for rule_id in sorted(planner.RULES, key=rule_order):
+        r = planner.RULES[rule_id]
+        lines += [rule_id, f"  {r.statement}", f"  code: {r.code}"]
+        if scenario_dir is not None:
+            names = named[rule_id]
+            lines.append(f"  scenarios ({len(names)}): {', '.join(names) if names else 'NONE'}")
+    if scenario_dir is None:
+        lines.append("(no scenario directory: pass --scenarios DIR to list the scenarios naming each rule)")
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hasupd-simulate",
                                  description="Print what the planner decides for a view (like crm_simulate).")
-    ap.add_argument("view", help="a view file (see `pydoc hasupd.simulate` for its format)")
+    ap.add_argument("view", nargs="?", help="a view file (see `pydoc hasupd.simulate` for its format)")
+    ap.add_argument("--rules", action="store_true",
+                    help="print the planner's rules: id, statement, code (module:function), the scenarios "
+                         "naming it")
+    ap.add_argument("--scenarios", help="the scenario directory for --rules (default: the source tree's "
+                                        "tests/scenarios when there is one)")
     ap.add_argument("--config", help="the configuration to use instead of the view's base (e.g. "
                                      "/etc/hasupd/hasupd.yaml)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not args.rules and args.view is None:
+        ap.error("a view file is needed (or --rules)")
     try:
-        description, cfg, view = load(args.view, args.config)
-        text = summary(cfg, view, description)
+        if args.rules:
+            scenario_dir = Path(args.scenarios) if args.scenarios else SOURCE_SCENARIOS
+            text = rule_index(scenario_dir if scenario_dir.is_dir() else None)
+        else:
+            description, cfg, view = load(args.view, args.config)
+            text = summary(cfg, view, description)
     except ViewError as e:
         print(f"hasupd-simulate: {e}", file=sys.stderr)
         return configmod.EX_CONFIG

@@ -5,6 +5,7 @@ reviewer reads as a diff.  `pytest tests/test_planner_scenarios.py --update`
 (or HASUPD_UPDATE=1) rewrites the .summary files from the current planner.
 """
 
+import importlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hasupd import simulate
+from hasupd import planner, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "tests" / "scenarios"
@@ -23,17 +24,65 @@ def test_there_are_enough_scenarios():
     assert len(NAMES) >= 55, NAMES
 
 
+def with_rules_line(text: str, rule_ids: list[str]) -> str:
+    """The scenario text with its `rules:` line (after the description) naming rule_ids."""
+    line = f"rules: [{', '.join(rule_ids)}]"
+    lines = [x for x in text.splitlines() if not x.startswith("rules:")]
+    return "\n".join(lines[:1] + [line] + lines[1:]) + "\n"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario(name, request):
-    description, cfg, view = simulate.load(SCENARIOS / f"{name}.yaml")
-    assert description, f"{name}.yaml needs a one-line description"
-    got = simulate.summary(cfg, view, description)
+    path = SCENARIOS / f"{name}.yaml"
+    sc = simulate.load_scenario(path)
+    assert sc.description, f"{name}.yaml needs a one-line description"
+    got = simulate.summary(sc.config, sc.view, sc.description)
+    # the rules: line names exactly the rules that decided (the planner's own trace)
+    fired = sorted(planner.rules_fired(sc.config, sc.view), key=simulate.rule_order)
     expected_path = SCENARIOS / f"{name}.summary"
     if request.config.getoption("--update") or os.environ.get("HASUPD_UPDATE") == "1":
         expected_path.write_text(got)
+        path.write_text(with_rules_line(path.read_text(), fired))
         return
     assert expected_path.exists(), f"no {expected_path.name}: run with --update and review it"
     assert got == expected_path.read_text()
+    assert list(sc.rules) == fired, f"{name}.yaml rules: names {list(sc.rules)}, the planner applied {fired}"
+
+
+# ---------------------------------------------------------------- the rule registry
+
+
+def test_every_rule_is_named_by_a_scenario():
+    named = simulate.scenarios_naming(SCENARIOS)
+    assert [r for r, names in named.items() if not names] == []
+
+
+def test_every_rule_points_at_its_code():
+    for r in planner.RULES.values():
+        module, qualname = r.code.split(":")
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        assert callable(obj), r
+        assert module.startswith("hasupd.planner."), r
+
+
+def test_rule_ids_name_a_design_rule():
+    for rule_id in planner.RULES:
+        number, _, slug = rule_id.partition("-")
+        assert number[0] == "R" and 1 <= int(number[1:]) <= 12 and slug, rule_id
+
+
+def test_simulate_rules_prints_rule_statement_code_scenarios():
+    out = run_simulate("--rules")
+    assert out.returncode == 0, out.stderr
+    blocks = out.stdout.split("\nR")
+    assert len(blocks) == len(planner.RULES)
+    r = planner.RULES["R3-threshold"]
+    block = next(b for b in blocks if b.startswith("3-threshold\n"))
+    assert f"  {r.statement}\n" in block and f"  code: {r.code}\n" in block
+    assert "httpd-killed-threshold-1" in block.split("scenarios (")[1]
+    assert "NONE" not in out.stdout
 
 
 # ---------------------------------------------------------------- hasupd-simulate
@@ -62,6 +111,8 @@ def test_simulate_with_an_administrators_config(tmp_path):
 
 @pytest.mark.parametrize("text,words", [
     ("view: [1, 2\n", ":2:1: not valid YAML"),
+    ("rules: [R3-treshold]\nview: {}\n", "rules: R3-treshold: unknown rule id (did you mean 'R3-threshold'?)"),
+    ("rules: R3-threshold\nview: {}\n", "rules: expected a list of rule ids"),
     ("descripton: x\nview: {}\n", "unknown key (did you mean 'description'?)"),
     ("view:\n  nodes:\n    primarycentos:\n      drbd: Primary UpToDate\n", "view.nodes.primarycentos.drbd: expected"),
     ("view:\n  nodes:\n    primarycentos:\n      drbd: Primary/Secondary UpToDate/Sideways Connected\n",

@@ -130,7 +130,8 @@ class GroupFacts:
     # ------------------------------------------------------------ the data (rule 4)
 
     @rule("R4-good-data", "A node promotes only an UpToDate disk, or a Consistent one whose peer is known "
-          "Outdated; anything else needs the operator's forced promotion (split brain and may_promote:no bar it).")
+          "Outdated; anything else needs the operator's forced promotion (split brain and may_promote:no bar it).",
+          applied=lambda answer: answer != ("", False))
     def good_data(self, node: str) -> tuple[str, bool]:
         """("" or why not, force needed) for promoting the group's DRBD on node."""
         d = self.drbd(self.node(node))

@@ -2,8 +2,9 @@
 taken where it is silent) has an id, declared once by ``@rule`` on the function that implements it.
 
 A rule function's first argument carries a ``fired`` list (the group's facts, or the round): when
-the function returns something true (a decision, a reason that bars a node), its id is appended, so
-that a plan says which rules decided it (``planner.plan(...).rules``) without any I/O.
+the function's answer says the rule applied (by default: the answer is true, e.g. a decision or a
+reason that bars a node), its id is appended, so that a plan says which rules decided it
+(``planner.rules_fired``) without any I/O.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, statement: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare rule_id as implemented by the decorated function."""
+def rule(rule_id: str, statement: str, applied: Callable[[Any], bool] = bool
+         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare rule_id as implemented by the decorated function; applied(answer): did it apply?"""
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         if rule_id in RULES:
             raise ValueError(f"rule {rule_id} is declared twice ({RULES[rule_id].code})")
@@ -34,7 +36,7 @@ def rule(rule_id: str, statement: str) -> Callable[[Callable[..., Any]], Callabl
         def traced(*args: Any, **kw: Any) -> Any:
             out = fn(*args, **kw)
             fired = getattr(args[0], "fired", None) if args else None
-            if out and fired is not None:
+            if fired is not None and applied(out):
                 fired.append(rule_id)
             return out
         return traced
