@@ -460,3 +460,22 @@ def test_a_view_that_matches_the_goal_plans_nothing(world):
             view = apply(view, actions)
         else:
             raise AssertionError(f"no fixed point after 6 rounds: {history[-2:]}")
+
+
+# ---------------------------------------------------------------- every decision has a rule
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds())
+def test_every_plan_is_decided_by_a_registered_rule(world):
+    """The planner's trace names at least one rule for the (one) group of every view, and only
+    registered ones, and it is pure like the plan."""
+    cfg = world[0]
+    for n in (A, B):
+        if not world[1][n]["alive"]:
+            continue
+        view = view_of(world, n)
+        fired = planner.rules_fired(cfg, view)
+        assert fired, (n, planner.explain(cfg, view))
+        assert set(fired) <= set(planner.RULES)
+        assert fired == planner.rules_fired(cfg, view)

@@ -73,23 +73,29 @@ def place(f: GroupFacts) -> Decision:
 
 @rule("R2-link-moves", "A node whose VIP link is down gives a running group to a peer that can run it (no fail "
       "count, no ban); with no such peer it keeps the group and waits for the link.")
-def link_moves(f: GroupFacts, peer_can: bool) -> str:
-    link = f.link(f.me)
-    if link and peer_can:
-        return (f"{f.local} cannot serve {f.name} now ({link}), so {f.name} moves to {f.peer_name}, whose link "
-                "is up (the resource did not fail: no fail count, no ban)")
-    return ""
+def link_moves(f: GroupFacts, holder: str, other_can: bool) -> str:
+    """Why the group leaves holder for the other node because of holder's link ("" = it does not)."""
+    link = f.link(f.node(holder))
+    if not link or not other_can:
+        return ""
+    if holder != f.local:
+        return f"{holder} cannot serve it now: {link}"
+    return (f"{f.local} cannot serve {f.name} now ({link}), so {f.name} moves to {f.peer_name}, whose link "
+            "is up (the resource did not fail: no fail count, no ban)")
 
 
 @rule("R4-diskless", "A Primary whose local disk is gone gives the group up when the peer can take it over "
       "(not a failure: no fail count, no ban); else it keeps running on the peer's copy.")
-def diskless_moves(f: GroupFacts, peer_can: bool) -> str:
-    d = f.d
-    if f.diskless_primary() and peer_can:
-        return (f"DRBD {d.resource} on {f.local} has lost its local disk ({d.disk}: every read and write "
-                f"goes to {f.peer_name}'s copy), so {f.name} moves to {f.peer_name}, which has the data (not a "
-                "resource failure: no fail count, no ban)")
-    return ""
+def diskless_moves(f: GroupFacts, holder: str, other_can: bool) -> str:
+    """Why the group leaves holder for the other node because holder lost its disk ("" = it does not)."""
+    d = f.drbd(f.node(holder))
+    if d is None or d.role != "Primary" or d.disk not in NO_LOCAL_DISK or not other_can:
+        return ""
+    if holder != f.local:
+        return f"DRBD {d.resource} on {holder} has lost its local disk, it is {d.disk}"
+    return (f"DRBD {d.resource} on {f.local} has lost its local disk ({d.disk}: every read and write "
+            f"goes to {f.peer_name}'s copy), so {f.name} moves to {f.peer_name}, which has the data (not a "
+            "resource failure: no fail count, no ban)")
 
 
 def leave_reason(f: GroupFacts) -> tuple[str, bool]:
@@ -104,7 +110,7 @@ def leave_reason(f: GroupFacts) -> tuple[str, bool]:
     if why:
         return f"{why}, so {name} leaves {local}", False
     peer_can = f.peer_alive and not peer_why
-    leave = (link_moves(f, peer_can) or diskless_moves(f, peer_can) or intents.move_away(f, peer_can)
+    leave = (link_moves(f, local, peer_can) or diskless_moves(f, local, peer_can) or intents.move_away(f, peer_can)
              or stickiness(f, local, peer_can)[0])
     if leave:
         return leave, False
@@ -177,11 +183,8 @@ def runs_on_peer(f: GroupFacts) -> Decision:
     why = why_not(f, f.local)
     # the peer at its threshold keeps the group when this node cannot take it (it recovers in place)
     leave = why_not(f, peer, starting=False, count_failures=not why)
-    pd = f.drbd(f.peer)
-    if not leave and not why and pd is not None and pd.role == "Primary" and pd.disk in NO_LOCAL_DISK:
-        leave = f"DRBD {pd.resource} on {peer} has lost its local disk, it is {pd.disk}"
-    if not leave and not why and f.link(f.peer):
-        leave = f"{peer} cannot serve it now: {f.link(f.peer)}"
+    if not leave:
+        leave = diskless_moves(f, peer, not why) or link_moves(f, peer, not why)
     peer_fail = f.fail(peer)
     if not leave and why and peer_fail:
         return Decision(f"{name} runs on {peer}, which recovers it in place after {peer_fail[0]} failed "
