@@ -64,7 +64,7 @@ from hasupd.planner.fencing import (
     fence_retry_delay,
     guard_price,
 )
-from hasupd.planner.rules import RULES, Rule
+from hasupd.planner.rules import RULES, Rule, Trace
 
 __all__ = [
     "FENCE_RETRY_FIRST", "FENCE_RETRY_MAX", "NO_LOCAL_DISK", "RECOVER_BACKOFF", "RULES", "RUNNING", "Rule",
@@ -122,7 +122,7 @@ def _group(f: GroupFacts) -> Decision:
 def _plan(cfg: Config, view: ClusterView) -> _Plan:
     plan = _Plan()
     peer_name = cfg.peer_of(view.local)
-    rf = ownership.RoundFacts()
+    rf = Trace()  # the rules that concern the whole round
     alerts = dict(ownership.split_brain_alerts(rf, cfg, view))  # standing conditions: key -> ALERT
     decisions: list[Decision] = []
     fired: list[str] = []

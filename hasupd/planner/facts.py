@@ -15,7 +15,7 @@ from hasupd.model import (
     ResourceStatus,
     ResState,
 )
-from hasupd.planner.rules import rule
+from hasupd.planner.rules import Trace, rule
 
 RUNNING = (ResState.STARTED, ResState.FAILED, ResState.STOP_FAILED)
 # DRBD disk states of a node that has lost its local copy (on-io-error detach, the disk vanished):
@@ -38,10 +38,11 @@ class Decision:
     fence: str = ""
 
 
-class GroupFacts:
+class GroupFacts(Trace):
     """One group from the local node's view: read-only queries, and builders of its actions."""
 
     def __init__(self, cfg: Config, view: ClusterView, g: Group, peer_name: str):
+        super().__init__()
         self.cfg, self.view, self.g = cfg, view, g
         self.name = g.name
         self.local, self.peer_name = view.local, peer_name
@@ -51,7 +52,6 @@ class GroupFacts:
         self.d = self.drbd(self.me)
         self.states = self.res_states(self.me)
         self.peer_states = self.res_states(self.peer)
-        self.fired: list[str] = []  # the rule ids that decided (rules.rule)
 
     # ------------------------------------------------------------ queries
 

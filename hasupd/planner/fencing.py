@@ -5,13 +5,12 @@ node's copy when the live peer asks."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from hasupd.config import Config
 from hasupd.model import Action, ClusterView, FenceFacts, FenceState
 from hasupd.planner.facts import Decision, GroupFacts, K, times
 from hasupd.planner.ownership import release_stale_claim
-from hasupd.planner.rules import rule
+from hasupd.planner.rules import Trace, rule
 
 FENCE_RETRY_FIRST = 2.0  # s after the first failed fence; doubles per failure ...
 FENCE_RETRY_MAX = 60.0  # ... up to this
@@ -71,8 +70,8 @@ def holds_any_group(cfg: Config, view: ClusterView) -> bool:
 @rule("R6-fence-race", "The fence race: the node that holds a group fences a silent peer at once (after "
       "random_delay), the other after owner_head_start + random_delay; never without the tie-breaker, never "
       "while DRBD is Connected; a failed fence is retried with a backoff (2 s doubling, at most 60 s).")
-def fence_gate(trace: Any, cfg: Config, view: ClusterView, peer: str) -> tuple[bool, str]:
-    """(fence the silent peer now?, why / why not yet).  trace: the facts whose ``fired`` records it."""
+def fence_gate(trace: Trace | None, cfg: Config, view: ClusterView, peer: str) -> tuple[bool, str]:
+    """(fence the silent peer now?, why / why not yet); trace records that the rule applied."""
     f, local = view.fence, view.local
     if view.fencing == FenceState.PENDING:
         return False, f"fencing {peer} is under way"
@@ -201,13 +200,13 @@ def disconnect_fenced_peer(f: GroupFacts) -> list[Action]:
 
 
 @rule("R6-one-fence", "One FENCE per round whatever the number of groups (the first group's reason).")
-def one_fence(trace: Any, decisions: list[Decision]) -> str:
+def one_fence(trace: Trace, decisions: list[Decision]) -> str:
     return next((d.fence for d in decisions if d.fence), "")
 
 
 @rule("R6-outdate-on-request", "The live peer's fence-peer handler asks this node to outdate its copy: "
       "DRBD_OUTDATE when it is a disconnected Secondary with good data, no split brain, and not promoting.")
-def outdate_on_request(trace: Any, cfg: Config, view: ClusterView, planned: list[Action]) -> list[Action]:
+def outdate_on_request(trace: Trace, cfg: Config, view: ClusterView, planned: list[Action]) -> list[Action]:
     """The live peer's fence-peer handler asks this node to outdate its copy (guard drbd): do it
     when this node is a disconnected Secondary with good data, so the peer may promote; not in
     maintenance, and not when this node's own plan promotes it (then the peer's request times out

@@ -7,7 +7,7 @@ from hasupd.config import Config
 from hasupd.model import Action, ClusterView, ResState
 from hasupd.planner.eligibility import why_not
 from hasupd.planner.facts import RUNNING, Decision, GroupFacts, K
-from hasupd.planner.rules import rule
+from hasupd.planner.rules import Trace, rule
 
 
 @rule("R11-settle-first", "The local node still probing its resources after start-up decides nothing.")
@@ -119,16 +119,9 @@ def peer_is_primary(f: GroupFacts) -> str:
     return ""
 
 
-class RoundFacts:
-    """The round's own trace (rules that concern all groups at once)."""
-
-    def __init__(self) -> None:
-        self.fired: list[str] = []
-
-
 @rule("R12-split-brain", "A split brain reported by DRBD: critical alert with the recovery commands; nothing "
       "is promoted (not even forced) until DRBD no longer reports it; a Primary keeps running.")
-def split_brain_alerts(rf: RoundFacts, cfg: Config, view: ClusterView) -> dict[str, Action]:
+def split_brain_alerts(trace: Trace, cfg: Config, view: ClusterView) -> dict[str, Action]:
     out = {}
     me = view.nodes[view.local]
     for res in cfg.drbd.resources:

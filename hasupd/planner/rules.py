@@ -24,6 +24,13 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
+class Trace:
+    """What a rule function's first argument carries: the ids of the rules that applied, in order."""
+
+    def __init__(self) -> None:
+        self.fired: list[str] = []
+
+
 def rule(rule_id: str, statement: str, applied: Callable[[Any], bool] = bool
          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare rule_id as implemented by the decorated function; applied(answer): did it apply?"""
