@@ -13,6 +13,7 @@ from hasupd_lab.drbdsim.states import INCONSISTENT, OUTDATED
 
 HANDLER_TIMEOUT = 60.0
 
+
 class HandlersMixin:
     """Part of resource.Res: the handler calls and what fence-peer's answer changes."""
 

@@ -16,6 +16,7 @@ from hasupd_lab.drbdsim.states import CONSISTENT, DISKLESS, INCONSISTENT, OUTDAT
 if TYPE_CHECKING:
     from hasupd_lab.drbdsim.resource import Res
 
+
 class ConnectionMixin:
     """Part of resource.Res: the peer connection's states and messages."""
 

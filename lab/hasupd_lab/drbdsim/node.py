@@ -67,7 +67,7 @@ class Node:
 
     def internal_error(self, where: str, exc: BaseException | None = None) -> None:
         """Log a simulator bug to stderr (daemon.log) and kern.log, where test failures show it."""
-        text = "".join(traceback.format_exception(exc)) if exc else traceback.format_exc()
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc else traceback.format_exc()
         sys.stderr.write(f"drbdsim: internal error in {where}:\n{text}")
         sys.stderr.flush()
         self.log(f"drbdsim: INTERNAL ERROR in {where}: {text.strip().splitlines()[-1]}")
