@@ -31,6 +31,7 @@ from typing import AsyncIterator, Callable, Iterable
 
 from hasupd import config
 from hasupd.model import DrbdStatus
+from hasupd.resources import procfs
 from hasupd.resources.base import Result, child_env, run
 from hasupd.resources.drbd_parse import (
     SYNCING,
@@ -118,21 +119,6 @@ async def check_resource(cfg: config.Drbd, res: str, versions: DrbdVersions, tim
 # ---------------------------------------------------------------- holders
 
 
-def _mountinfo(pid: str = "self") -> list[tuple[str, str, str]]:
-    """(major:minor, source, mountpoint) of every mount in the mount namespace of ``pid``."""
-    out = []
-    try:
-        with open(f"/proc/{pid}/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                fields = left.split()
-                src = right.split()[1] if len(right.split()) > 1 else ""
-                out.append((fields[2], src, fields[4].replace("\\040", " ")))
-    except (OSError, IndexError):
-        pass
-    return out
-
-
 def _rdev(path: str) -> int | None:
     try:
         st = os.stat(path)
@@ -141,65 +127,51 @@ def _rdev(path: str) -> int | None:
     return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
 
 
+def _dev_of(device: str) -> tuple[int, int] | None:
+    rdev = _rdev(os.path.realpath(device))
+    return (os.major(rdev), os.minor(rdev)) if rdev is not None else None
+
+
+def _mounts_elsewhere(dev: tuple[int, int]) -> list[str]:
+    """Mounts of ``dev`` in the other mount namespaces, one process named for each."""
+    found: list[str] = []
+    seen = set()
+    with contextlib.suppress(OSError):
+        seen.add(os.readlink("/proc/self/ns/mnt"))
+    for pid_s in os.listdir("/proc"):
+        if not pid_s.isdigit() or int(pid_s) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            ns = os.readlink(f"/proc/{pid_s}/ns/mnt")
+            if ns in seen:
+                continue
+            seen.add(ns)
+            found += [f"mounted on {e.mountpoint} in the mount namespace of pid {pid_s} ({procfs.comm(pid_s)})"
+                      for e in procfs.read_mountinfo(pid_s) if e.dev == dev]
+    return found
+
+
+def _process_holders(dev: tuple[int, int] | None) -> dict[int, str]:
+    if dev is None:
+        return {}
+    return {h.pid: f"pid {h.pid} ({h.name})" for h in procfs.find_holders(dev, device=True)}
+
+
 def find_holders(device: str) -> list[str]:
     """Who holds ``device`` open: its mounts, here and in other mount
     namespaces (a service started with PrivateTmp= while the filesystem was
-    mounted keeps a copy of the mount), processes with it (or a file on its
-    filesystem) open or as cwd, and kernel holders (dm/LVM).  The device is
-    matched by its device number, whatever node names it."""
+    mounted keeps a copy of the mount), processes of any namespace using it
+    or its filesystem (procfs.find_holders), and kernel holders (dm/LVM).
+    The device is matched by its device number, whatever node names it."""
     real = os.path.realpath(device)
-    rdev = _rdev(real)
-    majmin = f"{os.major(rdev)}:{os.minor(rdev)}" if rdev is not None else None
-    mounts = [mp for mm, src, mp in _mountinfo()
-              if (majmin is not None and mm == majmin) or (src and os.path.realpath(src) == real)]
-    found: list[str] = [f"mounted on {mp}" for mp in mounts]
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        psutil = None
-
-    def under(link: str, path: str) -> bool:
-        if any(path == mp or path.startswith(mp.rstrip("/") + "/") for mp in mounts):
-            return True
-        if path == real or (rdev is not None and path.startswith("/dev/") and _rdev(link) == rdev):
-            return True
-        try:  # a file on the device's filesystem, whichever mount namespace it is seen through
-            return rdev is not None and os.stat(link).st_dev == rdev
-        except OSError:
-            return False
-
-    def name_of(pid: int) -> str:
-        with contextlib.suppress(Exception):
-            return psutil.Process(pid).name() if psutil is not None else "?"
-        return "?"
-
-    me = os.getpid()
-    namespaces = set()
+    dev = _dev_of(device)
+    found: list[str] = []
     with contextlib.suppress(OSError):
-        namespaces.add(os.readlink("/proc/self/ns/mnt"))
-    for pid_s in os.listdir("/proc"):
-        if not pid_s.isdigit() or int(pid_s) == me:
-            continue
-        pid = int(pid_s)
-        with contextlib.suppress(OSError):
-            ns = os.readlink(f"/proc/{pid}/ns/mnt")
-            if majmin is not None and ns not in namespaces:
-                namespaces.add(ns)
-                found += [f"mounted on {mp} in the mount namespace of pid {pid} ({name_of(pid)})"
-                          for mm, _src, mp in _mountinfo(pid_s) if mm == majmin]
-        hit = False
-        with contextlib.suppress(OSError):
-            hit = under(f"/proc/{pid}/cwd", os.readlink(f"/proc/{pid}/cwd"))
-        if not hit:
-            with contextlib.suppress(OSError):
-                for fd in os.listdir(f"/proc/{pid}/fd"):
-                    link = f"/proc/{pid}/fd/{fd}"
-                    with contextlib.suppress(OSError):
-                        if under(link, os.readlink(link)):
-                            hit = True
-                            break
-        if hit:
-            found.append(f"pid {pid} ({name_of(pid)})")
+        found += [f"mounted on {e.mountpoint}" for e in procfs.read_mountinfo()
+                  if (dev is not None and e.dev == dev) or (e.source and os.path.realpath(e.source) == real)]
+    if dev is not None:
+        found += _mounts_elsewhere(dev)
+    found += _process_holders(dev).values()
     with contextlib.suppress(OSError):
         for h in sorted(os.listdir(f"/sys/class/block/{os.path.basename(real)}/holders")):
             found.append(f"kernel holder {h}")
@@ -210,9 +182,7 @@ def stop_holder_processes(device: str, grace: float = 5.0) -> list[str]:
     """SIGTERM the processes that hold ``device`` (see ``find_holders``), SIGKILL
     those still there after ``grace`` seconds; mounts and kernel holders are
     left alone (unmounting is the filesystem resource's job).  What was stopped."""
-    import re
-    pids = {int(m.group(1)): h for h in find_holders(device)
-            for m in [re.match(r"pid (\d+) ", h)] if m and int(m.group(1)) > 1}
+    pids = _process_holders(_dev_of(device))
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, 15)

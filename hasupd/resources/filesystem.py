@@ -36,16 +36,15 @@ import socket
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from typing import AsyncIterator
 
 from hasupd import config
 from hasupd.model import ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation, run
+from hasupd.resources.procfs import MOUNTINFO, Holder, MountEntry, find_holders, read_mountinfo
 
 log = logging.getLogger(__name__)
 
-MOUNTINFO = "/proc/self/mountinfo"
 C_LOCALE = {"LC_ALL": "C"}  # mount/umount/fsck messages are parsed ("busy") and quoted
 UMOUNT_BUSY = 32  # umount(8)'s exit code for "target is busy" (and other mount failures)
 # Types that are not block devices: no device-number checks, no fsck.
@@ -64,62 +63,6 @@ FSCK_MEANING = {
 # ---------------------------------------------------------------- mount table (pure)
 
 
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of /proc/PID/mountinfo."""
-
-    mount_id: int
-    dev: tuple[int, int]  # st_dev of files on it (major, minor)
-    root: str
-    mountpoint: str
-    options: str  # per-mount options (rw, ro, relatime ...)
-    fstype: str
-    source: str
-    super_options: str
-
-    @property
-    def read_only(self) -> bool:
-        return "ro" in self.options.split(",")
-
-
-def _unescape(field: str) -> str:
-    # The kernel escapes space, tab, newline and backslash as \ooo.
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """Parse mountinfo (see proc(5)); malformed lines are skipped."""
-    entries = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-", 6)
-            major, minor = fields[2].split(":")
-            entries.append(MountEntry(
-                mount_id=int(fields[0]),
-                dev=(int(major), int(minor)),
-                root=_unescape(fields[3]),
-                mountpoint=_unescape(fields[4]),
-                options=fields[5],
-                fstype=fields[sep + 1],
-                source=_unescape(fields[sep + 2]),
-                super_options=fields[sep + 3] if len(fields) > sep + 3 else "",
-            ))
-        except (ValueError, IndexError):
-            continue
-    return entries
-
-
 def top_mount(entries: list[MountEntry], directory: str) -> MountEntry | None:
     """What is visible at ``directory``: the last mount listed on it."""
     found = None
@@ -134,68 +77,7 @@ def fsck_meaning(code: int) -> str:
     return ", ".join(parts) or "no errors"
 
 
-def read_mountinfo() -> list[MountEntry]:
-    with open(MOUNTINFO) as f:
-        return parse_mountinfo(f.read())
-
-
 # ---------------------------------------------------------------- holders
-
-
-@dataclass(frozen=True)
-class Holder:
-    pid: int
-    name: str
-    how: str  # "cwd", "open file /x/y", "mapped file", "root"
-
-    def __str__(self) -> str:
-        return f"pid {self.pid} ({self.name}, {self.how})"
-
-
-def find_holders(dev: tuple[int, int]) -> list[Holder]:
-    """Processes of this mount namespace that use the filesystem whose files
-    have st_dev ``dev`` (what ``fuser -m`` finds).  Blocking: /proc scan."""
-    want = os.makedev(*dev)
-    me = os.getpid()
-    try:
-        my_ns = os.readlink("/proc/self/ns/mnt")
-    except OSError:
-        my_ns = None
-    holders = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in (me, 1):
-            continue
-        pid = int(entry)
-        base = f"/proc/{pid}"
-        try:
-            if my_ns is not None and os.readlink(f"{base}/ns/mnt") != my_ns:
-                continue  # another mount namespace holds its own mount, not ours
-            how = _holds(base, want)
-            if how:
-                with open(f"{base}/comm") as f:
-                    holders.append(Holder(pid, f.read().strip(), how))
-        except OSError:
-            continue  # gone meanwhile, or a kernel thread
-    return holders
-
-
-def _holds(base: str, want: int) -> str | None:
-    for link in ("cwd", "root"):
-        with contextlib.suppress(OSError):
-            if os.stat(f"{base}/{link}").st_dev == want:
-                return link
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"{base}/fd"):
-            with contextlib.suppress(OSError):
-                if os.stat(f"{base}/fd/{fd}").st_dev == want:
-                    return f"open file {os.readlink(f'{base}/fd/{fd}')}"
-    with contextlib.suppress(OSError), open(f"{base}/maps") as maps:
-        hexdev = f"{os.major(want):02x}:{os.minor(want):02x}"
-        for line in maps:
-            parts = line.split(None, 5)
-            if len(parts) > 3 and parts[3] == hexdev and parts[4] != "0":
-                return f"mapped file {parts[5].strip() if len(parts) > 5 else ''}".strip()
-    return None
 
 
 def _signal_all(holders: list[Holder], sig: int) -> None:

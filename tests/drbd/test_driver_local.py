@@ -190,3 +190,27 @@ def test_watch_sees_backing_disk_detach_through_uevents(loopdev, tmp_path, empty
     assert d.udev_source in ("udev", "kernel")
     assert detach_s < 20  # seen through the event, not the 600 s probe
     print(f"backing disk detach seen after {detach_s * 1000:.0f} ms via source={d.udev_source}")
+
+
+def test_the_one_holder_finder_has_a_device_mode_and_a_filesystem_mode(loopdev):
+    """procfs.find_holders serves both drivers: a process with the block device
+    node itself open keeps DRBD from demoting (device mode, what drbd.find_holders
+    and stop_holder_processes use) but does not keep a filesystem on it busy
+    (filesystem mode, what the filesystem driver kills before unmounting)."""
+    from hasupd.resources import procfs
+
+    dev, _ = loopdev
+    rdev = os.stat(dev).st_rdev
+    majmin = (os.major(rdev), os.minor(rdev))
+    with open(dev, "rb") as f:
+        proc = subprocess.Popen(["sleep", "60"], stdin=f)
+    try:
+        assert f"pid {proc.pid} (sleep)" in drbd.find_holders(dev)
+        assert [(h.name, h.how) for h in procfs.find_holders(majmin, device=True) if h.pid == proc.pid] == [
+            ("sleep", f"open device {dev}")]
+        assert proc.pid not in [h.pid for h in procfs.find_holders(majmin)]
+        assert drbd.stop_holder_processes(dev, grace=5.0) == [f"pid {proc.pid} (sleep)"]
+        assert proc.wait(timeout=10) == -15
+    finally:
+        proc.kill()
+        proc.wait()

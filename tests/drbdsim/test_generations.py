@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from hasupd_lab.drbdsim import generations
-from hasupd_lab.drbdsim.daemon import decide
 from hasupd_lab.drbdsim.generations import Uuids
+from hasupd_lab.drbdsim.states import decide
 
 REPO = Path(__file__).resolve().parents[2]
 

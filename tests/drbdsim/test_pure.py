@@ -5,8 +5,8 @@ import json
 import pytest
 
 from hasupd_lab.drbdsim import config, render
-from hasupd_lab.drbdsim.daemon import decide
 from hasupd_lab.drbdsim.render import View
+from hasupd_lab.drbdsim.states import decide
 
 from .conftest import fixture
 

@@ -9,6 +9,7 @@ test machine); they stay installed after the purge, hasupd does not.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import subprocess
@@ -58,9 +59,67 @@ def purge() -> None:
     run("dpkg", "--purge", "hasupd", check=False, env=APT_ENV)
 
 
+# the simulator's shims stand in for these (hasupd_lab.drbdsim.harness.SHIMS): none belongs in a package
+FAKE_TOOLS = ("drbdadm", "drbdsetup", "drbdmeta", "modprobe", "rmmod", "drbdsim")
+LAB_MARKS = (b"hasupd_lab", b"hasupd-lab", b"drbdsim", b"DRBDSIM_")
+
+
 def lab_files(paths) -> list[str]:
-    """Anything of the lab or the DRBD simulator among a package's paths."""
-    return sorted(p for p in paths if any(m in p for m in ("hasupd_lab", "hasupd-lab", "drbdsim", "/lab/")))
+    """Anything of the lab or the DRBD simulator among a package's paths, a fake DRBD tool included."""
+    return sorted(p for p in paths if any(m in p for m in ("hasupd_lab", "hasupd-lab", "drbdsim", "/lab/"))
+                  or p.rstrip("/").rsplit("/", 1)[-1] in FAKE_TOOLS)
+
+
+def lab_payload(root: Path) -> list[str]:
+    """Files of an unpacked package that are the lab or call into it: a fake DRBD
+    tool by name, or a file whose content names the lab or the simulator (a shim,
+    an entry point, an import).  The README tells developers about the lab: it
+    is left out where it lands, /usr/share/doc and the metadata's long description."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = "/" + path.relative_to(root).as_posix()
+        if path.is_symlink() or not path.is_file() or rel.startswith("/usr/share/doc/") \
+                or path.name in ("METADATA", "PKG-INFO"):
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        if path.name in FAKE_TOOLS or any(m in data for m in LAB_MARKS):
+            found.append(rel)
+    return found
+
+
+def test_lab_payload_finds_a_shim_and_an_import(tmp_path):
+    """The content check itself: a shim named drbdadm, an entry point into the lab
+    and a gzipped page naming the simulator are found; the doc directory is not searched."""
+    (tmp_path / "usr/sbin").mkdir(parents=True)
+    (tmp_path / "usr/sbin/drbdadm").write_text("#!/bin/sh\nexec true\n")
+    (tmp_path / "usr/lib/python3/dist-packages/hasupd").mkdir(parents=True)
+    (tmp_path / "usr/lib/python3/dist-packages/hasupd/tool.py").write_text("from hasupd_lab import cli\n")
+    (tmp_path / "usr/lib/python3/dist-packages/hasupd/daemon.py").write_text("print('product')\n")
+    (tmp_path / "usr/share/man/man8").mkdir(parents=True)
+    (tmp_path / "usr/share/man/man8/x.8.gz").write_bytes(gzip.compress(b"see DRBDSIM_SOCKET"))
+    (tmp_path / "usr/share/doc/hasupd").mkdir(parents=True)
+    (tmp_path / "usr/share/doc/hasupd/README.md").write_text("hasupd-lab up\n")
+    assert lab_payload(tmp_path) == ["/usr/lib/python3/dist-packages/hasupd/tool.py", "/usr/sbin/drbdadm",
+                                     "/usr/share/man/man8/x.8.gz"]
+    assert lab_files(["/usr/sbin/drbdadm", "/usr/sbin/hasupd"]) == ["/usr/sbin/drbdadm"]
+
+
+def test_the_deb_and_the_rpm_carry_no_lab_code(packages, tmp_path):
+    """Unpacked, neither package holds a lab or simulator file, a fake drbdadm,
+    or a file of code or configuration that names the lab (no deletion step
+    in debian/rules or the spec needed: see the wheel test)."""
+    deb, rpm = packages
+    deb_root, rpm_root = tmp_path / "deb", tmp_path / "rpm"
+    run("dpkg-deb", "-x", str(deb), str(deb_root))
+    rpm_root.mkdir()
+    payload = subprocess.run(["rpm2cpio", str(rpm)], capture_output=True, check=True).stdout
+    subprocess.run(["cpio", "-idm", "--quiet"], input=payload, cwd=rpm_root, check=True)
+    for root, daemon in ((deb_root, "usr/lib/python3/dist-packages/hasupd/daemon.py"),
+                         (rpm_root, "usr/lib/python3.9/site-packages/hasupd/daemon.py")):
+        assert (root / daemon).is_file(), f"nothing unpacked at {root / daemon}"
+        assert lab_payload(root) == [], f"lab code in the package unpacked at {root}"
 
 
 def test_the_wheel_holds_the_product_only(tmp_path):

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from hasupd.resources.filesystem import fsck_meaning, parse_mountinfo, top_mount
+from hasupd.resources.filesystem import fsck_meaning, top_mount
+from hasupd.resources.procfs import parse_mountinfo
 
 try:
     from . import conftest_fv as fv

@@ -7,10 +7,15 @@ import asyncio
 import datetime
 import json
 import os
+from typing import TYPE_CHECKING
 
 from hasupd_lab.drbdsim import config as simconfig
 from hasupd_lab.drbdsim import dialect, render9, storage
-from hasupd_lab.drbdsim.daemon import CmdError, Node, Out, Res
+from hasupd_lab.drbdsim.output import CmdError, Out
+
+if TYPE_CHECKING:
+    from hasupd_lab.drbdsim.node import Node
+    from hasupd_lab.drbdsim.resource import Res
 
 
 def _split(argv: list[str]) -> tuple[set[str], dict[str, str], list[str]]:
