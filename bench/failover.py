@@ -36,6 +36,7 @@ Writes bench/results/failover.json (format: bench/results/README.md).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
     OTHER,
+    RESULTS,
     Poller,
     ctl,
     fmt,
@@ -70,7 +72,7 @@ TUNED = {"heartbeat.interval": "50ms", "heartbeat.deadtime": "300ms"}
 # the names are bench/report.py's scenario keys
 SCENARIOS: dict[str, tuple[str, dict, str, str, tuple[str, float] | None]] = {
     "kill_httpd": ("httpd killed (kill -9), migration threshold 1: failover", {}, "kill-httpd", "peer",
-                   ("to_first_200", 0.5)),
+                   ("to_first_200", 0.12)),
     "kill_httpd_restart": ("httpd killed (kill -9), migration threshold 3: restart in place",
                            {"groups.0.migration_threshold": 3}, "kill-httpd", "same", None),
     "crash": ("owner node crashed, default profile (interval 200ms, deadtime 2s)", {}, "crash",
@@ -82,7 +84,7 @@ SCENARIOS: dict[str, tuple[str, dict, str, str, tuple[str, float] | None]] = {
     "freeze_tuned": ("owner node frozen (SIGSTOP + cables cut), tuned profile", TUNED, "freeze", "peer",
                      ("to_first_200", 0.5)),
     "move": ("planned move (hasupctl move rg_web --wait): the gap without an answer", {}, "move", "peer",
-             ("gap", 0.5)),
+             ("gap", 0.15)),
     "kill_daemon": ("hasupd killed on the owner, restarted 1 s later (systemd RestartSec=1s)", {},
                     "kill-daemon", "same", ("failed_probes", 0)),
     "crash_fenced_tuned": ("owner power cut, tuned profile, guard fence: its BMC reports it off (already fenced)",
@@ -415,7 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 runs per scenario")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--prefix", default="bf")
-    ap.add_argument("--output", default="failover.json")
+    ap.add_argument("--output", default="failover.json", help="the scenarios without a guard")
+    ap.add_argument("--fencing-output", default="failover-fencing.json", help="the scenarios with guard fence")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other scenarios of the existing outputs (each says when it was measured)")
     args = ap.parse_args(argv)
     need_root()
     runs = 2 if args.quick else args.runs
@@ -427,20 +432,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failover.py: unknown scenario(s) {', '.join(unknown)} (known: {', '.join(SCENARIOS)})",
               file=sys.stderr)
         return 2
-    result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), "machine": machine(),
-              "runs_per_scenario": runs, "probe_interval_s": 0.01, "scenarios": {}}
+    mach = machine()
+    measured: dict[str, dict] = {}
     started = time.monotonic()
     for name in names:
         print(f"-- {name}: {SCENARIOS[name][0]} ({runs_of[name]} runs)", flush=True)
         t = time.monotonic()
         runs_out = Bench(name, runs_of[name], args.prefix).run_all()
-        result["scenarios"][name] = summarize(name, runs_out)
+        measured[name] = {**summarize(name, runs_out), "measured": mach["date"], "commit": mach["commit"]}
         print(f"   ({time.monotonic() - t:.0f}s)", flush=True)
-    for name, s in result["scenarios"].items():
-        print_summary(name, s)
-    result["elapsed_s"] = round(time.monotonic() - started, 1)
-    path = write_json(args.output, result)
-    print(f"\nwrote {path} ({result['elapsed_s']:.0f}s)")
+    for name in names:
+        print_summary(name, measured[name])
+    elapsed = round(time.monotonic() - started, 1)
+    # two files, so that the fencing rows and the others can be measured (and merged) apart
+    for output, fenced in ((args.output, False), (args.fencing_output, True)):
+        mine = {k: v for k, v in measured.items() if (k in GUARD) == fenced}
+        scenarios = {}
+        if args.merge:
+            try:
+                scenarios = json.loads((RESULTS / output).read_text()).get("scenarios", {})
+            except (OSError, ValueError):
+                pass
+            scenarios = {k: v for k, v in scenarios.items() if k in SCENARIOS and (k in GUARD) == fenced}
+        if not mine:
+            continue
+        scenarios.update(mine)
+        result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), "machine": mach,
+                  "runs_per_scenario": runs, "probe_interval_s": 0.01, "elapsed_s": elapsed,
+                  "scenarios": scenarios}
+        path = write_json(output, result)
+        print(f"\nwrote {path} ({elapsed:.0f}s)")
     return 0
 
 
