@@ -113,7 +113,7 @@ STEP_NAMES = {
     "start res_filesystem": "mount",
     "start res_httpd": "httpd answering",
 }
-STEP_ORDER = ["failure seen", "power status", "fenced", "daemon restarted", "stop httpd", "umount", "VIP down", "demote", "promote",
+STEP_ORDER = ["failure seen", "power status", "fence started", "fenced", "daemon restarted", "stop httpd", "umount", "VIP down", "demote", "promote",
               "VIP up + GARP", "mount", "httpd answering", "first HTTP 200"]
 
 
@@ -147,6 +147,9 @@ def steps_of(records: list[dict], t0: float, until: float, detector: str | None 
         if r.get("kind") == "observation" and r.get("state") == "peer_power" and "power status" not in found:
             found["power status"] = {"step": "power status", "offset": round(wall - t0, 4), "duration": 0.0,
                                      "node": r.get("node"), "ok": "powered off" in (r.get("reason") or "")}
+        if r.get("kind") == "fence-start" and "fence started" not in found:  # the head start ends here
+            found["fence started"] = {"step": "fence started", "offset": round(wall - t0, 4), "duration": 0.0,
+                                      "node": r.get("node"), "ok": True}
         if r.get("kind") == "fence" and "fenced" not in found:
             found["fenced"] = {"step": "fenced", "offset": round(wall - t0, 4),
                                "duration": r.get("duration") or 0.0, "node": r.get("node"), "ok": bool(r.get("ok"))}
