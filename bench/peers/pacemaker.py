@@ -5,6 +5,8 @@ filesystem, which this lab has no kernel module for: one group ``rg_web``
 = IPaddr2 VIP -> apache, stickiness INFINITY, migration-threshold 1, every
 monitor 20 s, action timeout 240 s, no STONITH, no-quorum-policy ignore;
 corosync 3 over knet on one link, two_node, the default token (3 s).
+PacemakerFenced / PacemakerFencedTuned: the same group with fencing (see
+their docstrings), in a lab with a BMC per node.
 """
 
 from __future__ import annotations

@@ -17,10 +17,20 @@ any 200 answer).  Scenarios:
               the owner stopped (SIGSTOP)
 * move        planned move (Pacemaker only: crm_resource --move)
 
+and, for Pacemaker with fencing (``pacemaker_fence``: the reference timings;
+``pacemaker_fence_tuned``: monitor 2 s, token 1000 ms; fence_ipmilan against
+an ipmi_sim BMC per node on a management network, as in hasupd's lab):
+
+* power_cut   the owner's processes killed and cables cut (its BMC reads off)
+* hung        the owner frozen (cables cut + SIGSTOP): fenced through its BMC
+* partition   the nodes cut from each other, both alive (n >= 10): the time
+              until one is powered off and the other answers; the VIP holders
+              are sampled every ~20 ms (``two_holders``)
+
 and the footprint of each node's cluster processes at idle (RSS, PSS, CPU;
 apache excluded).  Writes bench/results/peers.json and prints a table.
 
-    .venv/bin/python bench/peers/run.py [--quick] [--runs N] [--only pacemaker|keepalived]
+    .venv/bin/python bench/peers/run.py [--quick] [--runs N] [--only PEER]
 
 Run as root.  Missing Debian packages are installed with apt-get.  A peer
 that cannot run here is recorded with the reason (``blocked``).
