@@ -495,6 +495,12 @@ def fencing_section(docs: dict, results: Path) -> list[str]:
         holders = " / ".join(two_holders(e) for e in entries) if pk == "partition" else ""
         out.append(f"| {label} | " + " | ".join(cell(seconds_of(e)) for e in entries)
                    + f" | {holders} | {goal_cell(docs, k)} |")
+    if peers:
+        out += ["", "Where Pacemaker's time goes: corosync declares the node lost after its token and consensus "
+                "timeouts (3 s + 3.6 s at the reference, 1 s + 1.2 s tuned), then priority-fencing-delay holds the "
+                "fence of the node that ran the group for 2 s (in a power cut too: Pacemaker does not ask the BMC "
+                "first, while hasupd reads the power off and skips the fence), then fence_ipmilan powers it off "
+                "and the group starts. In a partition the owner fences at once and keeps serving."]
     for p in peers:
         fenced = {pk: [r["fenced_at"] for r in (peer_scenarios(docs, p).get(pk) or {}).get("runs", [])
                        if isinstance(r, dict) and isinstance(r.get("fenced_at"), (int, float))]
@@ -579,7 +585,7 @@ def goal_cell(docs: dict, k: str) -> str:
     metric = {"to_first_200": "", "seconds": "", "gap": "gap ", "failed_probes": "failed probes "}.get(
         goal.get("metric"), f"{goal.get('metric')} ")
     if "total" in goal:  # a safety count over every sample of every run
-        return f"{goal.get('metric')} = {goal['limit']:g}" + (" ✓" if goal.get("met") else " **missed**")
+        return f"{goal['limit']:g} samples with two holders" + (" ✓" if goal.get("met") else " **missed**")
     unit = "" if goal.get("metric") == "failed_probes" else " s"
     verdict = "" if goal.get("median") is None else (" ✓" if goal.get("met") else " **missed**")
     return f"{metric}≤ {goal['limit']:g}{unit}{verdict}"
