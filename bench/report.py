@@ -495,6 +495,12 @@ def fencing_section(docs: dict, results: Path) -> list[str]:
         holders = " / ".join(two_holders(e) for e in entries) if pk == "partition" else ""
         out.append(f"| {label} | " + " | ".join(cell(seconds_of(e)) for e in entries)
                    + f" | {holders} | {goal_cell(docs, k)} |")
+    cut_runs = [r for r in (hasupd.get("crash_fenced_tuned") or {}).get("runs", []) if isinstance(r, dict) and r.get("ok")]
+    if cut_runs:
+        off = sum(1 for r in cut_runs if any(st.get("step") == "power status" and st.get("ok")
+                                             for st in r.get("steps", []) if isinstance(st, dict)))
+        out += ["", f"hasupd, power cut: the BMC read the owner powered off (already fenced, no fence run) in "
+                f"{off} of {len(cut_runs)} runs."]
     if peers:
         out += ["", "Where Pacemaker's time goes: corosync declares the node lost after its token and consensus "
                 "timeouts (3 s + 3.6 s at the reference, 1 s + 1.2 s tuned), then priority-fencing-delay holds the "
