@@ -89,7 +89,7 @@ test-vm-campaign: packages
 # failover-fencing.json), footprint, the peers (Pacemaker without and with
 # fencing, keepalived), chaos; then bench/report.py turns bench/results/*.json
 # into report.md + plots and the README's performance table (--readme).
-# `make bench` takes about 40 minutes here; `bench-quick` runs each with --quick
+# `make bench` takes about 45 minutes here (failover ~7, peers ~17, chaos ~14); `bench-quick` runs each with --quick
 # (no peers; well under 10 minutes).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
