@@ -648,8 +648,11 @@ def peer_notes(docs: dict) -> list[str]:
             notes.append(f"* **{name} could not run here:** {rec['blocked']}")
         versions = ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items() if v)
         settings = "; ".join(f"{k} {v}" for k, v in (rec.get("settings") or {}).items())
+        when = rec.get("measured") if isinstance(rec.get("measured"), dict) else {}
+        measured = (f" Measured {when.get('date')}, load {when.get('load_1min_at_start')} at start."
+                    if when.get("date") else "")
         if versions or settings:
-            notes.append(f"* {name}: {versions or 'versions unknown'}. Settings: {settings or 'unknown'}.")
+            notes.append(f"* {name}: {versions or 'versions unknown'}. Settings: {settings or 'unknown'}.{measured}")
     if not notes:
         return []
     runs = peers.get("runs_per_scenario")

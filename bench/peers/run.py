@@ -120,7 +120,9 @@ def measure_peer(name: str, runs: int, footprint_window: float) -> dict:
     module, cls = PEERS[name]
     settings = cls.settings() if hasattr(cls, "settings") else module.SETTINGS
     record: dict = {"settings": settings, "config": module.config_files(), "blocked": None,
-                    "scenarios": {}, "footprint": {}}
+                    "scenarios": {}, "footprint": {},  # when: --only keeps the other peers' older records
+                    "measured": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                 "load_1min_at_start": round(os.getloadavg()[0], 2)}}
     reason = ensure_packages(module)
     record["versions"] = module.versions()
     if reason:
