@@ -274,6 +274,8 @@ def plot_timeline(scenario: str, run: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
     for i, (_step, start, duration) in enumerate(rows):
         ax.barh(i, max(duration, 0.001), left=start, color=COLORS["hasupd"])
+        if duration < 0.005:  # an event, not a span: a mark where it happened
+            ax.plot([start + duration], [i], "|", color=COLORS["hasupd"], markersize=12, markeredgewidth=2)
         ax.text(start + duration, i, f"  {(start + duration) * 1000:.0f} ms", va="center", fontsize=8)
     total = run.get("to_first_200", run.get("total"))
     if isinstance(total, (int, float)):
@@ -282,7 +284,8 @@ def plot_timeline(scenario: str, run: dict, path: Path) -> bool:
     ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds after the fault")
-    ax.set_title(f"hasupd, {SCENARIOS.get(scenario, scenario)}: one failover (the median run), step by step")
+    ax.set_xlim(left=0)
+    ax.set_title(f"hasupd, {label_of(scenario)}: one failover (the median run), step by step", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
