@@ -285,7 +285,7 @@ def plot_timeline(scenario: str, run: dict, path: Path) -> bool:
     ax.invert_yaxis()
     ax.set_xlabel("seconds after the fault")
     ax.set_xlim(left=0)
-    ax.set_title(f"hasupd, {label_of(scenario)}: one failover (the median run), step by step", fontsize=9)
+    ax.set_title(f"hasupd, {label_of(scenario)}:\none failover (the median run), step by step", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
