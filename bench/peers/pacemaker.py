@@ -33,7 +33,8 @@ from peerlab import (
 from hasupd_lab.bmc import BMC_USER
 
 NAME = "pacemaker"
-PACKAGES = ["pacemaker", "pacemaker-cli-utils", "corosync", "crmsh", "resource-agents", "apache2"]
+PACKAGES = ["pacemaker", "pacemaker-cli-utils", "corosync", "crmsh", "resource-agents", "apache2",
+            "fence-agents", "openipmi", "ipmitool"]  # the last three: the fenced variants' BMCs
 MONITOR = 20.0
 GROUP = "rg_web"
 SETTINGS = {
@@ -347,7 +348,8 @@ def config_files() -> dict:
 
 def check_installed() -> list[str]:
     """What is missing for this peer (commands, agents)."""
-    missing = [c for c in ("corosync", "pacemakerd", "crm", "crm_resource", "crm_mon", "apache2")
+    missing = [c for c in ("corosync", "pacemakerd", "crm", "crm_resource", "crm_mon", "apache2", "fence_ipmilan",
+                           "ipmi_sim", "ipmitool")
                if shutil.which(c) is None and not Path(f"/usr/sbin/{c}").exists()]
     missing += [a for a in ("IPaddr2", "apache")
                 if not Path(f"/usr/lib/ocf/resource.d/heartbeat/{a}").exists()]
