@@ -177,6 +177,8 @@ class Pacemaker:
         conf.chmod(0o600)  # the BMC password
         conf.write_text(self.crm_config(self.lab.bmc_password() if self.fencing else ""))
         run(self.lab.enter(NODES[0], ["crm", "configure", "load", "update", str(conf)]), timeout=120)
+        if self.fencing:  # what was loaded stays readable, the password does not
+            conf.write_text(self.crm_config("(redacted)"))
         self.settle()
 
     def crm_mon(self, node: str) -> str:

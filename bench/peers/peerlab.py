@@ -299,6 +299,9 @@ class PeerLab:
         for node in NODES:
             self.kill_node(node)
         self.topo.down()
+        for node in NODES:  # the BMCs' state and their password go with the lab
+            shutil.rmtree(self.bmc_dir(node), ignore_errors=True)
+        (BASE / "bmc.password").unlink(missing_ok=True)
 
     def start_poller(self) -> Poller:
         self.poller = Poller(self.topo)
