@@ -84,9 +84,13 @@ test-vm-campaign: packages
 	@scripts/check-programs vm
 	@python3 tests/vm/campaign.py --deb dist/hasupd_$(VERSION)_all.deb
 
-# Benchmarks (issue 9), as root: failover time per scenario, footprint, chaos,
-# then bench/report.py turns bench/results/*.json into report.md + plots.
-# `bench-quick` runs each with --quick (well under 10 minutes).
+# Benchmarks (issues 9, 22), as root: failover time per scenario (failover.json;
+# the fencing rows, power cut / hung owner / live partition with guard fence, in
+# failover-fencing.json), footprint, the peers (Pacemaker without and with
+# fencing, keepalived), chaos; then bench/report.py turns bench/results/*.json
+# into report.md + plots and the README's performance table (--readme).
+# `make bench` takes about 45 minutes here (failover ~7, peers ~17, chaos ~14); `bench-quick` runs each with --quick
+# (no peers; well under 10 minutes).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
@@ -96,15 +100,16 @@ bench: $(BENCH_STAMP)
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/failover.py --runs 5
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/footprint.py
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/peers/run.py || echo "bench/peers/run.py failed: the report shows the last peers.json"
-	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/chaos.py --runs 50 --seed 1; rc=$$?; $(PY) bench/report.py; exit $$rc
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/chaos.py --runs 50 --seed 1; rc=$$?; $(PY) bench/report.py --readme; exit $$rc
 
 bench-quick: $(BENCH_STAMP)
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/failover.py --quick
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/footprint.py --quick
-	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/chaos.py --quick --seed 1; rc=$$?; $(PY) bench/report.py; exit $$rc
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/chaos.py --quick --seed 1; rc=$$?; $(PY) bench/report.py --readme; exit $$rc
 
-# hasupd's peers alone (Pacemaker + corosync, keepalived) in the same kind of lab:
-# bench/results/peers.json.  `make bench-peers PEERS_ARGS=--quick` for the short run.
+# hasupd's peers alone (Pacemaker + corosync without and with fencing, keepalived) in
+# the same kind of lab: bench/results/peers.json.  `make bench-peers PEERS_ARGS=--quick`
+# for the short run, PEERS_ARGS="--only pacemaker_fence" for one peer.
 bench-peers: $(BENCH_STAMP)
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/peers/run.py $(PEERS_ARGS)
-	@$(PY) bench/report.py
+	@$(PY) bench/report.py --readme

@@ -281,6 +281,13 @@ def boot(lab: Lab, node: str) -> str:
     return lab.fault(node, "boot")
 
 
+def powered_off(lab: Lab, node: str) -> bool:
+    """As the node's BMC reads it: its holder (the "machine") is gone."""
+    lab.reload()
+    holder = lab.meta.get("holders", {}).get(node)
+    return not holder or not lab.alive(holder)
+
+
 def heal(lab: Lab, frozen: set[str] | None = None, crashed: set[str] | None = None,
          timeout: float = 120.0, log=print, resolved_split_brains: list[str] | None = None) -> str:
     """Bring the lab back to a healthy cluster; returns the owner or "" on failure.  A DRBD

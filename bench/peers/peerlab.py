@@ -38,8 +38,9 @@ from pathlib import Path
 
 import psutil
 
+from hasupd_lab import bmc as labbmc
 from hasupd_lab.apache import write_lab_config
-from hasupd_lab.netlab import CLIENT, Topology
+from hasupd_lab.netlab import CLIENT, FIRST_BMC_HOST, FIRST_NODE_HOST, Topology
 
 PREFIX = "pk"
 NODES = ("n1", "n2")
@@ -47,6 +48,31 @@ VIP = "10.77.0.20"
 BASE = Path("/var/lib/pk-bench")  # not /tmp: keepalived refuses scripts under world-writable dirs
 NODE_MOUNT = BASE / "node"  # inside a node: that node's own BASE/NODE
 POLL_INTERVAL = 0.010
+MGMT_NET = "10.77.1"  # with BMCs: the management network (nodes .11+k, their BMCs .21+k)
+
+
+CHASSIS_SH = """#!/bin/sh
+# ipmi_sim chassis_control of a peer-lab node (written by bench/peers/peerlab.py)
+on() {{
+    pid=$(cat {d}/holder.pid 2>/dev/null)
+    [ -n "$pid" ] && [ "$(tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null)" = "sleep infinity " ]
+}}
+case "$1 $2" in
+"get power")
+    if on; then echo power:1; else echo power:0; fi
+    exit 0;;
+"set power")
+    [ "$3" = 0 ] || {{ echo "unsupported: power on (the bench boots nodes)"; exit 1; }}
+    if on; then
+        for pid in $(ip netns pids {ns}); do kill -9 "$pid" 2>/dev/null; done
+        ip -n {ns} addr del {vip}/24 dev eth0 2>/dev/null
+        date +%s.%N > {d}/off-at
+    fi
+    exit 0;;
+esac
+echo "unsupported: $*"
+exit 1
+"""
 
 
 class Blocked(Exception):
@@ -86,6 +112,13 @@ class PeerTopology(Topology):
 
     def network(self, ring: int) -> str:
         return "10.77." + super().network(ring).split(".", 2)[2]
+
+    # netlab's management network is 10.77.0.0/24, the peers' ring here: move it
+    def mgmt_address(self, node: str) -> str:
+        return f"{MGMT_NET}.{FIRST_NODE_HOST + self.nodes.index(node)}"
+
+    def bmc_address(self, node: str) -> str:
+        return f"{MGMT_NET}.{FIRST_BMC_HOST + self.nodes.index(node)}"
 
 
 # --------------------------------------------------------------------- the client
@@ -233,8 +266,9 @@ class NodeHandle:
 class PeerLab:
     """Namespaces, per-node mount/UTS namespaces, apache configs, faults."""
 
-    def __init__(self):
-        self.topo = PeerTopology(PREFIX, nodes=NODES, rings=1, client=True)
+    def __init__(self, bmcs: bool = False):
+        self.topo = PeerTopology(PREFIX, nodes=NODES, rings=1, client=True, mgmt=bmcs)
+        self.bmcs = bmcs
         self.nodes = {n: NodeHandle(n) for n in NODES}
         self.poller: Poller | None = None
         self._procs: dict[int, subprocess.Popen] = {}
@@ -254,6 +288,9 @@ class PeerLab:
             self.dir(node).mkdir(mode=0o755)
             self._write_httpd(node)
         self.topo.up()
+        if self.bmcs:
+            for node in NODES:
+                self.start_bmc(node)
 
     def down(self) -> None:
         if self.poller:
@@ -262,6 +299,9 @@ class PeerLab:
         for node in NODES:
             self.kill_node(node)
         self.topo.down()
+        for node in NODES:  # the BMCs' state and their password go with the lab
+            shutil.rmtree(self.bmc_dir(node), ignore_errors=True)
+        (BASE / "bmc.password").unlink(missing_ok=True)
 
     def start_poller(self) -> Poller:
         self.poller = Poller(self.topo)
@@ -279,6 +319,9 @@ class PeerLab:
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
         h.holder = p.pid
+        if self.bmcs:  # the BMC's power reads on while this holder lives
+            (self.bmc_dir(node) / "holder.pid").write_text(f"{p.pid}\n")
+            (self.bmc_dir(node) / "off-at").unlink(missing_ok=True)
 
         def ready():
             try:
@@ -402,6 +445,72 @@ class PeerLab:
         """After a freeze: power the node off, plug its cable back (boot it yourself)."""
         self.kill_node(node)
         self.topo.restore(node)
+
+    def partition(self) -> float:
+        """Cut the nodes from each other (switch side), both still reaching the
+        client and the BMCs; returns the time."""
+        at = time.time()
+        self.topo.partition(*NODES)
+        return at
+
+    # ------------------------------------------------------------ BMCs
+
+    def bmc_dir(self, node: str) -> Path:
+        return BASE / f"bmc-{node}"
+
+    def bmc_password(self) -> str:
+        path = BASE / "bmc.password"
+        if not path.exists():
+            path.write_text(os.urandom(8).hex())  # IPMI passwords: at most 20 bytes
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def start_bmc(self, node: str) -> None:
+        """The node's BMC: ipmi_sim on the management network, as in hasupd's
+        lab (hasupd_lab.bmc's LAN config), with a chassis control of this lab:
+        power reads on while the node's holder lives, power off is a power cut
+        (every process of the node killed, the VIP gone with the "RAM");
+        power on is not offered (stonith-action=off; the bench boots nodes)."""
+        d = self.bmc_dir(node)
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "state").mkdir(mode=0o700, parents=True)
+        chassis = d / "chassis"
+        chassis.write_text(CHASSIS_SH.format(d=d, ns=self.topo.ns(node), vip=VIP))
+        chassis.chmod(0o700)
+        (d / "lan.conf").write_text(labbmc.lan_conf(f"{PREFIX}{node}", self.topo.bmc_address(node),
+                                                    self.bmc_password(), str(chassis)))
+        (d / "lan.conf").chmod(0o600)
+        (d / "sim.emu").write_text(labbmc.EMU)
+        with open(d / "ipmi_sim.log", "ab") as log:
+            p = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.topo.bmc_ns(node)}", "--", "ipmi_sim",
+                                  "-n", "-c", str(d / "lan.conf"), "-f", str(d / "sim.emu"), "-s", str(d / "state")],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=str(d),
+                                 start_new_session=True)
+        self._procs[p.pid] = p
+
+        def listening():
+            if p.poll() is not None:
+                raise Blocked(f"ipmi_sim of {node} exited {p.returncode}: "
+                              f"{(d / 'ipmi_sim.log').read_text(errors='replace')[-300:]}")
+            return run(["ip", "netns", "exec", self.topo.bmc_ns(node), "ss", "-Hlun",
+                        f"sport = :{labbmc.IPMI_PORT}"], check=False).stdout.strip()
+        wait_until(f"the BMC of {node} listening", listening, 10, 0.05)
+
+    def powered_off_at(self, node: str) -> float | None:
+        """When the node's BMC powered it off (a fence), if it did since its boot."""
+        try:
+            return float((self.bmc_dir(node) / "off-at").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def power_is_on(self, node: str) -> bool:
+        h = self.nodes[node].holder
+        return bool(h) and psutil.pid_exists(h) and _not_zombie(h)
+
+    def vip_holders(self) -> list[str]:
+        """The nodes that have the VIP on an interface now."""
+        return [n for n in NODES
+                if f" {VIP}/" in run(["ip", "-n", self.topo.ns(n), "-o", "-4", "addr", "show"], check=False).stdout]
 
     # ------------------------------------------------------------ measurements
 

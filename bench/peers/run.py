@@ -17,10 +17,20 @@ any 200 answer).  Scenarios:
               the owner stopped (SIGSTOP)
 * move        planned move (Pacemaker only: crm_resource --move)
 
+and, for Pacemaker with fencing (``pacemaker_fence``: the reference timings;
+``pacemaker_fence_tuned``: monitor 2 s, token 1000 ms; fence_ipmilan against
+an ipmi_sim BMC per node on a management network, as in hasupd's lab):
+
+* power_cut   the owner's processes killed and cables cut (its BMC reads off)
+* hung        the owner frozen (cables cut + SIGSTOP): fenced through its BMC
+* partition   the nodes cut from each other, both alive (n >= 10): the time
+              until one is powered off and the other answers; the VIP holders
+              are sampled every ~20 ms (``two_holders``)
+
 and the footprint of each node's cluster processes at idle (RSS, PSS, CPU;
 apache excluded).  Writes bench/results/peers.json and prints a table.
 
-    .venv/bin/python bench/peers/run.py [--quick] [--runs N] [--only pacemaker|keepalived]
+    .venv/bin/python bench/peers/run.py [--quick] [--runs N] [--only PEER]
 
 Run as root.  Missing Debian packages are installed with apt-get.  A peer
 that cannot run here is recorded with the reason (``blocked``).
@@ -46,15 +56,25 @@ from peerlab import POLL_INTERVAL, Blocked, PeerLab, Poller, summary
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results" / "peers.json"
-PEERS = {"pacemaker": (pacemaker, pacemaker.Pacemaker), "keepalived": (keepalived, keepalived.Keepalived)}
+PEERS = {"pacemaker": (pacemaker, pacemaker.Pacemaker), "keepalived": (keepalived, keepalived.Keepalived),
+         "pacemaker_fence": (pacemaker, pacemaker.PacemakerFenced),
+         "pacemaker_fence_tuned": (pacemaker, pacemaker.PacemakerFencedTuned)}
 PR_SET_CHILD_SUBREAPER = 36
-MEASURES = {"kill_httpd": "from_fault", "freeze": "from_fault", "move": "gap"}
+PARTITION_RUNS = 10  # issue 22: n = 10 for the partition (not with --quick)
+MEASURES = {"kill_httpd": "from_fault", "freeze": "from_fault", "move": "gap", "power_cut": "from_fault",
+            "hung": "from_fault", "partition": "from_fault"}
 DESCRIPTIONS = {
     "kill_httpd": "SIGKILL of apache's main process on the owner -> first HTTP 200 from the other node",
     "freeze": "owner's cables cut (switch side) + every process of it SIGSTOPped -> first HTTP 200 "
               "from the other node",
     "move": "planned move (crm_resource --move): the longest time without an HTTP 200 answer until "
             "the new owner answers",
+    "power_cut": "owner power cut (every process killed, cables out; its BMC reads off) -> first HTTP 200 "
+                 "from the other node (after it fenced the owner: already off)",
+    "hung": "owner hung: cables cut + every process SIGSTOPped, its BMC still on -> first HTTP 200 from the "
+            "other node (after it fenced the owner through the BMC)",
+    "partition": "live partition (the nodes cut from each other, both reaching the client and the BMCs) -> "
+                 "one node fenced and the other answering 200; two_holders = samples with the VIP on both",
 }
 
 
@@ -98,14 +118,17 @@ def start(lab: PeerLab, peer) -> Poller:
 
 def measure_peer(name: str, runs: int, footprint_window: float) -> dict:
     module, cls = PEERS[name]
-    record: dict = {"settings": module.SETTINGS, "config": module.config_files(), "blocked": None,
-                    "scenarios": {}, "footprint": {}}
+    settings = cls.settings() if hasattr(cls, "settings") else module.SETTINGS
+    record: dict = {"settings": settings, "config": module.config_files(), "blocked": None,
+                    "scenarios": {}, "footprint": {},  # when: --only keeps the other peers' older records
+                    "measured": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                 "load_1min_at_start": round(os.getloadavg()[0], 2)}}
     reason = ensure_packages(module)
     record["versions"] = module.versions()
     if reason:
         record["blocked"] = reason
         return record
-    lab = PeerLab()
+    lab = PeerLab(bmcs=getattr(cls, "fencing", False))
     peer = cls(lab)
     step = f"building the lab and starting {name} on both nodes"
     try:
@@ -114,19 +137,27 @@ def measure_peer(name: str, runs: int, footprint_window: float) -> dict:
         record["startup_s"] = round(time.monotonic() - t0, 2)
         print(f"  {name} up in {record['startup_s']:.1f}s, the VIP answers from {poller.owner()}", flush=True)
         step = "measuring the footprint"
-        for node in lab.nodes:
+        for node in lab.nodes if getattr(peer, "measures_footprint", True) else ():
             record["footprint"][node] = lab.footprint(node, peer.daemon_processes_excluded(), footprint_window)
         rebuilt = False
         for scenario in peer.scenarios:
             entry = record["scenarios"][scenario] = {"description": DESCRIPTIONS[scenario],
                                                      "measure": MEASURES[scenario], "runs": [], "errors": []}
-            for i in range(runs):
+            for i in range(max(runs, PARTITION_RUNS) if scenario == "partition" and runs > 2 else runs):
                 step = f"{scenario}, run {i + 1}"
                 owner = poller.wait_steady(120)
-                result = getattr(peer, scenario)(poller, owner)
-                entry["runs"].append(result)
-                print(f"  {name} {scenario} #{i + 1}: {result[MEASURES[scenario]]:.3f}s "
-                      f"({result['old']} -> {result['new']}, {result['failed_probes']} failed probes)", flush=True)
+                try:
+                    result = getattr(peer, scenario)(poller, owner)
+                except Blocked as e:  # no new owner: the trial failed, the cluster is restored below
+                    entry["errors"].append(f"run {i + 1}: {e}")
+                    print(f"  {name} {scenario} #{i + 1}: FAILED: {e}", flush=True)
+                else:
+                    entry["runs"].append(result)
+                    extra = "".join(f", {k} {result[k]}" for k in ("fenced_at", "two_holders", "vip_samples")
+                                    if k in result)
+                    print(f"  {name} {scenario} #{i + 1}: {result[MEASURES[scenario]]:.3f}s "
+                          f"({result['old']} -> {result['new']}, {result['failed_probes']} failed probes{extra})",
+                          flush=True)
                 try:
                     getattr(peer, f"restore_{scenario}")(owner)
                 except Blocked as e:
