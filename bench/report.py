@@ -327,7 +327,8 @@ def plot_footprint(sizes: list[dict], path: Path) -> bool:
 # --------------------------------------------------------------------- the report
 
 
-def report(docs: dict, results: Path) -> str:
+def report(docs: dict, results: Path, plots: bool = True) -> str:
+    """The report's text; plots=False leaves the figures out (no matplotlib needed)."""
     data = by_system(docs)
     order = scenario_order(data)
     machine = this_machine()
@@ -364,14 +365,14 @@ def report(docs: dict, results: Path) -> str:
                 cells.append(f"{sm['median']:.2f} s ({sm['min']:.2f}–{sm['max']:.2f}, n={sm['n']})"
                              if sm["n"] else "—")
             out.append(f"| {SCENARIOS.get(k, k)} | " + " | ".join(cells) + f" | {goal_cell(docs, k)} |")
-        if plot_failover(data, order, results / "failover.png"):
+        if plots and plot_failover(data, order, results / "failover.png"):
             out += ["", "![failover time per scenario](failover.png)"]
     else:
         out.append("No failover figures yet.")
     out += goal_notes(docs)
     out += peer_notes(docs)
 
-    out += fencing_section(docs, results)
+    out += fencing_section(docs, results, plots)
 
     # ---- timeline
     scenarios = {k: v for k, v in hasupd_scenarios(docs).items() if k not in FENCED_HASUPD}
@@ -381,7 +382,7 @@ def report(docs: dict, results: Path) -> str:
         run = median_run(scenarios[k]) if isinstance(scenarios[k], dict) else None
         if run is None:
             continue
-        if not shown and plot_timeline(k, run, results / "timeline.png"):
+        if plots and not shown and plot_timeline(k, run, results / "timeline.png"):
             out += [f"![timeline of one failover: {SCENARIOS.get(k, k)}](timeline.png)", ""]
             shown = True
         what = {"gap": "without an answer"}.get(scenarios[k].get("measure"), "to the first 200")
@@ -424,7 +425,7 @@ def report(docs: dict, results: Path) -> str:
         for s in sorted((s for s in sizes if isinstance(s, dict)), key=lambda s: s.get("groups", 0)):
             out.append(f"| {s.get('groups', '?')} | {fmt(s.get('rss_mb'), 'MB', 1)} | {fmt(s.get('cpu_pct'), '%', 2)} "
                        f"| {fmt(s.get('detect_ms'), 'ms', 1)} |")
-        if plot_footprint(sizes, results / "footprint.png"):
+        if plots and plot_footprint(sizes, results / "footprint.png"):
             out += ["", "![RSS, CPU and detection time against the number of groups](footprint.png)"]
     findings = [f for f in fp.get("findings", []) if isinstance(f, str)] if isinstance(fp.get("findings"), list) else []
     if findings:
@@ -486,7 +487,7 @@ def two_holders(entry: dict | None) -> str:
     return f"{sum(two)} of {total} samples"
 
 
-def fencing_section(docs: dict, results: Path) -> list[str]:
+def fencing_section(docs: dict, results: Path, plots: bool = True) -> list[str]:
     hasupd = hasupd_scenarios(docs)
     peers = [p for p in FENCED_PEERS if peer_scenarios(docs, p)]
     if not any(k in hasupd for _, k, _ in FENCING_ROWS) and not peers:
@@ -525,11 +526,11 @@ def fencing_section(docs: dict, results: Path) -> list[str]:
         parts = [f"{pk} {cell(v)}" for pk, v in fenced.items() if v]
         if parts:
             out += ["", f"{FENCED_PEERS[p]}: the fenced node's BMC powered it off after " + "; ".join(parts) + "."]
-    out += fenced_timelines(hasupd, results)
+    out += fenced_timelines(hasupd, results, plots)
     return out
 
 
-def fenced_timelines(hasupd: dict, results: Path) -> list[str]:
+def fenced_timelines(hasupd: dict, results: Path, plots: bool = True) -> list[str]:
     """One fenced takeover of hasupd, step by step, for each fencing row: the
     median run's steps with their wall-clock time (UTC) from the nodes' history."""
     out: list[str] = []
@@ -540,7 +541,7 @@ def fenced_timelines(hasupd: dict, results: Path) -> list[str]:
             continue
         if not out:
             out += ["", "### One fenced takeover, step by step (hasupd)", ""]
-        if not plotted and k == "freeze_fenced_tuned" and plot_timeline(k, run, results / "timeline-fenced.png"):
+        if plots and not plotted and k == "freeze_fenced_tuned" and plot_timeline(k, run, results / "timeline-fenced.png"):
             out += ["![timeline of one fenced takeover: hung owner](timeline-fenced.png)", ""]
             plotted = True
         wall = run.get("fault_wall")

@@ -68,7 +68,7 @@ def test_two_holder_samples_are_counted_over_every_run_and_fail_the_goal():
 
 
 def test_the_report_has_the_fencing_table_beside_pacemaker_with_fencing(tmp_path):
-    text = report(fenced_docs(), tmp_path)
+    text = report(fenced_docs(), tmp_path, plots=False)  # the make test venv has no matplotlib
     fencing = text.split("## Failover with fencing", 1)[1].split("\n## ", 1)[0]
     assert "| hasupd | Pacemaker + fencing, reference timings |" in fencing
     assert "| 0.90 s (0.70–1.40, n=5) | 9.50 s (9.40–9.70, n=3) |" in fencing
