@@ -1117,3 +1117,37 @@ def _outdate_on_request(cfg: Config, view: ClusterView, planned: list[Action]) -
                               f"outdate its disconnected copy of {res} (DRBD's fence-peer handler there) so that "
                               "it may promote; this copy stays Outdated until it resyncs"))
     return out
+
+
+# ====================================================================== rules the engine used to apply
+# Issue 15: three rules that lived in hasupd/engine.py, kept here as one self-contained section
+# (one call each from the engine side) until they join their rule families.
+
+
+def fail_count_after_failed_start(group: Group) -> int:
+    """Rule start-failure-is-fatal: a start that fails (or raises, or times out) on a node sets the
+    resource's fail count there to at least the group's migration_threshold, like Pacemaker's
+    start-failure-is-fatal: the group is not started on that node again until the count expires
+    or is cleaned up."""
+    return group.migration_threshold
+
+
+def observation_replaces(old: ResState, new: ResState) -> bool:
+    """Rule stop-failure-latch: a resource whose stop failed stays STOP_FAILED whatever its watch
+    or monitor report next; only a successful stop (or `hasupctl cleanup`) clears it, because the
+    node may still hold the data."""
+    return old != ResState.STOP_FAILED or new == ResState.STOPPED
+
+
+def stop_on_exit(group: Group, view: ClusterView, reason: str) -> list[Action]:
+    """Rule stop-on-exit (hasupd --stop-resources-on-exit): at shutdown, every resource of the
+    group that runs, failed or is unknown here is stopped in reverse group order, then DRBD is
+    demoted when it is Primary here.  Each step runs whatever the previous one did."""
+    me = view.me
+    actions = [Action(K.STOP, group.name, r.name, reason) for r in reversed(group.resources)
+               if me.resources.get(r.name, ResourceStatus()).state in (ResState.STARTED, ResState.FAILED,
+                                                                       ResState.UNKNOWN)]
+    drbd = me.drbd.get(group.drbd) if group.drbd else None
+    if drbd is not None and drbd.role == "Primary":
+        actions.append(Action(K.DEMOTE, group.name, group.drbd, reason))
+    return actions
