@@ -19,11 +19,9 @@ from dataclasses import replace
 from hasupd import planner
 from hasupd.config import Config, Group
 from hasupd.executor import Executor
-from hasupd.history import split_brain_unresolved
 from hasupd.intake import Intake
 from hasupd.model import ClusterView, DrbdStatus, NodeState, ResourceStatus, ResState, to_dict
 from hasupd.peerfence import PeerFencing
-from hasupd.resources import drbd as drbdmod
 
 TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
 RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing again
@@ -58,8 +56,7 @@ class Engine:
         self.resources: dict[str, ResourceStatus] = {n: ResourceStatus() for n in drivers}
         self.drbd_status: dict[str, DrbdStatus] = {n: DrbdStatus(n) for n in drbd}
         self.claims: dict[str, int] = {}
-        self.settled = False
-        self.peer_ever_seen = False
+        self.settled = self.peer_ever_seen = False
         self.peer_reported: NodeState | None = None  # the peer's latest well-formed report
         self.link_down: dict[str, str] = {}  # VIP resource -> why its interface cannot carry it now
         self.alerted: set[str] = set()  # standing-condition alerts already raised (planner's keys)
@@ -68,11 +65,10 @@ class Engine:
         self.action_deadline: float | None = None  # while an action runs: when it must be over
         self.state_unsaved = ""  # why the latest state write failed ("" = the file is current)
         self.internal_errors = 0  # rounds that raised (a bug): alerted, retried, never fatal
-        self.last_failed_round: tuple[tuple, float] | None = None
-        self.last_round: tuple[tuple, float] | None = None
+        self.last_round: tuple[tuple, float] | None = None  # (the plan's key, when): no busy loop
+        self.last_failed_round: tuple[tuple, float] | None = None  # (the plan's key, when): back off
         self.metrics = None  # hasupd.metrics.Metrics when metrics.listen is configured
-        self.wake = asyncio.Event()
-        self.stopping = asyncio.Event()
+        self.wake, self.stopping = asyncio.Event(), asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.peer_fencing = PeerFencing(self)
         self.executor = Executor(self)
@@ -87,35 +83,13 @@ class Engine:
         self.claims = dict(self.store.state.claims_of(self.local))
         for w in self.cfg.warnings:
             self.alerter.emit("config_warning", "warning", w)
-        if self.cfg.drbd.resources and self.cfg.drbd.load_module:
-            res = await drbdmod.ensure_module(self.cfg.drbd)
-            if not res.ok:
-                self.alerter.emit("drbd_module", "critical", res.message)
-        for name, drv in self.drbd.items():
-            res = await drv.up()
-            if not res.ok:
-                self.alerter.emit("drbd_up_failed", "critical", res.message, resource=name)
-            self.drbd_status[name] = await drv.status()
-            if split_brain_unresolved(self.history.read(), name, self.drbd_status[name]):
-                # a restart during a split brain: DRBD's StandAlone does not say why; the history does
-                self.drbd_status[name] = drv.remember_split_brain()
-        # the initial probe: adopt what runs (a daemon restart disturbs nothing)
-        for name in self.drivers:
-            self.resources[name] = await self.probe(name)
+        await self.intake.initial_observations()  # DRBD up, then adopt what runs (a restart disturbs nothing)
         self.settled = True
         self.history.record("start", reason=f"hasupd started on {self.local}",
                             resources={n: s.state.value for n, s in self.resources.items()})
         await self.heartbeat.start()
         self.publish()
         self.tasks.extend(self.intake.start_tasks())
-
-    async def probe(self, name: str) -> ResourceStatus:
-        """A driver's probe; one that raises (a bug, input it cannot run) leaves the resource unknown."""
-        try:
-            return await self.drivers[name].probe()
-        except Exception as e:
-            self.internal_error(f"the probe of {name}", e)
-            return ResourceStatus(ResState.UNKNOWN, f"probe failed: {type(e).__name__}: {e}", self.clock.monotonic())
 
     # ------------------------------------------------------------ the view (reading it changes nothing)
 
@@ -280,10 +254,6 @@ class Engine:
         if self.state_unsaved:
             self.state_unsaved = ""
             self.alerter.emit("state_write_ok", "info", f"the state file {self.store.path} is written again")
-
-    def runtime_warnings(self) -> list[str]:
-        """Conditions of the daemon itself, for the status."""
-        return [self.state_unsaved] if self.state_unsaved else []
 
     # ------------------------------------------------------------ shutdown
 

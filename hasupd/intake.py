@@ -12,8 +12,10 @@ import dataclasses
 
 from hasupd import planner
 from hasupd.executor import bounded
+from hasupd.history import split_brain_unresolved
 from hasupd.membership import heartbeat as hb
 from hasupd.model import ResourceStatus, ResState, node_state_from_dict
+from hasupd.resources import drbd as drbdmod
 from hasupd.state import merge as merge_state
 
 LINK_POLL = 0.5  # how often a VIP's interface is checked for carrier
@@ -55,6 +57,35 @@ class Intake:
         if eng.guard is not None:
             tasks.append(asyncio.create_task(self._guard_loop(), name="guard"))
         return tasks
+
+    # ------------------------------------------------------------ start-up
+
+    async def initial_observations(self) -> None:
+        """DRBD up and its status, then the initial probe of every resource: what runs is adopted."""
+        eng = self.eng
+        if eng.cfg.drbd.resources and eng.cfg.drbd.load_module:
+            res = await drbdmod.ensure_module(eng.cfg.drbd)
+            if not res.ok:
+                eng.alerter.emit("drbd_module", "critical", res.message)
+        for name, drv in eng.drbd.items():
+            res = await drv.up()
+            if not res.ok:
+                eng.alerter.emit("drbd_up_failed", "critical", res.message, resource=name)
+            eng.drbd_status[name] = await drv.status()
+            if split_brain_unresolved(eng.history.read(), name, eng.drbd_status[name]):
+                # a restart during a split brain: DRBD's StandAlone does not say why; the history does
+                eng.drbd_status[name] = drv.remember_split_brain()
+        for name in eng.drivers:
+            eng.resources[name] = await self.probe(name)
+
+    async def probe(self, name: str) -> ResourceStatus:
+        """A driver's probe; one that raises (a bug, input it cannot run) leaves the resource unknown."""
+        try:
+            return await self.eng.drivers[name].probe()
+        except Exception as e:
+            self.eng.internal_error(f"the probe of {name}", e)
+            return ResourceStatus(ResState.UNKNOWN, f"probe failed: {type(e).__name__}: {e}",
+                                  self.eng.clock.monotonic())
 
     # ------------------------------------------------------------ resources
 

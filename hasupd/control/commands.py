@@ -131,7 +131,7 @@ class Commands:
         return out
 
     async def _reprobe(self, name: str) -> None:
-        self.eng.resources[name] = await self.eng.probe(name)
+        self.eng.resources[name] = await self.eng.intake.probe(name)
         self.eng.changed()
 
     # ------------------------------------------------------------ reads
@@ -151,8 +151,8 @@ class Commands:
         started_wall = eng.clock.wall() - (eng.clock.monotonic() - eng.started_at)
         return redact.value({"status": build_status(
             eng.cfg, view, explains=planner.explain(eng.cfg, view), rings=rings, last_failovers=last_failovers,
-            acting=eng.acting, alerter=eng.alerter, warnings=list(eng.cfg.warnings) + eng.runtime_warnings(),
-            fencer=eng.fencer,
+            acting=eng.acting, alerter=eng.alerter, fencer=eng.fencer,
+            warnings=list(eng.cfg.warnings) + ([eng.state_unsaved] if eng.state_unsaved else []),  # the daemon's own
             daemon={"pid": os.getpid(), "started_wall": started_wall, "incarnation": eng.heartbeat.incarnation})})
 
     # ------------------------------------------------------------ alerts and fencing
