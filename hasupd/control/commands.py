@@ -22,8 +22,9 @@ class ControlError(Exception):
 
 
 class Commands:
-    def __init__(self, engine):
+    def __init__(self, engine, pid: int | None = None):
         self.eng = engine
+        self.pid = pid or os.getpid()  # the daemon's, in the status (a test daemon shows a fixed one)
         self.table = {
             "status": self.cmd_status,
             "explain": lambda a: {"explain": planner.explain(self.eng.cfg, self.eng.view())},
@@ -153,7 +154,7 @@ class Commands:
             eng.cfg, view, explains=planner.explain(eng.cfg, view), rings=rings, last_failovers=last_failovers,
             acting=eng.acting, alerter=eng.alerter, fencer=eng.fencer,
             warnings=list(eng.cfg.warnings) + ([eng.state_unsaved] if eng.state_unsaved else []),  # the daemon's own
-            daemon={"pid": os.getpid(), "started_wall": started_wall, "incarnation": eng.heartbeat.incarnation})})
+            daemon={"pid": self.pid, "started_wall": started_wall, "incarnation": eng.heartbeat.incarnation})})
 
     # ------------------------------------------------------------ alerts and fencing
 
