@@ -3,7 +3,7 @@ fake engine state (prepared views, a real StateStore in a temporary directory), 
 the REAL ControlServer.
 
     python tests/control/fake_daemon.py --socket PATH --group G [--mode 0660]
-        [--view healthy|degraded] [--log FILE] [--move-script started|fails]
+        [--view healthy|degraded|movable] [--log FILE] [--move-script started|fails|banned]
 
 Every request it accepts is appended to --log as a JSON line (cmd, args, uid).
 """
