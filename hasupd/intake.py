@@ -9,17 +9,46 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import dataclass
 
 from hasupd import planner
 from hasupd.executor import bounded
 from hasupd.history import split_brain_unresolved
 from hasupd.membership import heartbeat as hb
-from hasupd.model import ResourceStatus, ResState, node_state_from_dict
+from hasupd.model import DrbdStatus, ResourceStatus, ResState, node_state_from_dict
 from hasupd.resources import drbd as drbdmod
 from hasupd.state import merge as merge_state
 
 LINK_POLL = 0.5  # how often a VIP's interface is checked for carrier
 WATCH_RESTART = 1.0  # a watch that ended or broke is restarted after this
+
+
+@dataclass(frozen=True)
+class ResourceSeen:
+    """A resource's watch or monitor: its state now."""
+    name: str
+    state: ResState
+    detail: str
+
+
+@dataclass(frozen=True)
+class DrbdSeen:
+    """DRBD's event stream: the resource's status now."""
+    name: str
+    status: DrbdStatus
+
+
+@dataclass(frozen=True)
+class LinkSeen:
+    """A VIP's interface: why it cannot carry the address now ("" when its link is up)."""
+    name: str
+    trouble: str
+
+
+@dataclass(frozen=True)
+class TiebreakerSeen:
+    """The split-brain guard's ping: whether the tie-breaker answers."""
+    reachable: bool
 
 
 def _check_types(obj) -> None:
@@ -42,6 +71,13 @@ class Intake:
             hb.RingError: self.ring_error, hb.RingUp: self.ring_up, hb.ConfigMismatch: self.config_mismatch,
             hb.ClockSkew: self.clock_skew, hb.PeerPayload: self.peer_payload,
         }
+        self.tiebreaker_seen: bool | None = None
+        self.on_observation = {ResourceSeen: self.resource_seen, DrbdSeen: self.drbd_seen, LinkSeen: self.link_seen,
+                               TiebreakerSeen: self.tiebreaker}
+
+    def take(self, obs) -> None:
+        """One observation from an event source, applied to the engine's observed state."""
+        self.on_observation[type(obs)](obs)
 
     def start_tasks(self) -> list[asyncio.Task]:
         eng, tasks = self.eng, [asyncio.create_task(self._membership_loop(), name="membership")]
@@ -89,8 +125,8 @@ class Intake:
 
     # ------------------------------------------------------------ resources
 
-    def observe(self, name: str, state: ResState, detail: str) -> None:
-        eng = self.eng
+    def resource_seen(self, obs: ResourceSeen) -> None:
+        eng, name, state, detail = self.eng, obs.name, obs.state, obs.detail
         old = eng.resources.get(name, ResourceStatus())
         if state == ResState.FAILED and old.state == ResState.STARTED:
             grp = eng.group_of[name]
@@ -111,7 +147,7 @@ class Intake:
             try:
                 async for obs in drv.watch():
                     if self.eng.resources[name].state == ResState.STARTED or obs.state != ResState.FAILED:
-                        self.observe(name, obs.state, obs.detail)
+                        self.take(ResourceSeen(name, obs.state, obs.detail))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a broken watch must not kill the daemon: probes back it up
@@ -126,17 +162,14 @@ class Intake:
                 continue
             result = await bounded(drv.monitor(), res_cfg.timeouts.monitor)
             if not result.ok and eng.resources[name].state == ResState.STARTED and eng.acting is None:
-                self.observe(name, ResState.FAILED, result.message)
+                self.take(ResourceSeen(name, ResState.FAILED, result.message))
 
     async def _drbd_loop(self, name: str, drv) -> None:
         eng = self.eng
         while True:
             try:
                 async for status in drv.watch():
-                    if status != eng.drbd_status.get(name):
-                        eng.peer_fencing.note_drbd_connection(name, status)
-                        eng.drbd_status[name] = status  # the planner alerts a split brain
-                        eng.changed()
+                    self.take(DrbdSeen(name, status))
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -146,33 +179,47 @@ class Intake:
     async def _link_loop(self, name: str, drv) -> None:
         """A VIP's interface without carrier: this node cannot serve now.  Published, not counted
         as a failure; the planner moves the group or waits for the link (issue 16)."""
-        eng = self.eng
         while True:
             try:
                 why = await drv.link_trouble()
             except asyncio.CancelledError:
                 raise
             except Exception:  # netlink hiccup: keep what we knew, ask again
-                why = eng.link_down.get(name)
-            if why != eng.link_down.get(name):
-                if why:
-                    eng.link_down[name] = why
-                    eng.alerter.emit("link_down", "warning", f"{name}: {why}; {eng.local} cannot serve it now",
-                                     resource=name)
-                else:
-                    eng.link_down.pop(name, None)
-                    eng.alerter.emit("link_up", "info", f"{name}: its link is up again", resource=name)
-                eng.changed()
+                why = self.eng.link_down.get(name)
+            self.take(LinkSeen(name, why or ""))
             await asyncio.sleep(LINK_POLL)
 
     async def _guard_loop(self) -> None:
-        last = None
         async for reachable in self.eng.guard.run():
-            if reachable != last:
-                self.eng.alerter.emit("tiebreaker", "info" if reachable else "warning",
-                                      f"tie-breaker {'reachable' if reachable else 'unreachable'} from {self.eng.local}")
-                last = reachable
-                self.eng.changed()
+            self.take(TiebreakerSeen(reachable))
+
+    def drbd_seen(self, obs: DrbdSeen) -> None:
+        eng = self.eng
+        if obs.status != eng.drbd_status.get(obs.name):
+            eng.peer_fencing.note_drbd_connection(obs.name, obs.status)
+            eng.drbd_status[obs.name] = obs.status  # the planner alerts a split brain
+            eng.changed()
+
+    def link_seen(self, obs: LinkSeen) -> None:
+        eng, name = self.eng, obs.name
+        if obs.trouble == eng.link_down.get(name, ""):
+            return
+        if obs.trouble:
+            eng.link_down[name] = obs.trouble
+            eng.alerter.emit("link_down", "warning", f"{name}: {obs.trouble}; {eng.local} cannot serve it now",
+                             resource=name)
+        else:
+            eng.link_down.pop(name, None)
+            eng.alerter.emit("link_up", "info", f"{name}: its link is up again", resource=name)
+        eng.changed()
+
+    def tiebreaker(self, obs: TiebreakerSeen) -> None:
+        if obs.reachable != self.tiebreaker_seen:
+            self.eng.alerter.emit("tiebreaker", "info" if obs.reachable else "warning",
+                                  f"tie-breaker {'reachable' if obs.reachable else 'unreachable'} "
+                                  f"from {self.eng.local}")
+            self.tiebreaker_seen = obs.reachable
+            self.eng.changed()
 
     # ------------------------------------------------------------ membership
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from engine_fakes import GROUP, LOCAL, PEER, FakeFencer, make_engine, outcome, records
 
 from hasupd.control.commands import Commands
+from hasupd.intake import DrbdSeen, LinkSeen, ResourceSeen, TiebreakerSeen
 from hasupd.membership import heartbeat as hb
 from hasupd.model import Action, ActionKind, FenceState, ResourceStatus, ResState
 
@@ -65,7 +66,7 @@ def test_a_watched_failure_is_counted_recorded_and_alerted(tmp_path):
     async def main():
         eng = make_engine(tmp_path)
         eng.resources["res_httpd"] = ResourceStatus(ResState.STARTED, "pid 1")
-        eng.intake.observe("res_httpd", ResState.FAILED, "pid 1 exited")
+        eng.intake.take(ResourceSeen("res_httpd", ResState.FAILED, "pid 1 exited"))
         return eng
 
     eng = run(main())
@@ -79,12 +80,31 @@ def test_a_stop_failure_stays_until_a_successful_stop(tmp_path):
     async def main():
         eng = make_engine(tmp_path)
         eng.resources["res_filesystem"] = ResourceStatus(ResState.STOP_FAILED, "umount: target is busy")
-        eng.intake.observe("res_filesystem", ResState.STARTED, "mounted")
+        eng.intake.take(ResourceSeen("res_filesystem", ResState.STARTED, "mounted"))
         after_started = eng.resources["res_filesystem"].state
-        eng.intake.observe("res_filesystem", ResState.STOPPED, "not mounted")
+        eng.intake.take(ResourceSeen("res_filesystem", ResState.STOPPED, "not mounted"))
         return after_started, eng.resources["res_filesystem"].state
 
     assert run(main()) == (ResState.STOP_FAILED, ResState.STOPPED)
+
+
+def test_drbd_link_and_tiebreaker_observations_change_the_view_once(tmp_path):
+    async def main():
+        eng = make_engine(tmp_path)
+        lost = replace(eng.drbd["r0"].st, connection="Connecting", peer_role="Unknown", peer_disk="DUnknown")
+        for obs in (DrbdSeen("r0", lost), DrbdSeen("r0", lost), LinkSeen("res_vip", "eth0 has no carrier"),
+                    LinkSeen("res_vip", "eth0 has no carrier"), TiebreakerSeen(False), TiebreakerSeen(False)):
+            eng.intake.take(obs)
+        seen = (eng.view(), eng.peer_fencing.drbd_lost.get("r0"), list(eng.alerter.events()))
+        eng.intake.take(LinkSeen("res_vip", ""))
+        return eng, seen
+
+    eng, (view, drbd_lost_at, events) = run(main())
+    assert view.me.drbd["r0"].connection == "Connecting"
+    assert drbd_lost_at == eng.clock.monotonic()  # when DRBD stopped being connected (the fence race)
+    assert view.me.link_down == {"res_vip": "eth0 has no carrier"}
+    assert events == ["link_down", "tiebreaker"]  # each change alerted once
+    assert eng.link_down == {} and eng.alerter.events()[-1] == "link_up"
 
 
 # ---------------------------------------------------------------- control commands
