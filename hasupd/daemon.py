@@ -88,7 +88,6 @@ def main(argv=None) -> int:
     except config.ConfigError as e:
         print(f"hasupd: {e}", file=sys.stderr)
         return EX_CONFIG
-    from hasupd.engine import local_node_name
     from hasupd.membership.wire import KeyFileError, load_key
 
     try:
@@ -106,16 +105,59 @@ def main(argv=None) -> int:
     return asyncio.run(_run(cfg, local, key, args, notifier))
 
 
-async def _run(cfg, local, key, args, notifier) -> int:
-    from hasupd.control.server import ControlServer
-    from hasupd.engine import Engine
+def local_node_name(cfg, explicit: str | None) -> str:
+    """--node, else $HASUPD_NODE, else the host name (short or full)."""
+    names = cfg.node_names()
+    for cand in (explicit, os.environ.get("HASUPD_NODE"), socket.gethostname(),
+                 socket.gethostname().split(".")[0]):
+        if cand and cand in names:
+            return cand
+    raise LookupError(f"this host ({socket.gethostname()}) is neither {names[0]} nor {names[1]} "
+                      "in the configuration; use --node NAME")
 
-    engine = Engine(cfg, local, key, foreground=sys.stderr.isatty() or not os.environ.get("INVOCATION_ID"),
-                    stop_resources_on_exit=args.stop_resources_on_exit, notify=notifier)
+
+def build_engine(cfg, local: str, key: bytes, *, foreground: bool = True, stop_resources_on_exit: bool = False,
+                 notify=None, fencer=None):
+    """The engine with its real collaborators: drivers, DRBD, heartbeat, fencer, guard, history,
+    alerter and state store (tests/engine/ hands in fakes instead)."""
+    from hasupd import redact
+    from hasupd.alerts import Alerter
+    from hasupd.engine import Engine
+    from hasupd.fencing import Fencer
+    from hasupd.history import History
+    from hasupd.membership import heartbeat, tiebreaker
+    from hasupd.resources import drbd, make_driver
+    from hasupd.state import StateStore
+
+    redact.learn(cfg)  # the configuration's secrets are masked in every output
+    history = History(cfg.state_dir, cfg.history_max_bytes, node=local)
+    alerter = Alerter(cfg, local, foreground=foreground)
+    alerter.history = history
+    if fencer is None and cfg.fencing is not None:
+        fencer = Fencer(cfg.fencing, local)  # fence-schema.md's Fencer
+    guard = None
+    if cfg.split_brain_guard.ping is not None:  # mode ping, or fence/drbd's tie-breaker
+        guard = tiebreaker.PingGuard(cfg.split_brain_guard.ping)
+    return Engine(
+        cfg, local, history=history, alerter=alerter, fencer=fencer, guard=guard, notify=notify,
+        stop_resources_on_exit=stop_resources_on_exit,
+        heartbeat=heartbeat.Heartbeat(cfg, local, key,
+                                      replay_state=os.path.join(cfg.state_dir, "peer-incarnation.json")),
+        drivers={r.name: make_driver(r, local) for g in cfg.groups for r in g.resources},
+        drbd={r.name: drbd.DrbdDriver(cfg.drbd, r) for r in cfg.drbd.resources},
+        store=StateStore(os.path.join(cfg.state_dir, "state.json")))
+
+
+async def _run(cfg, local, key, args, notifier) -> int:
+    from hasupd.control.commands import Commands
+    from hasupd.control.server import ControlServer
+
+    engine = build_engine(cfg, local, key, foreground=sys.stderr.isatty() or not os.environ.get("INVOCATION_ID"),
+                          stop_resources_on_exit=args.stop_resources_on_exit, notify=notifier)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.request_stop)
-    server = ControlServer(cfg.control_socket, cfg.control_group, engine.handle)
+    server = ControlServer(cfg.control_socket, cfg.control_group, Commands(engine).handle)
     await server.start()
     if cfg.metrics is not None:
         start_metrics(engine, cfg.metrics)

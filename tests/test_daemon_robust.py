@@ -15,7 +15,7 @@ import time
 import pytest
 
 from hasupd import config as configmod
-from hasupd.engine import Engine
+from hasupd.daemon import build_engine
 from tests.robustkit import OneNode, wait_until
 
 
@@ -116,7 +116,7 @@ def test_watchdog_stops_when_the_loop_is_really_stuck(tmp_path, monkeypatch):
     monkeypatch.setattr(enginemod, "STALL_LIMIT", 3.0, raising=False)  # the test's patience, not production's
 
     async def scenario() -> tuple[int, int]:
-        engine = Engine(cfg, "n1", n.key.read_bytes(), notify=notifier)
+        engine = build_engine(cfg, "n1", n.key.read_bytes(), notify=notifier)
         stuck = asyncio.Event()
         real = engine.reconcile
 
@@ -156,7 +156,7 @@ def test_watchdog_stops_when_the_loop_is_really_stuck(tmp_path, monkeypatch):
 async def running_engine(n: OneNode, body, **engine_kw):
     """Run the real Engine in-process while body(engine) runs; returns body's result."""
     cfg = configmod.load(n.config)
-    engine = Engine(cfg, "n1", n.key.read_bytes(), **engine_kw)
+    engine = build_engine(cfg, "n1", n.key.read_bytes(), **engine_kw)
     task = asyncio.create_task(engine.run())
     try:
         result = await body(engine)

@@ -17,6 +17,8 @@ import yaml
 
 from hasupd import config as configmod
 from hasupd import planner
+from hasupd.control.commands import Commands
+from hasupd.daemon import build_engine
 from hasupd.engine import Engine
 from hasupd.membership.heartbeat import PeerView
 from hasupd.model import Action, ActionKind, DrbdStatus, FenceState, ResourceStatus, ResState, to_dict
@@ -167,9 +169,9 @@ class FakeResource:
 
 def make_engine(tmp_path, fencer, guard=None, drbd: DrbdStatus | None = None):
     cfg = make_config(tmp_path, guard or {"mode": "fence", "fence": {"command": ["/bin/false"]}})
-    eng = Engine(cfg, LOCAL, b"k" * 32, foreground=False, fencer=fencer)
+    eng = build_engine(cfg, LOCAL, b"k" * 32, foreground=False, fencer=fencer)
     eng.heartbeat = FakeHeartbeat()
-    eng.heartbeat.deliver = eng.take_peer_payload
+    eng.heartbeat.deliver = eng.intake.take_peer_payload
     eng.started_at = time.monotonic() - 1000
     eng.settled = True
     eng.peer_ever_seen = True
@@ -210,7 +212,7 @@ def test_fence_action_runs_the_fencer_and_records_the_outcome_without_secrets(tm
     async def main():
         eng = make_engine(tmp_path, fencer)
         eng.heartbeat.lose_peer(8, node=owner_report())
-        ok = await eng.execute(Action(K.FENCE, None, PEER, "test: fence it"))
+        ok = await eng.executor.execute(Action(K.FENCE, None, PEER, "test: fence it"))
         return eng, ok
 
     eng, ok = run(main())
@@ -229,9 +231,9 @@ def test_a_fencer_that_raises_is_a_failed_fence_and_its_text_is_not_copied(tmp_p
     async def main():
         eng = make_engine(tmp_path, RaisingFencer())
         eng.heartbeat.lose_peer(8, node=owner_report())
-        eng.peer_lost()  # asks the devices for the peer's power: the fencer raises there too
+        eng.peer_fencing.peer_lost()  # asks the devices for the peer's power: the fencer raises there too
         await asyncio.sleep(0.05)
-        ok = await eng.execute(Action(K.FENCE, None, PEER, "test"))
+        ok = await eng.executor.execute(Action(K.FENCE, None, PEER, "test"))
         return eng, ok
 
     eng, ok = run(main())
@@ -250,7 +252,7 @@ def test_two_fence_requests_at_once_run_one_fence(tmp_path):
     async def main():
         eng = make_engine(tmp_path, fencer)
         eng.heartbeat.lose_peer(8, node=owner_report())
-        return await asyncio.gather(eng.fence_peer("planner"), eng.fence_peer("drbd handler"))
+        return await asyncio.gather(eng.peer_fencing.fence_peer("planner"), eng.peer_fencing.fence_peer("drbd handler"))
 
     a, b = run(main())
     assert a is b and fencer.calls == [PEER]
@@ -276,7 +278,7 @@ def test_failed_fence_blocks_takeover_and_retries_after_a_backoff(tmp_path):
     assert any(a.kind == K.ALERT and a.key == f"fence_failed:{PEER}" for a in after_failure)
     assert "no takeover" in planner.explain(eng.cfg, eng.view())["rg_web"]
     # once the backoff is over: fence again, still no takeover
-    eng.fence_facts = replace(eng.fence_facts, last_attempt_at=time.monotonic() - 2.5)
+    eng.peer_fencing.facts = replace(eng.peer_fencing.facts, last_attempt_at=time.monotonic() - 2.5)
     again = planner.decide(eng.cfg, eng.view())
     assert K.FENCE in [a.kind for a in again] and not {K.CLAIM, K.PROMOTE, K.START} & {a.kind for a in again}
 
@@ -308,17 +310,17 @@ def test_peer_reported_off_is_taken_over_at_once_without_waiting_for_drbd(tmp_pa
         eng = make_engine(tmp_path, fencer, drbd=connected)
         eng.heartbeat.lose_peer(0.2, node=owner_report())
         began = time.monotonic()
-        eng.peer_lost()
+        eng.peer_fencing.peer_lost()
         for _ in range(50):
             await asyncio.sleep(0.01)
-            if eng.fence_facts.peer_power:
+            if eng.peer_fencing.facts.peer_power:
                 break
         for _ in range(3):
             await eng.reconcile()
         return eng, time.monotonic() - began
 
     eng, took = run(main())
-    assert eng.fence_facts.peer_power == "off"
+    assert eng.peer_fencing.facts.peer_power == "off"
     assert fencer.calls == []  # no `off` sent to a node that is off
     assert eng.drbd["r0"].calls == ["disconnect --force", "connect", "promote"]
     assert eng.log == ["start res_vip", "start res_filesystem", "start res_httpd"]
@@ -333,7 +335,7 @@ def test_fence_outcome_already_off_skips_the_drbd_wait(tmp_path):
     async def main():
         eng = make_engine(tmp_path, fencer, drbd=connected)
         eng.heartbeat.lose_peer(0.2, node=owner_report())
-        await eng.execute(Action(K.FENCE, None, PEER, "test"))
+        await eng.executor.execute(Action(K.FENCE, None, PEER, "test"))
         for _ in range(3):
             await eng.reconcile()
         return eng
@@ -350,20 +352,20 @@ def test_peer_back_clears_the_fence_state(tmp_path):
     async def main():
         eng = make_engine(tmp_path, fencer)
         eng.heartbeat.lose_peer(8, incarnation="inc-1", node=owner_report())
-        await eng.execute(Action(K.FENCE, None, PEER, "test"))
+        await eng.executor.execute(Action(K.FENCE, None, PEER, "test"))
         assert eng.view().fencing == FenceState.SUCCEEDED
-        eng.peer_back("inc-2")  # it booted again: a new incarnation
+        eng.peer_fencing.peer_back("inc-2")  # it booted again: a new incarnation
         cleared = eng.view()
         # the same incarnation heard after a "successful" fence: the device lied
         eng.heartbeat.lose_peer(8, incarnation="inc-2", node=owner_report())
-        eng.peer_lost()
-        await eng.execute(Action(K.FENCE, None, PEER, "test"))
-        eng.peer_back("inc-2")
+        eng.peer_fencing.peer_lost()
+        await eng.executor.execute(Action(K.FENCE, None, PEER, "test"))
+        eng.peer_fencing.peer_back("inc-2")
         return eng, cleared
 
     eng, cleared = run(main())
     assert cleared.fencing == FenceState.NONE and cleared.fence.attempts == 0
-    assert eng.fencing == FenceState.NONE
+    assert eng.peer_fencing.state == FenceState.NONE
     assert any(a["event"] == "fence_lied" and a["severity"] == "critical" for a in eng.alerter.recent)
 
 
@@ -376,7 +378,7 @@ def test_fence_peer_asks_the_live_peer_to_outdate_and_answers_outdated(tmp_path)
     async def main():
         eng = make_engine(tmp_path, None, guard={"mode": "drbd"})
         eng.heartbeat.peer_alive({"name": PEER, "settled": True, "drbd": {"r0": to_dict(secondary)}})
-        task = asyncio.create_task(eng.handle("drbd-fence-peer", {"resource": "r0"}))
+        task = asyncio.create_task(Commands(eng).handle("drbd-fence-peer", {"resource": "r0"}))
         for _ in range(100):  # the request travels in this node's heartbeat
             await asyncio.sleep(0.02)
             if (eng.heartbeat.payload or {}).get("outdate") == ["r0"]:
@@ -412,7 +414,7 @@ def test_fence_peer_silent_peer_is_fenced_with_the_devices(tmp_path):
     async def main():
         eng = make_engine(tmp_path, fencer, guard={"mode": "drbd"})
         eng.heartbeat.lose_peer(3, node=owner_report())
-        return eng, await eng.handle("drbd-fence-peer", {"resource": "r0"})
+        return eng, await Commands(eng).handle("drbd-fence-peer", {"resource": "r0"})
 
     eng, answer = run(main())
     assert answer["verdict"] == "fenced" and fencer.calls == [PEER]
@@ -424,7 +426,7 @@ def test_fence_peer_silent_peer_without_a_fence_is_never_down(tmp_path, fencer):
     async def main():
         eng = make_engine(tmp_path, fencer, guard={"mode": "drbd"})
         eng.heartbeat.lose_peer(3, node=owner_report())
-        return await eng.handle("drbd-fence-peer", {"resource": "r0"})
+        return await Commands(eng).handle("drbd-fence-peer", {"resource": "r0"})
 
     answer = run(main())
     assert answer["ok"] and answer["verdict"] == "unknown"  # the handler exits 1: no promotion
@@ -445,11 +447,11 @@ def test_the_engine_draws_each_losses_random_delay_within_the_configured_maximum
         eng.cfg = replace(eng.cfg)
         object.__setattr__(eng.cfg, "fencing", FencingSection())  # cfg.fencing arrives with the fence branch
         policy = planner.fence_policy(eng.cfg)
-        eng.fence_policy = replace(policy, devices=True)
+        eng.peer_fencing.policy = replace(policy, devices=True)
         drawn = set()
         for _ in range(20):
             eng.heartbeat.lose_peer(1, node=owner_report())
-            eng.peer_lost()
+            eng.peer_fencing.peer_lost()
             drawn.add(eng.view().fence.random_delay)
         return policy, drawn
 
@@ -481,7 +483,7 @@ def test_the_watchdog_is_pinged_while_a_long_fence_runs(tmp_path):
         watchdog = asyncio.create_task(eng._watchdog_loop())
         eng.heartbeat.lose_peer(8, node=owner_report())
         t0 = time.monotonic()
-        ok = await eng.execute(Action(K.FENCE, None, PEER, "test: a slow fence"))
+        ok = await eng.executor.execute(Action(K.FENCE, None, PEER, "test: a slow fence"))
         t1 = time.monotonic()
         watchdog.cancel()
         return ok, t0, t1

@@ -17,6 +17,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hasupd import config
+from hasupd.control.commands import Commands
+from hasupd.daemon import build_engine
 from hasupd.engine import Engine
 from hasupd.metrics import Metrics
 from hasupd.model import Action, ActionKind, ResourceStatus, ResState
@@ -28,7 +30,7 @@ REFERENCE = (ROOT / "conf" / "hasupd.yaml").read_text()
 def make_engine(tmp_path, extra: str = "") -> Engine:
     text = REFERENCE.replace("cluster: web", f"cluster: web\nstate_dir: {tmp_path}") + extra
     cfg = config.loads(text, "test.yaml")
-    return Engine(cfg, "primarycentos", b"k" * 32, foreground=False)
+    return build_engine(cfg, "primarycentos", b"k" * 32, foreground=False)
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -93,8 +95,8 @@ def test_scrape_reads_the_engine_state(tmp_path):
                                                peer_disk="Outdated", connection="Connected",
                                                replication="SyncSource", out_of_sync_kib=3)
             engine.alerter.agent_failures = 2
-            await engine.handle("status", {})
-            await engine.handle("no-such-command", {})
+            await Commands(engine).handle("status", {})
+            await Commands(engine).handle("no-such-command", {})
             return before, samples(await scrape(metrics))
         finally:
             metrics.close()
@@ -139,21 +141,21 @@ def test_failover_hooks_count_and_time(tmp_path):
     metrics = engine.metrics = Metrics(engine)
     group = engine.cfg.group("rg_web")
     # a first start (the peer never held the group) is neither counted nor timed
-    engine.takeover_started(Action(ActionKind.CLAIM, "rg_web", None, "first start", epoch=1))
+    engine.executor.takeover_started(Action(ActionKind.CLAIM, "rg_web", None, "first start", epoch=1))
     for name in ("res_vip", "res_filesystem", "res_httpd"):
         engine.resources[name] = ResourceStatus(ResState.STARTED, "ok")
-    engine.takeover_progress(group)
+    engine.executor.takeover_progress(group)
     found = samples(generate_latest(metrics.registry).decode())
     assert not [k for k in found if k[0] == "hasupd_failover_duration_seconds_count"]
     assert sum(v for k, v in found.items() if k[0] == "hasupd_failovers_total") == 0
     for name in ("res_vip", "res_filesystem", "res_httpd"):
         engine.resources[name] = ResourceStatus(ResState.STOPPED, "")
-    engine.peer_held.add("rg_web")  # the peer held the group; it is silent now: peer_lost
-    engine.takeover_started(Action(ActionKind.CLAIM, "rg_web", None, "peer lost", epoch=2))
-    asyncio.run(engine.execute(Action(ActionKind.CLAIM, "rg_web", None, "peer lost", epoch=2)))
+    engine.executor.peer_held.add("rg_web")  # the peer held the group; it is silent now: peer_lost
+    engine.executor.takeover_started(Action(ActionKind.CLAIM, "rg_web", None, "peer lost", epoch=2))
+    asyncio.run(engine.executor.execute(Action(ActionKind.CLAIM, "rg_web", None, "peer lost", epoch=2)))
     for name in ("res_vip", "res_filesystem", "res_httpd"):
         engine.resources[name] = ResourceStatus(ResState.STARTED, "ok")
-    engine.takeover_progress(group)
+    engine.executor.takeover_progress(group)
     found = samples(generate_latest(metrics.registry).decode())
     assert value(found, "hasupd_failovers_total", group="rg_web", reason="peer_lost") == 1
     assert value(found, "hasupd_failovers_total", group="rg_web", reason="move") == 0

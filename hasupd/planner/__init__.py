@@ -55,7 +55,7 @@ from hasupd.config import Config
 from hasupd.model import Action, ActionKind, ClusterView
 from hasupd.planner import failure, fencing, intents, ownership, placement, takeover
 from hasupd.planner.facts import NO_LOCAL_DISK, RUNNING, Decision, GroupFacts
-from hasupd.planner.failure import RECOVER_BACKOFF
+from hasupd.planner.failure import RECOVER_BACKOFF, fail_count_after_failed_start, observation_replaces
 from hasupd.planner.fencing import (
     FENCE_RETRY_FIRST,
     FENCE_RETRY_MAX,
@@ -64,11 +64,13 @@ from hasupd.planner.fencing import (
     fence_retry_delay,
     guard_price,
 )
+from hasupd.planner.intents import stop_on_exit
 from hasupd.planner.rules import RULES, Rule, Trace
 
 __all__ = [
     "FENCE_RETRY_FIRST", "FENCE_RETRY_MAX", "NO_LOCAL_DISK", "RECOVER_BACKOFF", "RULES", "RUNNING", "Rule",
-    "decide", "explain", "fence_next_attempt", "fence_policy", "fence_retry_delay", "guard_price", "rules_fired",
+    "decide", "explain", "fail_count_after_failed_start", "fence_next_attempt", "fence_policy", "fence_retry_delay",
+    "guard_price", "observation_replaces", "rules_fired", "stop_on_exit",
 ]
 
 K = ActionKind

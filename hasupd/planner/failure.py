@@ -4,6 +4,7 @@ that fails blocks the group (rule 9)."""
 
 from __future__ import annotations
 
+from hasupd.config import Group
 from hasupd.model import Action, ResState
 from hasupd.planner.eligibility import why_not
 from hasupd.planner.facts import RUNNING, Decision, GroupFacts, K, times
@@ -136,3 +137,23 @@ def restart_in_place(f: GroupFacts, k: int, stuck: str) -> Decision:
         actions.append(f.act(K.STOP, res[k].name, reason))
     actions += [f.act(K.START, r.name, reason) for r in res[k:]]
     return Decision(f"{name} is (re)starting on {local}: {reason}.", actions)
+
+
+# ---------------------------------------------------------------- applied by the engine as it acts
+# (not decided per round: the executor and the intake ask these when a start fails and when a
+# stop-failed resource is observed again)
+
+
+def fail_count_after_failed_start(group: Group) -> int:
+    """Rule start-failure-is-fatal: a start that fails (or raises, or times out) on a node sets the
+    resource's fail count there to at least the group's migration_threshold, like Pacemaker's
+    start-failure-is-fatal: the group is not started on that node again until the count expires
+    or is cleaned up."""
+    return group.migration_threshold
+
+
+def observation_replaces(old: ResState, new: ResState) -> bool:
+    """Rule stop-failure-latch: a resource whose stop failed stays STOP_FAILED whatever its watch
+    or monitor report next; only a successful stop (or `hasupctl cleanup`) clears it, because the
+    node may still hold the data."""
+    return old != ResState.STOP_FAILED or new == ResState.STOPPED

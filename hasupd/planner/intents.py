@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from hasupd.model import Action
+from hasupd.config import Group
+from hasupd.model import Action, ClusterView, ResourceStatus, ResState
 from hasupd.planner.facts import RUNNING, Decision, GroupFacts, K
 from hasupd.planner.ownership import release_stale_claim
 from hasupd.planner.rules import rule
@@ -74,3 +75,17 @@ def forget_force(f: GroupFacts) -> list[Action]:
         return [f.act(K.FORGET_FORCE, d.resource, f"{d.resource} is Primary on {f.local}: "
                       "the operator's forced promotion is used up")]
     return []
+
+
+def stop_on_exit(group: Group, view: ClusterView, reason: str) -> list[Action]:
+    """Rule stop-on-exit (hasupd --stop-resources-on-exit): at shutdown, every resource of the
+    group that runs, failed or is unknown here is stopped in reverse group order, then DRBD is
+    demoted when it is Primary here.  Each step runs whatever the previous one did."""
+    me = view.me
+    actions = [Action(K.STOP, group.name, r.name, reason) for r in reversed(group.resources)
+               if me.resources.get(r.name, ResourceStatus()).state in (ResState.STARTED, ResState.FAILED,
+                                                                       ResState.UNKNOWN)]
+    drbd = me.drbd.get(group.drbd) if group.drbd else None
+    if drbd is not None and drbd.role == "Primary":
+        actions.append(Action(K.DEMOTE, group.name, group.drbd, reason))
+    return actions

@@ -1,8 +1,9 @@
-"""A fake hasupd for the control tests: canned answers served through the
-REAL ControlServer, status built by the REAL build_status from prepared views.
+"""A fake hasupd for the control tests: the REAL command table (hasupd.control.commands) over a
+fake engine state (prepared views, a real StateStore in a temporary directory), served through
+the REAL ControlServer.
 
     python tests/control/fake_daemon.py --socket PATH --group G [--mode 0660]
-        [--view healthy|degraded] [--log FILE] [--move-script started|fails]
+        [--view healthy|degraded|movable] [--log FILE] [--move-script started|fails|banned]
 
 Every request it accepts is appended to --log as a JSON line (cmd, args, uid).
 """
@@ -13,14 +14,18 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from dataclasses import replace
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from hasupd import config as configmod  # noqa: E402
-from hasupd.history import last_failover  # noqa: E402
+from hasupd.control.commands import Commands  # noqa: E402
+from hasupd.history import last_failover, timelines  # noqa: E402
+from hasupd.membership.heartbeat import PeerView  # noqa: E402
 from hasupd.model import (  # noqa: E402
     Action,
     ActionKind,
@@ -32,9 +37,8 @@ from hasupd.model import (  # noqa: E402
     NodeState,
     ResourceStatus,
     ResState,
-    to_dict,
 )
-from hasupd.status import build_status  # noqa: E402
+from hasupd.state import StateStore  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 P, S = "primarycentos", "secondarycentos"
@@ -103,6 +107,14 @@ def degraded_view() -> ClusterView:
                    fencing=FenceState.NONE)
 
 
+def movable_view() -> ClusterView:
+    """Healthy, and nothing keeps rg_web off secondarycentos: a move there has steps here."""
+    return replace(healthy_view(), fail_counts={}, bans=frozenset())
+
+
+VIEWS = {"healthy": healthy_view, "degraded": degraded_view, "movable": movable_view}
+
+
 class FakeAlerter:
     recent = [{"wall": WALL - 3600, "event": "resource_failed", "severity": "warning",
                "message": "res_httpd failed: pid 3121 exited"},
@@ -111,72 +123,100 @@ class FakeAlerter:
     dropped = 0
     agent_failures = 0
 
+    def emit(self, event, severity, message, **kw):
+        pass
+
+
+class FakeHistory:
+    """The failover of history_records(); intents are kept in memory."""
+
+    def __init__(self):
+        self.intents: list[dict] = []
+
+    def record(self, kind, **fields):
+        self.intents.append({"kind": kind, **fields})
+
+    async def report(self, since_wall, limit):
+        records = [r for r in history_records() if since_wall is None or r["wall"] >= since_wall]
+        return {"records": records[-limit:], "timelines": timelines(records)}
+
+    async def last_failovers(self, groups):
+        return {g: last_failover(history_records(), g) for g in groups}
+
+
+class FakeClock:
+    monotonic = staticmethod(lambda: NOW)
+    wall = staticmethod(lambda: WALL)
+
+
+class FakeHeartbeat:
+    def __init__(self, view: ClusterView):
+        self.incarnation = view.me.incarnation
+        peer = view.nodes[S]
+        self.view = PeerView(S, peer.alive, peer.rings, peer.incarnation, None, None, view.peer_lost_at,
+                             (0.00042,) if peer.alive else (None,), (0.0,), "", True)
+
+    def peer(self) -> PeerView:
+        return self.view
+
+
+class FakeEngine:
+    """The engine's state as the control commands read and change it: a prepared view, a real
+    StateStore in a temporary directory, and no drivers."""
+
+    def __init__(self, view_name: str, state_dir: str):
+        self.cfg = reference_config()
+        self.prepared = VIEWS[view_name]()
+        self.local, self.peer_name = P, S
+        self.clock, self.started_at = FakeClock(), self.prepared.started_at
+        self.heartbeat, self.alerter, self.history = FakeHeartbeat(self.prepared), FakeAlerter(), FakeHistory()
+        self.store = StateStore(os.path.join(state_dir, "state.json"))
+        self.acting = None if view_name != "degraded" else \
+            Action(ActionKind.STOP, "rg_web", "res_filesystem", "rg_web must stop here: res_httpd failed")
+        self.fencer, self.metrics, self.state_unsaved = None, None, ""
+        self.resources = dict(self.prepared.me.resources)
+        self.drbd_status = {"r0": replace(healthy_view().me.drbd["r0"], replication="SyncSource",
+                                          sync_percent=88.8, sync_eta_s=60.0, peer_disk="Inconsistent")}
+        self.drbd = dict(self.drbd_status)
+
+    def view(self) -> ClusterView:
+        return self.prepared
+
+    def save_state(self):
+        self.store.save()
+
+    def changed(self):
+        pass
+
 
 def status_for(view_name: str) -> dict:
-    cfg = reference_config()
-    view = healthy_view() if view_name == "healthy" else degraded_view()
-    explains = {"rg_web": "rg_web stays on primarycentos: it runs there and stickiness is INFINITY"} \
-        if view_name == "healthy" else \
-        {"rg_web": "rg_web is blocked: res_filesystem did not stop; nothing moves until `hasupctl cleanup rg_web`"}
-    rings = [{"peer_heard": True, "rtt_ms": 0.42, "loss_pct": 0.0}] if view_name == "healthy" else None
-    acting = None if view_name == "healthy" else \
-        Action(ActionKind.STOP, "rg_web", "res_filesystem", "rg_web must stop here: res_httpd failed")
-    failovers = {g.name: last_failover(history_records(), g.name) for g in cfg.groups}
-    return build_status(cfg, view, explains=explains, rings=rings, last_failovers=failovers, acting=acting,
-                        alerter=FakeAlerter(), daemon={"pid": 4100, "started_wall": WALL - 7200,
-                                                       "incarnation": "a1b2", "version": "0.1.0"})
+    with tempfile.TemporaryDirectory(prefix="fake-hasupd-") as d:
+        return asyncio.run(Commands(FakeEngine(view_name, d), pid=4100).handle("status", {}))["status"]
 
 
 async def serve(args) -> None:
     from hasupd.control.server import ControlServer
 
-    status = status_for(args.view)
+    state_dir = tempfile.mkdtemp(prefix="fake-hasupd-")
+    commands = Commands(FakeEngine(args.view, state_dir), pid=4100)
+    real_status = commands.table["status"]
+    moves = {"polls": 0}
 
-    def log(cmd, params, peer):
+    async def status_while_moving(params):  # the status a --wait poller sees: scripted after a move
+        out = await real_status(params)
+        if commands.eng.store.state.moves_view():
+            moves["polls"] += 1
+            return {"status": _moving(out["status"], moves["polls"], args.move_script)}
+        return out
+
+    if args.move_script:
+        commands.table["status"] = status_while_moving
+
+    async def handler(cmd, params, peer):
         if args.log:
             with open(args.log, "a") as f:
                 f.write(json.dumps({"cmd": cmd, "args": params, "uid": peer.uid}) + "\n")
-
-    moves = {"polls": 0}
-
-    async def handler(cmd, params, peer):
-        log(cmd, params, peer)
-        if cmd == "status":
-            if args.move_script and moves.get("requested"):
-                moves["polls"] += 1
-                return {"status": _moving(status, moves["polls"], args.move_script)}
-            return {"status": status}
-        if cmd == "history":
-            return {"records": [r for r in history_records()
-                                if params.get("since") is None or r["wall"] >= params["since"]]}
-        if cmd == "move":
-            if params.get("group") != "rg_web":
-                return {"ok": False, "error": f"no group {params.get('group')!r}"}
-            target = params.get("node") or S
-            if params.get("dry_run"):  # the engine's answer: the planner's steps on this node
-                return {"dry_run": True, "node": target,
-                        "steps_here": [{"action": "stop", "resource": "res_httpd", "reason": "move"},
-                                       {"action": "stop", "resource": "res_filesystem", "reason": "move"},
-                                       {"action": "stop", "resource": "res_vip", "reason": "move"},
-                                       {"action": "demote", "resource": "r0", "reason": "move"},
-                                       {"action": "release", "resource": None, "reason": "move"}]}
-            moves["requested"] = target
-            return {"node": target, "message": f"rg_web: moving to {target}"}
-        if cmd == "explain":
-            return {"explain": {g["name"]: g["explain"] for g in status["groups"]}}
-        if cmd == "drbd-status":
-            d = to_dict(replace(healthy_view().me.drbd["r0"], replication="SyncSource", sync_percent=88.8,
-                                sync_eta_s=60.0, peer_disk="Inconsistent"))
-            return {"drbd": {"r0": d}}
-        if cmd == "unstandby" and params.get("node") == "primarycentos":
-            return {"changed": False}
-        if cmd == "boom":
-            raise RuntimeError("never reached: unknown commands are refused before the handler")
-        if cmd == "cleanup" and params.get("group") == "explode":
-            raise RuntimeError("handler bug")
-        if cmd == "clear" and params.get("group") == "weird":
-            return ["not", "a", "dict"]
-        return {"message": f"{cmd} done"}
+        return await commands.handle(cmd, params, peer)
 
     server = ControlServer(args.socket, args.group, handler, mode=int(args.mode, 8))
     await server.start()
@@ -187,6 +227,7 @@ async def serve(args) -> None:
     print("ready", flush=True)
     await stop.wait()
     await server.close()
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _moving(status: dict, polls: int, script: str) -> dict:
@@ -213,7 +254,7 @@ def main() -> None:
     p.add_argument("--socket", required=True)
     p.add_argument("--group", default="hasupd")
     p.add_argument("--mode", default="0660")
-    p.add_argument("--view", default="healthy", choices=("healthy", "degraded"))
+    p.add_argument("--view", default="healthy", choices=tuple(VIEWS))
     p.add_argument("--log")
     p.add_argument("--move-script", choices=("started", "fails", "banned"))
     asyncio.run(serve(p.parse_args()))

@@ -457,7 +457,7 @@ def test_fence_and_drbd_guards_take_a_ping_tie_breaker(tmp_path):
     """A node that cannot reach its tie-breaker does not fence (the isolated
     one loses): fence and drbd modes read split_brain_guard.ping too, and the
     engine runs the check for them."""
-    from hasupd.engine import Engine
+    from hasupd.daemon import build_engine
     for mode in ("fence", "drbd"):
         text = HEAD + textwrap.dedent(f"""\
             split_brain_guard: {{mode: {mode}, ping: {{targets: [10.0.0.254], interval: 0.5s}}}}
@@ -468,4 +468,4 @@ def test_fence_and_drbd_guards_take_a_ping_tie_breaker(tmp_path):
             """)
         cfg = config.loads(text, "x.yaml")
         assert cfg.split_brain_guard.ping.targets == ("10.0.0.254",) and cfg.split_brain_guard.ping.interval == 0.5
-        assert Engine(cfg, "n1", key=b"k" * 32).guard is not None
+        assert build_engine(cfg, "n1", key=b"k" * 32).guard is not None

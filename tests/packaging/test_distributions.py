@@ -28,13 +28,13 @@ METRICS_SCRIPT = """
 import asyncio, tempfile
 from prometheus_client import CollectorRegistry, generate_latest
 from hasupd import config
-from hasupd.engine import Engine
+from hasupd.daemon import build_engine
 from hasupd.metrics import Metrics
 
 async def main():
     text = open("/usr/share/hasupd/hasupd.yaml").read()
     cfg = config.loads(text.replace("cluster: web", "cluster: web\\nstate_dir: " + tempfile.mkdtemp()))
-    engine = Engine(cfg, "primarycentos", b"k" * 32, foreground=False)
+    engine = build_engine(cfg, "primarycentos", b"k" * 32, foreground=False)
     class State:
         def collect(self):
             return Metrics(engine).families()
