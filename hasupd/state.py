@@ -125,6 +125,8 @@ class State:
         return self.epoch + 1
 
     def move(self, group: str, node: str, pin: bool = False) -> State:
+        if self.moves.get(group, (0, None))[1] == (node, bool(pin)):
+            return self  # already so: no new epoch, and the operator is told nothing changed
         e = self._next()
         return replace(self, epoch=e, moves={**self.moves, group: (e, (node, bool(pin)))})
 
@@ -133,6 +135,8 @@ class State:
 
     def clear(self, group: str) -> State:
         """Drop a move intent or pin (like `crm resource clear`)."""
+        if self.moves.get(group, (0, None))[1] is None:
+            return self
         e = self._next()
         return replace(self, epoch=e, moves={**self.moves, group: (e, None)})
 
@@ -146,6 +150,8 @@ class State:
     def set_target_role(self, group: str, role: str) -> State:
         if role not in ("started", "stopped"):
             raise ValueError(f"target role must be started or stopped, not {role!r}")
+        if self.target_roles.get(group, "started") == role:
+            return self
         e = self._next()
         return replace(self, epoch=e, roles={**self.roles, group: (e, role)})
 
@@ -156,6 +162,8 @@ class State:
         return self.set_target_role(group, "stopped")
 
     def set_standby(self, node: str, on: bool = True) -> State:
+        if self.standby.get(node, False) == bool(on):
+            return self
         e = self._next()
         return replace(self, epoch=e, standby_={**self.standby_, node: (e, bool(on))})
 
@@ -163,10 +171,14 @@ class State:
         return self.set_standby(node, False)
 
     def set_maintenance(self, on: bool) -> State:
+        if self.maintenance == bool(on):
+            return self
         e = self._next()
         return replace(self, epoch=e, maintenance_=(e, bool(on)))
 
     def force_promotion(self, resource: str, on: bool = True) -> State:
+        if (resource in self.forced_promotions) == bool(on):
+            return self
         e = self._next()
         return replace(self, epoch=e, forced={**self.forced, resource: (e, bool(on))})
 

@@ -49,6 +49,20 @@ def test_every_operator_change_takes_the_next_epoch():
     assert s.forced_promotions == frozenset()
 
 
+def test_an_intent_that_is_already_so_changes_nothing(tmp_path):
+    """`hasupctl unstandby` of a node never in standby must say "nothing changed", not bump the epoch."""
+    store = StateStore(str(tmp_path / "state.json"))
+    assert not store.standby(B, False) and not store.maintenance(False) and not store.start_group(G)
+    assert not store.clear(G) and not store.force_promotion("r0", False)
+    assert store.state.epoch == 0
+    assert store.standby(B) and not store.standby(B)
+    assert store.maintenance(True) and not store.maintenance(True)
+    assert store.stop_group(G) and not store.stop_group(G)
+    assert store.move(G, A) and not store.move(G, A) and store.move(G, A, pin=True)
+    assert store.force_promotion("r0") and not store.force_promotion("r0")
+    assert store.state.epoch == 6
+
+
 def test_bad_target_role_is_refused():
     with pytest.raises(ValueError):
         State().set_target_role(G, "promoted")
@@ -145,7 +159,7 @@ def test_cleanup_while_apart_clears_concurrent_failure():
 
 def test_latest_intent_wins_and_peer_epoch_is_taken():
     a, b = State(), State()
-    a = a.move(G, B).move(G, B).move(G, B)  # epoch 3
+    a = a.move(G, B).move(G, A).move(G, B)  # epoch 3
     a, b = sync(a, b)
     assert b.epoch == 3
     b = b.clear(G)  # epoch 4: max(local, peer) + 1

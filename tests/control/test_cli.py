@@ -255,10 +255,9 @@ def test_read_only_commands(fake):
     assert r.stdout == "r0: Primary/Secondary UpToDate/Inconsistent Connected SyncSource 88.8% eta 60s\n"
     r = hasupctl("--socket", sock, "drbd", "status", "--json")
     assert json.loads(r.stdout)["r0"]["sync_percent"] == 88.8
-    # every intent is a new entry (a new epoch) of the daemon's state, so `changed` is true even for
-    # a node that was never in standby (the real command table; the canned fake said "nothing changed")
+    # an intent that is already so changes nothing (no new epoch) and says so
     r = hasupctl("--socket", sock, "unstandby", "primarycentos")
-    assert r.returncode == 0 and r.stdout == "unstandby requested for primarycentos\n"
+    assert r.returncode == 0 and r.stdout == "unstandby requested for primarycentos (nothing changed: it was already so)\n"
 
 
 def test_parse_since():
