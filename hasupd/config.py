@@ -113,15 +113,24 @@ class Key:
     yaml: str | None  # the key when it is not the field's name ("control.socket": in a sub-mapping)
     nested: type | None  # the dataclass its value is read into (for the README)
     many: bool  # a list of `nested`
+    pacemaker: str  # what Pacemaker calls it (resource keys, for the README)
+
+    def shown_default(self) -> str:
+        """The default as the README shows it."""
+        if self.shown is not None:
+            return self.shown
+        if self.default is REQUIRED:
+            return "required"
+        return (self.read.show if self.read is not None else _show_value)(self.default)
 
 
 def conf(read: _Read | None, default: Any = REQUIRED, doc: str = "", *, shown: str | None = None,
          yaml_key: str | None = None, nested: type | None = None, many: bool = False,
-         init_default: bool = False, compare: bool = True):
+         pacemaker: str = "", init_default: bool = False, compare: bool = True):
     """A dataclass field read from the configuration; INIT_DEFAULT: the dataclass
     constructor has the same default (for fields after one that has)."""
     extra = {"default": default} if init_default else {}
-    return field(metadata={"conf": Key(read, default, doc, shown, yaml_key, nested, many)},
+    return field(metadata={"conf": Key(read, default, doc, shown, yaml_key, nested, many, pacemaker)},
                  compare=compare, **extra)
 
 
@@ -319,58 +328,93 @@ class _ResourceCommon:
 
 @dataclass(frozen=True)
 class FilesystemResource(_ResourceCommon):
-    device: str = conf(_PATH)
-    directory: str = conf(_PATH)
-    fstype: str = conf(_TEXT, "ext4")
-    options: str = conf(_TEXT, "")
-    fsck: bool = conf(_BOOL, False)
-    force_unmount: bool = conf(_BOOL, True)
-    kill_grace: float = conf(_DURATION_OR_ZERO, 5.0)
-    probe_file: bool = conf(_BOOL, True)
+    device: str = conf(_PATH, doc="block device (symlinks are resolved; matched by device number) or "
+                       "`host:/export` for network types", pacemaker="`device`")
+    directory: str = conf(_PATH, doc="mount point; created (mode 0755) when missing", pacemaker="`directory`")
+    fstype: str = conf(_TEXT, "ext4", "passed to `mount -t`", pacemaker="`fstype` (required there)")
+    options: str = conf(_TEXT, "", "passed to `mount -o`; with `ro` the monitor only reads", pacemaker="`options`")
+    fsck: bool = conf(_BOOL, False, "`fsck -p -t FSTYPE DEVICE` before mounting: exit 0-2 mounts (the message "
+                      "says what was corrected), 4 and above refuses with fsck's meaning",
+                      pacemaker="`run_fsck` (`auto`; `no` = false)")
+    force_unmount: bool = conf(_BOOL, True, "when the unmount is busy, stop the processes that hold the mount; "
+                               "`false` fails naming them (PID, command, what they hold)",
+                               pacemaker="`force_unmount` (`true`)")
+    kill_grace: float = conf(_DURATION_OR_ZERO, 5.0, "after SIGTERM, how long the holders have before SIGKILL",
+                             pacemaker="`signal_delay` (`1`)")
+    probe_file: bool = conf(_BOOL, True, "each monitor writes, fsyncs and reads back an anonymous file in "
+                            "DIRECTORY (`O_TMPFILE`: no name a user of the mount could point at another file; "
+                            "where the filesystem lacks it, `.hasupd-probe-NODE` created with "
+                            "`O_EXCL|O_NOFOLLOW`); `false` = check the mount table only (level 0)",
+                            pacemaker="monitor `OCF_CHECK_LEVEL=20` (`statusfile_prefix`)")
     type: str = "filesystem"
 
 
 @dataclass(frozen=True)
 class VipResource(_ResourceCommon):
-    ip: str = conf(_Read(lambda v: v.ipv4()))
-    cidr_netmask: int = conf(_whole(1, 32), 24)
-    nic: str | None = conf(_TEXT, None)
-    label: str | None = conf(_TEXT, None)
-    arp_count: int = conf(_whole(0, 100), 5)
-    arp_interval: float = conf(_DURATION_OR_ZERO, 0.2)
-    arp_repeat_after: float = conf(_DURATION_OR_ZERO, 5.0)
-    check_duplicate: bool = conf(_BOOL, True)
+    ip: str = conf(_Read(lambda v: v.ipv4()), doc="the IPv4 address", pacemaker="`ip`")
+    cidr_netmask: int = conf(_whole(1, 32), 24, "prefix length; the broadcast address is derived "
+                             "(`broadcast` `+`)", pacemaker="`cidr_netmask`")
+    nic: str | None = conf(_TEXT, None, "where the address goes", pacemaker="`nic` (same search)",
+                           shown="the interface whose connected route contains `ip/cidr_netmask`")
+    label: str | None = conf(_TEXT, None, "the address label becomes `NIC:LABEL` (at most 15 characters, "
+                             "checked)", pacemaker="`iflabel`")
+    arp_count: int = conf(_whole(0, 100), 5, "gratuitous ARPs sent after adding; `0` = none",
+                          pacemaker="`arp_count` (`5`)")
+    arp_interval: float = conf(_DURATION_OR_ZERO, 0.2, "between two of them", pacemaker="`arp_interval` (`200` ms)")
+    arp_repeat_after: float = conf(_DURATION_OR_ZERO, 5.0, "the same burst once more, this much later, in the "
+                                   "background (start does not wait); `0` = off",
+                                   pacemaker="(closest: `arp_count_refresh`)")
+    check_duplicate: bool = conf(_BOOL, True, "ARP-probe the address first (as `arping -D`) and refuse if "
+                                 "another host answers", pacemaker="`run_arping` (`false`)")
     type: str = "vip"
 
 
 @dataclass(frozen=True)
 class HttpdResource(_ResourceCommon):
-    configfile: str = conf(_PATH)
-    unit: str | None = conf(_TEXT, None)  # systemd mode when set; command mode otherwise
-    binary: str = conf(_TEXT, "apache2")
-    pidfile: str | None = conf(_PATH, None)
-    port: int = conf(_PORT, 80)
-    statusurl: str = conf(None, shown="`http://127.0.0.1:PORT/server-status?auto`")  # built from port
-    status_regex: str = conf(_TEXT, r"(?m)^(Total Accesses|ServerVersion|BusyWorkers):")
-    check_config: bool = conf(_BOOL, True)
-    environment: tuple[tuple[str, str], ...] = conf(None, ())
+    configfile: str = conf(_PATH, doc="passed as `-f`; checked with `BINARY -t -f CONFIGFILE` before every start",
+                           pacemaker="`configfile` (`/etc/apache2/apache2.conf`)")
+    # systemd mode when set; command mode otherwise
+    unit: str | None = conf(_TEXT, None, "systemd unit to start/stop; state and main PID come from systemd",
+                            pacemaker="(the `systemd:httpd` resource class)", shown="none (command mode)")
+    binary: str = conf(_TEXT, "apache2", "the server binary (`httpd` on RHEL/CentOS)",
+                       pacemaker="`httpd` (`/usr/sbin/httpd`)")
+    pidfile: str | None = conf(_PATH, None, "command mode: where the main PID is",
+                               pacemaker="(read from the configuration, as here)",
+                               shown="`PidFile` of the configuration (relative to `ServerRoot`, `${VAR}` "
+                               "expanded), else apache's compiled default (`apache2 -V`: `DEFAULT_PIDLOG`)")
+    port: int = conf(_PORT, 80, "only used to build the default `statusurl`", pacemaker="`port`")
+    statusurl: str = conf(None, doc="the deep probe: a GET, no proxy, bounded by the monitor timeout",
+                          pacemaker="`statusurl` (`http://localhost:PORT/server-status`)",
+                          shown="`http://127.0.0.1:PORT/server-status?auto`")  # built from port
+    status_regex: str = conf(_TEXT, r"(?m)^(Total Accesses|ServerVersion|BusyWorkers):", "the page must match "
+                             "it (the default matches `?auto` output)", pacemaker="`testregex` (`</ *html *>`)")
+    check_config: bool = conf(_BOOL, True, "run the configuration check before each start",
+                              pacemaker="(`validate-all` runs `httpd -t`)")
+    environment: tuple[tuple[str, str], ...] = conf(
+        None, (), "variables given to apache (and used to expand `${VAR}` in the configuration); a mapping "
+        "here, not a file to source", pacemaker="`envfiles` (`/etc/apache2/envvars`)", shown="`{}`")
     # wait for in-flight requests (SIGWINCH) before SIGTERM
-    graceful_stop: bool = conf(_BOOL, False, init_default=True)
+    graceful_stop: bool = conf(_BOOL, False, "stop waits for in-flight requests (SIGWINCH, ~1 s) before "
+                               "SIGTERM; off, a move or failover does not wait for slow clients",
+                               pacemaker="(the agent sends WINCH first)", init_default=True)
     type: str = "httpd"
 
 
 @dataclass(frozen=True)
 class SystemdUnitResource(_ResourceCommon):
-    unit: str = conf(_TEXT)
+    unit: str = conf(_TEXT, doc="the unit name", pacemaker="`systemd:UNIT`")
     type: str = "systemd_unit"
 
 
 @dataclass(frozen=True)
 class OcfResource(_ResourceCommon):
     agent: str = conf(_Read(lambda v: v.str(re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$"),
-                                            "PROVIDER:TYPE (like heartbeat:Dummy)")))  # heartbeat:Dummy
-    params: tuple[tuple[str, str], ...] = conf(None, ())
-    ocf_root: str = conf(_PATH, "/usr/lib/ocf")
+                                            "PROVIDER:TYPE (like heartbeat:Dummy)")),
+                      doc="runs `OCF_ROOT/resource.d/PROVIDER/TYPE ACTION`",
+                      pacemaker="`primitive ... ocf:PROVIDER:TYPE`")  # heartbeat:Dummy
+    params: tuple[tuple[str, str], ...] = conf(None, (), "each becomes `OCF_RESKEY_<name>`", pacemaker="`params`",
+                                               shown="`{}`")
+    ocf_root: str = conf(_PATH, "/usr/lib/ocf", pacemaker="`OCF_ROOT`")
     type: str = "ocf"
     # which of start/stop/monitor the configuration sets (resource or group
     # `timeouts`); the others come from the agent's meta-data (OcfDriver)
@@ -729,24 +773,19 @@ def reference_rows(cls=None, prefix: str = "") -> list[tuple[str, str, str]]:
                 rows.append((name, "none" if key.default is None else "required", key.doc))
             rows += reference_rows(key.nested, name + ("[]." if key.many else "."))
             continue
-        if key.shown is not None:
-            shown = key.shown
-        elif key.default is REQUIRED:
-            shown = "required"
-        else:
-            shown = (key.read.show if key.read is not None else _show_value)(key.default)
-        rows.append((name, shown, key.doc))
+        rows.append((name, key.shown_default(), key.doc))
     return rows
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+def _row(*cells: str) -> str:
+    """A Markdown table row (a `|` inside a cell escaped)."""
+    return "|" + "|".join(f" {c.replace('|', chr(92) + '|')} " if c else " " for c in cells) + "|"
 
 
 def reference_table() -> str:
     """README's configuration reference table."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{name}` | {_cell(shown)} | {_cell(doc)} |" for name, shown, doc in reference_rows()]
+    lines += [_row(f"`{name}`", shown, doc) for name, shown, doc in reference_rows()]
     return "\n".join(lines) + "\n"
 
 
@@ -1284,17 +1323,65 @@ def summary(cfg: Config) -> str:
     return "\n".join(lines)
 
 
-README_BEGIN = "<!-- configuration reference: generated by `python -m hasupd.config --update-readme README.md` -->\n"
+# per resource type: the README table's Pacemaker column title, then the rows of the two
+# keys every type has: (default or None for the group's, Pacemaker, meaning) of `timeouts`
+# and (Pacemaker, meaning) of `monitor_interval`
+_RESOURCE_README = {
+    "filesystem": ("Pacemaker `Filesystem`", None, "operation timeouts", "the monitor's I/O probe is bounded by "
+                   "`monitor`: a hung disk is a failure, and no second probe is piled on a hung one",
+                   "monitor `interval`", ""),
+    "vip": ("Pacemaker `IPaddr2`", None, "operation timeouts", "", "monitor `interval`", ""),
+    "httpd": ("Pacemaker `apache`", None, "operation timeouts (agent meta-data: 40s / 60s / 20s)", "",
+              "monitor `interval` (`10s`)", ""),
+    "systemd_unit": ("Pacemaker", None, "operation timeouts", "bound on each `systemctl` call",
+                     "monitor `interval`", ""),
+    "ocf": ("Pacemaker", "the resource's or group's `timeouts` when given, else the agent's meta-data "
+            f"(`<action name=\"start\" timeout=\"20s\"/>`), else {_show_duration(ACTION_TIMEOUT)}",
+            "operation timeouts (crm/pcs copy the meta-data's)", "", "monitor `interval`", "also the watch's period"),
+}
+
+
+def resource_table(kind: str) -> str:
+    """README's table of the keys of resource type KIND."""
+    title, timeouts_default, timeouts_pcmk, timeouts_doc, interval_pcmk, interval_doc = _RESOURCE_README[kind]
+    cls = _RESOURCE_TYPES[kind]
+    lines = [f"| key | default | {title} | meaning |", "|---|---|---|---|"]
+    for f in fields(cls):
+        key = _key(f)
+        if key is None or f.name in _allowed(_ResourceCommon):
+            continue
+        lines.append(_row(f"`{f.name}`", key.shown_default(), key.pacemaker, key.doc))
+    group = defaults(Group)
+    lines.append(_row("`timeouts.start/stop/monitor`",
+                      timeouts_default or f"the group's ({_show_duration(ACTION_TIMEOUT)})", timeouts_pcmk, timeouts_doc))
+    lines.append(_row("`monitor_interval`", f"the group's ({_show_duration(group['default_monitor_interval'])})",
+                      interval_pcmk, interval_doc))
+    return "\n".join(lines) + "\n"
+
+
+_GENERATED_BY = "generated by `python -m hasupd.config --update-readme README.md`"
+README_BEGIN = f"<!-- configuration reference: {_GENERATED_BY} -->\n"
 README_END = "<!-- end of the generated configuration reference -->\n"
 
 
+def _readme_blocks() -> list[tuple[str, str, str]]:
+    """(begin marker, end marker, generated text) of each generated README table."""
+    blocks = [(README_BEGIN, README_END, reference_table())]
+    for kind in _RESOURCE_TYPES:
+        blocks.append((f"<!-- keys of resource type {kind}: {_GENERATED_BY} -->\n",
+                       f"<!-- end of the generated keys of {kind} -->\n", resource_table(kind)))
+    return blocks
+
+
 def readme_with_table(text: str) -> str:
-    """TEXT (README.md) with the generated table between its markers."""
-    head, begin, rest = text.partition(README_BEGIN)
-    _, end, tail = rest.partition(README_END)
-    if not begin or not end:
-        raise ValueError("README has no configuration reference markers")
-    return head + README_BEGIN + reference_table() + README_END + tail
+    """TEXT (README.md) with the generated tables between their markers."""
+    for begin_marker, end_marker, generated in _readme_blocks():
+        head, begin, rest = text.partition(begin_marker)
+        _, end, tail = rest.partition(end_marker)
+        if not begin or not end:
+            raise ValueError(f"README has no marker {begin_marker.strip()}")
+        text = head + begin_marker + generated + end_marker + tail
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,3 +168,20 @@ def test_unknown_key_lists_the_declared_keys():
     with pytest.raises(config.ConfigError) as e:
         config.loads(MINIMAL.replace("interface: eth0", "interface: eth0, tll: 2"))
     assert "(did you mean 'ttl'?) (allowed here: interface, bind_network, group, port, ttl)" in str(e.value)
+
+
+def test_table_command_prints_the_generated_table():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "hasupd.config", "--table"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out == config.reference_table()
+    assert "| `heartbeat.interval` | `200ms` |" in out
+
+
+def test_resource_tables_show_the_group_defaults():
+    for kind in ("filesystem", "vip", "httpd", "systemd_unit"):
+        table = config.resource_table(kind)
+        assert f"the group's ({config._show_duration(config.ACTION_TIMEOUT)})" in table
+    assert "| `fstype` | `ext4` |" in config.resource_table("filesystem")
