@@ -323,7 +323,7 @@ class _ResourceCommon:
 
     name: str = conf(_named("a name (letters, digits, _ . -)"))
     timeouts: Timeouts = conf(None, shown="the group's")  # read with the group's as defaults
-    monitor_interval: float = conf(None, shown="the group's")
+    monitor_interval: float = conf(_DURATION_ABOVE_ZERO, shown="the group's")  # the group's is given
 
 
 @dataclass(frozen=True)
@@ -815,14 +815,13 @@ def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: floa
     cls = _RESOURCE_TYPES[kind]
     keys = _allowed(cls)
     m = v.mapping(keys[:1] + ("type",) + keys[1:])  # type picks the class: not a field's key
-    values = _read(cls, m)
+    values = _read(cls, m, {"monitor_interval": default_interval})
     values["timeouts"] = _timeouts(m, default_timeouts)
-    values["monitor_interval"] = m.opt("monitor_interval", lambda x: x.duration(False), default_interval)
     if cls is HttpdResource:
         env = m.get("environment")
         if env is not None:
             values["environment"] = tuple((k, ev.str()) for k, ev in env.mapping(()).items.items())
-        values["statusurl"] = m.opt("statusurl", _Value.str,
+        values["statusurl"] = m.opt("statusurl", _TEXT,
                                     f"http://127.0.0.1:{values['port']}/server-status?auto")
     if cls is OcfResource:
         params = m.get("params")
