@@ -30,11 +30,12 @@ import threading
 import time
 from pathlib import Path
 
+from hasupd.config import Heartbeat, default_of
 from hasupd.membership import wire
 from hasupd_lab.netlab import Topology
 
 REPO = Path(__file__).resolve().parents[1]
-PROFILES = {"default": (0.2, 2.0), "tuned": (0.05, 0.3)}
+PROFILES = {"default": (default_of(Heartbeat, "interval"), default_of(Heartbeat, "deadtime")), "tuned": (0.05, 0.3)}
 
 
 class Node:

@@ -35,6 +35,7 @@ except ImportError:  # EL 9 ships no structlog: _PlainLog does the little hasupd
 
 from hasupd import __version__, redact
 from hasupd.resources.base import run
+from hasupd.timeouts import Timeout, within
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 QUEUE_MAX = 32  # pending runs per agent; more are dropped and counted
@@ -274,13 +275,13 @@ class Alerter:
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every queued agent run has finished (tests, shutdown)."""
-        await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues.values())), timeout)
+        await within(asyncio.gather(*(q.join() for q in self._queues.values())), timeout)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Let queued runs finish for up to ``timeout`` seconds, then stop the workers."""
         try:
             await self.drain(timeout)
-        except asyncio.TimeoutError:
+        except Timeout:
             pass
         for w in self._workers:
             w.cancel()

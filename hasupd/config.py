@@ -1,8 +1,12 @@
 """hasupd.yaml -> frozen dataclasses.
 
-Every error names file, line and column and says what was expected.  The
-defaults live in one place: the ``DEFAULTS`` section of each ``_load_*``
-function below, mirrored in README.md's configuration reference.
+Every error names file, line and column and says what was expected.  Each
+key is declared once, on its dataclass field (``conf(...)``: its reader,
+its default and its meaning); one generic reader (``_read``) derives the
+allowed, required and default values from those declarations, and the
+README's configuration reference is generated from them
+(``python -m hasupd.config --table``).  Checks across keys stay explicit
+code in ``loads`` and the section readers below it.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import math
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Union
+from typing import Any, Callable, Union
 
 import yaml
 
@@ -35,6 +39,115 @@ class ConfigError(Exception):
         super().__init__(f"{path}:{line}:{column}: {message}")
 
 
+# ---------------------------------------------------------------- declarations
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+def _show_value(value) -> str:
+    """A default as the README writes it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if value == "":
+        return '`""`'
+    if isinstance(value, float) and math.isinf(value):
+        return "`infinity`"
+    return f"`{value}`"
+
+
+def _show_duration(seconds: float) -> str:
+    if 0 < seconds < 1:
+        return f"`{seconds * 1000:g}ms`"
+    if seconds >= 600 and seconds % 60 == 0:
+        return f"`{seconds / 60:g}m`"
+    return f"`{seconds:g}s`"
+
+
+class _Read:
+    """How one key's value is read (from a _Value) and how its default is shown."""
+
+    def __init__(self, read: Callable[[_Value], Any], show: Callable[[Any], str] = _show_value):
+        self.read, self.show = read, show
+
+    def __call__(self, v: _Value):
+        return self.read(v)
+
+
+def _whole(low: int | None = None, high: int | None = None) -> _Read:
+    return _Read(lambda v: v.int(low, high))
+
+
+def _choice(*choices: str) -> _Read:
+    return _Read(lambda v: v.choice(choices))
+
+
+def _named(what: str) -> _Read:
+    return _Read(lambda v: v.str(_NAME, what))
+
+
+_DURATION_OR_ZERO = _Read(lambda v: v.duration(), _show_duration)
+_DURATION_ABOVE_ZERO = _Read(lambda v: v.duration(False), _show_duration)
+_BOOL = _Read(lambda v: v.bool())
+_TEXT = _Read(lambda v: v.str())
+_PATH = _Read(lambda v: v.path_str())
+_NETWORK = _Read(lambda v: v.network())
+_PORT = _whole(1, 65535)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key, declared on the dataclass field it fills."""
+
+    read: _Read | None  # None: the section's own code reads it (it depends on other keys)
+    default: Any  # REQUIRED, or the value when the key is absent
+    doc: str  # its meaning, for the README
+    shown: str | None  # the default as the README shows it, when it is not a plain value
+    yaml: str | None  # the key when it is not the field's name ("control.socket": in a sub-mapping)
+    nested: type | None  # the dataclass its value is read into (for the README)
+    many: bool  # a list of `nested`
+    pacemaker: str  # what Pacemaker calls it (resource keys, for the README)
+
+    def shown_default(self) -> str:
+        """The default as the README shows it."""
+        if self.shown is not None:
+            return self.shown
+        if self.default is REQUIRED:
+            return "required"
+        return (self.read.show if self.read is not None else _show_value)(self.default)
+
+
+def conf(read: _Read | None, default: Any = REQUIRED, doc: str = "", *, shown: str | None = None,
+         yaml_key: str | None = None, nested: type | None = None, many: bool = False,
+         pacemaker: str = "", init_default: bool = False, compare: bool = True):
+    """A dataclass field read from the configuration; INIT_DEFAULT: the dataclass
+    constructor has the same default (for fields after one that has)."""
+    extra = {"default": default} if init_default else {}
+    return field(metadata={"conf": Key(read, default, doc, shown, yaml_key, nested, many, pacemaker)},
+                 compare=compare, **extra)
+
+
+def _key(f) -> Key | None:
+    return f.metadata.get("conf")
+
+
+def defaults(cls) -> dict[str, Any]:
+    """The declared default of each of CLS's keys that has one."""
+    return {f.name: k.default for f in fields(cls)
+            if (k := _key(f)) is not None and k.default is not REQUIRED}
+
+
+def default_of(cls, name: str) -> Any:
+    return defaults(cls)[name]
+
+
 # ---------------------------------------------------------------- dataclasses
 
 
@@ -43,66 +156,91 @@ class Ring:
     """One heartbeat ring (a network): where to send and listen."""
 
     index: int
-    interface: str | None  # ring bound to this interface, or ...
-    bind_network: str | None  # ... to the local address inside this network
-    group: str  # multicast group (multicast transport)
-    port: int
-    ttl: int
+    # ring bound to this interface, or ...
+    interface: str | None = conf(_TEXT, None, "the ring's interface name", shown="one required")
+    # ... to the local address inside this network
+    bind_network: str | None = conf(_NETWORK, None, "or the network of the local address (like corosync's "
+                                    "`bindnetaddr`)", shown="one required")
+    group: str = conf(None, "", "multicast group, e.g. `226.94.1.1`",  # read by transport
+                      shown="required for multicast")
+    port: int = conf(_PORT, 5405, "UDP port")
+    ttl: int = conf(_whole(1, 255), 1, "multicast TTL")
 
 
 @dataclass(frozen=True)
 class Node:
-    name: str
-    addresses: tuple[str, ...]  # heartbeat address on each ring, by ring index
+    name: str = conf(_named("a node name"), doc="exactly two nodes; the node's `uname -n` (or `hasupd --node`)")
+    # heartbeat address on each ring, by ring index
+    addresses: tuple[str, ...] = conf(None, doc="the node's heartbeat address on each ring, in ring order")
 
 
 @dataclass(frozen=True)
 class Heartbeat:
-    transport: str  # "multicast" | "unicast"
-    rings: tuple[Ring, ...]
-    interval: float
-    deadtime: float
-    initdead: float
-    authkey: str
+    transport: str = conf(_choice("multicast", "unicast"), "multicast",
+                          "or `unicast` (to the peer's ring address)")
+    rings: tuple[Ring, ...] = conf(None, doc="at least one", nested=Ring, many=True)
+    interval: float = conf(_DURATION_ABOVE_ZERO, 0.2, "a packet on every ring this often")
+    deadtime: float = conf(_DURATION_ABOVE_ZERO, 2.0, "the peer is dead when silent on every ring this long "
+                           "(at least 3 x interval)")
+    initdead: float = conf(_DURATION_OR_ZERO, 20.0, "at start-up, how long to wait for the peer before "
+                           "starting anything alone (at least deadtime)")
+    authkey: str = conf(_PATH, "/etc/hasupd/authkey", "HMAC-SHA256 key, made by `hasupctl keygen`, mode 0400")
+
+
+def _addresses_needed(v: _Value) -> tuple[str, ...]:
+    targets = tuple(_Value(t.node, t.path, t.where).ipv4() for t in v.list())
+    if not targets:
+        raise v.error("at least one tie-breaker address is needed")
+    return targets
 
 
 @dataclass(frozen=True)
 class PingGuard:
-    targets: tuple[str, ...]
-    tcp_port: int | None  # None: ICMP echo; else a TCP connect to this port
-    interval: float
-    timeout: float
-    rise: int  # successes in a row before "reachable"
-    fall: int  # failures in a row before "unreachable"
+    targets: tuple[str, ...] = conf(_Read(_addresses_needed), doc="tie-breaker addresses (e.g. the gateway)")
+    # None: ICMP echo; else a TCP connect to this port
+    tcp_port: int | None = conf(_PORT, None, "check by TCP connect to this port instead of ping", shown="ICMP")
+    interval: float = conf(_DURATION_ABOVE_ZERO, 1.0, "how often")
+    timeout: float = conf(_DURATION_ABOVE_ZERO, 1.0, "how long to wait")
+    rise: int = conf(_whole(1, 100), 2, "successes in a row before \"reachable\"")
+    fall: int = conf(_whole(1, 100), 2, "failures in a row before \"unreachable\"")
 
 
 @dataclass(frozen=True)
 class FenceGuard:
-    command: tuple[str, ...]
-    timeout: float
+    command: tuple[str, ...] = conf(_Read(lambda v: v.str_list()), doc="the old form of fencing: read as one "
+                                    "`command` device fencing both nodes (with a warning)")
+    timeout: float = conf(_DURATION_ABOVE_ZERO, 60.0, "its timeout")
 
 
 @dataclass(frozen=True)
 class SplitBrainGuard:
-    mode: str  # "ping" | "fence" | "drbd" | "none"
-    ping: PingGuard | None = None
-    fence: FenceGuard | None = None
+    mode: str = conf(_choice("ping", "fence", "drbd", "none"), doc="`ping`, `fence`, `drbd` or `none` "
+                     "(warned about at every start)", shown="`none` (no section)")
+    ping: PingGuard | None = conf(None, None, "required for ping", nested=PingGuard, init_default=True)
+    fence: FenceGuard | None = conf(None, None, "", nested=FenceGuard, init_default=True)
 
 
 @dataclass(frozen=True)
 class FenceDevice:
     """One fence device: a fence-agents agent or a site command (fed the same stdin)."""
 
-    name: str
-    agent: str | None  # fence-agents program name (fence_ipmilan), or ...
-    command: tuple[str, ...] | None  # ... a site command's argv
-    nodes: tuple[str, ...]  # the nodes this device can fence
-    plugs: tuple[tuple[str, str], ...]  # node -> plug/port (pcmk_host_map)
-    options: tuple[tuple[str, str], ...]  # non-secret key=value lines for stdin
-    secrets: str | None  # file of key=value lines, values only ever go to stdin
-    timeout: float  # per agent call
-    retries: int  # extra attempts of a failed off/on
-    delay: float  # pcmk_delay_base: wait before this device's off
+    name: str = conf(_named("a device name (letters, digits, _ . -)"), doc="unique")
+    # fence-agents program name (fence_ipmilan), or ...
+    agent: str | None = conf(None, None, "a fence-agents program (`fence_ipmilan`, found on PATH, /usr/sbin, "
+                             "/sbin)", shown="one of agent, command")
+    # ... a site command's argv
+    command: tuple[str, ...] | None = conf(None, None, "or a site command (absolute path; `{peer}` is replaced "
+                                           "by the node's name)", shown="one of agent, command")
+    nodes: tuple[str, ...] = conf(None, doc="the nodes this device fences")  # the nodes this device can fence
+    plugs: tuple[tuple[str, str], ...] = conf(None, (), "per node plug/port (pcmk_host_map), sent as `plug=`",
+                                              shown="none")  # node -> plug/port
+    options: tuple[tuple[str, str], ...] = conf(None, (), "the agent's options, sent as `key=value` lines on "
+                                                "stdin; no secrets here (refused)", shown="none")
+    secrets: str | None = conf(None, None, "file of `key=value` lines (`password=...`), owned by root, mode "
+                               "0600 or 0400; values go to the agent's stdin only")
+    timeout: float = conf(_DURATION_ABOVE_ZERO, 20.0, "per agent call")
+    retries: int = conf(_whole(0, 10), 1, "extra attempts of a failed off/on")
+    delay: float = conf(_DURATION_OR_ZERO, 0.0, "wait before this device's off (pcmk_delay_base)")
     # where each key was written (file, line) for `hasupctl check`'s errors
     positions: tuple[tuple[str, str, int], ...] = field(default=(), compare=False)
 
@@ -112,10 +250,14 @@ class FenceDevice:
 
 @dataclass(frozen=True)
 class Fencing:
-    devices: tuple[FenceDevice, ...]
-    levels: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]  # node -> levels of device names
-    owner_head_start: float
-    random_delay_max: float
+    devices: tuple[FenceDevice, ...] = conf(None, doc="", nested=FenceDevice, many=True)
+    # node -> levels of device names
+    levels: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = conf(
+        None, (), "`{NODE: [LEVEL, ...]}`, each level a list of device names: a level succeeds when all its "
+        "devices do; else the next level", shown="one level of every device naming the node")
+    owner_head_start: float = conf(_DURATION_OR_ZERO, 5.0, "a node that does not run the group waits this "
+                                   "long before fencing (priority-fencing-delay)")
+    random_delay_max: float = conf(_DURATION_OR_ZERO, 0.0, "an extra random delay in [0, max] (pcmk_delay_max)")
 
     def device(self, name: str) -> FenceDevice | None:
         return next((d for d in self.devices if d.name == name), None)
@@ -133,11 +275,12 @@ class Fencing:
 
 @dataclass(frozen=True)
 class DrbdResource:
-    name: str
-    device: str
-    minor: int
-    disk: str  # the backing disk; the first node's when they differ per node
-    port: int
+    name: str = conf(_named("a DRBD resource name"), doc="the DRBD resource")
+    device: str = conf(_PATH, doc="`/dev/drbdN`")
+    minor: int = conf(None, doc="the device's minor", shown="from the device name")
+    # the backing disk; the first node's when they differ per node
+    disk: str = conf(None, doc="backing disk (or `{NODE: disk, NODE: disk}` when the nodes differ)")
+    port: int = conf(_PORT, 7789, "replication port")
     disks: tuple[tuple[str, str], ...] = ()  # (node, disk) when `disk:` is given per node
 
     def disk_of(self, node: str) -> str:
@@ -146,92 +289,132 @@ class DrbdResource:
 
 @dataclass(frozen=True)
 class Drbd:
-    load_module: bool
-    minor_count: int
-    status_path: str  # /proc/drbd
-    drbdadm: str
-    drbdsetup: str
-    peer_dead_wait: float  # bound on waiting for DRBD to notice a dead peer
-    resources: tuple[DrbdResource, ...]
+    load_module: bool = conf(_BOOL, True, "`modprobe drbd minor_count=N` when `/proc/drbd` is absent")
+    minor_count: int = conf(None, doc="the module parameter", shown="highest minor + 1")
+    status_path: str = conf(_PATH, "/proc/drbd", "where the 8.4 status is read")  # /proc/drbd
+    drbdadm: str = conf(_TEXT, "drbdadm", "the tool")
+    drbdsetup: str = conf(_TEXT, "drbdsetup", "the tool")
+    # bound on waiting for DRBD to notice a dead peer
+    peer_dead_wait: float = conf(_DURATION_OR_ZERO, 11.0, "after heartbeat silence, how long to wait for DRBD "
+                                 "to notice the peer is gone (its `ping-int` + `ping-timeout`)")
+    resources: tuple[DrbdResource, ...] = conf(None, (), "", nested=DrbdResource, many=True)
 
     def resource(self, name: str) -> DrbdResource | None:
         return next((r for r in self.resources if r.name == name), None)
 
 
+ACTION_TIMEOUT = 240.0  # seconds, the default of each action (Pacemaker's default-action-timeout)
+
+
 @dataclass(frozen=True)
 class Timeouts:
-    start: float
-    stop: float
-    monitor: float
+    start: float = conf(_DURATION_ABOVE_ZERO, ACTION_TIMEOUT, "per start, for every resource of the group "
+                        "unless it sets its own")
+    stop: float = conf(_DURATION_ABOVE_ZERO, ACTION_TIMEOUT, "per stop, the same")
+    monitor: float = conf(_DURATION_ABOVE_ZERO, ACTION_TIMEOUT, "per monitor, the same")
+
+
+DEFAULT_TIMEOUTS = Timeouts(**defaults(Timeouts))
 
 
 @dataclass(frozen=True)
-class FilesystemResource:
-    name: str
-    timeouts: Timeouts
-    monitor_interval: float
-    device: str
-    directory: str
-    fstype: str
-    options: str
-    fsck: bool
-    force_unmount: bool
-    kill_grace: float
-    probe_file: bool
+class _ResourceCommon:
+    """The keys every resource has (`type` picks the class below)."""
+
+    name: str = conf(_named("a name (letters, digits, _ . -)"))
+    timeouts: Timeouts = conf(None, shown="the group's")  # read with the group's as defaults
+    monitor_interval: float = conf(_DURATION_ABOVE_ZERO, shown="the group's")  # the group's is given
+
+
+@dataclass(frozen=True)
+class FilesystemResource(_ResourceCommon):
+    device: str = conf(_PATH, doc="block device (symlinks are resolved; matched by device number) or "
+                       "`host:/export` for network types", pacemaker="`device`")
+    directory: str = conf(_PATH, doc="mount point; created (mode 0755) when missing", pacemaker="`directory`")
+    fstype: str = conf(_TEXT, "ext4", "passed to `mount -t`", pacemaker="`fstype` (required there)")
+    options: str = conf(_TEXT, "", "passed to `mount -o`; with `ro` the monitor only reads", pacemaker="`options`")
+    fsck: bool = conf(_BOOL, False, "`fsck -p -t FSTYPE DEVICE` before mounting: exit 0-2 mounts (the message "
+                      "says what was corrected), 4 and above refuses with fsck's meaning",
+                      pacemaker="`run_fsck` (`auto`; `no` = false)")
+    force_unmount: bool = conf(_BOOL, True, "when the unmount is busy, stop the processes that hold the mount; "
+                               "`false` fails naming them (PID, command, what they hold)",
+                               pacemaker="`force_unmount` (`true`)")
+    kill_grace: float = conf(_DURATION_OR_ZERO, 5.0, "after SIGTERM, how long the holders have before SIGKILL",
+                             pacemaker="`signal_delay` (`1`)")
+    probe_file: bool = conf(_BOOL, True, "each monitor writes, fsyncs and reads back an anonymous file in "
+                            "DIRECTORY (`O_TMPFILE`: no name a user of the mount could point at another file; "
+                            "where the filesystem lacks it, `.hasupd-probe-NODE` created with "
+                            "`O_EXCL|O_NOFOLLOW`); `false` = check the mount table only (level 0)",
+                            pacemaker="monitor `OCF_CHECK_LEVEL=20` (`statusfile_prefix`)")
     type: str = "filesystem"
 
 
 @dataclass(frozen=True)
-class VipResource:
-    name: str
-    timeouts: Timeouts
-    monitor_interval: float
-    ip: str
-    cidr_netmask: int
-    nic: str | None
-    label: str | None
-    arp_count: int
-    arp_interval: float
-    arp_repeat_after: float
-    check_duplicate: bool
+class VipResource(_ResourceCommon):
+    ip: str = conf(_Read(lambda v: v.ipv4()), doc="the IPv4 address", pacemaker="`ip`")
+    cidr_netmask: int = conf(_whole(1, 32), 24, "prefix length; the broadcast address is derived "
+                             "(`broadcast` `+`)", pacemaker="`cidr_netmask`")
+    nic: str | None = conf(_TEXT, None, "where the address goes", pacemaker="`nic` (same search)",
+                           shown="the interface whose connected route contains `ip/cidr_netmask`")
+    label: str | None = conf(_TEXT, None, "the address label becomes `NIC:LABEL` (at most 15 characters, "
+                             "checked)", pacemaker="`iflabel`")
+    arp_count: int = conf(_whole(0, 100), 5, "gratuitous ARPs sent after adding; `0` = none",
+                          pacemaker="`arp_count` (`5`)")
+    arp_interval: float = conf(_DURATION_OR_ZERO, 0.2, "between two of them", pacemaker="`arp_interval` (`200` ms)")
+    arp_repeat_after: float = conf(_DURATION_OR_ZERO, 5.0, "the same burst once more, this much later, in the "
+                                   "background (start does not wait); `0` = off",
+                                   pacemaker="(closest: `arp_count_refresh`)")
+    check_duplicate: bool = conf(_BOOL, True, "ARP-probe the address first (as `arping -D`) and refuse if "
+                                 "another host answers", pacemaker="`run_arping` (`false`)")
     type: str = "vip"
 
 
 @dataclass(frozen=True)
-class HttpdResource:
-    name: str
-    timeouts: Timeouts
-    monitor_interval: float
-    configfile: str
-    unit: str | None  # systemd mode when set; command mode otherwise
-    binary: str
-    pidfile: str | None
-    port: int
-    statusurl: str
-    status_regex: str
-    check_config: bool
-    environment: tuple[tuple[str, str], ...]
-    graceful_stop: bool = False  # wait for in-flight requests (SIGWINCH) before SIGTERM
+class HttpdResource(_ResourceCommon):
+    configfile: str = conf(_PATH, doc="passed as `-f`; checked with `BINARY -t -f CONFIGFILE` before every start",
+                           pacemaker="`configfile` (`/etc/apache2/apache2.conf`)")
+    # systemd mode when set; command mode otherwise
+    unit: str | None = conf(_TEXT, None, "systemd unit to start/stop; state and main PID come from systemd",
+                            pacemaker="(the `systemd:httpd` resource class)", shown="none (command mode)")
+    binary: str = conf(_TEXT, "apache2", "the server binary (`httpd` on RHEL/CentOS)",
+                       pacemaker="`httpd` (`/usr/sbin/httpd`)")
+    pidfile: str | None = conf(_PATH, None, "command mode: where the main PID is",
+                               pacemaker="(read from the configuration, as here)",
+                               shown="`PidFile` of the configuration (relative to `ServerRoot`, `${VAR}` "
+                               "expanded), else apache's compiled default (`apache2 -V`: `DEFAULT_PIDLOG`)")
+    port: int = conf(_PORT, 80, "only used to build the default `statusurl`", pacemaker="`port`")
+    statusurl: str = conf(None, doc="the deep probe: a GET, no proxy, bounded by the monitor timeout",
+                          pacemaker="`statusurl` (`http://localhost:PORT/server-status`)",
+                          shown="`http://127.0.0.1:PORT/server-status?auto`")  # built from port
+    status_regex: str = conf(_TEXT, r"(?m)^(Total Accesses|ServerVersion|BusyWorkers):", "the page must match "
+                             "it (the default matches `?auto` output)", pacemaker="`testregex` (`</ *html *>`)")
+    check_config: bool = conf(_BOOL, True, "run the configuration check before each start",
+                              pacemaker="(`validate-all` runs `httpd -t`)")
+    environment: tuple[tuple[str, str], ...] = conf(
+        None, (), "variables given to apache (and used to expand `${VAR}` in the configuration); a mapping "
+        "here, not a file to source", pacemaker="`envfiles` (`/etc/apache2/envvars`)", shown="`{}`")
+    # wait for in-flight requests (SIGWINCH) before SIGTERM
+    graceful_stop: bool = conf(_BOOL, False, "stop waits for in-flight requests (SIGWINCH, ~1 s) before "
+                               "SIGTERM; off, a move or failover does not wait for slow clients",
+                               pacemaker="(the agent sends WINCH first)", init_default=True)
     type: str = "httpd"
 
 
 @dataclass(frozen=True)
-class SystemdUnitResource:
-    name: str
-    timeouts: Timeouts
-    monitor_interval: float
-    unit: str
+class SystemdUnitResource(_ResourceCommon):
+    unit: str = conf(_TEXT, doc="the unit name", pacemaker="`systemd:UNIT`")
     type: str = "systemd_unit"
 
 
 @dataclass(frozen=True)
-class OcfResource:
-    name: str
-    timeouts: Timeouts
-    monitor_interval: float
-    agent: str  # PROVIDER:TYPE, e.g. heartbeat:Dummy
-    params: tuple[tuple[str, str], ...]
-    ocf_root: str
+class OcfResource(_ResourceCommon):
+    agent: str = conf(_Read(lambda v: v.str(re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$"),
+                                            "PROVIDER:TYPE (like heartbeat:Dummy)")),
+                      doc="runs `OCF_ROOT/resource.d/PROVIDER/TYPE ACTION`",
+                      pacemaker="`primitive ... ocf:PROVIDER:TYPE`")  # heartbeat:Dummy
+    params: tuple[tuple[str, str], ...] = conf(None, (), "each becomes `OCF_RESKEY_<name>`", pacemaker="`params`",
+                                               shown="`{}`")
+    ocf_root: str = conf(_PATH, "/usr/lib/ocf", pacemaker="`OCF_ROOT`")
     type: str = "ocf"
     # which of start/stop/monitor the configuration sets (resource or group
     # `timeouts`); the others come from the agent's meta-data (OcfDriver)
@@ -241,24 +424,38 @@ class OcfResource:
 Resource = Union[
     FilesystemResource, VipResource, HttpdResource, SystemdUnitResource, OcfResource
 ]
+_RESOURCE_TYPES = {cls.type: cls for cls in
+                   (FilesystemResource, VipResource, HttpdResource, SystemdUnitResource, OcfResource)}
+
+
+def _stickiness(v: _Value) -> float:
+    raw = str(v._scalar()).lower()
+    return math.inf if raw in ("inf", "infinity") else float(v.int(0))
 
 
 @dataclass(frozen=True)
 class Group:
-    name: str
-    drbd: str | None
-    resources: tuple[Resource, ...]
-    preferred_node: str | None
-    stickiness: float  # math.inf = never fail back
-    migration_threshold: int
-    failure_timeout: float  # 0 = fail counts never expire
-    on_stop_failure: str  # "block" | "reboot"
-    autostart: bool
+    name: str = conf(_named("a group name"), doc="unique")
+    drbd: str | None = conf(None, None, "the DRBD resource the group runs on (only where it is Primary)")
+    resources: tuple[Resource, ...] = conf(None, doc="ordered: started in this order, stopped in reverse "
+                                           "(their keys are listed with each resource type below)")
+    preferred_node: str | None = conf(None, None, "where the group starts when both nodes are free")
+    # math.inf = never fail back
+    stickiness: float = conf(_Read(_stickiness), math.inf, "a running group stays where it is (no fail-back)")
+    migration_threshold: int = conf(_whole(1, 1000000), 1, "failures on a node before the group leaves it")
+    # 0 = fail counts never expire
+    failure_timeout: float = conf(_DURATION_OR_ZERO, 600.0, "fail counts expire after this (`0` = never)")
+    on_stop_failure: str = conf(_choice("block", "reboot"), "block", "or `reboot` (self-fence)")
     # the group-level `timeouts` / `monitor_interval` as written (each resource's
     # own values are resolved already); kept so `hasupctl export` can write them
     # back as Pacemaker's op defaults
-    default_timeouts: Timeouts = field(default=Timeouts(240.0, 240.0, 240.0), compare=False)
-    default_monitor_interval: float = field(default=20.0, compare=False)
+    default_timeouts: Timeouts = conf(None, DEFAULT_TIMEOUTS, yaml_key="timeouts", nested=Timeouts,
+                                      init_default=True, compare=False)
+    default_monitor_interval: float = conf(_DURATION_ABOVE_ZERO, 20.0, "deep probe interval (failures are "
+                                           "also seen by events at once)", yaml_key="monitor_interval",
+                                           init_default=True, compare=False)
+    autostart: bool = conf(_BOOL, True, "start the group when the cluster forms (`hasupctl stop GROUP` "
+                           "overrides)", init_default=True)
 
     def resource(self, name: str) -> Resource | None:
         return next((r for r in self.resources if r.name == name), None)
@@ -266,9 +463,9 @@ class Group:
 
 @dataclass(frozen=True)
 class AlertAgent:
-    path: str
-    timeout: float
-    recipient: str
+    path: str = conf(_PATH, doc="Pacemaker-style alert agent")
+    timeout: float = conf(_DURATION_ABOVE_ZERO, 30.0, "per call")
+    recipient: str = conf(_TEXT, "", "passed as `CRM_alert_recipient`")
 
 
 METRICS_PORT = 9675  # Prometheus: ha_cluster_exporter has 9664, drbd-reactor 9942
@@ -276,27 +473,31 @@ METRICS_PORT = 9675  # Prometheus: ha_cluster_exporter has 9664, drbd-reactor 99
 
 @dataclass(frozen=True)
 class Metrics:
-    address: str  # "" = every address
-    port: int
+    address: str = conf(None, doc=f"`ADDRESS:PORT` (`[v6]:PORT`; no port: {METRICS_PORT}) of the "
+                        "Prometheus endpoint", yaml_key="listen", shown="required")  # "" = every address
+    port: int = METRICS_PORT
 
 
 @dataclass(frozen=True)
 class Config:
     path: str
-    cluster: str
-    nodes: tuple[Node, Node]
-    heartbeat: Heartbeat
-    split_brain_guard: SplitBrainGuard
-    drbd: Drbd
-    groups: tuple[Group, ...]
-    alerts: tuple[AlertAgent, ...]
-    state_dir: str
-    control_socket: str
-    control_group: str
-    history_max_bytes: int
+    cluster: str = conf(_named("a name (letters, digits, _ . -)"), doc="the cluster's name; packets of "
+                        "another cluster are dropped")
+    nodes: tuple[Node, Node] = conf(None, nested=Node, many=True)
+    heartbeat: Heartbeat = conf(None, nested=Heartbeat)
+    split_brain_guard: SplitBrainGuard = conf(None, nested=SplitBrainGuard)
+    drbd: Drbd = conf(None, nested=Drbd)
+    groups: tuple[Group, ...] = conf(None, nested=Group, many=True)
+    alerts: tuple[AlertAgent, ...] = conf(None, nested=AlertAgent, many=True)
+    state_dir: str = conf(_PATH, "/var/lib/hasupd", "state file and history")
+    control_socket: str = conf(_PATH, "/run/hasupd/hasupd.sock", "control socket", yaml_key="control.socket")
+    control_group: str = conf(_TEXT, "hasupd", "its group may read status", yaml_key="control.group")
+    history_max_bytes: int = conf(_whole(4096), 4 * 1024 * 1024, "history file size before rotation",
+                                  yaml_key="history.max_bytes")
     warnings: tuple[str, ...] = field(default=(), compare=False)
-    fencing: Fencing | None = None
-    metrics: Metrics | None = field(default=None, compare=False)  # None: no metrics endpoint
+    fencing: Fencing | None = conf(None, None, nested=Fencing, init_default=True)
+    # None: no metrics endpoint
+    metrics: Metrics | None = conf(None, None, nested=Metrics, init_default=True, compare=False)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -349,6 +550,8 @@ class Config:
         }
         blob = json.dumps(shared, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
 
 
 # ---------------------------------------------------------------- loading
@@ -501,27 +704,99 @@ def _did_you_mean(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# ---------------------------------------------------------------- the generic reader
+
+
+def _allowed(cls, section: str = "") -> tuple[str, ...]:
+    """The keys CLS's mapping may hold (or its sub-mapping SECTION's), in declaration order."""
+    names: list[str] = []
+    for f in fields(cls):
+        key = _key(f)
+        if key is None:
+            continue
+        head, _, rest = (key.yaml or f.name).partition(".")
+        if not section:
+            names.append(head)
+        elif head == section and rest:
+            names.append(rest)
+    return tuple(dict.fromkeys(names))
+
+
+def _section(cls, v: _Value) -> _Mapping:
+    return v.mapping(_allowed(cls))
+
+
+def _read(cls, m: _Mapping, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each of CLS's keys that has a reader, read from M: its value, else its
+    default (from GIVEN when there, else the declared one); a missing required
+    key is an error.  Keys read by a section's own code are left out."""
+    out: dict[str, Any] = {}
+    subs: dict[str, _Mapping | None] = {}
+    for f in fields(cls):
+        key = _key(f)
+        if key is None:
+            continue
+        if key.read is None:  # the section's code reads it; it starts from the declared default
+            if key.default is not REQUIRED:
+                out[f.name] = key.default if given is None else given.get(f.name, key.default)
+            continue
+        where: _Mapping | None = m
+        name = key.yaml or f.name
+        if "." in name:  # control.socket: the key socket of the sub-mapping control
+            section, name = name.split(".", 1)
+            if section not in subs:
+                sv = m.get(section)
+                subs[section] = None if sv is None else sv.mapping(_allowed(cls, section))
+            where = subs[section]
+        v = where.get(name) if where is not None else None
+        if v is not None:
+            out[f.name] = key.read(v)
+        elif given is not None and f.name in given:
+            out[f.name] = given[f.name]
+        elif key.default is REQUIRED:
+            raise m.value.error(f"missing required key {name!r}")
+        else:
+            out[f.name] = key.default
+    return out
+
+
+def reference_rows(cls=None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, meaning) of every configuration key, from the declarations."""
+    rows: list[tuple[str, str, str]] = []
+    for f in fields(cls or Config):
+        key = _key(f)
+        if key is None:
+            continue
+        name = prefix + (key.yaml or f.name)
+        if key.nested is not None:
+            if key.doc:
+                rows.append((name, "none" if key.default is None else "required", key.doc))
+            rows += reference_rows(key.nested, name + ("[]." if key.many else "."))
+            continue
+        rows.append((name, key.shown_default(), key.doc))
+    return rows
+
+
+def _row(*cells: str) -> str:
+    """A Markdown table row (a `|` inside a cell escaped)."""
+    return "|" + "|".join(f" {c.replace('|', chr(92) + '|')} " if c else " " for c in cells) + "|"
+
+
+def reference_table() -> str:
+    """README's configuration reference table."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [_row(f"`{name}`", shown, doc) for name, shown, doc in reference_rows()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- sections
+
+
 def _timeouts(m: _Mapping, default: Timeouts) -> Timeouts:
     t = m.get("timeouts")
     if t is None:
         return default
-    tm = t.mapping(("start", "stop", "monitor"))
-    return Timeouts(
-        start=tm.opt("start", lambda v: v.duration(False), default.start),
-        stop=tm.opt("stop", lambda v: v.duration(False), default.stop),
-        monitor=tm.opt("monitor", lambda v: v.duration(False), default.monitor),
-    )
-
-
-_COMMON_RESOURCE_KEYS = ("name", "type", "timeouts", "monitor_interval")
-_RESOURCE_KEYS = {
-    "filesystem": ("device", "directory", "fstype", "options", "fsck", "force_unmount", "kill_grace", "probe_file"),
-    "vip": ("ip", "cidr_netmask", "nic", "label", "arp_count", "arp_interval", "arp_repeat_after", "check_duplicate"),
-    "httpd": ("configfile", "unit", "binary", "pidfile", "port", "statusurl", "status_regex", "check_config",
-              "environment", "graceful_stop"),
-    "systemd_unit": ("unit",),
-    "ocf": ("agent", "params", "ocf_root"),
-}
+    return Timeouts(**_read(Timeouts, _section(Timeouts, t), asdict(default)))
 
 
 def _timeout_keys(m: _Mapping) -> tuple[str, ...]:
@@ -529,78 +804,32 @@ def _timeout_keys(m: _Mapping) -> tuple[str, ...]:
     t = m.get("timeouts")
     if t is None:
         return ()
-    return tuple(k for k in ("start", "stop", "monitor") if t.mapping(("start", "stop", "monitor")).get(k))
+    return tuple(k for k in _allowed(Timeouts) if _section(Timeouts, t).get(k))
 
 
 def _load_resource(v: _Value, default_timeouts: Timeouts, default_interval: float,
                    group_timeout_keys: tuple[str, ...] = ()) -> Resource:
     if not isinstance(v.node, yaml.MappingNode):
         raise v.error("expected a resource (a mapping with name and type)")
-    kind = _Mapping(v, ()).need("type").choice(tuple(_RESOURCE_KEYS))
-    m = v.mapping(_COMMON_RESOURCE_KEYS + _RESOURCE_KEYS[kind])
-    common = dict(
-        name=m.need("name").str(_NAME, "a name (letters, digits, _ . -)"),
-        timeouts=_timeouts(m, default_timeouts),
-        monitor_interval=m.opt("monitor_interval", lambda x: x.duration(False), default_interval),
-    )
-    if kind == "filesystem":
-        return FilesystemResource(
-            **common,
-            device=m.need("device").path_str(),
-            directory=m.need("directory").path_str(),
-            fstype=m.opt("fstype", _Value.str, "ext4"),
-            options=m.opt("options", _Value.str, ""),
-            fsck=m.opt("fsck", _Value.bool, False),
-            force_unmount=m.opt("force_unmount", _Value.bool, True),
-            kill_grace=m.opt("kill_grace", _Value.duration, 5.0),
-            probe_file=m.opt("probe_file", _Value.bool, True),
-        )
-    if kind == "vip":
-        return VipResource(
-            **common,
-            ip=m.need("ip").ipv4(),
-            cidr_netmask=m.opt("cidr_netmask", lambda x: x.int(1, 32), 24),
-            nic=m.opt("nic", _Value.str, None),
-            label=m.opt("label", _Value.str, None),
-            arp_count=m.opt("arp_count", lambda x: x.int(0, 100), 5),
-            arp_interval=m.opt("arp_interval", _Value.duration, 0.2),
-            arp_repeat_after=m.opt("arp_repeat_after", _Value.duration, 5.0),
-            check_duplicate=m.opt("check_duplicate", _Value.bool, True),
-        )
-    if kind == "httpd":
-        port = m.opt("port", lambda x: x.int(1, 65535), 80)
+    kind = _Mapping(v, ()).need("type").choice(tuple(_RESOURCE_TYPES))
+    cls = _RESOURCE_TYPES[kind]
+    keys = _allowed(cls)
+    m = v.mapping(keys[:1] + ("type",) + keys[1:])  # type picks the class: not a field's key
+    values = _read(cls, m, {"monitor_interval": default_interval})
+    values["timeouts"] = _timeouts(m, default_timeouts)
+    if cls is HttpdResource:
         env = m.get("environment")
-        environment: tuple[tuple[str, str], ...] = ()
         if env is not None:
-            em = env.mapping(())
-            environment = tuple((k, ev.str()) for k, ev in em.items.items())
-        return HttpdResource(
-            **common,
-            configfile=m.need("configfile").path_str(),
-            unit=m.opt("unit", _Value.str, None),
-            binary=m.opt("binary", _Value.str, "apache2"),
-            pidfile=m.opt("pidfile", _Value.path_str, None),
-            port=port,
-            statusurl=m.opt("statusurl", _Value.str, f"http://127.0.0.1:{port}/server-status?auto"),
-            status_regex=m.opt("status_regex", _Value.str, r"(?m)^(Total Accesses|ServerVersion|BusyWorkers):"),
-            check_config=m.opt("check_config", _Value.bool, True),
-            environment=environment,
-            graceful_stop=m.opt("graceful_stop", _Value.bool, False),
-        )
-    if kind == "systemd_unit":
-        return SystemdUnitResource(**common, unit=m.need("unit").str())
-    params = m.get("params")
-    pairs: tuple[tuple[str, str], ...] = ()
-    if params is not None:
-        pm = params.mapping(())
-        pairs = tuple((_ocf_param_name(k, pv), _ocf_param_value(pv)) for k, pv in pm.items.items())
-    return OcfResource(
-        **common,
-        agent=m.need("agent").str(re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$"), "PROVIDER:TYPE (like heartbeat:Dummy)"),
-        params=pairs,
-        ocf_root=m.opt("ocf_root", _Value.path_str, "/usr/lib/ocf"),
-        explicit_timeouts=tuple(sorted(set(group_timeout_keys) | set(_timeout_keys(m)))),
-    )
+            values["environment"] = tuple((k, ev.str()) for k, ev in env.mapping(()).items.items())
+        values["statusurl"] = m.opt("statusurl", _TEXT,
+                                    f"http://127.0.0.1:{values['port']}/server-status?auto")
+    if cls is OcfResource:
+        params = m.get("params")
+        if params is not None:
+            values["params"] = tuple((_ocf_param_name(k, pv), _ocf_param_value(pv))
+                                     for k, pv in params.mapping(()).items.items())
+        values["explicit_timeouts"] = tuple(sorted(set(group_timeout_keys) | set(_timeout_keys(m))))
+    return cls(**values)
 
 
 # an OCF parameter reaches the agent as the environment variable OCF_RESKEY_<name>=<value>
@@ -668,56 +897,85 @@ def loads(text: str, path: str = "<string>") -> Config:
     root = _compose(text, path)
     if root is None:
         raise ConfigError(path, 1, 1, "the file is empty")
-    top = _Value(root, path, "").mapping(
-        ("cluster", "nodes", "heartbeat", "split_brain_guard", "drbd", "groups", "alerts",
-         "state_dir", "control", "history", "fencing", "metrics")
-    )
+    top = _section(Config, _Value(root, path, ""))
     warnings: list[str] = []
-    cluster = top.need("cluster").str(_NAME, "a name (letters, digits, _ . -)")
+    values = _read(Config, top)
+    heartbeat = _heartbeat(top.need("heartbeat"))
+    nodes = _nodes(top.need("nodes"), heartbeat.rings)
+    node_names = (nodes[0].name, nodes[1].name)
+    guard_v = top.get("split_brain_guard")
+    guard = _guard(guard_v, warnings)
+    drbd = _drbd(top.get("drbd"), nodes)
+    groups = _groups(top.need("groups"), drbd, node_names)
+    alerts = tuple(AlertAgent(**_read(AlertAgent, _section(AlertAgent, av)))
+                   for av in (top.need("alerts").list() if top.get("alerts") is not None else ()))
+    fencing = _fencing(top.get("fencing"), guard, node_names, warnings)
+    if guard.mode == "fence" and fencing is None:
+        raise (guard_v or top.value).error("split_brain_guard 'fence' needs a 'fencing:' section "
+                                           "with the devices that fence each node")
+    values.update(path=path, nodes=(nodes[0], nodes[1]), heartbeat=heartbeat, split_brain_guard=guard,
+                  drbd=drbd, groups=groups, alerts=alerts, fencing=fencing, metrics=_metrics(top.get("metrics")))
+    cfg = Config(**values)
+    return Config(**{**values, "warnings": tuple(warnings + _warnings(cfg))})
 
-    # heartbeat
-    hb_v = top.need("heartbeat")
-    hb = hb_v.mapping(("transport", "rings", "interval", "deadtime", "initdead", "authkey"))
-    transport = hb.opt("transport", lambda v: v.choice(("multicast", "unicast")), "multicast")
+
+def _warnings(cfg: Config) -> list[str]:
+    """What is allowed but probably not meant (after the section warnings)."""
+    warnings = []
+    if cfg.split_brain_guard.mode == "drbd" and not cfg.drbd.resources:
+        warnings.append("split_brain_guard 'drbd' without any DRBD resource guards nothing")
+    if cfg.fencing is not None:
+        warnings += _fence_race_warnings(cfg.fencing, len(cfg.groups))
+    for g in cfg.groups:
+        if g.drbd is None and any(r.type == "filesystem" for r in g.resources):
+            warnings.append(f"group {g.name} mounts a filesystem but has no 'drbd': "
+                            "nothing keeps the data on one node")
+    drbd, heartbeat = cfg.drbd, cfg.heartbeat
+    if drbd.resources and heartbeat.deadtime < drbd.peer_dead_wait:
+        warnings.append(
+            f"drbd.peer_dead_wait {drbd.peer_dead_wait:g}s is longer than deadtime "
+            f"{heartbeat.deadtime:g}s: after a node dies the survivor waits for DRBD to notice "
+            "(its ping-int + ping-timeout); set `net { ping-int 1; ping-timeout 5; }` in the "
+            "DRBD resource and peer_dead_wait to match for a faster takeover")
+    return warnings
+
+
+def _heartbeat(hb_v: _Value) -> Heartbeat:
+    hb = _section(Heartbeat, hb_v)
+    values = _read(Heartbeat, hb)
     rings_v = hb.need("rings")
     rings: list[Ring] = []
     for i, rv in enumerate(rings_v.list()):
-        rm = rv.mapping(("interface", "bind_network", "group", "port", "ttl"))
-        interface = rm.opt("interface", _Value.str, None)
-        bind_network = rm.opt("bind_network", _Value.network, None)
-        if interface is None and bind_network is None:
+        rm = _section(Ring, rv)
+        ring = _read(Ring, rm)
+        if ring["interface"] is None and ring["bind_network"] is None:
             raise rv.error("a ring needs 'interface' or 'bind_network' to know where to send")
         group_v = rm.get("group")
-        if transport == "multicast":
+        if values["transport"] == "multicast":
             if group_v is None:
                 raise rv.error("a multicast ring needs 'group' (like 226.94.1.1)")
-            group = group_v.ipv4()
-            if not ipaddress.IPv4Address(group).is_multicast:
-                raise group_v.error(f"{group} is not a multicast address (224.0.0.0/4)")
-        else:
-            group = group_v.ipv4() if group_v is not None else ""
-        rings.append(Ring(i, interface, bind_network, group,
-                          rm.opt("port", lambda v: v.int(1, 65535), 5405),
-                          rm.opt("ttl", lambda v: v.int(1, 255), 1)))
+            ring["group"] = group_v.ipv4()
+            if not ipaddress.IPv4Address(ring["group"]).is_multicast:
+                raise group_v.error(f"{ring['group']} is not a multicast address (224.0.0.0/4)")
+        elif group_v is not None:
+            ring["group"] = group_v.ipv4()
+        rings.append(Ring(index=i, **ring))
     if not rings:
         raise rings_v.error("at least one ring is needed")
-    interval = hb.opt("interval", lambda v: v.duration(False), 0.2)
-    deadtime_v = hb.get("deadtime")
-    deadtime = deadtime_v.duration(False) if deadtime_v else 2.0
+    interval, deadtime = values["interval"], values["deadtime"]
     if deadtime < 3 * interval:
-        raise (deadtime_v or hb_v).error(
+        raise (hb.get("deadtime") or hb_v).error(
             f"deadtime {deadtime:g}s must be at least 3 x interval ({3 * interval:g}s), "
             "or one lost packet would declare the peer dead")
-    initdead = hb.opt("initdead", _Value.duration, 20.0)
-    heartbeat = Heartbeat(transport, tuple(rings), interval, deadtime, max(initdead, deadtime),
-                          hb.opt("authkey", _Value.path_str, "/etc/hasupd/authkey"))
+    values.update(rings=tuple(rings), initdead=max(values["initdead"], deadtime))
+    return Heartbeat(**values)
 
-    # nodes
-    nodes_v = top.need("nodes")
+
+def _nodes(nodes_v: _Value, rings: tuple[Ring, ...]) -> list[Node]:
     nodes: list[Node] = []
     for nv in nodes_v.list():
-        nm = nv.mapping(("name", "addresses"))
-        name = nm.need("name").str(_NAME, "a node name")
+        nm = _section(Node, nv)
+        name = _read(Node, nm)["name"]
         addr_v = nm.need("addresses")
         addresses = tuple(_Value(a.node, a.path, a.where).ipv4() for a in addr_v.list()) \
             if isinstance(addr_v.node, yaml.SequenceNode) else (addr_v.ipv4(),)
@@ -731,172 +989,92 @@ def loads(text: str, path: str = "<string>") -> Config:
         raise nodes_v.error(f"hasupd runs exactly two nodes, found {len(nodes)}")
     if nodes[0].name == nodes[1].name:
         raise nodes_v.error(f"both nodes are named {nodes[0].name!r}")
-    node_names = (nodes[0].name, nodes[1].name)
+    return nodes
 
-    # split-brain guard
-    guard_v = top.get("split_brain_guard")
-    if guard_v is None:
-        guard = SplitBrainGuard("none")
-    else:
-        gm = guard_v.mapping(("mode", "ping", "fence"))
-        mode = gm.need("mode").choice(("ping", "fence", "drbd", "none"))
-        ping = fence = None
-        # fence/drbd: an optional ping tie-breaker; a node that cannot reach it does not fence
-        if mode == "ping" or (mode in ("fence", "drbd") and gm.get("ping") is not None):
-            pm = gm.need("ping").mapping(("targets", "tcp_port", "interval", "timeout", "rise", "fall"))
-            targets_v = pm.need("targets")
-            targets = tuple(_Value(t.node, t.path, t.where).ipv4() for t in targets_v.list())
-            if not targets:
-                raise targets_v.error("at least one tie-breaker address is needed")
-            ping = PingGuard(targets, pm.opt("tcp_port", lambda v: v.int(1, 65535), None),
-                             pm.opt("interval", lambda v: v.duration(False), 1.0),
-                             pm.opt("timeout", lambda v: v.duration(False), 1.0),
-                             pm.opt("rise", lambda v: v.int(1, 100), 2),
-                             pm.opt("fall", lambda v: v.int(1, 100), 2))
-        if mode == "fence" and gm.get("fence") is not None:  # round 1; now the fencing: section
-            fm = gm.need("fence").mapping(("command", "timeout"))
-            fence = FenceGuard(fm.need("command").str_list(),
-                               fm.opt("timeout", lambda v: v.duration(False), 60.0))
-        elif mode == "none":
-            warnings.append("split_brain_guard is 'none': a node takes over on heartbeat silence "
-                            "alone; a cut network can then run the group twice")
-        guard = SplitBrainGuard(mode, ping, fence)
+
+def _guard(guard_v: _Value | None, warnings: list[str]) -> SplitBrainGuard:
     if guard_v is None:
         warnings.append("no split_brain_guard configured (mode none): a node takes over on "
                         "heartbeat silence alone")
+        return SplitBrainGuard("none")
+    gm = _section(SplitBrainGuard, guard_v)
+    mode = _read(SplitBrainGuard, gm)["mode"]
+    ping = fence = None
+    # fence/drbd: an optional ping tie-breaker; a node that cannot reach it does not fence
+    if mode == "ping" or (mode in ("fence", "drbd") and gm.get("ping") is not None):
+        ping = PingGuard(**_read(PingGuard, _section(PingGuard, gm.need("ping"))))
+    if mode == "fence" and gm.get("fence") is not None:  # round 1; now the fencing: section
+        fence = FenceGuard(**_read(FenceGuard, _section(FenceGuard, gm.need("fence"))))
+    elif mode == "none":
+        warnings.append("split_brain_guard is 'none': a node takes over on heartbeat silence "
+                        "alone; a cut network can then run the group twice")
+    return SplitBrainGuard(mode, ping, fence)
 
-    # drbd
-    drbd_v = top.get("drbd")
-    drbd_resources: list[DrbdResource] = []
-    if drbd_v is not None:
-        dm = drbd_v.mapping(("load_module", "minor_count", "status_path", "drbdadm", "drbdsetup",
-                             "peer_dead_wait", "resources"))
-        for rv in (dm.get("resources").list() if dm.get("resources") else []):
-            rm = rv.mapping(("name", "device", "minor", "disk", "port"))
-            device = rm.need("device").path_str()
-            dev_minor = re.search(r"drbd(\d+)$", device)
-            minor = rm.opt("minor", lambda v: v.int(0, 1048575), int(dev_minor.group(1)) if dev_minor else None)
-            if minor is None:
-                raise rm.need("device").error("cannot tell the minor from the device name; set 'minor'")
-            disk_v = rm.need("disk")
-            disks: tuple[tuple[str, str], ...] = ()
-            if isinstance(disk_v.node, yaml.MappingNode):  # disk: {NODE: PATH, NODE: PATH}
-                per_node = disk_v.mapping(tuple(n.name for n in nodes))
-                disks = tuple((n.name, per_node.need(n.name).path_str()) for n in nodes)
-                disk = disks[0][1]
-            else:
-                disk = disk_v.path_str()
-            drbd_resources.append(DrbdResource(rm.need("name").str(_NAME, "a DRBD resource name"),
-                                               device, minor, disk,
-                                               rm.opt("port", lambda v: v.int(1, 65535), 7789), disks))
-        needed = max((r.minor for r in drbd_resources), default=0) + 1
-        minor_count_v = dm.get("minor_count")
-        minor_count = minor_count_v.int(1, 255) if minor_count_v else max(needed, 1)
-        drbd = Drbd(dm.opt("load_module", _Value.bool, True), minor_count,
-                    dm.opt("status_path", _Value.path_str, "/proc/drbd"),
-                    dm.opt("drbdadm", _Value.str, "drbdadm"),
-                    dm.opt("drbdsetup", _Value.str, "drbdsetup"),
-                    dm.opt("peer_dead_wait", _Value.duration, 11.0),
-                    tuple(drbd_resources))
-    else:
-        drbd = Drbd(False, 1, "/proc/drbd", "drbdadm", "drbdsetup", 11.0, ())
-    names = [r.name for r in drbd_resources]
+
+def _drbd(drbd_v: _Value | None, nodes: list[Node]) -> Drbd:
+    if drbd_v is None:  # no DRBD: nothing to load
+        return Drbd(**{**defaults(Drbd), "load_module": False, "minor_count": 1})
+    dm = _section(Drbd, drbd_v)
+    resources: list[DrbdResource] = []
+    for rv in (dm.get("resources").list() if dm.get("resources") else []):
+        rm = _section(DrbdResource, rv)
+        values = _read(DrbdResource, rm)
+        dev_minor = re.search(r"drbd(\d+)$", values["device"])
+        values["minor"] = rm.opt("minor", lambda v: v.int(0, 1048575),
+                                 int(dev_minor.group(1)) if dev_minor else None)
+        if values["minor"] is None:
+            raise rm.need("device").error("cannot tell the minor from the device name; set 'minor'")
+        disk_v = rm.need("disk")
+        if isinstance(disk_v.node, yaml.MappingNode):  # disk: {NODE: PATH, NODE: PATH}
+            per_node = disk_v.mapping(tuple(n.name for n in nodes))
+            values["disks"] = tuple((n.name, per_node.need(n.name).path_str()) for n in nodes)
+            values["disk"] = values["disks"][0][1]
+        else:
+            values["disk"] = disk_v.path_str()
+        resources.append(DrbdResource(**values))
+    names = [r.name for r in resources]
     if len(set(names)) != len(names):
         raise drbd_v.error("two DRBD resources have the same name")
+    values = _read(Drbd, dm)
+    needed = max((r.minor for r in resources), default=0) + 1
+    minor_count_v = dm.get("minor_count")
+    values.update(minor_count=minor_count_v.int(1, 255) if minor_count_v else max(needed, 1),
+                  resources=tuple(resources))
+    return Drbd(**values)
 
-    # groups
+
+def _groups(groups_v: _Value, drbd: Drbd, node_names: tuple[str, str]) -> tuple[Group, ...]:
     groups: list[Group] = []
     all_resource_names: set[str] = set()
     used_drbd: set[str] = set()
-    for gv in (top.need("groups").list()):
-        gm = gv.mapping(("name", "drbd", "resources", "preferred_node", "stickiness",
-                         "migration_threshold", "failure_timeout", "on_stop_failure",
-                         "timeouts", "monitor_interval", "autostart"))
-        gname = gm.need("name").str(_NAME, "a group name")
+    for gv in groups_v.list():
+        gm = _section(Group, gv)
+        values = _read(Group, gm)
         drbd_name_v = gm.get("drbd")
-        drbd_name = None
         if drbd_name_v is not None:
-            drbd_name = drbd_name_v.str()
+            drbd_name = values["drbd"] = drbd_name_v.str()
             if drbd.resource(drbd_name) is None:
                 raise drbd_name_v.error(f"no DRBD resource {drbd_name!r} under drbd.resources"
-                                        f"{_did_you_mean(drbd_name, names)}")
+                                        f"{_did_you_mean(drbd_name, [r.name for r in drbd.resources])}")
             if drbd_name in used_drbd:
                 raise drbd_name_v.error(f"DRBD resource {drbd_name!r} already belongs to another group")
             used_drbd.add(drbd_name)
-        default_timeouts = _timeouts(gm, Timeouts(240.0, 240.0, 240.0))
-        default_interval = gm.opt("monitor_interval", lambda v: v.duration(False), 20.0)
-        resources = tuple(_load_resource(rv, default_timeouts, default_interval, _timeout_keys(gm))
-                          for rv in gm.need("resources").list())
-        for rv, r in zip(gm.need("resources").list(), resources):
+        values["default_timeouts"] = _timeouts(gm, DEFAULT_TIMEOUTS)
+        resource_vs = gm.need("resources").list()
+        values["resources"] = tuple(
+            _load_resource(rv, values["default_timeouts"], values["default_monitor_interval"], _timeout_keys(gm))
+            for rv in resource_vs)
+        for rv, r in zip(resource_vs, values["resources"]):
             if r.name in all_resource_names:
                 raise rv.error(f"resource name {r.name!r} is used twice")
             all_resource_names.add(r.name)
         pref_v = gm.get("preferred_node")
-        preferred = None
         if pref_v is not None:
-            preferred = pref_v.choice(node_names)
-        stick_v = gm.get("stickiness")
-        stickiness = math.inf
-        if stick_v is not None:
-            raw = str(stick_v._scalar()).lower()
-            stickiness = math.inf if raw in ("inf", "infinity") else float(stick_v.int(0))
-        groups.append(Group(
-            name=gname, drbd=drbd_name, resources=resources, preferred_node=preferred,
-            stickiness=stickiness,
-            migration_threshold=gm.opt("migration_threshold", lambda v: v.int(1, 1000000), 1),
-            failure_timeout=gm.opt("failure_timeout", _Value.duration, 600.0),
-            on_stop_failure=gm.opt("on_stop_failure", lambda v: v.choice(("block", "reboot")), "block"),
-            autostart=gm.opt("autostart", _Value.bool, True),
-            default_timeouts=default_timeouts,
-            default_monitor_interval=default_interval,
-        ))
+            values["preferred_node"] = pref_v.choice(node_names)
+        groups.append(Group(**values))
     if len({g.name for g in groups}) != len(groups):
-        raise top.need("groups").error("two groups have the same name")
-
-    # alerts
-    alerts: list[AlertAgent] = []
-    if top.get("alerts") is not None:
-        for av in top.need("alerts").list():
-            am = av.mapping(("path", "timeout", "recipient"))
-            alerts.append(AlertAgent(am.need("path").path_str(),
-                                     am.opt("timeout", lambda v: v.duration(False), 30.0),
-                                     am.opt("recipient", _Value.str, "")))
-
-    control = top.get("control")
-    cm = control.mapping(("socket", "group")) if control is not None else None
-    history = top.get("history")
-    hm = history.mapping(("max_bytes",)) if history is not None else None
-
-    fencing = _fencing(top.get("fencing"), guard, node_names, warnings)
-    if guard.mode == "fence" and fencing is None:
-        raise (guard_v or top.value).error("split_brain_guard 'fence' needs a 'fencing:' section "
-                                           "with the devices that fence each node")
-    if guard.mode == "drbd" and not drbd_resources:
-        warnings.append("split_brain_guard 'drbd' without any DRBD resource guards nothing")
-    if fencing is not None:
-        warnings += _fence_race_warnings(fencing, len(groups))
-    for g in groups:
-        if g.drbd is None and any(r.type == "filesystem" for r in g.resources):
-            warnings.append(f"group {g.name} mounts a filesystem but has no 'drbd': "
-                            "nothing keeps the data on one node")
-    if drbd_resources and heartbeat.deadtime < drbd.peer_dead_wait:
-        warnings.append(
-            f"drbd.peer_dead_wait {drbd.peer_dead_wait:g}s is longer than deadtime "
-            f"{heartbeat.deadtime:g}s: after a node dies the survivor waits for DRBD to notice "
-            "(its ping-int + ping-timeout); set `net { ping-int 1; ping-timeout 5; }` in the "
-            "DRBD resource and peer_dead_wait to match for a faster takeover")
-
-    return Config(
-        path=path, cluster=cluster, nodes=(nodes[0], nodes[1]), heartbeat=heartbeat,
-        split_brain_guard=guard, drbd=drbd, groups=tuple(groups), alerts=tuple(alerts),
-        state_dir=top.opt("state_dir", _Value.path_str, "/var/lib/hasupd"),
-        control_socket=cm.opt("socket", _Value.path_str, "/run/hasupd/hasupd.sock") if cm else "/run/hasupd/hasupd.sock",
-        control_group=cm.opt("group", _Value.str, "hasupd") if cm else "hasupd",
-        history_max_bytes=hm.opt("max_bytes", lambda v: v.int(4096), 4 * 1024 * 1024) if hm else 4 * 1024 * 1024,
-        warnings=tuple(warnings),
-        fencing=fencing,
-        metrics=_metrics(top.get("metrics")),
-    )
+        raise groups_v.error("two groups have the same name")
+    return tuple(groups)
 
 
 _OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
@@ -924,9 +1102,9 @@ def check_secrets_file(path: str) -> str | None:
 
 
 def _fence_device(v: _Value, node_names: tuple[str, ...]) -> FenceDevice:
-    m = v.mapping(("name", "agent", "command", "nodes", "plugs", "options", "secrets",
-                   "timeout", "retries", "delay"))
-    name = m.need("name").str(_NAME, "a device name (letters, digits, _ . -)")
+    m = _section(FenceDevice, v)
+    values = _read(FenceDevice, m)
+    name = values["name"]
     positions: list[tuple[str, str, int]] = []
     agent_v, command_v = m.get("agent"), m.get("command")
     if (agent_v is None) == (command_v is None):
@@ -971,14 +1149,9 @@ def _fence_device(v: _Value, node_names: tuple[str, ...]) -> FenceDevice:
         problem = check_secrets_file(secrets)
         if problem:
             raise secrets_v.error(problem)
-    return FenceDevice(
-        name=name, agent=agent, command=command, nodes=nodes, plugs=tuple(plugs),
-        options=tuple(options), secrets=secrets,
-        timeout=m.opt("timeout", lambda x: x.duration(False), 20.0),
-        retries=m.opt("retries", lambda x: x.int(0, 10), 1),
-        delay=m.opt("delay", _Value.duration, 0.0),
-        positions=tuple(positions),
-    )
+    values.update(agent=agent, command=command, nodes=nodes, plugs=tuple(plugs), options=tuple(options),
+                  secrets=secrets, positions=tuple(positions))
+    return FenceDevice(**values)
 
 
 def _stdin_value(v: _Value) -> str:
@@ -999,10 +1172,10 @@ def _fencing(v: _Value | None, guard: SplitBrainGuard, node_names: tuple[str, ..
         warnings.append(
             "split_brain_guard.fence.command is the old form: write it as a 'fencing:' section, "
             "e.g. fencing: {devices: [{name: site-fence, command: [...], nodes: [both nodes]}]}")
-        return Fencing(devices=(FenceDevice("fence-command", None, guard.fence.command, node_names, (), (),
-                                            None, guard.fence.timeout, 0, 0.0),),
-                       levels=(), owner_head_start=5.0, random_delay_max=0.0)
-    m = v.mapping(("owner_head_start", "random_delay_max", "devices", "levels"))
+        device = FenceDevice(**{**defaults(FenceDevice), "name": "fence-command", "command": guard.fence.command,
+                                "nodes": node_names, "timeout": guard.fence.timeout, "retries": 0})
+        return Fencing(**{**defaults(Fencing), "devices": (device,)})
+    m = _section(Fencing, v)
     devices: list[FenceDevice] = []
     for dv in m.need("devices").list():
         d = _fence_device(dv, node_names)
@@ -1032,9 +1205,7 @@ def _fencing(v: _Value | None, guard: SplitBrainGuard, node_names: tuple[str, ..
             if not node_levels:
                 raise lv.error(f"no levels for {node}")
             levels.append((node, tuple(node_levels)))
-    fencing = Fencing(tuple(devices), tuple(levels),
-                      m.opt("owner_head_start", _Value.duration, 5.0),
-                      m.opt("random_delay_max", _Value.duration, 0.0))
+    fencing = Fencing(**{**_read(Fencing, m), "devices": tuple(devices), "levels": tuple(levels)})
     for node in node_names:
         if not fencing.levels_for(node):
             warnings.append(f"no fence device fences {node}: it can never be fenced")
@@ -1068,7 +1239,7 @@ def _metrics(v: _Value | None) -> Metrics | None:
     """``metrics: {listen: ADDRESS:PORT}`` (``[v6]:PORT``; no port: METRICS_PORT)."""
     if v is None:
         return None
-    lv = v.mapping(("listen",)).need("listen")
+    lv = _section(Metrics, v).need("listen")
     text = lv.str()
     m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*))(?::(\d{1,5}))?$", text)
     if m is None:
@@ -1149,3 +1320,85 @@ def summary(cfg: Config) -> str:
     for w in cfg.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+# per resource type: the README table's Pacemaker column title, then the rows of the two
+# keys every type has: (default or None for the group's, Pacemaker, meaning) of `timeouts`
+# and (Pacemaker, meaning) of `monitor_interval`
+_RESOURCE_README = {
+    "filesystem": ("Pacemaker `Filesystem`", None, "operation timeouts", "the monitor's I/O probe is bounded by "
+                   "`monitor`: a hung disk is a failure, and no second probe is piled on a hung one",
+                   "monitor `interval`", ""),
+    "vip": ("Pacemaker `IPaddr2`", None, "operation timeouts", "", "monitor `interval`", ""),
+    "httpd": ("Pacemaker `apache`", None, "operation timeouts (agent meta-data: 40s / 60s / 20s)", "",
+              "monitor `interval` (`10s`)", ""),
+    "systemd_unit": ("Pacemaker", None, "operation timeouts", "bound on each `systemctl` call",
+                     "monitor `interval`", ""),
+    "ocf": ("Pacemaker", "the resource's or group's `timeouts` when given, else the agent's meta-data "
+            f"(`<action name=\"start\" timeout=\"20s\"/>`), else {_show_duration(ACTION_TIMEOUT)}",
+            "operation timeouts (crm/pcs copy the meta-data's)", "", "monitor `interval`", "also the watch's period"),
+}
+
+
+def resource_table(kind: str) -> str:
+    """README's table of the keys of resource type KIND."""
+    title, timeouts_default, timeouts_pcmk, timeouts_doc, interval_pcmk, interval_doc = _RESOURCE_README[kind]
+    cls = _RESOURCE_TYPES[kind]
+    lines = [f"| key | default | {title} | meaning |", "|---|---|---|---|"]
+    for f in fields(cls):
+        key = _key(f)
+        if key is None or f.name in _allowed(_ResourceCommon):
+            continue
+        lines.append(_row(f"`{f.name}`", key.shown_default(), key.pacemaker, key.doc))
+    group = defaults(Group)
+    lines.append(_row("`timeouts.start/stop/monitor`",
+                      timeouts_default or f"the group's ({_show_duration(ACTION_TIMEOUT)})", timeouts_pcmk, timeouts_doc))
+    lines.append(_row("`monitor_interval`", f"the group's ({_show_duration(group['default_monitor_interval'])})",
+                      interval_pcmk, interval_doc))
+    return "\n".join(lines) + "\n"
+
+
+_GENERATED_BY = "generated by `python -m hasupd.config --update-readme README.md`"
+README_BEGIN = f"<!-- configuration reference: {_GENERATED_BY} -->\n"
+README_END = "<!-- end of the generated configuration reference -->\n"
+
+
+def _readme_blocks() -> list[tuple[str, str, str]]:
+    """(begin marker, end marker, generated text) of each generated README table."""
+    blocks = [(README_BEGIN, README_END, reference_table())]
+    for kind in _RESOURCE_TYPES:
+        blocks.append((f"<!-- keys of resource type {kind}: {_GENERATED_BY} -->\n",
+                       f"<!-- end of the generated keys of {kind} -->\n", resource_table(kind)))
+    return blocks
+
+
+def readme_with_table(text: str) -> str:
+    """TEXT (README.md) with the generated tables between their markers."""
+    for begin_marker, end_marker, generated in _readme_blocks():
+        head, begin, rest = text.partition(begin_marker)
+        _, end, tail = rest.partition(end_marker)
+        if not begin or not end:
+            raise ValueError(f"README has no marker {begin_marker.strip()}")
+        text = head + begin_marker + generated + end_marker + tail
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hasupd.config",
+                                     description="The configuration reference, from the key declarations.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--table", action="store_true", help="print the reference table (Markdown)")
+    what.add_argument("--update-readme", metavar="README", help="rewrite the table between its markers")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(reference_table(), end="")
+        return 0
+    readme = Path(args.update_readme)
+    readme.write_text(readme_with_table(readme.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,6 +22,7 @@ from hasupd.executor import Executor
 from hasupd.intake import Intake
 from hasupd.model import ClusterView, DrbdStatus, NodeState, ResourceStatus, ResState, to_dict
 from hasupd.peerfence import PeerFencing
+from hasupd.timeouts import Timeout, within
 
 TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
 RETRY_BACKOFF = 2.0  # after a failed round, wait before trying the same thing again
@@ -186,8 +187,8 @@ class Engine:
         retried after a back-off, never the end of the loop."""
         self.loop_beat = self.clock.monotonic()
         try:
-            await asyncio.wait_for(self.wake.wait(), TICK)
-        except asyncio.TimeoutError:
+            await within(self.wake.wait(), TICK)
+        except Timeout:
             pass
         self.wake.clear()
         if self.stopping.is_set():

@@ -12,21 +12,22 @@ import asyncio
 from dataclasses import replace
 
 from hasupd import planner
-from hasupd.config import Group
+from hasupd.config import ACTION_TIMEOUT, Group
 from hasupd.model import Action, ActionKind, ResourceStatus, ResState
 from hasupd.resources.base import Result
+from hasupd.timeouts import Timeout, within
 
 K = ActionKind
 ACTION_GRACE = 30.0  # beyond an action's own timeout before the loop counts as stuck (the watchdog)
-DEFAULT_TIMEOUT = 240.0  # an action without a resource of its own (fence, DRBD steps)
+DEFAULT_TIMEOUT = ACTION_TIMEOUT  # an action without a resource of its own (fence, DRBD steps)
 ENGINE_MARGIN = 5.0  # the engine's own bound on a driver call, on top of the driver's
 
 
 async def bounded(coro, timeout: float) -> Result:
     """A driver call with the engine's own safety bound on top of the driver's."""
     try:
-        return await asyncio.wait_for(coro, timeout + ENGINE_MARGIN)
-    except asyncio.TimeoutError:
+        return await within(coro, timeout + ENGINE_MARGIN)
+    except Timeout:
         return Result(False, f"no answer within {timeout:g}s", timed_out=True)
 
 

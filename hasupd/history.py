@@ -32,7 +32,7 @@ import os
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
-from hasupd import redact
+from hasupd import config, redact
 
 FILE = "history.jsonl"
 TIMELINE_GAP = 30.0  # seconds without a related record closes a timeline
@@ -48,7 +48,7 @@ FAILOVERS_TTL = 60.0  # seconds a computed last-failover answer is reused when n
 
 
 class History:
-    def __init__(self, state_dir: str, max_bytes: int = 4 * 1024 * 1024, node: str | None = None):
+    def __init__(self, state_dir: str, max_bytes: int = config.default_of(config.Config, "history_max_bytes"), node: str | None = None):
         self.path = os.path.join(state_dir, FILE)
         self.max_bytes = max_bytes
         self.node = node  # written into each record when set (for merging two nodes' files)

@@ -122,3 +122,66 @@ def test_names_ending_in_a_newline_are_refused(tmp_path, key):
     with pytest.raises(config.ConfigError) as e:
         config.load(p)
     assert "is not" in str(e.value)
+
+
+# ---------------------------------------------------------------- the declarations (issue 15)
+
+
+def test_readme_configuration_table_is_the_generated_one():
+    readme = (ROOT / "README.md").read_text()
+    assert config.readme_with_table(readme) == readme, \
+        "README.md's table differs from the declarations: python -m hasupd.config --update-readme README.md"
+
+
+def test_table_lists_every_key_the_reader_accepts():
+    keys = {row[0] for row in config.reference_rows()}
+    for key in ("heartbeat.rings[].ttl", "groups[].timeouts.monitor", "control.socket", "fencing.levels",
+                "split_brain_guard.ping.fall", "drbd.resources[].minor", "metrics.listen"):
+        assert key in keys
+    assert ("heartbeat.deadtime", "`2s`") in {row[:2] for row in config.reference_rows()}
+
+
+MINIMAL = """cluster: c
+nodes: [{name: a, addresses: [10.99.0.1]}, {name: b, addresses: [10.99.0.2]}]
+heartbeat: {rings: [{interface: eth0, group: 226.94.1.1}]}
+groups: [{name: g, resources: [{name: v, type: vip, ip: 10.99.0.9}]}]
+alerts: [{path: /bin/true}]
+"""
+
+
+def test_absent_keys_take_their_declared_defaults():
+    cfg = config.loads(MINIMAL)
+    sections = (cfg, cfg.heartbeat, cfg.heartbeat.rings[0], cfg.groups[0], cfg.groups[0].resources[0],
+                cfg.groups[0].default_timeouts, cfg.alerts[0])
+    checked = 0
+    for obj in sections:
+        for name, default in config.defaults(type(obj)).items():
+            if (type(obj), name) in ((config.Ring, "group"), (config.Ring, "interface")):  # given above
+                continue
+            assert getattr(obj, name) == default, (type(obj).__name__, name)
+            checked += 1
+    assert checked > 25
+    assert cfg.groups[0].resources[0].timeouts == config.DEFAULT_TIMEOUTS  # the group's, by default
+
+
+def test_unknown_key_lists_the_declared_keys():
+    with pytest.raises(config.ConfigError) as e:
+        config.loads(MINIMAL.replace("interface: eth0", "interface: eth0, tll: 2"))
+    assert "(did you mean 'ttl'?) (allowed here: interface, bind_network, group, port, ttl)" in str(e.value)
+
+
+def test_table_command_prints_the_generated_table():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "hasupd.config", "--table"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out == config.reference_table()
+    assert "| `heartbeat.interval` | `200ms` |" in out
+
+
+def test_resource_tables_show_the_group_defaults():
+    for kind in ("filesystem", "vip", "httpd", "systemd_unit"):
+        table = config.resource_table(kind)
+        assert f"the group's ({config._show_duration(config.ACTION_TIMEOUT)})" in table
+    assert "| `fstype` | `ext4` |" in config.resource_table("filesystem")

@@ -22,8 +22,8 @@ from hasupd.history import render_timeline, timelines
 from hasupd.membership.wire import KeyFileError, write_key
 from hasupd.status import render_status
 
-DEFAULT_SOCKET = "/run/hasupd/hasupd.sock"
-DEFAULT_KEY = "/etc/hasupd/authkey"
+DEFAULT_SOCKET = configmod.default_of(configmod.Config, "control_socket")
+DEFAULT_KEY = configmod.default_of(configmod.Heartbeat, "authkey")
 EX_NOT_RUNNING_STATUS = 3  # like `systemctl status` / LSB "program is not running"
 
 

@@ -32,6 +32,7 @@ from hasupd.control.protocol import (
     error,
     permission_error,
 )
+from hasupd.timeouts import Timeout, within
 
 Handler = Callable[[str, dict, PeerCred], Awaitable[dict]]
 
@@ -130,8 +131,8 @@ class ControlServer:
         if self.server is not None:
             self.server.close()
             try:
-                await asyncio.wait_for(self.server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
+                await within(self.server.wait_closed(), 2.0)
+            except Timeout:
                 pass
             self.server = None
         try:
@@ -152,25 +153,25 @@ class ControlServer:
             self.connections[uid] = self.connections.get(uid, 0) + 1
             while True:
                 try:
-                    line = await asyncio.wait_for(reader.readuntil(b"\n"), self.idle_timeout)
-                except asyncio.TimeoutError:
+                    line = await within(reader.readuntil(b"\n"), self.idle_timeout)
+                except Timeout:
                     self.timed_out += 1
                     return
                 except asyncio.IncompleteReadError as e:
                     if e.partial.strip():
                         writer.write(encode(error("malformed request: no newline at the end")))
-                        await asyncio.wait_for(writer.drain(), self.idle_timeout)
+                        await within(writer.drain(), self.idle_timeout)
                     return
                 except asyncio.LimitOverrunError:
                     writer.write(encode(error(f"request too long (limit {MAX_LINE} bytes)")))
-                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
+                    await within(writer.drain(), self.idle_timeout)
                     return
                 if not line.strip():
                     continue
                 writer.write(encode(await self._answer(line, peer)))
                 try:
-                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
-                except asyncio.TimeoutError:  # the client does not read its answer
+                    await within(writer.drain(), self.idle_timeout)
+                except Timeout:  # the client does not read its answer
                     self.timed_out += 1
                     return
         except (ConnectionError, OSError):
@@ -185,8 +186,8 @@ class ControlServer:
             else:
                 writer.close()
             try:
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (ConnectionError, OSError, asyncio.TimeoutError):
+                await within(writer.wait_closed(), 1.0)
+            except (ConnectionError, OSError, Timeout):
                 pass
 
     async def _answer(self, line: bytes, peer: PeerCred) -> dict[str, Any]:

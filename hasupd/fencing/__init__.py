@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from hasupd import redact
 from hasupd.config import FenceDevice, Fencing, check_secrets_file
+from hasupd.timeouts import Timeout, within
 
 log = logging.getLogger("hasupd.fencing")
 
@@ -200,8 +201,8 @@ async def call_device(device: FenceDevice, node: str, action: str,
         return out, err
 
     try:
-        out, err = await asyncio.wait_for(talk(), timeout)
-    except asyncio.TimeoutError:
+        out, err = await within(talk(), timeout)
+    except Timeout:
         await _kill_and_reap(proc)
         return AgentResult(action, None, "", time.monotonic() - start, f"no answer within {timeout:g}s")
     except asyncio.CancelledError:  # e.g. another device answered first
@@ -219,8 +220,8 @@ async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     try:
-        await asyncio.wait_for(asyncio.gather(proc.stdout.read(), proc.stderr.read(), proc.wait()), 5.0)
-    except (asyncio.TimeoutError, asyncio.CancelledError, OSError):
+        await within(asyncio.gather(proc.stdout.read(), proc.stderr.read(), proc.wait()), 5.0)
+    except (Timeout, asyncio.CancelledError, OSError):
         pass
 
 

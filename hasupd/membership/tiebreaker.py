@@ -28,6 +28,7 @@ from typing import AsyncIterator, Callable
 
 from hasupd.config import PingGuard as PingGuardConfig
 from hasupd.resources.base import run
+from hasupd.timeouts import Timeout, within
 
 log = logging.getLogger("hasupd.membership")
 
@@ -79,7 +80,7 @@ async def icmp_echo(target: str, timeout: float, seq: int = 1) -> bool:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                data = await asyncio.wait_for(loop.sock_recv(sock, 2048), remaining)
+                data = await within(loop.sock_recv(sock, 2048), remaining)
                 if raw:  # a raw socket sees every ICMP packet, IP header included
                     data = data[(data[0] & 0x0F) * 4:] if data else b""
                 if len(data) < 8:
@@ -88,15 +89,15 @@ async def icmp_echo(target: str, timeout: float, seq: int = 1) -> bool:
                 # a ping socket gets only its own replies (the kernel sets the id)
                 if kind == ICMP_ECHO_REPLY and rseq == seq and (not raw or rid == ident):
                     return True
-        except (asyncio.TimeoutError, OSError):
+        except (Timeout, OSError):
             return False
 
 
 async def tcp_connect(target: str, port: int, timeout: float) -> bool:
     """True if a TCP connection to target:port is established within timeout."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(target, port), timeout)
-    except (asyncio.TimeoutError, OSError):
+        _, writer = await within(asyncio.open_connection(target, port), timeout)
+    except (Timeout, OSError):
         return False
     writer.close()
     try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Mapping, Protocol, Sequence
 
 from hasupd.model import ResourceStatus, ResState
+from hasupd.timeouts import Timeout, within
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,9 @@ async def run(
         return Result(False, f"cannot run {argv[0]}: an argument or environment value holds a NUL byte",
                       argv, None, "", duration=time.monotonic() - started)
     try:
-        _, out, _ = await asyncio.wait_for(
+        _, out, _ = await within(
             asyncio.gather(_feed(proc.stdin, input), _read_tail(proc.stdout, OUTPUT_KEPT), proc.wait()), timeout)
-    except asyncio.TimeoutError:
+    except Timeout:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -154,8 +155,8 @@ async def run(
         except ProcessLookupError:
             pass
         try:
-            await asyncio.wait_for(proc.wait(), 5.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+            await within(proc.wait(), 5.0)
+        except (Timeout, asyncio.CancelledError):
             pass
         raise
     text = out.decode(errors="replace").strip()

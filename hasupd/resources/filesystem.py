@@ -42,6 +42,7 @@ from hasupd import config
 from hasupd.model import ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation, run
 from hasupd.resources.procfs import MOUNTINFO, Holder, MountEntry, find_holders, read_mountinfo
+from hasupd.timeouts import Timeout, within
 
 log = logging.getLogger(__name__)
 
@@ -322,15 +323,13 @@ class FilesystemDriver:
         if prev is not None and not prev.cancelled():
             prev.exception()  # a late outcome of a timed-out probe: seen, not logged as lost
         self._probe_inflight = asyncio.wrap_future(_in_daemon_thread(check, f"fsprobe-{self.name}"))
-        # asyncio.wait, not wait_for: a timeout must not cancel the future, so
-        # that the next monitor still sees the probe hanging
-        done, _ = await asyncio.wait({self._probe_inflight}, timeout=self.res.timeouts.monitor)
-        if not done:
+        try:
+            # not cancelled on a timeout: the next monitor still sees the probe hanging
+            await within(self._probe_inflight, self.res.timeouts.monitor, cancel=False)
+        except Timeout:
             return Result(False, f"I/O probe in {self.directory} did not finish within "
                                  f"{self.res.timeouts.monitor:g}s (storage hung?)", timed_out=True,
                           duration=time.monotonic() - started)
-        try:
-            done.pop().result()
         except OSError as e:
             return Result(False, f"I/O probe {e.filename or self.probe_path} failed: {e.strerror}",
                           errno=e.errno, duration=time.monotonic() - started)

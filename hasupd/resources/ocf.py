@@ -22,6 +22,7 @@ from typing import AsyncIterator
 from hasupd.config import OcfResource
 from hasupd.model import ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation, run
+from hasupd.timeouts import Timeout, within
 
 # OCF exit codes (ocf-returncodes; Pacemaker's PCMK_OCF_*)
 OCF_SUCCESS = 0
@@ -232,9 +233,9 @@ class OcfDriver:
                 continue
             self.wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), self.res.monitor_interval)
+                await within(self.wake.wait(), self.res.monitor_interval)
                 continue  # start/stop happened: begin again
-            except asyncio.TimeoutError:
+            except Timeout:
                 pass
             r = await self.monitor()
             if self.expect_running and not r.ok:  # a monitor timeout is a failure too

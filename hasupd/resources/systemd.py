@@ -18,6 +18,7 @@ from typing import AsyncIterator, Mapping
 
 from hasupd.model import ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation, run
+from hasupd.timeouts import Timeout, within
 
 SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "Result",
                    "NRestarts", "ExecMainStatus")
@@ -147,7 +148,10 @@ async def wait_exit(pid: int, timeout: float | None, wake: asyncio.Event | None 
     woken = asyncio.ensure_future(wake.wait()) if wake is not None else None
     try:
         waits = {exited} | ({woken} if woken else set())
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await within(asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED), timeout)
+        except Timeout:
+            pass
         return exited.done() or not alive(pid)
     finally:
         loop.remove_reader(fd)
@@ -275,6 +279,6 @@ class SystemdUnit:
                     await asyncio.sleep(0.05)
             else:
                 try:
-                    await asyncio.wait_for(self.wake.wait(), self.poll_interval)
-                except asyncio.TimeoutError:
+                    await within(self.wake.wait(), self.poll_interval)
+                except Timeout:
                     pass

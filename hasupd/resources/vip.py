@@ -41,6 +41,7 @@ from typing import AsyncIterator
 from hasupd import config
 from hasupd.model import ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation
+from hasupd.timeouts import Timeout, within
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +336,8 @@ class VipDriver:
     async def monitor(self) -> Result:
         started = time.monotonic()
         try:
-            snap = await asyncio.wait_for(self._snap(), self.res.timeouts.monitor)
-        except asyncio.TimeoutError:
+            snap = await within(self._snap(), self.res.timeouts.monitor)
+        except Timeout:
             return Result(False, f"netlink did not answer within {self.res.timeouts.monitor:g}s", timed_out=True)
         except Exception as e:
             code, text = _netlink_errno(e)
@@ -383,8 +384,8 @@ class VipDriver:
     async def _bounded(self, coro, timeout: float, what: str) -> Result:
         started = time.monotonic()
         try:
-            r = await asyncio.wait_for(coro, timeout)
-        except asyncio.TimeoutError:
+            r = await within(coro, timeout)
+        except Timeout:
             r = Result(False, f"{what} of {self.cidr} timed out after {timeout:g}s", timed_out=True)
         except OSError as e:
             r = Result(False, f"{what} of {self.cidr}: {e.strerror or e}", errno=e.errno)
@@ -474,8 +475,8 @@ class VipDriver:
                     next_send = now + DAD_INTERVAL
                 wake = min(end, next_send) if sent < DAD_PROBES else end
                 try:
-                    data, addr = await asyncio.wait_for(recvfrom(s, 2048), max(0.0, wake - now))
-                except asyncio.TimeoutError:
+                    data, addr = await within(recvfrom(s, 2048), max(0.0, wake - now))
+                except Timeout:
                     data, addr = b"", None
                 now = time.monotonic()
                 if addr is None or addr[2] == PACKET_OUTGOING:

@@ -12,10 +12,11 @@ import subprocess
 import urllib.parse
 from pathlib import Path
 
+from hasupd import config
 from tests.lab.labkit import served_by, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 9675
+PORT = config.METRICS_PORT
 OTHER = {"n1": "n2", "n2": "n1"}
 
 

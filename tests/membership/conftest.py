@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from hasupd.config import Heartbeat, Ring, default_of
 from hasupd.membership import wire
 from hasupd_lab.netlab import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = Path(__file__).resolve().parent / "tools.py"
-PROFILES = {"default": (0.2, 2.0), "tuned": (0.05, 0.3)}  # interval, deadtime
+DEFAULT_PROFILE = (default_of(Heartbeat, "interval"), default_of(Heartbeat, "deadtime"))
+PROFILES = {"default": DEFAULT_PROFILE, "tuned": (0.05, 0.3)}  # interval, deadtime
 _counter = itertools.count(1)
 
 
@@ -35,12 +37,13 @@ def new_topology() -> Topology:
     raise RuntimeError("no free lab prefix")
 
 
-def write_config(path: Path, topo: Topology, transport: str = "multicast", interval: float = 0.2,
-                 deadtime: float = 2.0, cluster: str = "hbtest", key: str = "/etc/hasupd/authkey",
+def write_config(path: Path, topo: Topology, transport: str = "multicast", interval: float = DEFAULT_PROFILE[0],
+                 deadtime: float = DEFAULT_PROFILE[1], cluster: str = "hbtest",
+                 key: str = default_of(Heartbeat, "authkey"),
                  extra: str = "") -> Path:
     rings = []
     for r in range(topo.rings):
-        line = f"    - {{bind_network: {topo.network(r)}, port: 5405"
+        line = f"    - {{bind_network: {topo.network(r)}, port: {default_of(Ring, 'port')}"
         if transport == "multicast":
             line += f", group: 239.192.0.{r + 1}"
         rings.append(line + "}")

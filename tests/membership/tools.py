@@ -21,10 +21,11 @@ import sys
 import time
 
 from hasupd.config import PingGuard as PingGuardConfig
+from hasupd.config import Ring, default_of
 from hasupd.membership import wire
 from hasupd.membership.tiebreaker import PingGuard
 
-PORT = 5405
+PORT = default_of(Ring, "port")  # the rings of write_config use the default
 ETH_P_IP = 0x0800
 ETH_P_ALL = 0x0003
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hasupd import config
 from hasupd.config import OcfResource, Timeouts, loads
 from hasupd.model import ResState
 from hasupd.resources.ocf import MEANINGS, OcfDriver, explain, parse_metadata_timeouts, parse_ocf_duration
@@ -22,7 +23,7 @@ except ImportError:
     import netns_ho as ns_ho
 
 HEARTBEAT = Path("/usr/lib/ocf/resource.d/heartbeat")
-DEFAULT_TIMEOUTS = Timeouts(240.0, 240.0, 240.0)
+DEFAULT_TIMEOUTS = config.DEFAULT_TIMEOUTS
 
 
 def ocf(agent: str, params: dict[str, str] | None = None, explicit: tuple[str, ...] = (),
@@ -208,7 +209,7 @@ def test_promoted_and_failed_promoted_codes(ocf_root, tmp_path):
 def test_environment_is_what_pacemaker_passes(ocf_root, tmp_path):
     envfile = tmp_path / "env"
     res = ocf("ho:Exit", {"rc": "0", "envfile": str(envfile)}, ocf_root=str(ocf_root), name="res_x",
-              interval=15.0, explicit=("monitor",), timeouts=Timeouts(240.0, 240.0, 12.0))
+              interval=15.0, explicit=("monitor",), timeouts=Timeouts(config.ACTION_TIMEOUT, config.ACTION_TIMEOUT, 12.0))
     drv = OcfDriver(res, node="ho-node1")
     assert asyncio.run(drv.start()).ok
     env = dict(line.split("=", 1) for line in envfile.read_text().splitlines())
@@ -230,7 +231,7 @@ def test_environment_is_what_pacemaker_passes(ocf_root, tmp_path):
 
 def test_action_timeout_kills_the_agent(ocf_root, tmp_path):
     res = ocf("ho:Exit", {"rc": "0", "sleep": "30", "envfile": str(tmp_path / "env")},
-              ocf_root=str(ocf_root), explicit=("start",), timeouts=Timeouts(1.0, 240.0, 240.0))
+              ocf_root=str(ocf_root), explicit=("start",), timeouts=Timeouts(1.0, config.ACTION_TIMEOUT, config.ACTION_TIMEOUT))
     started = time.monotonic()
     r = asyncio.run(OcfDriver(res).start())
     assert not r.ok and r.timed_out
