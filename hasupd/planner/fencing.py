@@ -39,7 +39,11 @@ def guard_price(cfg: Config) -> str:
         how = "a live peer outdates itself; " if mode == "drbd" else ""
         return (f"{mode} with fence devices: {how}a silent peer is fenced (confirmed off) before any takeover; "
                 f"the node that runs a group fences at once, the other after owner_head_start "
-                f"{f.owner_head_start:g}s; a failed fence means no takeover")
+                f"{f.owner_head_start:g}s; a failed fence means no takeover"
+                + ("" if mode == "drbd" else
+                   "; in a live partition DRBD does not freeze the owner's writes, so writes it acknowledged while "
+                   "apart are lost when the owner loses the fence race (its fence fails or outlasts the head "
+                   "start): guard drbd with fence devices keeps them"))
     if mode == "ping":
         return ("ping: takes over while the tie-breaker answers; it does not decide a partition where both "
                 "nodes reach it (two primaries possible)")
