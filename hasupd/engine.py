@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from hasupd import planner, redact
 from hasupd.alerts import Alerter
-from hasupd.config import Config, Group
+from hasupd.config import Config, Group, VipResource
 from hasupd.fencing import FenceOutcome, Fencer
 from hasupd.history import History, split_brain_unresolved
 from hasupd.membership import heartbeat as hbmod
@@ -41,6 +41,7 @@ from hasupd.model import (
 from hasupd.resources import drbd as drbdmod
 from hasupd.resources import make_driver
 from hasupd.resources.base import Result
+from hasupd.resources.vip import PeerReleases
 from hasupd.state import StateStore
 from hasupd.state import merge as merge_state
 
@@ -91,6 +92,9 @@ class Engine:
         self.outdate_requests: set[str] = set()  # DRBD resources the peer is asked to outdate (fence-peer)
         self.drivers = {r.name: make_driver(r, local) for g in cfg.groups for r in g.resources}
         self.group_of = {r.name: g for g in cfg.groups for r in g.resources}
+        # the VIPs the peer just let go of: their start needs no duplicate-address probe (issue 22)
+        self.peer_releases = PeerReleases(
+            r.name for g in cfg.groups for r in g.resources if isinstance(r, VipResource))
         self.drbd = {r.name: drbdmod.DrbdDriver(cfg.drbd, r) for r in cfg.drbd.resources}
         self.resources: dict[str, ResourceStatus] = {n: ResourceStatus() for n in self.drivers}
         self.drbd_status: dict[str, DrbdStatus] = {n: DrbdStatus(n) for n in self.drbd}
@@ -426,7 +430,10 @@ class Engine:
         grp = self.group_of[res]
         if kind == ActionKind.START:
             self.resources[res] = ResourceStatus(ResState.UNKNOWN, "starting", time.monotonic())
-            result = await bounded(drv.start(), self._timeout(action, "start"))
+            peer, now = self.heartbeat.peer(), time.monotonic()
+            release = self.peer_releases.recent(res, peer.alive, peer.incarnation, now)
+            start = drv.start(release.why(now)) if release is not None else drv.start()
+            result = await bounded(start, self._timeout(action, "start"))
             if result.ok:
                 self.resources[res] = ResourceStatus(ResState.STARTED, result.message, time.monotonic())
                 self.takeover_progress(grp)
@@ -757,6 +764,8 @@ class Engine:
                                   f"{type(e).__name__}: {str(e)[:200]}", node=self.peer_name)
             return
         self.peer_reported = ns
+        if ns is not None:
+            self.peer_releases.observe(ns, time.monotonic())
         if merged is not None and merged != self.store.state:
             self.store.state = merged
             self.save_state()

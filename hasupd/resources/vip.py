@@ -8,6 +8,11 @@
   its label (``nic:label``); send ``arp_count`` gratuitous ARPs
   ``arp_interval`` apart, and the same burst once more ``arp_repeat_after``
   seconds later in the background, for a switch or neighbour that missed it.
+  The probe is skipped only when the engine passes ``peer_released``: the
+  peer's heartbeat, of its current incarnation, reported this very address
+  released moments ago (``PeerReleases``), so the only host that held it has
+  let go; the start's message says so.  Any other start probes (a stranger
+  holding the address is still refused).
 * stop: remove the address (absent already = success).
 * probe and monitor: the address is on the interface.  A lost carrier (or
   the interface down) is not a failure of the address, it is "this node
@@ -39,7 +44,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from hasupd import config
-from hasupd.model import ResourceStatus, ResState
+from hasupd.model import NodeState, ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation
 
 log = logging.getLogger(__name__)
@@ -293,6 +298,53 @@ def _netlink_errno(e: Exception) -> tuple[int | None, str]:
 DAD_PROBES = 1
 DAD_INTERVAL = 0.05  # s between probes (a LAN answers ARP in well under a millisecond)
 DAD_WAIT = 0.06  # s to listen after the last probe: DAD is on the failover's critical path
+RELEASE_FRESH = 2.0  # s: how recent the peer's report of a release must be for the probe to be skipped
+
+
+@dataclass(frozen=True)
+class PeerRelease:
+    peer: str
+    incarnation: str
+    at: float  # monotonic time the report arrived
+
+    def why(self, now: float) -> str:
+        return f"{self.peer} (incarnation {self.incarnation[:8]}) reported it released {now - self.at:.2f}s ago"
+
+
+class PeerReleases:
+    """Which VIPs the peer has just let go of, from its heartbeat reports (pure: times are passed in).
+
+    A release is a report of the address STOPPED by the same peer incarnation that earlier reported
+    it held (STARTED or FAILED); it is forgotten when a report says anything else, and it counts
+    only while that incarnation is alive and for RELEASE_FRESH seconds."""
+
+    def __init__(self, vips) -> None:
+        self.vips = frozenset(vips)
+        self._held: dict[str, str] = {}  # vip -> incarnation that reported holding it
+        self._released: dict[str, PeerRelease] = {}
+
+    def observe(self, peer: NodeState, now: float) -> None:
+        for vip in self.vips:
+            st = peer.resources.get(vip)
+            state = st.state if st is not None else ResState.UNKNOWN
+            if state in (ResState.STARTED, ResState.FAILED, ResState.STOP_FAILED):
+                self._held[vip] = peer.incarnation
+                self._released.pop(vip, None)
+            elif state is ResState.STOPPED:
+                if self._held.pop(vip, None) == peer.incarnation and peer.incarnation:
+                    self._released[vip] = PeerRelease(peer.name, peer.incarnation, now)
+                elif vip in self._released and self._released[vip].incarnation != peer.incarnation:
+                    del self._released[vip]
+            else:
+                self._held.pop(vip, None)
+                self._released.pop(vip, None)
+
+    def recent(self, vip: str, alive: bool, incarnation: str, now: float) -> PeerRelease | None:
+        """The peer's fresh release of ``vip`` if the peer is alive now in the same incarnation."""
+        r = self._released.get(vip)
+        if r is None or not alive or r.incarnation != incarnation or not 0 <= now - r.at <= RELEASE_FRESH:
+            return None
+        return r
 
 
 class VipDriver:
@@ -370,10 +422,12 @@ class VipDriver:
 
     # ------------------------------------------------------------ start / stop
 
-    async def start(self) -> Result:
+    async def start(self, peer_released: str = "") -> Result:
+        """``peer_released``: why the duplicate-address probe is not needed (the peer's fresh
+        report that it let go of the address, ``PeerRelease.why``); empty: probe."""
         self._stopping = False
         self._cancel_repeat()
-        return await self._bounded(self._start(), self.res.timeouts.start, "start")
+        return await self._bounded(self._start(peer_released), self.res.timeouts.start, "start")
 
     async def stop(self) -> Result:
         self._stopping = True
@@ -393,7 +447,7 @@ class VipDriver:
             r = Result(False, f"{what} of {self.cidr}: {text}", errno=code)
         return dataclasses.replace(r, duration=time.monotonic() - started)
 
-    async def _start(self) -> Result:
+    async def _start(self, peer_released: str) -> Result:
         snap = await self._snap()
         nic = snap.nic
         if nic is None:
@@ -410,7 +464,10 @@ class VipDriver:
         trouble = nic.trouble()
         if trouble:
             return Result(False, f"cannot bring {self.cidr} up: {trouble}", errno=errno.ENETDOWN)
-        if self.res.check_duplicate and nic.arp:
+        skipped = ""
+        if self.res.check_duplicate and nic.arp and peer_released:
+            skipped = f"; duplicate-address probe skipped: {peer_released}"
+        elif self.res.check_duplicate and nic.arp:
             who = await self._probe_duplicate(nic)
             if who:
                 return Result(False, f"{self.ip} is already in use on {nic.name}'s network: {who} "
@@ -421,7 +478,7 @@ class VipDriver:
             code, text = _netlink_errno(e)
             if code != errno.EEXIST:
                 return Result(False, f"adding {self.cidr} to {nic.name} failed: {text}", errno=code)
-        said = f"added {self.cidr} on {nic.name}" + (f" ({label})" if label else "")
+        said = f"added {self.cidr} on {nic.name}" + (f" ({label})" if label else "") + skipped
         if self.res.arp_count > 0 and nic.arp:
             # the first gratuitous ARP now; the rest of the burst and the
             # repeat follow in the background (start returns at once)
