@@ -38,19 +38,19 @@ WORK = Path(os.environ.get("HASUPD_MATRIX_CACHE", "/var/cache/hasupd-matrix"))
 # Ubuntu 22.04's) is the oldest hasupd supports, so the row pins that.
 ROWS: dict[str, dict] = {
     "el9": {"python": "3.9", "pins": {
-        "pyroute2": "0.5.14", "pyudev": "0.22.0", "psutil": "5.8.0", "PyYAML": "5.4.1",
+        "pyudev": "0.22.0", "psutil": "5.8.0", "PyYAML": "5.4.1",
         "systemd-python": "234", "prometheus_client": "0.9.0"}},
     "ubuntu2204": {"python": "3.10", "pins": {
-        "pyroute2": "0.6.4", "pyudev": "0.22.0", "psutil": "5.9.0", "PyYAML": "5.4.1",
+        "pyudev": "0.22.0", "psutil": "5.9.0", "PyYAML": "5.4.1",
         "structlog": "20.1.0", "systemd-python": "234", "prometheus_client": "0.9.0"}},
     "debian12": {"python": "3.11", "pins": {
-        "pyroute2": "0.7.2", "pyudev": "0.24.0", "psutil": "5.9.4", "PyYAML": "6.0",
+        "pyudev": "0.24.0", "psutil": "5.9.4", "PyYAML": "6.0",
         "structlog": "22.3.0", "systemd-python": "235", "prometheus_client": "0.16.0"}},
     "ubuntu2404": {"python": "3.12", "pins": {
-        "pyroute2": "0.7.11", "pyudev": "0.24.0", "psutil": "5.9.8", "PyYAML": "6.0.1",
+        "pyudev": "0.24.0", "psutil": "5.9.8", "PyYAML": "6.0.1",
         "structlog": "24.1.0", "systemd-python": "235", "prometheus_client": "0.19.0"}},
     "debian13": {"python": "3.13", "pins": {
-        "pyroute2": "0.7.7", "pyudev": "0.24.3", "psutil": "7.0.0", "PyYAML": "6.0.2",
+        "pyudev": "0.24.3", "psutil": "7.0.0", "PyYAML": "6.0.2",
         "structlog": "25.3.0", "systemd-python": "235", "prometheus_client": "0.21.1"}},
 }
 TEST_TOOLS = ["pytest", "hypothesis"]  # not the distribution's: whatever supports that Python

@@ -23,10 +23,10 @@
   loop: RTM_DELADDR of our address is a FAILED observation at once; a
   lost carrier a STARTED one whose detail says so.
 
-Netlink requests go through pyroute2's synchronous ``IPRoute`` (the API
-0.7.2 of Debian 12 and 0.9 share) in a worker thread, so the loop never
-blocks.  The event stream and ARP use plain sockets on the loop (a tiny
-parser below): nothing there depends on the pyroute2 version.
+Netlink requests (dumps of links, addresses and routes; address add and
+delete) go through a small blocking rtnetlink client (``Rtnl``) in a worker
+thread, so the loop never blocks.  The event stream and ARP use plain
+sockets on the loop; the same tiny parser reads events and dumps.
 """
 
 from __future__ import annotations
@@ -237,21 +237,112 @@ class Snapshot:
         return None
 
 
-def _link(msg) -> Link:
-    mac = msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00"
-    return Link(msg["index"], msg.get_attr("IFLA_IFNAME"), bytes.fromhex(mac.replace(":", "")), msg["flags"])
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x300, 0x200, 0x400
+IFLA_ADDRESS = 1
+IFA_BROADCAST = 4
+RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_NLMSGERR = struct.Struct("=i")
+
+
+def _rtattr(kind: int, value: bytes) -> bytes:
+    attr = _RTATTR.pack(_RTATTR.size + len(value), kind) + value
+    return attr + b"\0" * (-len(attr) % 4)
+
+
+class Rtnl:
+    """A blocking rtnetlink request socket: the three dumps and two address changes the driver
+    needs (``ip link/addr/route show``, ``ip addr add/del``), without a netlink library (pyroute2
+    alone was 10 MB of a daemon's resident memory).  Errors are OSError with the kernel's errno."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def __enter__(self) -> Rtnl:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+    def request(self, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
+        """Send one request; the (type, message) replies up to NLMSG_DONE (a dump) or the ack."""
+        self.seq += 1
+        self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | flags, self.seq, 0) + body)
+        out: list[tuple[int, bytes]] = []
+        while True:
+            data = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, mtype, mflags, seq, _ = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    raise OSError(errno.EPROTO, "malformed netlink reply")
+                msg = data[offset:offset + length]
+                offset += (length + 3) & ~3
+                if seq != self.seq:
+                    continue
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    (code,) = _NLMSGERR.unpack_from(msg, _NLMSGHDR.size)
+                    if code:
+                        raise OSError(-code, os.strerror(-code))
+                    return out  # the ack
+                out.append((mtype, msg))
+                if not flags & NLM_F_DUMP and not mflags & NLM_F_MULTI:
+                    return out
+
+    def links(self) -> dict[int, Link]:
+        out = {}
+        for _, msg in self.request(RTM_GETLINK, NLM_F_DUMP, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            _, _, index, flags, _ = _IFINFOMSG.unpack_from(msg, _NLMSGHDR.size)
+            a = _attrs(msg, _NLMSGHDR.size + _IFINFOMSG.size, len(msg))
+            out[index] = Link(index, _cstr(a.get(IFLA_IFNAME)) or "", a.get(IFLA_ADDRESS, ZERO_MAC), flags)
+        return out
+
+    def addresses(self) -> list[AddrEvent]:
+        """The IPv4 addresses (as ``AddrEvent``s with removed=False)."""
+        out: list[AddrEvent] = []
+        for _, msg in self.request(RTM_GETADDR, NLM_F_DUMP, _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)):
+            out += [ev for ev in parse_rtnl(msg) if isinstance(ev, AddrEvent)]
+        return out
+
+    def routes(self) -> list[tuple[int, int, str | None, int | None]]:
+        """(table, scope, destination network "a.b.c.d/len" or None, output interface) per IPv4 route."""
+        out = []
+        for _, msg in self.request(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
+            _, dst_len, _, _, table, _, scope, _, _ = _RTMSG.unpack_from(msg, _NLMSGHDR.size)
+            a = _attrs(msg, _NLMSGHDR.size + _RTMSG.size, len(msg))
+            if RTA_TABLE in a:
+                (table,) = struct.unpack("=I", a[RTA_TABLE][:4])
+            dst = a.get(RTA_DST)
+            oif = struct.unpack("=I", a[RTA_OIF][:4])[0] if RTA_OIF in a else None
+            out.append((table, scope, f"{socket.inet_ntoa(dst)}/{dst_len}" if dst and len(dst) == 4 else None, oif))
+        return out
+
+    def addr(self, cmd: str, index: int, ip: str, prefixlen: int, label: str | None = None,
+             broadcast: str | None = None) -> None:
+        raw = socket.inet_aton(ip)
+        body = _IFADDRMSG.pack(socket.AF_INET, prefixlen, 0, 0, index) + _rtattr(IFA_LOCAL, raw) \
+            + _rtattr(IFA_ADDRESS, raw)
+        if label:
+            body += _rtattr(IFA_LABEL, label.encode() + b"\0")
+        if broadcast:
+            body += _rtattr(IFA_BROADCAST, socket.inet_aton(broadcast))
+        if cmd == "add":
+            self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
+        else:
+            self.request(RTM_DELADDR, NLM_F_ACK, body)
 
 
 def _snapshot(ip: str, prefixlen: int, nic: str | None) -> Snapshot:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        links = {m["index"]: _link(m) for m in ipr.get_links()}
-        present = tuple(
-            (a["index"], a["prefixlen"], a.get_attr("IFA_LABEL"))
-            for a in ipr.get_addr(family=socket.AF_INET)
-            if (a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")) == ip
-        )
+    with Rtnl() as rtnl:
+        links = rtnl.links()
+        present = tuple((a.index, a.prefixlen, a.label) for a in rtnl.addresses() if a.address == ip)
         if nic is not None:
             found = [lk for lk in links.values() if lk.name == nic]
             if not found:
@@ -260,13 +351,12 @@ def _snapshot(ip: str, prefixlen: int, nic: str | None) -> Snapshot:
         # like IPaddr2's findif: the connected (scope link) route containing the address
         addr = ipaddress.IPv4Address(ip)
         best = None
-        for r in ipr.get_routes(family=socket.AF_INET, table=RT_TABLE_MAIN):
-            dst = r.get_attr("RTA_DST")
-            if r["scope"] != RT_SCOPE_LINK or dst is None or r.get_attr("RTA_OIF") not in links:
+        for table, scope, dst, oif in rtnl.routes():
+            if table != RT_TABLE_MAIN or scope != RT_SCOPE_LINK or dst is None or oif not in links:
                 continue
-            net = ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False)
+            net = ipaddress.IPv4Network(dst, strict=False)
             if addr in net and (best is None or net.prefixlen > best[0]):
-                best = (net.prefixlen, links[r.get_attr("RTA_OIF")])
+                best = (net.prefixlen, links[oif])
         if best is not None:
             return Snapshot(best[1], None, present, links)
         if present:  # no route (e.g. a /32 VIP) but the address is there: that is its interface
@@ -276,16 +366,11 @@ def _snapshot(ip: str, prefixlen: int, nic: str | None) -> Snapshot:
 
 
 def _addr(cmd: str, index: int, ip: str, prefixlen: int, label: str | None = None) -> None:
-    from pyroute2 import IPRoute
-
-    kw = {}
-    if cmd == "add":
-        if label:
-            kw["label"] = label
-        if prefixlen < 31:
-            kw["broadcast"] = str(ipaddress.IPv4Network(f"{ip}/{prefixlen}", strict=False).broadcast_address)
-    with IPRoute() as ipr:
-        ipr.addr(cmd, index=index, address=ip, prefixlen=prefixlen, **kw)
+    broadcast = None
+    if cmd == "add" and prefixlen < 31:
+        broadcast = str(ipaddress.IPv4Network(f"{ip}/{prefixlen}", strict=False).broadcast_address)
+    with Rtnl() as rtnl:
+        rtnl.addr(cmd, index, ip, prefixlen, label if cmd == "add" else None, broadcast)
 
 
 def _netlink_errno(e: Exception) -> tuple[int | None, str]:
@@ -442,7 +527,7 @@ class VipDriver:
             r = Result(False, f"{what} of {self.cidr} timed out after {timeout:g}s", timed_out=True)
         except OSError as e:
             r = Result(False, f"{what} of {self.cidr}: {e.strerror or e}", errno=e.errno)
-        except Exception as e:  # pyroute2's NetlinkError and friends
+        except Exception as e:  # anything else the netlink client raised
             code, text = _netlink_errno(e)
             r = Result(False, f"{what} of {self.cidr}: {text}", errno=code)
         return dataclasses.replace(r, duration=time.monotonic() - started)

@@ -1,7 +1,7 @@
 """Run by Debian's /usr/bin/python3 against the INSTALLED package (not the
 venv), inside a network namespace the test made: every module imports, and
 the code paths that touch the libraries whose Debian versions are older than
-the venv's really work (pyroute2 0.7 IPRoute: add, see, remove an address;
+the venv's really work (the VIP driver's own netlink client: add, see, remove an address;
 structlog 22: an alert record; psutil 5.9; pyudev 0.24; PyYAML 6.0).
 
 Usage: installed_smoke.py NIC IP   (NIC has a connected /24 containing IP)
@@ -55,7 +55,7 @@ def main(nic: str, ip: str) -> None:
         assert stopped.ok, stopped
         after = await driver.probe()
         assert after.state.name == "STOPPED", after
-        print(f"ok: pyroute2 IPRoute: {ip} added, seen ({here.detail}), removed")
+        print(f"ok: VIP netlink: {ip} added, seen ({here.detail}), removed")
 
     asyncio.run(cycle())
 
