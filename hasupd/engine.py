@@ -25,7 +25,7 @@ from hasupd.config import Config, Group, VipResource
 from hasupd.fencing import FenceOutcome, Fencer
 from hasupd.history import History, split_brain_unresolved
 from hasupd.membership import heartbeat as hbmod
-from hasupd.membership import tiebreaker
+from hasupd.membership import report, tiebreaker
 from hasupd.model import (
     Action,
     ActionKind,
@@ -212,16 +212,15 @@ class Engine:
 
     def publish(self) -> None:
         """Send our state to the peer now (after any change)."""
-        node = to_dict(self.local_state())
+        me = self.local_state()
         state = self.store.state.to_wire()
         try:
-            self.heartbeat.set_payload({"node": node, "state": state, "outdate": sorted(self.outdate_requests)})
+            self.heartbeat.set_payload({"N": report.pack(me), "state": state,
+                                        "outdate": sorted(self.outdate_requests)})
         except ValueError:
             # too large for one packet: the human details go first, the facts stay
-            for r in node.get("resources", {}).values():
-                r["detail"] = ""
             try:
-                self.heartbeat.set_payload({"node": node, "state": state})
+                self.heartbeat.set_payload({"N": report.pack(me, details=False), "state": state})
             except ValueError as e:
                 if "payload_too_large" not in self.alerted:
                     self.alerted.add("payload_too_large")
@@ -750,8 +749,11 @@ class Engine:
             if not isinstance(payload, dict):
                 raise TypeError("the payload is not a mapping")
             ns = self.peer_reported
-            if "node" in payload:
+            if "N" in payload:  # the compact form (wire version 2)
+                ns = report.unpack(payload["N"])
+            elif "node" in payload:  # a peer of wire version 1
                 ns = node_state_from_dict(payload["node"])
+            if ns is not None:
                 for d in ns.drbd.values():
                     _check_types(d)
             state = payload.get("state")
