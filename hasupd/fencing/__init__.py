@@ -31,7 +31,6 @@ import os
 import shutil
 import signal
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from hasupd import redact
@@ -398,6 +397,8 @@ def agent_parameter_table(agent_path: str, timeout: float = 20.0) -> dict[str, b
         raise RuntimeError(f"{agent_path} -o metadata did not answer within {timeout:g}s") from None
     except OSError as e:
         raise RuntimeError(f"cannot run {agent_path}: {e.strerror}") from None
+    import xml.etree.ElementTree as ET  # here: a daemon that never checks an agent does not load it
+
     try:
         root = ET.fromstring(proc.stdout)
     except ET.ParseError:
