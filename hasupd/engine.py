@@ -22,7 +22,7 @@ from dataclasses import replace
 from hasupd import planner, redact
 from hasupd.alerts import Alerter
 from hasupd.config import Config, Group, VipResource
-from hasupd.fencing import FenceOutcome, Fencer
+from hasupd.fencing import EarlyPowerStatus, FenceOutcome, Fencer
 from hasupd.history import History, split_brain_unresolved
 from hasupd.membership import heartbeat as hbmod
 from hasupd.membership import report, tiebreaker
@@ -88,6 +88,8 @@ class Engine:
         self.fence_facts = replace(self.fence_policy, random_delay=0.0)  # about the current loss of the peer
         self.fence_gen = 0  # +1 at each loss / return of the peer: older fence results are dropped
         self.fence_task: asyncio.Task | None = None
+        # the peer's power asked when its heartbeat falters, ready at the loss (issue 22)
+        self.early_power = EarlyPowerStatus(self.fencer, self.peer_name) if self.fencer is not None else None
         self.drbd_lost: dict[str, float] = {}  # DRBD resource -> when it stopped being Connected
         self.outdate_requests: set[str] = set()  # DRBD resources the peer is asked to outdate (fence-peer)
         self.drivers = {r.name: make_driver(r, local) for g in cfg.groups for r in g.resources}
@@ -599,7 +601,10 @@ class Engine:
                                   f"peer {self.peer_name} silent on every ring for "
                                   f"{self.cfg.heartbeat.deadtime:g}s", node=self.peer_name)
                 self.history.record("observation", state="peer_dead", reason=f"peer {self.peer_name} lost")
-                self.peer_lost()
+                self.peer_lost(ev.last_seen)
+            elif name == "PeerSuspect":
+                if self.early_power is not None:
+                    self.early_power.suspect(ev.at)
             elif name == "RingDown":
                 self.alerter.emit("ring_degraded", "warning",
                                   f"heartbeat ring {ev.ring} is silent; redundancy degraded", node=self.peer_name)
@@ -628,7 +633,7 @@ class Engine:
 
     # ------------------------------------------------------------ fencing (issue 17)
 
-    def peer_lost(self) -> None:
+    def peer_lost(self, last_seen: float | None = None) -> None:
         """A new loss of the peer: fresh fence facts, the random delay of this loss drawn, the devices
         asked at once whether the peer is powered off (then it is fenced already), and a wake-up when
         this node's fence delay runs out."""
@@ -642,7 +647,8 @@ class Engine:
         for wait in (delay, delay + self.fence_policy.owner_head_start):
             loop.call_later(wait + 0.01, self.wake.set)
         self.tasks = [t for t in self.tasks if not t.done()]
-        self.tasks.append(asyncio.create_task(self._ask_peer_power(self.fence_gen), name="fence-power"))
+        early = self.early_power.for_loss(last_seen) if last_seen is not None else None
+        self.tasks.append(asyncio.create_task(self._ask_peer_power(self.fence_gen, early), name="fence-power"))
 
     def peer_back(self, incarnation: str) -> None:
         """The peer is heard again: whatever was known about fencing it belonged to its loss."""
@@ -655,9 +661,10 @@ class Engine:
         self.fencing = FenceState.NONE
         self.fence_facts = replace(self.fence_policy, random_delay=0.0)
 
-    async def _ask_peer_power(self, gen: int) -> None:
+    async def _ask_peer_power(self, gen: int, early: asyncio.Future | None = None) -> None:
+        """``early``: the query EarlyPowerStatus began after the peer's last packet (else one now)."""
         try:
-            power = await self.fencer.power_status(self.peer_name)
+            power = await (early if early is not None else self.fencer.power_status(self.peer_name))
         except Exception as e:  # the fencer reports its own failures; this one must not end the daemon
             power = "unknown"
             self.alerter.emit("fence_status_error", "warning",  # its text may hold what a device said: not copied

@@ -325,6 +325,77 @@ def test_peer_reported_off_is_taken_over_at_once_without_waiting_for_drbd(tmp_pa
     assert took < 5.0, took  # nowhere near peer_dead_wait
 
 
+class StatusFencer(FakeFencer):
+    """Answers each power status query with the next of ``powers``, after ``status_delay``."""
+
+    def __init__(self, powers, status_delay):
+        super().__init__()
+        self.powers, self.status_delay, self.status_calls = list(powers), status_delay, 0
+
+    async def power_status(self, node):
+        self.status_calls += 1
+        answer = self.powers.pop(0)
+        await asyncio.sleep(self.status_delay)
+        return answer
+
+
+def test_power_asked_when_the_heartbeat_falters_is_the_answer_at_the_loss(tmp_path):
+    """PeerSuspect starts the status query; at the loss its "off" applies at once, no second query."""
+    fencer = StatusFencer(["off"], status_delay=0.2)
+
+    async def main():
+        eng = make_engine(tmp_path, fencer)
+        last_seen = time.monotonic()
+        eng.early_power.suspect(last_seen + 0.1)
+        await asyncio.sleep(0.3)  # answered before the deadtime
+        eng.heartbeat.lose_peer(0.0, node=owner_report())
+        eng.peer_lost(last_seen)
+        await asyncio.sleep(0.02)  # a few loop turns, far less than a query
+        return eng
+
+    eng = run(main())
+    assert eng.fence_facts.peer_power == "off" and fencer.status_calls == 1
+
+
+def test_an_early_answer_from_before_the_last_packet_is_not_used(tmp_path):
+    """The peer was heard after the early query began: its "off" says nothing about the peer after
+    it went silent, so the loss asks again and takes that answer."""
+    fencer = StatusFencer(["off", "on"], status_delay=0.05)
+
+    async def main():
+        eng = make_engine(tmp_path, fencer)
+        asked = time.monotonic()
+        eng.early_power.suspect(asked)
+        await asyncio.sleep(0.1)
+        eng.heartbeat.lose_peer(0.0, node=owner_report())
+        eng.peer_lost(asked + 0.05)  # its last packet came after the query began
+        await asyncio.sleep(0.2)
+        return eng
+
+    eng = run(main())
+    assert eng.fence_facts.peer_power == "on" and fencer.status_calls == 2
+
+
+def test_early_status_queries_are_spaced(tmp_path):
+    from hasupd.fencing import EarlyPowerStatus
+
+    fencer = StatusFencer(["unknown"] * 3, status_delay=0.0)
+
+    async def main():
+        early = EarlyPowerStatus(fencer, PEER)
+        early.suspect(100.0)
+        await asyncio.sleep(0.01)
+        early.suspect(100.0 + EarlyPowerStatus.MIN_GAP - 0.1)  # a lossy link: no second query yet
+        await asyncio.sleep(0.01)
+        assert fencer.status_calls == 1
+        assert early.for_loss(99.0) is not None and early.for_loss(99.0) is None  # used once
+        early.suspect(100.0 + EarlyPowerStatus.MIN_GAP)
+        await asyncio.sleep(0.01)
+        return fencer.status_calls
+
+    assert run(main()) == 2
+
+
 def test_fence_outcome_already_off_skips_the_drbd_wait(tmp_path):
     connected = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
                            peer_disk="UpToDate", connection="Connected", replication="Established")
