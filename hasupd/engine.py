@@ -730,13 +730,17 @@ class Engine:
         listen for the peer again (it is off: this is the state DRBD reaches itself after its ping
         timeout).  DRBD_OUTDATE: the live peer asked for it (its fence-peer handler)."""
         drv = self.drbd[action.resource]
+        status = None
         if action.kind == ActionKind.DRBD_DISCONNECT:
             result = await drv.disconnect(force=True)  # the peer is off: no handshake to wait for
             if result.ok:
                 result = await drv.connect()
+            if result.ok:  # DRBD said so (its event stream confirms it): no third drbdadm before the promotion
+                status = replace(self.drbd_status[action.resource], connection="Connecting", replication="Off",
+                                 peer_role="Unknown", peer_disk="DUnknown")
         else:
             result = await drv.outdate()
-        status = await drv.status()
+        status = status or await drv.status()
         self.note_drbd_connection(action.resource, status)
         self.drbd_status[action.resource] = status
         return result

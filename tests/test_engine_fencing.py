@@ -396,6 +396,38 @@ def test_early_status_queries_are_spaced(tmp_path):
     assert run(main()) == 2
 
 
+class StatusCountingDrbd(FakeDrbd):
+    async def status(self):
+        self.calls.append("status")
+        return await super().status()
+
+
+def test_after_the_fenced_disconnect_the_promotion_follows_without_another_drbd_status(tmp_path):
+    """disconnect --force and connect succeeded: DRBD is Connecting without its peer, said by those
+    two commands; the promotion needs no third drbdadm run in between (issue 22)."""
+    connected = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
+                           peer_disk="UpToDate", connection="Connected", replication="Established")
+
+    async def main():
+        eng = make_engine(tmp_path, FakeFencer([], power="off"), drbd=connected)
+        eng.drbd = {"r0": StatusCountingDrbd(connected)}
+        eng.heartbeat.lose_peer(0.2, node=owner_report())
+        eng.peer_lost()
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if eng.fence_facts.peer_power:
+                break
+        for _ in range(3):
+            await eng.reconcile()
+        return eng
+
+    eng = run(main())
+    calls = eng.drbd["r0"].calls
+    i = calls.index("disconnect --force")
+    assert calls[i:i + 3] == ["disconnect --force", "connect", "promote"], calls
+    assert eng.drbd_status["r0"].role == "Primary" and eng.drbd_status["r0"].connection == "Connecting"
+
+
 def test_fence_outcome_already_off_skips_the_drbd_wait(tmp_path):
     connected = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
                            peer_disk="UpToDate", connection="Connected", replication="Established")
