@@ -41,7 +41,7 @@ from hasupd.model import (
 from hasupd.resources import drbd as drbdmod
 from hasupd.resources import make_driver
 from hasupd.resources.base import Result
-from hasupd.resources.vip import PeerReleases
+from hasupd.resources.vip import PeerReleases, VipDriver
 from hasupd.state import StateStore
 from hasupd.state import merge as merge_state
 
@@ -417,6 +417,7 @@ class Engine:
                 self.drbd_status[res] = await drv.status()
                 return result
             if kind == ActionKind.PROMOTE:
+                await self.prepare_vips(group)  # their duplicate-address probe runs while DRBD promotes (issue 22)
                 result = await drv.promote(force=action.force)
                 role = "Primary"
             else:
@@ -724,6 +725,13 @@ class Engine:
                                            last_attempt_at=time.monotonic(), last_message=outcome.message)
         self.changed()
         return outcome
+
+    async def prepare_vips(self, group: str | None) -> None:
+        """Let the group's stopped VIPs probe for their address now (VipDriver.prepare)."""
+        for name, drv in self.drivers.items():
+            if isinstance(drv, VipDriver) and self.group_of[name].name == group \
+                    and self.resources[name].state is not ResState.STARTED:
+                await drv.prepare()  # returns at once: the probe runs on
 
     async def drbd_fence_step(self, action: Action) -> Result:
         """DRBD_DISCONNECT: the peer is fenced, DRBD has not noticed yet: drop the connection now and

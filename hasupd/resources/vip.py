@@ -12,7 +12,10 @@
   peer's heartbeat, of its current incarnation, reported this very address
   released moments ago (``PeerReleases``), so the only host that held it has
   let go; the start's message says so.  Any other start probes (a stranger
-  holding the address is still refused).
+  holding the address is still refused).  ``prepare()`` runs that probe
+  ahead, while DRBD is being promoted (the engine calls it): a start within
+  PROBE_FRESH seconds of a probe nobody answered uses it instead of probing
+  again (RFC 5227 itself waits 2 s between the last probe and the claim).
 * stop: remove the address (absent already = success).
 * probe and monitor: the address is on the interface.  A lost carrier (or
   the interface down) is not a failure of the address, it is "this node
@@ -384,6 +387,7 @@ DAD_PROBES = 1
 DAD_INTERVAL = 0.05  # s between probes (a LAN answers ARP in well under a millisecond)
 DAD_WAIT = 0.06  # s to listen after the last probe: DAD is on the failover's critical path
 RELEASE_FRESH = 2.0  # s: how recent the peer's report of a release must be for the probe to be skipped
+PROBE_FRESH = 1.0  # s: how recent a prepared probe nobody answered must be for start to use it
 
 
 @dataclass(frozen=True)
@@ -440,6 +444,7 @@ class VipDriver:
         self.ip_bytes = socket.inet_aton(res.ip)
         self.cidr = f"{res.ip}/{res.cidr_netmask}"
         self._stopping = False  # set by our own stop(): the address going away is then no failure
+        self._prepared: asyncio.Future | None = None  # prepare()'s probe: (finished at, who answered)
         self._repeat: asyncio.Task | None = None
 
     async def _snap(self) -> Snapshot:
@@ -514,8 +519,39 @@ class VipDriver:
         self._cancel_repeat()
         return await self._bounded(self._start(peer_released), self.res.timeouts.start, "start")
 
+    async def prepare(self) -> None:
+        """Start the duplicate-address probe now, for a start expected within PROBE_FRESH seconds
+        (the engine calls it as the promotion begins).  Best effort: any trouble leaves start to probe."""
+        if self._prepared is None or self._prepared.done():
+            self._prepared = asyncio.ensure_future(self._probe_ahead())
+
+    async def _probe_ahead(self) -> tuple[int, float, str | None] | None:
+        """(interface index, when the probe ended, who answered), or None when there was nothing to probe."""
+        try:
+            snap = await self._snap()
+            if snap.nic is None or not snap.nic.arp or snap.present or snap.nic.trouble():
+                return None
+            who = await self._probe_duplicate(snap.nic)
+            return snap.nic.index, time.monotonic(), who
+        except Exception as e:  # start probes itself
+            log.info("%s: probing ahead failed: %s", self.name, e)
+            return None
+
+    async def _take_prepared(self, nic: Link) -> tuple[float, str | None] | None:
+        """(its age, who answered) of the probe prepare() ran on ``nic`` (awaited if still running),
+        if it is recent enough to stand for the start's own; else None."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            return None
+        ahead = await prepared
+        if ahead is None or ahead[0] != nic.index:
+            return None
+        age = time.monotonic() - ahead[1]
+        return (age, ahead[2]) if age <= PROBE_FRESH else None
+
     async def stop(self) -> Result:
         self._stopping = True
+        self._prepared = None
         self._cancel_repeat()
         return await self._bounded(self._stop(), self.res.timeouts.stop, "stop")
 
@@ -551,9 +587,15 @@ class VipDriver:
             return Result(False, f"cannot bring {self.cidr} up: {trouble}", errno=errno.ENETDOWN)
         skipped = ""
         if self.res.check_duplicate and nic.arp and peer_released:
+            self._prepared = None
             skipped = f"; duplicate-address probe skipped: {peer_released}"
         elif self.res.check_duplicate and nic.arp:
-            who = await self._probe_duplicate(nic)
+            ahead = await self._take_prepared(nic)
+            if ahead is not None:
+                age, who = ahead
+                skipped = f"; duplicate-address probe done {age:.2f}s before (during the promotion)"
+            else:
+                who = await self._probe_duplicate(nic)
             if who:
                 return Result(False, f"{self.ip} is already in use on {nic.name}'s network: {who} "
                                      f"(ARP probe); refusing to add it", errno=errno.EADDRINUSE)

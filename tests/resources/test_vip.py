@@ -268,16 +268,49 @@ def test_the_probe_is_skipped_only_when_the_peer_reported_the_release(lab, make_
     assert r["ok"], r
     assert r["message"] == f"added {VIP}/24 on eth0; duplicate-address probe skipped: {why}"
     assert VIP in addrs(lab, "n1")
-    assert not [f for f in frames if f"who-has {VIP} tell 0.0.0.0" in f], frames
+    assert not probes(frames), frames
     assert d.call("stop")["ok"]
 
     with capture_arp(lab, "client") as frames:
         assert d.call("start")["ok"]
-    assert [f for f in frames if f"who-has {VIP} tell 0.0.0.0" in f], frames  # the capture sees probes
+    assert probes(frames), frames  # the capture sees probes
     assert d.call("stop")["ok"]
     lab.ip("n2", "addr", "add", f"{VIP}/24", "dev", "eth0")
     r = d.call("start")
     assert not r["ok"] and r["errno"] == 98 and "(ARP probe)" in r["message"], r
+
+
+def probes(frames: list[str]) -> list[str]:
+    return [f for f in frames if f"who-has {VIP} tell 0.0.0.0" in f]
+
+
+@pytest.mark.lab
+def test_a_probe_prepared_during_the_promotion_stands_for_the_starts_own(lab, make_vip):
+    """prepare() probes ahead; a start within PROBE_FRESH uses that probe (one probe in all), a later
+    one probes again, and a host answering the prepared probe is refused all the same."""
+    d = make_vip(nic="eth0", arp_count=0)
+    with capture_arp(lab, "client") as frames:
+        d.call("prepare")
+        r = d.call("start")
+    assert r["ok"], r
+    assert r["message"].startswith(f"added {VIP}/24 on eth0; duplicate-address probe done "), r
+    assert r["message"].endswith("s before (during the promotion)"), r
+    assert len(probes(frames)) == 1, frames
+    assert d.call("stop")["ok"]
+
+    with capture_arp(lab, "client") as frames:
+        d.call("prepare")
+        time.sleep(1.3)  # older than PROBE_FRESH
+        r = d.call("start")
+    assert r["ok"] and "probe done" not in r["message"], r
+    assert len(probes(frames)) == 2, frames
+    assert d.call("stop")["ok"]
+
+    lab.ip("n2", "addr", "add", f"{VIP}/24", "dev", "eth0")
+    d.call("prepare")
+    r = d.call("start")
+    assert not r["ok"] and r["errno"] == 98 and "answered for it (ARP probe)" in r["message"], r
+    assert VIP not in addrs(lab, "n1")
 
 
 @contextlib.contextmanager
