@@ -25,7 +25,7 @@ from hasupd.config import Config, Group, VipResource
 from hasupd.fencing import EarlyPowerStatus, FenceOutcome, Fencer
 from hasupd.history import History, split_brain_unresolved
 from hasupd.membership import heartbeat as hbmod
-from hasupd.membership import report, tiebreaker
+from hasupd.membership import report, tiebreaker, wire
 from hasupd.model import (
     Action,
     ActionKind,
@@ -218,11 +218,12 @@ class Engine:
         state = self.store.state.to_wire()
         try:
             self.heartbeat.set_payload({"N": report.pack(me), "state": state,
-                                        "outdate": sorted(self.outdate_requests)})
+                                        "outdate": sorted(self.outdate_requests)}, limit=wire.DETAIL_BUDGET)
         except ValueError:
-            # too large for one packet: the human details go first, the facts stay
+            # above the details' budget: the human details go first, the facts and requests stay
             try:
-                self.heartbeat.set_payload({"N": report.pack(me, details=False), "state": state})
+                self.heartbeat.set_payload({"N": report.pack(me, details=False), "state": state,
+                                            "outdate": sorted(self.outdate_requests)})
             except ValueError as e:
                 if "payload_too_large" not in self.alerted:
                     self.alerted.add("payload_too_large")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from hasupd import config as configmod
 from hasupd import planner
 from hasupd.engine import Engine
+from hasupd.membership import report, wire
 from hasupd.membership.heartbeat import PeerView
 from hasupd.model import Action, ActionKind, DrbdStatus, FenceState, ResourceStatus, ResState, to_dict
 from hasupd.resources.base import Result
@@ -98,7 +100,10 @@ class FakeHeartbeat:
     def peer(self):
         return self.peer_view
 
-    def set_payload(self, payload):
+    def set_payload(self, payload, limit=wire.MAX_PACKET):
+        size = len(wire.encode(b"k" * 32, "c", LOCAL, "0" * 32, 1, "0" * 16, payload))  # ValueError past MAX_PACKET
+        if size > limit:
+            raise ValueError(f"{size} > {limit}")
         self.payload = json.loads(json.dumps(payload))
 
     def send_now(self):
@@ -426,6 +431,24 @@ def test_after_the_fenced_disconnect_the_promotion_follows_without_another_drbd_
     i = calls.index("disconnect --force")
     assert calls[i:i + 3] == ["disconnect --force", "connect", "promote"], calls
     assert eng.drbd_status["r0"].role == "Primary" and eng.drbd_status["r0"].connection == "Connecting"
+
+
+def test_details_past_the_budget_are_dropped_but_not_the_outdate_requests(tmp_path):
+    """A report whose details would make the packet pass wire.DETAIL_BUDGET (1,200 bytes) goes
+    without them; the facts and the outdate requests (the fence-peer handler's) still go."""
+    async def main():
+        eng = make_engine(tmp_path, FakeFencer([]))
+        eng.outdate_requests.add("r0")
+        for name in eng.resources:
+            eng.resources[name] = ResourceStatus(ResState.STARTED, os.urandom(300).hex())
+        eng.publish()
+        with_details = {"N": report.pack(eng.local_state()), "state": eng.store.state.to_wire(), "outdate": ["r0"]}
+        return eng.heartbeat.payload, len(wire.encode(b"k" * 32, "c", LOCAL, "0" * 32, 1, "0" * 16, with_details))
+
+    payload, size_with_details = run(main())
+    assert wire.DETAIL_BUDGET < size_with_details <= wire.MAX_PACKET  # the budget, not the datagram, decided
+    assert "x" not in payload["N"] and payload["outdate"] == ["r0"]
+    assert report.unpack(payload["N"]).resources["res_vip"].state is ResState.STARTED
 
 
 def test_fence_outcome_already_off_skips_the_drbd_wait(tmp_path):

@@ -304,14 +304,14 @@ class Heartbeat:
         self._next_tick = now
         self._tick()
 
-    def set_payload(self, payload: dict[str, Any]) -> None:
+    def set_payload(self, payload: dict[str, Any], limit: int = wire.MAX_PACKET) -> None:
         """The state summary sent from the next packet on.  ValueError if it
-        cannot fit in one packet."""
+        cannot fit in one packet of ``limit`` bytes."""
         encoded = wire.Payload.of(payload)
         size = wire.HEADER_LEN + len(self.cfg.cluster.encode()) + len(self.local.encode()) \
             + len(encoded.body) + wire.MAC_LEN
-        if size > wire.MAX_PACKET:
-            raise ValueError(f"heartbeat payload too large: a {size}-byte packet exceeds {wire.MAX_PACKET}")
+        if size > min(limit, wire.MAX_PACKET):
+            raise ValueError(f"heartbeat payload too large: a {size}-byte packet exceeds {min(limit, wire.MAX_PACKET)}")
         self._payload = encoded
 
     def send_now(self) -> None:

@@ -55,6 +55,7 @@ MAGIC = b"HSUP"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAX_PACKET = 1472  # one unfragmented UDP datagram on a 1500-byte MTU
+DETAIL_BUDGET = 1200  # a packet whose report carries the human details stays below this (the facts alone: MAX_PACKET)
 MAX_PAYLOAD_JSON = 64 * 1024  # bound on a decompressed payload
 MAC_LEN = 32
 MIN_KEY = 32

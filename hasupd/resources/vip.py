@@ -299,9 +299,11 @@ class Rtnl:
                 if not flags & NLM_F_DUMP and not mflags & NLM_F_MULTI:
                     return out
 
-    def links(self) -> dict[int, Link]:
+    def links(self, index: int = 0) -> dict[int, Link]:
+        """Every interface, or only ``index`` (OSError ENODEV if it is gone)."""
         out = {}
-        for _, msg in self.request(RTM_GETLINK, NLM_F_DUMP, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        request = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        for _, msg in self.request(RTM_GETLINK, 0 if index else NLM_F_DUMP, request):
             _, _, index, flags, _ = _IFINFOMSG.unpack_from(msg, _NLMSGHDR.size)
             a = _attrs(msg, _NLMSGHDR.size + _IFINFOMSG.size, len(msg))
             out[index] = Link(index, _cstr(a.get(IFLA_IFNAME)) or "", a.get(IFLA_ADDRESS, ZERO_MAC), flags)
@@ -366,6 +368,17 @@ def _snapshot(ip: str, prefixlen: int, nic: str | None) -> Snapshot:
             return Snapshot(links.get(present[0][0]), None, present, links)
         return Snapshot(None, f"no interface has a connected route containing {ip}/{prefixlen}: "
                               f"set nic", present, links)
+
+
+def _link_at(index: int) -> Link | None:
+    """The interface ``index`` now, or None if it is gone."""
+    try:
+        with Rtnl() as rtnl:
+            return rtnl.links(index).get(index)
+    except OSError as e:
+        if e.errno == errno.ENODEV:
+            return None
+        raise
 
 
 def _addr(cmd: str, index: int, ip: str, prefixlen: int, label: str | None = None) -> None:
@@ -445,10 +458,13 @@ class VipDriver:
         self.cidr = f"{res.ip}/{res.cidr_netmask}"
         self._stopping = False  # set by our own stop(): the address going away is then no failure
         self._prepared: asyncio.Future | None = None  # prepare()'s probe: (finished at, who answered)
+        self._nic: Link | None = None  # the address's interface in the last snapshot
         self._repeat: asyncio.Task | None = None
 
     async def _snap(self) -> Snapshot:
-        return await asyncio.to_thread(_snapshot, self.ip, self.res.cidr_netmask, self.res.nic)
+        snap = await asyncio.to_thread(_snapshot, self.ip, self.res.cidr_netmask, self.res.nic)
+        self._nic = snap.nic
+        return snap
 
     # ------------------------------------------------------------ probe / monitor
 
@@ -506,7 +522,14 @@ class VipDriver:
         return Result(True, f"sent {self.res.arp_count} gratuitous ARP for {self.ip} on {snap.nic.name}")
 
     async def link_trouble(self) -> str | None:
-        """Why the interface of the address cannot carry it now ("eth0 has no carrier"), or None."""
+        """Why the interface of the address cannot carry it now ("eth0 has no carrier"), or None.
+        Polled often (engine LINK_POLL): one link of the last snapshot is asked for, not the three
+        dumps of a snapshot, unless that link is gone or renamed."""
+        nic = self._nic
+        if nic is not None:
+            now = await asyncio.to_thread(_link_at, nic.index)
+            if now is not None and now.name == nic.name:
+                return now.trouble()
         snap = await self._snap()
         return snap.nic.trouble() if snap.nic is not None else None
 
