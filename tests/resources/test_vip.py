@@ -430,6 +430,39 @@ def test_watch_sees_removed_address_and_lost_link_at_once(lab, make_vip):
     assert d.next_obs(0.3) is None
 
 
+def test_the_single_link_query_of_a_vanished_index_is_none():
+    """The kernel answers ENODEV for an index no link has: the poll then takes a snapshot again."""
+    from hasupd.resources.vip import _link_at
+
+    lo = socket.if_nametoindex("lo")
+    assert _link_at(lo).name == "lo"
+    unused = max(i for i, _ in socket.if_nameindex()) + 1000
+    assert _link_at(unused) is None
+
+
+@pytest.mark.lab
+def test_link_trouble_follows_the_configured_name_when_its_link_is_renamed(lab, make_vip):
+    """link_trouble asks for the one link of the last snapshot; when that index now has another
+    name, the configured name is looked up again (a snapshot), not the old link's state."""
+    d = make_vip(nic="eth0", arp_count=0)
+    assert d.call("start")["ok"]
+    assert d.call("link_trouble") is None
+    lab.ip("n1", "link", "set", "eth0", "down")
+    assert d.call("link_trouble") == "eth0 is down"  # the single-link query
+    lab.ip("n1", "link", "set", "eth0", "name", "eth0old")
+    lab.ip("n1", "link", "add", "name", "eth0", "type", "veth", "peer", "name", "eth0peer")
+    lab.ip("n1", "link", "set", "dev", "eth0peer", "up")
+    lab.ip("n1", "link", "set", "dev", "eth0", "up")
+    try:
+        assert d.call("link_trouble") is None  # the new eth0 (up), not eth0old (down)
+    finally:
+        lab.ip("n1", "link", "del", "dev", "eth0")  # and its peer
+        lab.ip("n1", "link", "set", "dev", "eth0old", "name", "eth0")
+        lab.ip("n1", "link", "set", "eth0", "up")
+    assert d.call("link_trouble") is None
+    assert d.call("stop")["ok"]
+
+
 @pytest.mark.lab
 def test_watch_ignores_other_addresses(lab, make_vip):
     d = make_vip(nic="eth0", arp_count=0)
