@@ -12,10 +12,10 @@ import asyncio
 from dataclasses import replace
 
 from hasupd import planner
-from hasupd.config import Group, VipResource
+from hasupd.config import Group
 from hasupd.model import Action, ActionKind, ResourceStatus, ResState
+from hasupd.resources import vip
 from hasupd.resources.base import Result
-from hasupd.resources.vip import PeerReleases, VipDriver
 
 K = ActionKind
 ACTION_GRACE = 30.0  # beyond an action's own timeout before the loop counts as stuck (the watchdog)
@@ -49,8 +49,7 @@ class Executor:
         self.reboot = self_fence  # on_stop_failure reboot; tests hand in their own
         # the VIPs the peer just let go of (intake observes its reports): their start needs no
         # duplicate-address probe (issue 22)
-        self.peer_releases = PeerReleases(
-            r.name for g in engine.cfg.groups for r in g.resources if isinstance(r, VipResource))
+        self.peer_releases = vip.PeerReleases(r.name for g in engine.cfg.groups for r in g.resources if r.type == "vip")
         self.handlers = {
             K.ALERT: self._alert, K.FORGET_ALERT: self._forget_alert, K.FORGET_FORCE: self._forget_force,
             K.CLAIM: self._claim, K.RELEASE: self._release, K.BAN: self._ban, K.BLOCK: self._block,
@@ -234,7 +233,7 @@ class Executor:
         """Let the group's stopped VIPs probe for their address now (VipDriver.prepare)."""
         eng = self.eng
         for name, drv in eng.drivers.items():
-            if isinstance(drv, VipDriver) and eng.group_of[name].name == group \
+            if isinstance(drv, vip.VipDriver) and eng.group_of[name].name == group \
                     and eng.resources[name].state is not ResState.STARTED:
                 await drv.prepare()  # returns at once: the probe runs on
 
