@@ -1,5 +1,5 @@
 """What hasupd costs on a node: memory, CPU, heartbeat traffic, detection
-time, for 1, 10 and 50 resource groups.
+time, for 1, 10, 50 and 100 resource groups.
 
 For each size a lab (prefix "bfp") runs the reference group rg_web (DRBD +
 VIP + filesystem + httpd) plus N-1 generated groups, each a VIP
@@ -19,7 +19,7 @@ watched for WINDOW seconds (60 s, 15 s with --quick):
 If a size does not fit in one heartbeat packet, that is reported, and the
 largest size that fits is measured instead.
 
-    .venv/bin/python bench/footprint.py [--quick] [--sizes 1,10,50]
+    .venv/bin/python bench/footprint.py [--quick] [--sizes 1,10,50,100]
 
 Writes bench/results/footprint.json (format: bench/results/README.md).
 """
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="15 s windows, 3 detection trials")
     ap.add_argument("--window", type=float, default=None, help="seconds per measurement (default 60)")
-    ap.add_argument("--sizes", default="1,10,50")
+    ap.add_argument("--sizes", default="1,10,50,100")
     ap.add_argument("--prefix", default="bfp")
     ap.add_argument("--output", default="footprint.json")
     args = ap.parse_args(argv)

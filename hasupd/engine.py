@@ -20,7 +20,8 @@ from hasupd import planner
 from hasupd.config import Config, Group
 from hasupd.executor import Executor
 from hasupd.intake import Intake
-from hasupd.model import ClusterView, DrbdStatus, NodeState, ResourceStatus, ResState, to_dict
+from hasupd.membership import report, wire
+from hasupd.model import ClusterView, DrbdStatus, NodeState, ResourceStatus, ResState
 from hasupd.peerfence import PeerFencing
 from hasupd.timeouts import Timeout, within
 
@@ -142,17 +143,15 @@ class Engine:
 
     def publish(self) -> None:
         """Send our state to the peer now (after any change)."""
-        node = to_dict(self.local_state())
-        state = self.store.state.to_wire()
+        me, state = self.local_state(), self.store.state.to_wire()
+        outdate = sorted(self.peer_fencing.outdate_requests)
         try:
-            self.heartbeat.set_payload({"node": node, "state": state,
-                                        "outdate": sorted(self.peer_fencing.outdate_requests)})
+            self.heartbeat.set_payload({"N": report.pack(me), "state": state, "outdate": outdate},
+                                       limit=wire.DETAIL_BUDGET)
         except ValueError:
-            # too large for one packet: the human details go first, the facts stay
-            for r in node.get("resources", {}).values():
-                r["detail"] = ""
+            # above the details' budget: the human details go first, the facts and requests stay
             try:
-                self.heartbeat.set_payload({"node": node, "state": state})
+                self.heartbeat.set_payload({"N": report.pack(me, details=False), "state": state, "outdate": outdate})
             except ValueError as e:
                 if "payload_too_large" not in self.alerted:
                     self.alerted.add("payload_too_large")

@@ -14,6 +14,7 @@ from dataclasses import replace
 from hasupd import planner
 from hasupd.config import ACTION_TIMEOUT, Group
 from hasupd.model import Action, ActionKind, ResourceStatus, ResState
+from hasupd.resources import vip
 from hasupd.resources.base import Result
 from hasupd.timeouts import Timeout, within
 
@@ -47,6 +48,9 @@ class Executor:
         self.takeovers: dict[str, float] = {}  # group -> when this node began taking it over
         self.peer_held: set[str] = set()  # groups the peer claimed last (a claim here is then a failover)
         self.reboot = self_fence  # on_stop_failure reboot; tests hand in their own
+        # the VIPs the peer just let go of (intake observes its reports): their start needs no
+        # duplicate-address probe (issue 22)
+        self.peer_releases = vip.PeerReleases(r.name for g in engine.cfg.groups for r in g.resources if r.type == "vip")
         self.handlers = {
             K.ALERT: self._alert, K.FORGET_ALERT: self._forget_alert, K.FORGET_FORCE: self._forget_force,
             K.CLAIM: self._claim, K.RELEASE: self._release, K.BAN: self._ban, K.BLOCK: self._block,
@@ -196,6 +200,7 @@ class Executor:
         return result
 
     async def _promote(self, a: Action) -> Result:
+        await self.prepare_vips(a.group)  # their duplicate-address probe runs while DRBD promotes (issue 22)
         return await self._role(a, self.eng.drbd[a.resource].promote(force=a.force), "Primary")
 
     async def _demote(self, a: Action) -> Result:
@@ -214,13 +219,24 @@ class Executor:
     async def _start(self, a: Action) -> Result:
         eng, res = self.eng, a.resource
         eng.resources[res] = ResourceStatus(ResState.UNKNOWN, "starting", eng.clock.monotonic())
-        result = await bounded(eng.drivers[res].start(), self.timeout(a, "start"))
+        peer, now = eng.heartbeat.peer(), eng.clock.monotonic()
+        release = self.peer_releases.recent(res, peer.alive, peer.incarnation, now)
+        start = eng.drivers[res].start(release.why(now)) if release is not None else eng.drivers[res].start()
+        result = await bounded(start, self.timeout(a, "start"))
         if result.ok:
             eng.resources[res] = ResourceStatus(ResState.STARTED, result.message, eng.clock.monotonic())
             self.takeover_progress(eng.group_of[res])
         else:
             self.start_failed(res, result)
         return result
+
+    async def prepare_vips(self, group: str | None) -> None:
+        """Let the group's stopped VIPs probe for their address now (VipDriver.prepare)."""
+        eng = self.eng
+        for name, drv in eng.drivers.items():
+            if isinstance(drv, vip.VipDriver) and eng.group_of[name].name == group \
+                    and eng.resources[name].state is not ResState.STARTED:
+                await drv.prepare()  # returns at once: the probe runs on
 
     async def _stop(self, a: Action) -> Result:
         eng, res = self.eng, a.resource

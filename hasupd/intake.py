@@ -15,6 +15,7 @@ from hasupd import planner
 from hasupd.executor import bounded
 from hasupd.history import split_brain_unresolved
 from hasupd.membership import heartbeat as hb
+from hasupd.membership import report
 from hasupd.model import DrbdStatus, ResourceStatus, ResState, node_state_from_dict
 from hasupd.resources import drbd as drbdmod
 from hasupd.state import merge as merge_state
@@ -67,7 +68,7 @@ class Intake:
         self.ring_errors: dict[int, str] = {}  # ring -> last socket error alerted
         self.reported: set[str] = set()  # one-off alerts already raised (bad_payload)
         self.on_event = {
-            hb.PeerAlive: self.peer_alive, hb.PeerDead: self.peer_dead, hb.RingDown: self.ring_down,
+            hb.PeerAlive: self.peer_alive, hb.PeerSuspect: self.peer_suspect, hb.PeerDead: self.peer_dead, hb.RingDown: self.ring_down,
             hb.RingError: self.ring_error, hb.RingUp: self.ring_up, hb.ConfigMismatch: self.config_mismatch,
             hb.ClockSkew: self.clock_skew, hb.PeerPayload: self.peer_payload,
         }
@@ -248,7 +249,10 @@ class Intake:
         eng.alerter.emit("peer_lost", "critical", f"peer {eng.peer_name} silent on every ring for "
                          f"{eng.cfg.heartbeat.deadtime:g}s", node=eng.peer_name)
         eng.history.record("observation", state="peer_dead", reason=f"peer {eng.peer_name} lost")
-        eng.peer_fencing.peer_lost()
+        eng.peer_fencing.peer_lost(ev.last_seen)
+
+    def peer_suspect(self, ev: hb.PeerSuspect) -> None:
+        self.eng.peer_fencing.peer_suspect(ev.at)
 
     def ring_down(self, ev: hb.RingDown) -> None:
         self.eng.alerter.emit("ring_degraded", "warning", f"heartbeat ring {ev.ring} is silent; redundancy degraded",
@@ -288,8 +292,11 @@ class Intake:
             if not isinstance(payload, dict):
                 raise TypeError("the payload is not a mapping")
             ns = eng.peer_reported
-            if "node" in payload:
+            if "N" in payload:  # the compact form (wire version 2)
+                ns = report.unpack(payload["N"])
+            elif "node" in payload:  # a peer of wire version 1
                 ns = node_state_from_dict(payload["node"])
+            if ns is not None:
                 for d in ns.drbd.values():
                     _check_types(d)
             state = payload.get("state")
@@ -302,6 +309,8 @@ class Intake:
                                  f"{type(e).__name__}: {str(e)[:200]}", node=eng.peer_name)
             return
         eng.peer_reported = ns
+        if ns is not None:
+            eng.executor.peer_releases.observe(ns, eng.clock.monotonic())
         if merged is not None and merged != eng.store.state:
             eng.store.state = merged
             eng.save_state()

@@ -10,7 +10,7 @@ import random
 from dataclasses import replace
 
 from hasupd import planner
-from hasupd.fencing import FenceOutcome
+from hasupd.fencing import EarlyPowerStatus, FenceOutcome
 from hasupd.model import Action, ActionKind, DrbdStatus, FenceState
 from hasupd.resources.base import Result
 
@@ -26,8 +26,15 @@ class PeerFencing:
         self.fenced_incarnation = ""
         self.drbd_lost: dict[str, float] = {}  # DRBD resource -> when it stopped being Connected
         self.outdate_requests: set[str] = set()  # DRBD resources the peer is asked to outdate (fence-peer)
+        # the peer's power asked when its heartbeat falters, ready at the loss (issue 22)
+        self.early_power = EarlyPowerStatus(engine.fencer, engine.peer_name) if engine.fencer is not None else None
 
-    def peer_lost(self) -> None:
+    def peer_suspect(self, at: float) -> None:
+        """The peer's heartbeat falters: ask its power now (status only), for a loss that may follow."""
+        if self.early_power is not None:
+            self.early_power.suspect(at)
+
+    def peer_lost(self, last_seen: float | None = None) -> None:
         """A new loss of the peer: fresh fence facts, the random delay of this loss drawn, the devices
         asked at once whether the peer is powered off (then it is fenced already), and a wake-up when
         this node's fence delay runs out."""
@@ -42,7 +49,8 @@ class PeerFencing:
         for wait in (delay, delay + self.policy.owner_head_start):
             loop.call_later(wait + 0.01, eng.wake.set)
         eng.tasks = [t for t in eng.tasks if not t.done()]
-        eng.tasks.append(asyncio.create_task(self._ask_peer_power(self.gen), name="fence-power"))
+        early = self.early_power.for_loss(last_seen) if last_seen is not None and self.early_power else None
+        eng.tasks.append(asyncio.create_task(self._ask_peer_power(self.gen, early), name="fence-power"))
 
     def peer_back(self, incarnation: str) -> None:
         """The peer is heard again: whatever was known about fencing it belonged to its loss."""
@@ -56,10 +64,11 @@ class PeerFencing:
         self.state = FenceState.NONE
         self.facts = replace(self.policy, random_delay=0.0)
 
-    async def _ask_peer_power(self, gen: int) -> None:
+    async def _ask_peer_power(self, gen: int, early: asyncio.Future | None = None) -> None:
+        """``early``: the query EarlyPowerStatus began after the peer's last packet (else one now)."""
         eng = self.eng
         try:
-            power = await eng.fencer.power_status(eng.peer_name)
+            power = await (early if early is not None else eng.fencer.power_status(eng.peer_name))
         except Exception as e:  # the fencer reports its own failures; this one must not end the daemon
             power = "unknown"
             eng.alerter.emit("fence_status_error", "warning",  # its text may hold what a device said: not copied
@@ -130,13 +139,17 @@ class PeerFencing:
         listen for the peer again (it is off: this is the state DRBD reaches itself after its ping
         timeout).  DRBD_OUTDATE: the live peer asked for it (its fence-peer handler)."""
         drv = self.eng.drbd[action.resource]
+        status = None
         if action.kind == ActionKind.DRBD_DISCONNECT:
             result = await drv.disconnect(force=True)  # the peer is off: no handshake to wait for
             if result.ok:
                 result = await drv.connect()
+            if result.ok:  # DRBD said so (its event stream confirms it): no third drbdadm before the promotion
+                status = replace(self.eng.drbd_status[action.resource], connection="Connecting", replication="Off",
+                                 peer_role="Unknown", peer_disk="DUnknown")
         else:
             result = await drv.outdate()
-        status = await drv.status()
+        status = status or await drv.status()
         self.note_drbd_connection(action.resource, status)
         self.eng.drbd_status[action.resource] = status
         return result

@@ -189,6 +189,11 @@ def group_running(engine) -> bool:
     {"node": {"name": "n2"}, "state": {"f": [[0, 0, 0, 1e999, 1, 1]], "n": ["n2", "rg", "res_app"]}},
     {"node": "n2"},
     {"state": []},
+    {"N": {"n": "n2", "d": []}},
+    {"N": {"n": "n2", "d": {"r0": {"role": 5}}}},
+    {"N": {"n": "n2", "e": {"1e999": "rg"}}},
+    {"N": {"n": "n2", "r": {"bogus": "res_app"}}},
+    {"N": "n2"},
 ])
 def test_bad_peer_payloads_are_dropped_and_counted(tmp_path, payload):
     from hasupd.membership.heartbeat import PeerPayload

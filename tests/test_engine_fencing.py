@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from hasupd import planner
 from hasupd.control.commands import Commands
 from hasupd.daemon import build_engine
 from hasupd.engine import Engine
+from hasupd.membership import report, wire
 from hasupd.membership.heartbeat import PeerView
 from hasupd.model import Action, ActionKind, DrbdStatus, FenceState, ResourceStatus, ResState, to_dict
 from hasupd.resources.base import Result
@@ -100,7 +102,10 @@ class FakeHeartbeat:
     def peer(self):
         return self.peer_view
 
-    def set_payload(self, payload):
+    def set_payload(self, payload, limit=wire.MAX_PACKET):
+        size = len(wire.encode(b"k" * 32, "c", LOCAL, "0" * 32, 1, "0" * 16, payload))  # ValueError past MAX_PACKET
+        if size > limit:
+            raise ValueError(f"{size} > {limit}")
         self.payload = json.loads(json.dumps(payload))
 
     def send_now(self):
@@ -325,6 +330,127 @@ def test_peer_reported_off_is_taken_over_at_once_without_waiting_for_drbd(tmp_pa
     assert eng.drbd["r0"].calls == ["disconnect --force", "connect", "promote"]
     assert eng.log == ["start res_vip", "start res_filesystem", "start res_httpd"]
     assert took < 5.0, took  # nowhere near peer_dead_wait
+
+
+class StatusFencer(FakeFencer):
+    """Answers each power status query with the next of ``powers``, after ``status_delay``."""
+
+    def __init__(self, powers, status_delay):
+        super().__init__()
+        self.powers, self.status_delay, self.status_calls = list(powers), status_delay, 0
+
+    async def power_status(self, node):
+        self.status_calls += 1
+        answer = self.powers.pop(0)
+        await asyncio.sleep(self.status_delay)
+        return answer
+
+
+def test_power_asked_when_the_heartbeat_falters_is_the_answer_at_the_loss(tmp_path):
+    """PeerSuspect starts the status query; at the loss its "off" applies at once, no second query."""
+    fencer = StatusFencer(["off"], status_delay=0.2)
+
+    async def main():
+        eng = make_engine(tmp_path, fencer)
+        last_seen = time.monotonic()
+        eng.peer_fencing.early_power.suspect(last_seen + 0.1)
+        await asyncio.sleep(0.3)  # answered before the deadtime
+        eng.heartbeat.lose_peer(0.0, node=owner_report())
+        eng.peer_fencing.peer_lost(last_seen)
+        await asyncio.sleep(0.02)  # a few loop turns, far less than a query
+        return eng
+
+    eng = run(main())
+    assert eng.peer_fencing.facts.peer_power == "off" and fencer.status_calls == 1
+
+
+def test_an_early_answer_from_before_the_last_packet_is_not_used(tmp_path):
+    """The peer was heard after the early query began: its "off" says nothing about the peer after
+    it went silent, so the loss asks again and takes that answer."""
+    fencer = StatusFencer(["off", "on"], status_delay=0.05)
+
+    async def main():
+        eng = make_engine(tmp_path, fencer)
+        asked = time.monotonic()
+        eng.peer_fencing.early_power.suspect(asked)
+        await asyncio.sleep(0.1)
+        eng.heartbeat.lose_peer(0.0, node=owner_report())
+        eng.peer_fencing.peer_lost(asked + 0.05)  # its last packet came after the query began
+        await asyncio.sleep(0.2)
+        return eng
+
+    eng = run(main())
+    assert eng.peer_fencing.facts.peer_power == "on" and fencer.status_calls == 2
+
+
+def test_early_status_queries_are_spaced(tmp_path):
+    from hasupd.fencing import EarlyPowerStatus
+
+    fencer = StatusFencer(["unknown"] * 3, status_delay=0.0)
+
+    async def main():
+        early = EarlyPowerStatus(fencer, PEER)
+        early.suspect(100.0)
+        await asyncio.sleep(0.01)
+        early.suspect(100.0 + EarlyPowerStatus.MIN_GAP - 0.1)  # a lossy link: no second query yet
+        await asyncio.sleep(0.01)
+        assert fencer.status_calls == 1
+        assert early.for_loss(99.0) is not None and early.for_loss(99.0) is None  # used once
+        early.suspect(100.0 + EarlyPowerStatus.MIN_GAP)
+        await asyncio.sleep(0.01)
+        return fencer.status_calls
+
+    assert run(main()) == 2
+
+
+class StatusCountingDrbd(FakeDrbd):
+    async def status(self):
+        self.calls.append("status")
+        return await super().status()
+
+
+def test_after_the_fenced_disconnect_the_promotion_follows_without_another_drbd_status(tmp_path):
+    """disconnect --force and connect succeeded: DRBD is Connecting without its peer, said by those
+    two commands; the promotion needs no third drbdadm run in between (issue 22)."""
+    connected = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
+                           peer_disk="UpToDate", connection="Connected", replication="Established")
+
+    async def main():
+        eng = make_engine(tmp_path, FakeFencer([], power="off"), drbd=connected)
+        eng.drbd = {"r0": StatusCountingDrbd(connected)}
+        eng.heartbeat.lose_peer(0.2, node=owner_report())
+        eng.peer_fencing.peer_lost()
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if eng.peer_fencing.facts.peer_power:
+                break
+        for _ in range(3):
+            await eng.reconcile()
+        return eng
+
+    eng = run(main())
+    calls = eng.drbd["r0"].calls
+    i = calls.index("disconnect --force")
+    assert calls[i:i + 3] == ["disconnect --force", "connect", "promote"], calls
+    assert eng.drbd_status["r0"].role == "Primary" and eng.drbd_status["r0"].connection == "Connecting"
+
+
+def test_details_past_the_budget_are_dropped_but_not_the_outdate_requests(tmp_path):
+    """A report whose details would make the packet pass wire.DETAIL_BUDGET (1,200 bytes) goes
+    without them; the facts and the outdate requests (the fence-peer handler's) still go."""
+    async def main():
+        eng = make_engine(tmp_path, FakeFencer([]))
+        eng.peer_fencing.outdate_requests.add("r0")
+        for name in eng.resources:
+            eng.resources[name] = ResourceStatus(ResState.STARTED, os.urandom(300).hex())
+        eng.publish()
+        with_details = {"N": report.pack(eng.local_state()), "state": eng.store.state.to_wire(), "outdate": ["r0"]}
+        return eng.heartbeat.payload, len(wire.encode(b"k" * 32, "c", LOCAL, "0" * 32, 1, "0" * 16, with_details))
+
+    payload, size_with_details = run(main())
+    assert wire.DETAIL_BUDGET < size_with_details <= wire.MAX_PACKET  # the budget, not the datagram, decided
+    assert "x" not in payload["N"] and payload["outdate"] == ["r0"]
+    assert report.unpack(payload["N"]).resources["res_vip"].state is ResState.STARTED
 
 
 def test_fence_outcome_already_off_skips_the_drbd_wait(tmp_path):

@@ -5,7 +5,7 @@
     hb.set_payload({...})     # the state summary sent from the next packet on
     hb.send_now()             # push it at once (coalesced within one loop turn)
     hb.peer()                 # PeerView: alive, rings, incarnation, payload, ...
-    await hb.events.get()     # PeerAlive PeerDead RingDown RingUp PeerPayload
+    await hb.events.get()     # PeerAlive PeerSuspect PeerDead RingDown RingUp PeerPayload
                               # ConfigMismatch RingError
     hb.counters               # sent, received, send_error, dropped_<reason>, ...
     await hb.close()
@@ -83,6 +83,7 @@ REOPEN_AFTER = 5.0  # seconds: retry a failed ring / refresh a silent ring's soc
 LOSS_ALPHA = 0.05  # weight of one packet in the loss estimate
 SKEW_DEADTIMES = 5  # tolerated clock difference between the nodes, in deadtimes
 RTT_ALPHA = 0.125  # like TCP's SRTT
+SUSPECT_INTERVALS = 2.5  # silent this many intervals (at most half the deadtime): PeerSuspect
 
 
 # ---------------------------------------------------------------- events
@@ -93,6 +94,15 @@ class PeerAlive:
     incarnation: str
     restarted: bool  # a new incarnation: the peer's daemon restarted
     at: float = 0.0
+
+
+@dataclass(frozen=True)
+class PeerSuspect:
+    """The peer has missed a few packets (silent for ``suspect_after``, well before deadtime): not a
+    death, only a hint to prepare (the engine asks the fence devices for its power, status only)."""
+
+    at: float  # monotonic
+    last_seen: float
 
 
 @dataclass(frozen=True)
@@ -269,6 +279,8 @@ class Heartbeat:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._death_handle: asyncio.TimerHandle | None = None
+        self._suspect_handle: asyncio.TimerHandle | None = None
+        self._suspected = 0.0  # the last_seen a PeerSuspect was given for (one per silence)
         self._send_soon: asyncio.Handle | None = None
         self._next_tick = 0.0
         # the peer
@@ -292,14 +304,14 @@ class Heartbeat:
         self._next_tick = now
         self._tick()
 
-    def set_payload(self, payload: dict[str, Any]) -> None:
+    def set_payload(self, payload: dict[str, Any], limit: int = wire.MAX_PACKET) -> None:
         """The state summary sent from the next packet on.  ValueError if it
-        cannot fit in one packet."""
+        cannot fit in one packet of ``limit`` bytes."""
         encoded = wire.Payload.of(payload)
         size = wire.HEADER_LEN + len(self.cfg.cluster.encode()) + len(self.local.encode()) \
             + len(encoded.body) + wire.MAC_LEN
-        if size > wire.MAX_PACKET:
-            raise ValueError(f"heartbeat payload too large: a {size}-byte packet exceeds {wire.MAX_PACKET}")
+        if size > min(limit, wire.MAX_PACKET):
+            raise ValueError(f"heartbeat payload too large: a {size}-byte packet exceeds {min(limit, wire.MAX_PACKET)}")
         self._payload = encoded
 
     def send_now(self) -> None:
@@ -326,10 +338,10 @@ class Heartbeat:
         return len(self._payload.body)
 
     async def close(self) -> None:
-        for h in (self._tick_handle, self._death_handle, self._send_soon):
+        for h in (self._tick_handle, self._death_handle, self._suspect_handle, self._send_soon):
             if h is not None:
                 h.cancel()
-        self._tick_handle = self._death_handle = self._send_soon = None
+        self._tick_handle = self._death_handle = self._suspect_handle = self._send_soon = None
         for r in self._rings:
             self._close_ring(r)
         self._loop = None
@@ -519,9 +531,28 @@ class Heartbeat:
 
     # ------------------------------------------------------------ liveness
 
+    @property
+    def suspect_after(self) -> float:
+        return min(SUSPECT_INTERVALS * self.interval, self.deadtime / 2)
+
     def _arm_death(self, now: float) -> None:
         if self._death_handle is None:
             self._death_handle = self._loop.call_later(self.deadtime, self._death_check)
+        if self._suspect_handle is None:
+            self._suspect_handle = self._loop.call_later(self.suspect_after, self._suspect_check)
+
+    def _suspect_check(self) -> None:
+        """PeerSuspect once per silence longer than suspect_after; re-armed while the peer is alive."""
+        self._suspect_handle = None
+        if not self._alive or self._last_seen is None:
+            return
+        now = time.monotonic()
+        due = self._last_seen + self.suspect_after
+        if now >= due and self._suspected != self._last_seen:
+            self._suspected = self._last_seen
+            self.events.put_nowait(PeerSuspect(now, self._last_seen))
+        wait = due - now if now < due else self.suspect_after
+        self._suspect_handle = self._loop.call_later(max(wait, 0.001), self._suspect_check)
 
     def _death_check(self) -> None:
         self._death_handle = None

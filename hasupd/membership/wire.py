@@ -1,10 +1,13 @@
 """Heartbeat packets: encode/decode with HMAC-SHA256.  Pure (no I/O) except
 ``load_key``/``write_key``.
 
-Layout (network byte order), version 1::
+Layout (network byte order), version 2::
 
     magic    4s   b"HSUP"
-    version  B    1
+    version  B    2 (1 is read too: the same layout, its payload carries the
+                  node report as ``"node"``; 2 carries the compact ``"N"`` of
+                  membership/report.py; a node of version 1 drops version 2
+                  packets as "version")
     flags    B    bit 0: payload is zlib-compressed
     ring     B    the ring the packet was sent on (authenticated, so a packet
                   cannot be moved to another ring)
@@ -49,8 +52,10 @@ from dataclasses import dataclass
 from typing import Any
 
 MAGIC = b"HSUP"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_PACKET = 1472  # one unfragmented UDP datagram on a 1500-byte MTU
+DETAIL_BUDGET = 1200  # a packet whose report carries the human details stays below this (the facts alone: MAX_PACKET)
 MAX_PAYLOAD_JSON = 64 * 1024  # bound on a decompressed payload
 MAC_LEN = 32
 MIN_KEY = 32
@@ -250,8 +255,8 @@ def decode(data: bytes, key: bytes, cluster: str, replay_guard: ReplayGuard | No
         raise BadPacket("truncated") from None
     if magic != MAGIC:
         raise BadPacket("malformed", "not a hasupd packet")
-    if version != VERSION:
-        raise BadPacket("version", f"version {version}, expected {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise BadPacket("version", f"version {version}, expected one of {READABLE_VERSIONS}")
     end = HEADER_LEN + clen + nlen + plen
     if end + MAC_LEN > size:
         raise BadPacket("truncated", f"{size} bytes, header says {end + MAC_LEN}")

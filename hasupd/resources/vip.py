@@ -8,6 +8,14 @@
   its label (``nic:label``); send ``arp_count`` gratuitous ARPs
   ``arp_interval`` apart, and the same burst once more ``arp_repeat_after``
   seconds later in the background, for a switch or neighbour that missed it.
+  The probe is skipped only when the engine passes ``peer_released``: the
+  peer's heartbeat, of its current incarnation, reported this very address
+  released moments ago (``PeerReleases``), so the only host that held it has
+  let go; the start's message says so.  Any other start probes (a stranger
+  holding the address is still refused).  ``prepare()`` runs that probe
+  ahead, while DRBD is being promoted (the engine calls it): a start within
+  PROBE_FRESH seconds of a probe nobody answered uses it instead of probing
+  again (RFC 5227 itself waits 2 s between the last probe and the claim).
 * stop: remove the address (absent already = success).
 * probe and monitor: the address is on the interface.  A lost carrier (or
   the interface down) is not a failure of the address, it is "this node
@@ -39,7 +47,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from hasupd import config
-from hasupd.model import ResourceStatus, ResState
+from hasupd.model import NodeState, ResourceStatus, ResState
 from hasupd.resources.base import Observation, Result, observation
 from hasupd.timeouts import Timeout, within
 
@@ -271,6 +279,20 @@ def _snapshot(ip: str, prefixlen: int, nic: str | None) -> Snapshot:
                               f"set nic", present, links)
 
 
+def _link_at(index: int) -> Link | None:
+    """The interface ``index`` now (one RTM_GETLINK, not a dump), or None if it is gone."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        try:
+            found = ipr.get_links(index)
+        except Exception as e:  # pyroute2's NetlinkError: ENODEV when the link is gone
+            if _netlink_errno(e)[0] == errno.ENODEV:
+                return None
+            raise
+    return _link(found[0]) if found else None
+
+
 def _addr(cmd: str, index: int, ip: str, prefixlen: int, label: str | None = None) -> None:
     from pyroute2 import IPRoute
 
@@ -294,6 +316,54 @@ def _netlink_errno(e: Exception) -> tuple[int | None, str]:
 DAD_PROBES = 1
 DAD_INTERVAL = 0.05  # s between probes (a LAN answers ARP in well under a millisecond)
 DAD_WAIT = 0.06  # s to listen after the last probe: DAD is on the failover's critical path
+RELEASE_FRESH = 2.0  # s: how recent the peer's report of a release must be for the probe to be skipped
+PROBE_FRESH = 1.0  # s: how recent a prepared probe nobody answered must be for start to use it
+
+
+@dataclass(frozen=True)
+class PeerRelease:
+    peer: str
+    incarnation: str
+    at: float  # monotonic time the report arrived
+
+    def why(self, now: float) -> str:
+        return f"{self.peer} (incarnation {self.incarnation[:8]}) reported it released {now - self.at:.2f}s ago"
+
+
+class PeerReleases:
+    """Which VIPs the peer has just let go of, from its heartbeat reports (pure: times are passed in).
+
+    A release is a report of the address STOPPED by the same peer incarnation that earlier reported
+    it held (STARTED or FAILED); it is forgotten when a report says anything else, and it counts
+    only while that incarnation is alive and for RELEASE_FRESH seconds."""
+
+    def __init__(self, vips) -> None:
+        self.vips = frozenset(vips)
+        self._held: dict[str, str] = {}  # vip -> incarnation that reported holding it
+        self._released: dict[str, PeerRelease] = {}
+
+    def observe(self, peer: NodeState, now: float) -> None:
+        for vip in self.vips:
+            st = peer.resources.get(vip)
+            state = st.state if st is not None else ResState.UNKNOWN
+            if state in (ResState.STARTED, ResState.FAILED, ResState.STOP_FAILED):
+                self._held[vip] = peer.incarnation
+                self._released.pop(vip, None)
+            elif state is ResState.STOPPED:
+                if self._held.pop(vip, None) == peer.incarnation and peer.incarnation:
+                    self._released[vip] = PeerRelease(peer.name, peer.incarnation, now)
+                elif vip in self._released and self._released[vip].incarnation != peer.incarnation:
+                    del self._released[vip]
+            else:
+                self._held.pop(vip, None)
+                self._released.pop(vip, None)
+
+    def recent(self, vip: str, alive: bool, incarnation: str, now: float) -> PeerRelease | None:
+        """The peer's fresh release of ``vip`` if the peer is alive now in the same incarnation."""
+        r = self._released.get(vip)
+        if r is None or not alive or r.incarnation != incarnation or not 0 <= now - r.at <= RELEASE_FRESH:
+            return None
+        return r
 
 
 class VipDriver:
@@ -304,10 +374,14 @@ class VipDriver:
         self.ip_bytes = socket.inet_aton(res.ip)
         self.cidr = f"{res.ip}/{res.cidr_netmask}"
         self._stopping = False  # set by our own stop(): the address going away is then no failure
+        self._prepared: asyncio.Future | None = None  # prepare()'s probe: (finished at, who answered)
+        self._nic: Link | None = None  # the address's interface in the last snapshot
         self._repeat: asyncio.Task | None = None
 
     async def _snap(self) -> Snapshot:
-        return await asyncio.to_thread(_snapshot, self.ip, self.res.cidr_netmask, self.res.nic)
+        snap = await asyncio.to_thread(_snapshot, self.ip, self.res.cidr_netmask, self.res.nic)
+        self._nic = snap.nic
+        return snap
 
     # ------------------------------------------------------------ probe / monitor
 
@@ -365,19 +439,59 @@ class VipDriver:
         return Result(True, f"sent {self.res.arp_count} gratuitous ARP for {self.ip} on {snap.nic.name}")
 
     async def link_trouble(self) -> str | None:
-        """Why the interface of the address cannot carry it now ("eth0 has no carrier"), or None."""
+        """Why the interface of the address cannot carry it now ("eth0 has no carrier"), or None.
+        Polled often (engine LINK_POLL): one link of the last snapshot is asked for, not the three
+        dumps of a snapshot, unless that link is gone or renamed."""
+        nic = self._nic
+        if nic is not None:
+            now = await asyncio.to_thread(_link_at, nic.index)
+            if now is not None and now.name == nic.name:
+                return now.trouble()
         snap = await self._snap()
         return snap.nic.trouble() if snap.nic is not None else None
 
     # ------------------------------------------------------------ start / stop
 
-    async def start(self) -> Result:
+    async def start(self, peer_released: str = "") -> Result:
+        """``peer_released``: why the duplicate-address probe is not needed (the peer's fresh
+        report that it let go of the address, ``PeerRelease.why``); empty: probe."""
         self._stopping = False
         self._cancel_repeat()
-        return await self._bounded(self._start(), self.res.timeouts.start, "start")
+        return await self._bounded(self._start(peer_released), self.res.timeouts.start, "start")
+
+    async def prepare(self) -> None:
+        """Start the duplicate-address probe now, for a start expected within PROBE_FRESH seconds
+        (the engine calls it as the promotion begins).  Best effort: any trouble leaves start to probe."""
+        if self._prepared is None or self._prepared.done():
+            self._prepared = asyncio.ensure_future(self._probe_ahead())
+
+    async def _probe_ahead(self) -> tuple[int, float, str | None] | None:
+        """(interface index, when the probe ended, who answered), or None when there was nothing to probe."""
+        try:
+            snap = await self._snap()
+            if snap.nic is None or not snap.nic.arp or snap.present or snap.nic.trouble():
+                return None
+            who = await self._probe_duplicate(snap.nic)
+            return snap.nic.index, time.monotonic(), who
+        except Exception as e:  # start probes itself
+            log.info("%s: probing ahead failed: %s", self.name, e)
+            return None
+
+    async def _take_prepared(self, nic: Link) -> tuple[float, str | None] | None:
+        """(its age, who answered) of the probe prepare() ran on ``nic`` (awaited if still running),
+        if it is recent enough to stand for the start's own; else None."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            return None
+        ahead = await prepared
+        if ahead is None or ahead[0] != nic.index:
+            return None
+        age = time.monotonic() - ahead[1]
+        return (age, ahead[2]) if age <= PROBE_FRESH else None
 
     async def stop(self) -> Result:
         self._stopping = True
+        self._prepared = None
         self._cancel_repeat()
         return await self._bounded(self._stop(), self.res.timeouts.stop, "stop")
 
@@ -394,7 +508,7 @@ class VipDriver:
             r = Result(False, f"{what} of {self.cidr}: {text}", errno=code)
         return dataclasses.replace(r, duration=time.monotonic() - started)
 
-    async def _start(self) -> Result:
+    async def _start(self, peer_released: str) -> Result:
         snap = await self._snap()
         nic = snap.nic
         if nic is None:
@@ -411,8 +525,17 @@ class VipDriver:
         trouble = nic.trouble()
         if trouble:
             return Result(False, f"cannot bring {self.cidr} up: {trouble}", errno=errno.ENETDOWN)
-        if self.res.check_duplicate and nic.arp:
-            who = await self._probe_duplicate(nic)
+        skipped = ""
+        if self.res.check_duplicate and nic.arp and peer_released:
+            self._prepared = None
+            skipped = f"; duplicate-address probe skipped: {peer_released}"
+        elif self.res.check_duplicate and nic.arp:
+            ahead = await self._take_prepared(nic)
+            if ahead is not None:
+                age, who = ahead
+                skipped = f"; duplicate-address probe done {age:.2f}s before (during the promotion)"
+            else:
+                who = await self._probe_duplicate(nic)
             if who:
                 return Result(False, f"{self.ip} is already in use on {nic.name}'s network: {who} "
                                      f"(ARP probe); refusing to add it", errno=errno.EADDRINUSE)
@@ -422,7 +545,7 @@ class VipDriver:
             code, text = _netlink_errno(e)
             if code != errno.EEXIST:
                 return Result(False, f"adding {self.cidr} to {nic.name} failed: {text}", errno=code)
-        said = f"added {self.cidr} on {nic.name}" + (f" ({label})" if label else "")
+        said = f"added {self.cidr} on {nic.name}" + (f" ({label})" if label else "") + skipped
         if self.res.arp_count > 0 and nic.arp:
             # the first gratuitous ARP now; the rest of the burst and the
             # repeat follow in the background (start returns at once)

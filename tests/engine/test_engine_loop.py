@@ -14,6 +14,7 @@ from engine_fakes import GROUP, LOCAL, PEER, RESOURCES, make_engine, records
 from hasupd import engine as enginemod
 from hasupd import planner
 from hasupd.control.commands import Commands
+from hasupd.membership import report
 from hasupd.model import Action, ActionKind, ResourceStatus, ResState
 from hasupd.resources.base import Result
 from hasupd.state import StateStore
@@ -66,7 +67,7 @@ def test_adoption_after_a_restart_disturbs_nothing(tmp_path):
     assert all(eng.resources[r].state == ResState.STARTED for r in RESOURCES)
     assert eng.log == ["up r0", *(f"probe {r}" for r in RESOURCES)]  # no start, no stop, no promote
     assert records(eng, "start")[0]["resources"] == {r: "started" for r in RESOURCES}
-    assert eng.heartbeat.started and eng.heartbeat.payloads[-1]["node"]["claims"] == {GROUP: 4}
+    assert eng.heartbeat.started and report.unpack(eng.heartbeat.payloads[-1]["N"]).claims == {GROUP: 4}
 
 
 def test_adoption_keeps_fail_counts_and_bans_from_state_json(tmp_path):

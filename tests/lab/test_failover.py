@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from hasupd import history
 from tests.lab.labkit import ctl, group, served_by, status, wait_for
 
 OTHER = {"n1": "n2", "n2": "n1"}
@@ -91,12 +92,18 @@ def test_crash_of_owner_survivor_serves(make_lab, monitor_of, drbd_version):
     owner = owner_of(lab)
     peer = OTHER[owner]
     mon.note_fault(owner, "crash")
-    t0 = time.monotonic()
+    t0, since = time.monotonic(), time.time()
     lab.fault(owner, "crash")
     wait_for("the survivor to serve", lambda: served_by(lab) == peer, timeout=60)
     took = time.monotonic() - t0
     nodes = {n["name"]: n for n in status(lab, peer)["nodes"]}
     assert not nodes[owner]["online"]
+    # a crashed owner released nothing: the survivor probed for the address (issue 22: never skipped
+    # here; the probe may have run during the promotion)
+    vip_up = [r for r in history.read(str(lab.node_dir(peer) / "state"), since)
+              if r.get("kind") == "action-done" and r.get("action") == "start" and r.get("resource") == "res_vip"]
+    assert vip_up and vip_up[-1]["ok"] and "probe skipped" not in vip_up[-1]["message"], vip_up
+    print("VIP start:", vip_up[-1]["message"])
     print(f"DRBD {drbd_version}: crash -> survivor serving: {took:.2f}s")
     assert_clean(mon)
 
@@ -127,10 +134,16 @@ def test_move_and_back_and_pin(make_lab, monitor_of):
     mon = monitor_of(lab)
     owner = owner_of(lab)
     peer = OTHER[owner]
+    since = time.time()
     ctl(lab, owner, "move", "rg_web", peer, "--wait", "--timeout", "60")
     assert served_by(lab) == peer
     g = group(lab, peer)
     assert g["pin"] is None and g["pending_move"] is None and not g["bans"]  # nothing left behind
+    # the old owner's heartbeat said it let the address go: no ARP probe on the new owner (issue 22)
+    vip_up = [r for r in history.read(str(lab.node_dir(peer) / "state"), since)
+              if r.get("kind") == "action-done" and r.get("action") == "start" and r.get("resource") == "res_vip"]
+    assert vip_up and vip_up[-1]["ok"], vip_up
+    assert f"duplicate-address probe skipped: {owner} (incarnation " in vip_up[-1]["message"], vip_up
     ctl(lab, peer, "move", "rg_web", owner, "--pin", "--wait", "--timeout", "60")
     assert served_by(lab) == owner
     assert group(lab, owner)["pin"] == owner  # a visible pin

@@ -109,6 +109,36 @@ def test_api_payload_digest_and_death():
     run(main())
 
 
+def test_a_faltering_peer_is_suspected_once_before_it_is_dead():
+    """PeerSuspect after suspect_after (2.5 intervals, at most half the deadtime) of silence, once
+    per silence, before PeerDead; never while packets flow."""
+    port = random.randint(20000, 60000)
+
+    async def main():
+        cfg = make_config(port, deadtime="2s")
+        a = hbmod.Heartbeat(cfg, "n1", KEY)
+        b = hbmod.Heartbeat(cfg, "n2", KEY)
+        a.interval = b.interval = 0.2  # the default profile's (make_config says 100 ms)
+        assert a.suspect_after == 0.5
+        await a.start()
+        await b.start()
+        try:
+            await next_event(a, hbmod.PeerAlive)
+            await asyncio.sleep(1.2)
+            assert not [e for e in drain(a) if isinstance(e, hbmod.PeerSuspect)]
+            await b.close()
+            suspect = await next_event(a, hbmod.PeerSuspect, timeout=2.0)
+            assert 0.5 <= suspect.at - suspect.last_seen < 0.8
+            dead = await next_event(a, hbmod.PeerDead, timeout=3.0)
+            assert dead.last_seen == suspect.last_seen
+            assert not [e for e in drain(a) if isinstance(e, hbmod.PeerSuspect)]  # once per silence
+        finally:
+            await a.close()
+            await b.close()
+
+    run(main())
+
+
 def test_a_ring_that_cannot_open_does_not_stop_the_other():
     port = random.randint(20000, 60000)
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hasupd import config, model
-from hasupd.membership import wire
+from hasupd import config
+from hasupd.membership import report, wire
 from hasupd.model import DrbdStatus, NodeState, ResourceStatus, ResState
 
 KEY = bytes(range(64))
@@ -65,14 +65,23 @@ def reference_payload() -> dict:
     state = {"e": 42, "n": ["primarycentos", "rg_web", "res_httpd", "secondarycentos"],
              "f": [[0, 1, 2, 1, time.time(), 41]], "b": [[1, 0, 40]], "c": [[1, 0, 39]],
              "m": [[1, 38, 3, 0]], "r": [[1, 37, 1]], "s": [[3, 0, 36]]}
-    return {"node": model.to_dict(node), "state": state}
+    return {"N": report.pack(node), "state": state}
 
 
 def test_reference_packet_is_small():
     data = wire.encode(KEY, "web", "secondarycentos", wire.new_incarnation(), 2**40, DIGEST,
                        reference_payload())
     assert len(data) < 1200
-    assert wire.decode(data, KEY, "web", wire.ReplayGuard()).payload["node"]["claims"] == {"rg_web": 12}
+    assert report.unpack(wire.decode(data, KEY, "web", wire.ReplayGuard()).payload["N"]).claims == {"rg_web": 12}
+
+
+def test_a_version_1_packet_is_still_read():
+    """Same layout; only the payload schema changed (the engine reads both "node" and "N")."""
+    data = bytearray(packet(payload={"node": {"name": "n2"}}))
+    data[4] = 1
+    end = len(data) - wire.MAC_LEN
+    data[end:] = wire._mac(KEY, bytes(data[:end]))
+    assert wire.decode(bytes(data), KEY, "web").payload == {"node": {"name": "n2"}}
 
 
 def test_too_large_payload_refused_at_encode():
@@ -87,7 +96,8 @@ def test_rejections():
     assert reason(good + b"\0") == "malformed"
     assert reason(b"\0" * (wire.MAX_PACKET + 1)) == "oversized"
     assert reason(b"XXXX" + good[4:]) == "malformed"
-    assert reason(good[:4] + bytes([2]) + good[5:]) == "version"
+    assert reason(good[:4] + bytes([3]) + good[5:]) == "version"
+    assert reason(good[:4] + bytes([0]) + good[5:]) == "version"
     assert reason(packet(cluster="other")) == "cluster"
     assert reason(good, key=OTHER_KEY) == "mac"
     flipped = bytearray(good)

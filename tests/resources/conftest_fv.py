@@ -171,12 +171,12 @@ class DriverProc:
             else:
                 self._replies[msg["id"]].put(msg)
 
-    def call(self, op: str, timeout: float = 60.0) -> dict:
+    def call(self, op: str, *args, timeout: float = 60.0) -> dict:
         with self._lock:
             self._next += 1
             rid = self._next
             self._replies[rid] = queue.Queue()
-            self.proc.stdin.write(json.dumps({"id": rid, "op": op}) + "\n")
+            self.proc.stdin.write(json.dumps({"id": rid, "op": op, "args": list(args)}) + "\n")
             self.proc.stdin.flush()
         msg = self._replies[rid].get(timeout=timeout)
         if "error" in msg:
@@ -261,7 +261,7 @@ def _serve(kind: str, params: dict) -> None:
                     await asyncio.sleep(0.05)  # let it subscribe before we answer
                     result = True
                 else:
-                    result = _jsonable(await getattr(driver, cmd["op"])())
+                    result = _jsonable(await getattr(driver, cmd["op"])(*cmd.get("args", ())))
                 send({"id": cmd["id"], "result": result})
             except Exception as e:  # a driver must not raise: report it so the test fails
                 import traceback

@@ -78,6 +78,55 @@ def test_arp_frames_and_conflicts():
     assert conflict(Arp(ARP_REPLY, MAC_B, socket.inet_aton("10.77.3.1"), MAC_A, b"\0" * 4), VIP_B, MAC_A) is None
 
 
+N2_INC = "0" * 31 + "1"
+
+
+def peer_report(vip_state: str, incarnation: str = N2_INC):
+    from hasupd.model import NodeState, ResourceStatus, ResState
+
+    return NodeState("n2", alive=True, incarnation=incarnation,
+                     resources={"vip": ResourceStatus(ResState(vip_state)), "web": ResourceStatus(ResState.STARTED)})
+
+
+def test_a_release_counts_only_after_the_same_incarnation_held_the_address():
+    from hasupd.resources.vip import RELEASE_FRESH, PeerReleases
+
+    releases = PeerReleases(["vip"])
+    # a peer that never said it held the address has released nothing (a stranger may hold it)
+    releases.observe(peer_report("stopped"), 10.0)
+    assert releases.recent("vip", True, N2_INC, 10.1) is None
+    # held, then stopped: a release, fresh for RELEASE_FRESH seconds, of that incarnation only
+    releases.observe(peer_report("started"), 11.0)
+    assert releases.recent("vip", True, N2_INC, 11.0) is None
+    releases.observe(peer_report("stopped"), 12.0)
+    r = releases.recent("vip", True, N2_INC, 12.05)
+    assert r is not None and r.why(12.05) == "n2 (incarnation 00000000) reported it released 0.05s ago"
+    assert releases.recent("vip", False, N2_INC, 12.05) is None  # the peer is not alive now
+    assert releases.recent("vip", True, "f" * 32, 12.05) is None  # another incarnation is alive now
+    assert releases.recent("vip", True, N2_INC, 12.0 + RELEASE_FRESH + 0.01) is None  # too old
+    assert releases.recent("web", True, N2_INC, 12.05) is None  # not a VIP
+    # later reports of the same state keep the release; holding it again ends it
+    releases.observe(peer_report("stopped"), 12.5)
+    assert releases.recent("vip", True, N2_INC, 12.6).at == 12.0
+    releases.observe(peer_report("started"), 13.0)
+    assert releases.recent("vip", True, N2_INC, 13.1) is None
+
+
+def test_a_restarted_peer_reporting_stopped_is_no_release():
+    from hasupd.resources.vip import PeerReleases
+
+    releases = PeerReleases(["vip"])
+    releases.observe(peer_report("started"), 1.0)
+    # the daemon restarted (new incarnation) and reports the address stopped: it never let go of it
+    releases.observe(peer_report("stopped", "f" * 32), 1.5)
+    assert releases.recent("vip", True, "f" * 32, 1.6) is None
+    # a release, then a report of another incarnation: the release is forgotten
+    releases.observe(peer_report("started"), 2.0)
+    releases.observe(peer_report("stopped"), 2.1)
+    releases.observe(peer_report("unknown", "f" * 32), 2.2)
+    assert releases.recent("vip", True, N2_INC, 2.3) is None
+
+
 def test_label_is_nic_colon_label():
     assert full_label("eth0", None) is None
     assert full_label("eth0", "web") == "eth0:web"
@@ -207,27 +256,91 @@ def test_refuses_an_address_another_host_answers_for(lab, make_vip):
     assert d.call("stop")["ok"]
 
 
+@pytest.mark.lab
+def test_the_probe_is_skipped_only_when_the_peer_reported_the_release(lab, make_vip):
+    """With the peer's fresh release the start sends no probe and says why; without it the same
+    start probes and finds the host holding the address (the case the skip must never cover is
+    the engine's: PeerReleases gives no release for a peer that did not hold it)."""
+    why = "n2 (incarnation 00000000) reported it released 0.03s ago"
+    d = make_vip(nic="eth0", arp_count=0)
+    with capture_arp(lab, "client") as frames:
+        r = d.call("start", why)
+    assert r["ok"], r
+    assert r["message"] == f"added {VIP}/24 on eth0; duplicate-address probe skipped: {why}"
+    assert VIP in addrs(lab, "n1")
+    assert not probes(frames), frames
+    assert d.call("stop")["ok"]
+
+    with capture_arp(lab, "client") as frames:
+        assert d.call("start")["ok"]
+    assert probes(frames), frames  # the capture sees probes
+    assert d.call("stop")["ok"]
+    lab.ip("n2", "addr", "add", f"{VIP}/24", "dev", "eth0")
+    r = d.call("start")
+    assert not r["ok"] and r["errno"] == 98 and "(ARP probe)" in r["message"], r
+
+
+def probes(frames: list[str]) -> list[str]:
+    return [f for f in frames if f"who-has {VIP} tell 0.0.0.0" in f]
+
+
+@pytest.mark.lab
+def test_a_probe_prepared_during_the_promotion_stands_for_the_starts_own(lab, make_vip):
+    """prepare() probes ahead; a start within PROBE_FRESH uses that probe (one probe in all), a later
+    one probes again, and a host answering the prepared probe is refused all the same."""
+    d = make_vip(nic="eth0", arp_count=0)
+    with capture_arp(lab, "client") as frames:
+        d.call("prepare")
+        r = d.call("start")
+    assert r["ok"], r
+    assert r["message"].startswith(f"added {VIP}/24 on eth0; duplicate-address probe done "), r
+    assert r["message"].endswith("s before (during the promotion)"), r
+    assert len(probes(frames)) == 1, frames
+    assert d.call("stop")["ok"]
+
+    with capture_arp(lab, "client") as frames:
+        d.call("prepare")
+        time.sleep(1.3)  # older than PROBE_FRESH
+        r = d.call("start")
+    assert r["ok"] and "probe done" not in r["message"], r
+    assert len(probes(frames)) == 2, frames
+    assert d.call("stop")["ok"]
+
+    lab.ip("n2", "addr", "add", f"{VIP}/24", "dev", "eth0")
+    d.call("prepare")
+    r = d.call("start")
+    assert not r["ok"] and r["errno"] == 98 and "answered for it (ARP probe)" in r["message"], r
+    assert VIP not in addrs(lab, "n1")
+
+
 @contextlib.contextmanager
-def capture_garp(lab, role: str):
-    """tcpdump in ``role``'s namespace; yields a list filled with the
-    arrival times of gratuitous ARPs for VIP when the block ends."""
+def capture_arp(lab, role: str):
+    """tcpdump in ``role``'s namespace; yields a list filled with its ARP lines when the block ends."""
     ns = lab.nodes[role]
     p = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-tt", "-i", "eth0", "arp"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    seen: list[float] = []
+    lines: list[str] = []
     try:
         for _ in range(5):  # tcpdump's banner, then "listening on ..." once it captures
             if "listening on" in p.stderr.readline():
                 break
         else:
             raise AssertionError("tcpdump did not start")
-        yield seen
+        yield lines
     finally:
         time.sleep(0.2)
         os.killpg(p.pid, signal.SIGTERM)
         out, _ = p.communicate(timeout=10)
-        seen += [float(line.split()[0]) for line in out.splitlines()
-                 if f"Request who-has {VIP} tell {VIP}" in line]
+        lines += out.splitlines()
+
+
+@contextlib.contextmanager
+def capture_garp(lab, role: str):
+    """Like capture_arp; yields a list filled with the arrival times of gratuitous ARPs for VIP."""
+    seen: list[float] = []
+    with capture_arp(lab, role) as lines:
+        yield seen
+    seen += [float(line.split()[0]) for line in lines if f"Request who-has {VIP} tell {VIP}" in line]
 
 
 @pytest.mark.lab
@@ -315,6 +428,39 @@ def test_watch_sees_removed_address_and_lost_link_at_once(lab, make_vip):
     o = d.next_obs(5)
     assert o is not None and o["state"] == "stopped", o
     assert d.next_obs(0.3) is None
+
+
+def test_the_single_link_query_of_a_vanished_index_is_none():
+    """The kernel answers ENODEV for an index no link has: the poll then takes a snapshot again."""
+    from hasupd.resources.vip import _link_at
+
+    lo = socket.if_nametoindex("lo")
+    assert _link_at(lo).name == "lo"
+    unused = max(i for i, _ in socket.if_nameindex()) + 1000
+    assert _link_at(unused) is None
+
+
+@pytest.mark.lab
+def test_link_trouble_follows_the_configured_name_when_its_link_is_renamed(lab, make_vip):
+    """link_trouble asks for the one link of the last snapshot; when that index now has another
+    name, the configured name is looked up again (a snapshot), not the old link's state."""
+    d = make_vip(nic="eth0", arp_count=0)
+    assert d.call("start")["ok"]
+    assert d.call("link_trouble") is None
+    lab.ip("n1", "link", "set", "eth0", "down")
+    assert d.call("link_trouble") == "eth0 is down"  # the single-link query
+    lab.ip("n1", "link", "set", "eth0", "name", "eth0old")
+    lab.ip("n1", "link", "add", "name", "eth0", "type", "veth", "peer", "name", "eth0peer")
+    lab.ip("n1", "link", "set", "dev", "eth0peer", "up")
+    lab.ip("n1", "link", "set", "dev", "eth0", "up")
+    try:
+        assert d.call("link_trouble") is None  # the new eth0 (up), not eth0old (down)
+    finally:
+        lab.ip("n1", "link", "del", "dev", "eth0")  # and its peer
+        lab.ip("n1", "link", "set", "dev", "eth0old", "name", "eth0")
+        lab.ip("n1", "link", "set", "eth0", "up")
+    assert d.call("link_trouble") is None
+    assert d.call("stop")["ok"]
 
 
 @pytest.mark.lab
