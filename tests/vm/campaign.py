@@ -62,9 +62,11 @@ BMC_ADDR = {"node1": "10.77.0.11", "node2": "10.77.0.12"}
 MGMT_ADDR = {"node1": "10.77.0.1", "node2": "10.77.0.2"}
 RECORDS = "/mnt/data/records.log"
 # 20 faults, every kind, three live partitions; power faults spread out
+FAULT_KINDS = ("kill_httpd", "move", "restart", "sigstop", "power_cut", "partition", "partition_unfenceable")
+# 21 faults, every kind, four live partitions (one where the owner cannot fence); power faults spread out
 DEFAULT_FAULTS = ("kill_httpd,move,partition,restart,power_cut,sigstop,kill_httpd,partition,move,"
-                  "power_cut,restart,sigstop,kill_httpd,partition,move,power_cut,restart,sigstop,"
-                  "kill_httpd,move")
+                  "power_cut,partition_unfenceable,restart,sigstop,kill_httpd,partition,move,power_cut,"
+                  "restart,sigstop,kill_httpd,move")
 
 
 def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -112,6 +114,10 @@ class Network:
             for nic in (0, 1):
                 sh("ip", "netns", "exec", self.ns, "bridge", "link", "set", "dev", self.tap(node, nic),
                    "isolated", "on" if cut else "off")
+
+    def management(self, node: str, connected: bool) -> None:
+        """Cut (or plug back) a VM's management cable: it no longer reaches any BMC."""
+        self.ip("link", "set", "dev", self.tap(node, 2), "up" if connected else "down")
 
     def start_bmc(self, node: str) -> None:
         from hasupd_lab.bmc import EMU, IPMI_PORT, lan_conf
@@ -334,6 +340,26 @@ class Campaign:
         self.net = net
         self.vms = run.vms
         self.faults: list[dict] = []
+        self.phases: list[tuple[str, float]] = []  # (what, seconds since the fault began) of the fault running
+
+    def mark(self, what: str) -> None:
+        self.phases.append((what, round(time.time() - self.t0, 1)))
+
+    def evidence(self, node: str, n: int, since: float) -> str:
+        """Save what the VM's journal says of the fault: boot timing (if it booted), DRBD's
+        handshake and resync, hasupd's decisions; RUNDIR/faultN-NODE.txt."""
+        cmd = ("{ uptime; systemd-analyze; systemd-analyze blame | head -8;"
+               " echo '--- kernel (drbd) this boot'; journalctl -k -b -q --no-pager -o short-precise"
+               " -g 'drbd|block drbd' | tail -60;"
+               f" echo '--- hasupd since the fault'; journalctl -q --no-pager -o short-precise -u hasupd"
+               f" --since=@{int(since) - 2} | tail -150; }} 2>&1 | gzip | base64 -w0")
+        try:
+            out = self.vms[node].sh(cmd, timeout=180)
+            text = gzip.decompress(base64.b64decode(out.strip().splitlines()[-1])).decode(errors="replace")
+        except (VmError, ValueError, OSError) as e:
+            text = f"(evidence not collected: {e})"
+        (self.run.rundir / f"fault{n}-{node}.txt").write_text(text)
+        return text
 
     def other(self, node: str) -> str:
         return "node2" if node == "node1" else "node1"
@@ -389,7 +415,9 @@ class Campaign:
     def boot_after_power_on(self, node: str) -> None:
         vm = self.vms[node]
         wait_for(f"{node} powered on by its BMC", lambda: (self.service_power(), vm.alive())[1], 60, 0.5)
+        self.mark(f"{node} qemu started")
         vm.wait_ready(timeout=420)
+        self.mark(f"{node} booted (systemd ready)")
 
     # each fault: returns a note; the owner before is `owner`
     def kill_httpd(self, owner: str) -> str:
@@ -421,8 +449,10 @@ class Campaign:
     def power_cut(self, owner: str) -> str:
         self.net.ipmitool(owner, "chassis", "power", "off")
         wait_for(f"{owner} off", lambda: not self.vms[owner].alive(), 30, 0.2)
+        self.mark(f"{owner} off")
         other = self.other(owner)
         e2e.wait_group_on(self.vms[other], other, timeout=240)
+        self.mark(f"{other} reports the group started")
         self.net.ipmitool(owner, "chassis", "power", "on")
         self.boot_after_power_on(owner)
         return f"{owner} off via its BMC, {other} took over"
@@ -430,36 +460,63 @@ class Campaign:
     def partition(self, owner: str) -> str:
         t = time.monotonic()
         self.net.partition(True)
+        self.mark("rings cut")
         try:
             def one_off():
                 dead = [n for n, vm in self.vms.items() if not vm.alive()]
                 return dead or None
             dead = wait_for("one VM powered off by its peer", one_off, 180, 0.5)
             took = time.monotonic() - t
+            self.mark(f"{dead[0]} powered off")
             time.sleep(10)  # the survivor must stay up
             dead = [n for n, vm in self.vms.items() if not vm.alive()]
             if len(dead) != 1:
                 raise StepFailed(f"after the partition {dead or 'no VM'} powered off, not exactly one")
         finally:
             self.net.partition(False)
+            self.mark("rings joined")
         survivor = self.other(dead[0])
         e2e.wait_group_on(self.vms[survivor], survivor, timeout=240)
+        self.mark(f"{survivor} reports the group started")
         self.net.ipmitool(dead[0], "chassis", "power", "on")
         self.boot_after_power_on(dead[0])
         return f"{dead[0]} fenced after {took:.1f}s, {survivor} kept running (owner was {owner})"
+
+    def partition_unfenceable(self, owner: str) -> str:
+        """A live partition while the owner's management cable is cut: the owner cannot fence
+        its peer, the peer can fence the owner (after the owner's head start)."""
+        self.net.management(owner, False)
+        self.mark(f"{owner}'s management cable cut")
+        try:
+            note = self.partition(owner)
+        finally:
+            self.net.management(owner, True)
+            self.mark(f"{owner}'s management cable plugged back")
+        return f"{owner} cannot fence: {note}"
 
     def one(self, kind: str) -> None:
         owner = self.owner()
         n = len(self.faults) + 1
         with self.run.step(f"fault {n}: {kind} (group on {owner})"):
-            t0 = time.time()
+            self.t0 = t0 = time.time()
+            self.phases = []
             note = getattr(self, kind)(owner)
             new_owner = self.settle(t0)
+            self.mark(f"settled on {new_owner}")
             self.split_brain_check()
             took = time.time() - t0
+        fence_lines = []
+        if kind in ("power_cut", "partition", "partition_unfenceable"):
+            for node in self.vms:
+                text = self.evidence(node, n, t0)
+                # who fenced whom, in hasupd's words
+                fence_lines += [f"{node}: {line.strip()[:300]}" for line in text.splitlines()
+                                if re.search(r"\bfenc(e|ed|ing)\b", line, re.I) and "hasupd" in line][:8]
         self.faults.append({"kind": kind, "t0": t0, "t1": time.time(), "took": took, "note": note,
-                            "owner_before": owner, "owner_after": new_owner})
+                            "owner_before": owner, "owner_after": new_owner, "phases": self.phases,
+                            "fence_log": fence_lines})
         print(f"    {note}; settled on {new_owner} in {took:.1f}s", flush=True)
+        print("      " + "; ".join(f"+{t:.1f}s {what}" for what, t in self.phases), flush=True)
 
     def split_brain_check(self) -> None:
         for node, vm in self.vms.items():
@@ -512,10 +569,14 @@ def verdict(camp: Campaign, rundir: Path) -> tuple[dict, list[str]]:
     longest = max(gaps) if gaps else (0.0, 0.0)
     per_kind: dict[str, list[float]] = defaultdict(list)
     unavail: dict[str, list[float]] = defaultdict(list)
+    lost_in: dict[str, int] = defaultdict(int)
+    missing = set(lost)
     for f in camp.faults:
         per_kind[f["kind"]].append(f["took"])
         inside = [g for g, t in gaps if f["t0"] - 1 <= t <= f["t1"]]
         unavail[f["kind"]].append(max(inside) if inside else 0.0)
+        f["lost"] = sorted(r["seq"] for r in recs if r["seq"] in missing and f["t0"] <= r["t1"] <= f["t1"])
+        lost_in[f["kind"]] += len(f["lost"])
     summary = {
         "faults": len(camp.faults), "partitions": len(per_kind.get("partition", [])),
         "attempts": len(recs), "acknowledged": len(acked),
@@ -523,7 +584,11 @@ def verdict(camp: Campaign, rundir: Path) -> tuple[dict, list[str]]:
         "longest_unavailability_s": round(longest[0], 2),
         "vip_probes": final[-1]["probes"] if final else 0, "two_vip_holders": len(doubles),
         "per_kind": {k: {"count": len(v), "mean_s": round(sum(v) / len(v), 1), "max_s": round(max(v), 1),
-                         "max_unavailable_s": round(max(unavail[k]), 2)} for k, v in per_kind.items()},
+                         "max_unavailable_s": round(max(unavail[k]), 2), "lost": lost_in[k]}
+                     for k, v in per_kind.items()},
+        "faults_in_order": [{k: f[k] for k in ("kind", "note", "owner_before", "owner_after", "phases",
+                                                "fence_log", "lost")} | {"took_s": round(f["took"], 1)}
+                            for f in camp.faults],
     }
     return summary, problems
 
@@ -538,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", default=DEFAULT_FAULTS, help="comma-separated fault kinds, in order")
     args = ap.parse_args(argv)
     kinds = args.faults.split(",")
-    bad = [k for k in kinds if k not in ("kill_httpd", "move", "restart", "sigstop", "power_cut", "partition")]
+    bad = [k for k in kinds if k not in FAULT_KINDS]
     if bad or not args.deb.is_file():
         print(f"test-vm-campaign: unknown fault kinds {bad} or no package {args.deb}", file=sys.stderr)
         return 2
