@@ -202,10 +202,11 @@ class CampaignVm(Vm):
                       "-device", f"virtio-net-pci,netdev=net2,mac=52:54:00:99:02:{index + 1:02x}"]
 
 
-def campaign_config(net: Network) -> str:
-    """The VM test's hasupd.yaml with the fence guard and the two BMCs as fence devices."""
+def campaign_config(net: Network, guard: str) -> str:
+    """The VM test's hasupd.yaml with the guard (fence, or drbd: DRBD's fencing with hasupd as its
+    fence-peer handler) and the two BMCs as fence devices."""
     text = (HERE / "guest" / "hasupd.yaml").read_text()
-    text, n = re.subn(r"(split_brain_guard:\n  mode: )none[^\n]*", r"\1fence", text)
+    text, n = re.subn(r"(split_brain_guard:\n  mode: )none[^\n]*", r"\g<1>" + guard, text)
     assert n == 1, "guest/hasupd.yaml: no split_brain_guard mode to replace"
     text += "\nfencing:\n  owner_head_start: 8s             # software-emulated VMs: a fence takes seconds\n  devices:\n"
     for node, addr in BMC_ADDR.items():
@@ -215,9 +216,26 @@ def campaign_config(net: Network) -> str:
     return text
 
 
+def campaign_resource(guard: str) -> str:
+    """The VM test's r0.res; for the drbd guard with DRBD fencing resource-and-stonith (a Primary
+    that loses its peer freezes I/O until the handler says the peer is outdated or fenced, so no
+    write is acknowledged on one copy only) and hasupd's handler."""
+    text = (HERE / "guest" / "r0.res").read_text()
+    if guard != "drbd":
+        return text
+    handler = "/usr/bin/hasupd-drbd-handler"
+    extra = ("  disk { fencing resource-and-stonith; }\n  handlers {\n"
+             + "".join(f'    {h} "{handler} {h}";\n' for h in ("fence-peer", "unfence-peer", "split-brain"))
+             + "  }\n")
+    head, n = re.subn(r"(\n  net \{)", "\n" + extra.rstrip("\n") + r"\1", text, count=1)
+    assert n == 1, "guest/r0.res: no net section"
+    return head
+
+
 class CampaignRun(Run):
-    def __init__(self, rundir: Path, image: Path, deb: Path, net: Network):
+    def __init__(self, rundir: Path, image: Path, deb: Path, net: Network, guard: str):
         self.net = net
+        self.guard = guard
         CampaignVm.net = net
         e2e.Vm = CampaignVm  # Run.__init__ makes the VMs
         try:
@@ -233,7 +251,8 @@ class CampaignRun(Run):
                 info.size, info.mode = len(data), mode
                 import io
                 tar.addfile(info, io.BytesIO(data))
-            add("campaign/hasupd.yaml", campaign_config(self.net).encode(), 0o644)
+            add("campaign/hasupd.yaml", campaign_config(self.net, self.guard).encode(), 0o644)
+            add("campaign/r0.res", campaign_resource(self.guard).encode(), 0o644)
             add("campaign/bmc.secret", f"password={self.net.password}\n".encode(), 0o600)
             add("campaign/record", (HERE / "campaign-guest" / "record").read_bytes(), 0o755)
         return path
@@ -244,6 +263,7 @@ class CampaignRun(Run):
             self.both("install -m 0644 /root/payload/campaign/hasupd.yaml /etc/hasupd/hasupd.yaml"
                       " && install -m 0600 /root/payload/campaign/bmc.secret /etc/hasupd/bmc.secret"
                       " && install -m 0755 /root/payload/campaign/record /usr/lib/cgi-bin/record"
+                      " && install -m 0644 /root/payload/campaign/r0.res /etc/drbd.d/r0.res && drbdadm adjust r0"
                       " && a2enmod -q cgid > /dev/null && mkdir -p /var/log/journal"
                       " && systemctl restart systemd-journald")
             for node, vm in self.vms.items():
@@ -404,6 +424,8 @@ class Campaign:
             line = drbd_line(self.vms[owner])
             state["why"] = f"{owner}: {line}"
             if "cs:Connected" not in line or "ds:UpToDate/UpToDate" not in line:
+                if "cs:StandAlone" in line or "cs:WFConnection" in line:
+                    self.split_brain_check()  # a split brain never settles: say so now
                 return None
             state["why"] = "no acknowledged write since the fault"
             return owner if self.last_ack() > since else None
@@ -601,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deb", required=True, type=Path)
     ap.add_argument("--faults", default=DEFAULT_FAULTS, help="comma-separated fault kinds, in order")
+    ap.add_argument("--guard", default="fence", choices=("fence", "drbd"),
+                    help="split_brain_guard of the VMs (drbd: with the BMCs as fence devices and DRBD "
+                         "fencing resource-and-stonith)")
     args = ap.parse_args(argv)
     kinds = args.faults.split(",")
     bad = [k for k in kinds if k not in FAULT_KINDS]
@@ -621,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         net.create()
         for node in BMC_ADDR:
             net.start_bmc(node)
-        run = CampaignRun(rundir, image, args.deb, net)
+        run = CampaignRun(rundir, image, args.deb, net, args.guard)
         e2e.setup(run)
         with run.step("the client writes records through the VIP"):
             client = subprocess.Popen(["ip", "netns", "exec", net.ns, sys.executable, __file__, "client", str(rundir)],
