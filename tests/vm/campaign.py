@@ -208,11 +208,14 @@ def campaign_config(net: Network, guard: str) -> str:
     text = (HERE / "guest" / "hasupd.yaml").read_text()
     text, n = re.subn(r"(split_brain_guard:\n  mode: )none[^\n]*", r"\g<1>" + guard, text)
     assert n == 1, "guest/hasupd.yaml: no split_brain_guard mode to replace"
-    text += "\nfencing:\n  owner_head_start: 8s             # software-emulated VMs: a fence takes seconds\n  devices:\n"
+    # The owner's head start covers its whole fence (timeout x (retries + 1), as `hasupctl check`
+    # asks): a fence_ipmilan run inside a loaded software-emulated VM took over 22 s, and a shorter
+    # head start lets the peer fence the owner while the owner's fence still runs.
+    text += "\nfencing:\n  owner_head_start: 30s\n  devices:\n"
     for node, addr in BMC_ADDR.items():
         text += (f"    - name: bmc-{node}\n      agent: fence_ipmilan\n      nodes: [{node}]\n"
                  f"      options: {{ip: {addr}, username: admin, lanplus: '1', cipher: '3', power_wait: '0'}}\n"
-                 "      secrets: /etc/hasupd/bmc.secret\n      timeout: 30s\n      retries: 1\n")
+                 "      secrets: /etc/hasupd/bmc.secret\n      timeout: 30s\n      retries: 0\n")
     return text
 
 
@@ -259,7 +262,7 @@ class CampaignRun(Run):
 
     def before_cluster_start(self) -> None:
         n1 = self.vms["node1"]
-        with self.step("campaign: fence guard + BMCs, the write handler, a persistent journal"):
+        with self.step(f"campaign: guard {self.guard} + BMCs, the write handler, a persistent journal"):
             self.both("install -m 0644 /root/payload/campaign/hasupd.yaml /etc/hasupd/hasupd.yaml"
                       " && install -m 0600 /root/payload/campaign/bmc.secret /etc/hasupd/bmc.secret"
                       " && install -m 0755 /root/payload/campaign/record /usr/lib/cgi-bin/record"
@@ -600,7 +603,8 @@ def verdict(camp: Campaign, rundir: Path) -> tuple[dict, list[str]]:
         f["lost"] = sorted(r["seq"] for r in recs if r["seq"] in missing and f["t0"] <= r["t1"] <= f["t1"])
         lost_in[f["kind"]] += len(f["lost"])
     summary = {
-        "faults": len(camp.faults), "partitions": len(per_kind.get("partition", [])),
+        "guard": camp.run.guard, "faults": len(camp.faults),
+        "partitions": len(per_kind.get("partition", [])) + len(per_kind.get("partition_unfenceable", [])),
         "attempts": len(recs), "acknowledged": len(acked),
         "unacknowledged_present": len(set(counts) - acked), "lost": len(lost), "duplicated": len(dup),
         "longest_unavailability_s": round(longest[0], 2),
@@ -623,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deb", required=True, type=Path)
     ap.add_argument("--faults", default=DEFAULT_FAULTS, help="comma-separated fault kinds, in order")
-    ap.add_argument("--guard", default="fence", choices=("fence", "drbd"),
+    ap.add_argument("--guard", default="drbd", choices=("fence", "drbd"),
                     help="split_brain_guard of the VMs (drbd: with the BMCs as fence devices and DRBD "
                          "fencing resource-and-stonith)")
     args = ap.parse_args(argv)
