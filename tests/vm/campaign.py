@@ -677,8 +677,9 @@ def main(argv: list[str] | None = None) -> int:
         if run is not None:
             run.kill_all()
         net.destroy()
-        # the disks, and the payload (it holds the BMC password)
-        for p in list(rundir.glob("*.raw")) + list(rundir.glob("*.qcow2")) + [rundir / "payload.tar"]:
+        # the disks, the payload and the BMCs' configuration (they hold the BMC password)
+        for p in (list(rundir.glob("*.raw")) + list(rundir.glob("*.qcow2")) + [rundir / "payload.tar"]
+                  + list(rundir.glob("bmc-*/lan.conf"))):
             p.unlink(missing_ok=True)
     took = time.monotonic() - t0
     print(f"\ntest-vm-campaign {'FAILED' if problems else 'PASSED'} in {took:.0f}s (logs: {rundir}/)")
