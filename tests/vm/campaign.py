@@ -17,8 +17,10 @@ with three changes:
 * Each VM has a BMC: Debian's ipmi_sim (the lab's configuration,
   hasupd_lab.bmc.lan_conf) whose chassis_control powers the VM off by
   SIGKILL of its qemu process and on by asking this harness to boot it.
-  hasupd in the VMs runs with `split_brain_guard: fence` and a `fencing:`
-  section: Debian's fence_ipmilan inside the peer VM, over eth2.
+  hasupd in the VMs runs with `split_brain_guard: drbd` (DRBD fencing
+  resource-and-stonith, hasupd's handler; `--guard fence` for the fence
+  guard, which loses acknowledged writes when the live owner is fenced) and
+  a `fencing:` section: Debian's fence_ipmilan inside the peer VM, over eth2.
 * A client in the namespace (this file, `client` mode) writes
   sequence-numbered records to http://VIP/cgi-bin/record?seq=N (a CGI that
   appends to /mnt/data/records.log, fsyncs, then answers 200), never
