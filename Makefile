@@ -77,8 +77,8 @@ test-vm: packages
 	@scripts/check-programs vm
 	@python3 tests/vm/e2e.py --deb dist/hasupd_$(VERSION)_all.deb
 
-# The same VMs with BMCs and the fence guard: an acknowledged-write client
-# through 20 faults, live partitions included (tests/vm/campaign.py).
+# The same VMs with BMCs and the drbd guard: an acknowledged-write client
+# through 21 faults, live partitions included (tests/vm/campaign.py).
 test-vm-campaign: packages
 	@scripts/deps.sh scripts/apt-packages-vm.txt
 	@scripts/check-programs vm

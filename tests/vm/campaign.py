@@ -17,8 +17,10 @@ with three changes:
 * Each VM has a BMC: Debian's ipmi_sim (the lab's configuration,
   hasupd_lab.bmc.lan_conf) whose chassis_control powers the VM off by
   SIGKILL of its qemu process and on by asking this harness to boot it.
-  hasupd in the VMs runs with `split_brain_guard: fence` and a `fencing:`
-  section: Debian's fence_ipmilan inside the peer VM, over eth2.
+  hasupd in the VMs runs with `split_brain_guard: drbd` (DRBD fencing
+  resource-and-stonith, hasupd's handler; `--guard fence` for the fence
+  guard, which loses acknowledged writes when the live owner is fenced) and
+  a `fencing:` section: Debian's fence_ipmilan inside the peer VM, over eth2.
 * A client in the namespace (this file, `client` mode) writes
   sequence-numbered records to http://VIP/cgi-bin/record?seq=N (a CGI that
   appends to /mnt/data/records.log, fsyncs, then answers 200), never
@@ -62,9 +64,11 @@ BMC_ADDR = {"node1": "10.77.0.11", "node2": "10.77.0.12"}
 MGMT_ADDR = {"node1": "10.77.0.1", "node2": "10.77.0.2"}
 RECORDS = "/mnt/data/records.log"
 # 20 faults, every kind, three live partitions; power faults spread out
+FAULT_KINDS = ("kill_httpd", "move", "restart", "sigstop", "power_cut", "partition", "partition_unfenceable")
+# 21 faults, every kind, four live partitions (one where the owner cannot fence); power faults spread out
 DEFAULT_FAULTS = ("kill_httpd,move,partition,restart,power_cut,sigstop,kill_httpd,partition,move,"
-                  "power_cut,restart,sigstop,kill_httpd,partition,move,power_cut,restart,sigstop,"
-                  "kill_httpd,move")
+                  "power_cut,partition_unfenceable,restart,sigstop,kill_httpd,partition,move,power_cut,"
+                  "restart,sigstop,kill_httpd,move")
 
 
 def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -112,6 +116,10 @@ class Network:
             for nic in (0, 1):
                 sh("ip", "netns", "exec", self.ns, "bridge", "link", "set", "dev", self.tap(node, nic),
                    "isolated", "on" if cut else "off")
+
+    def management(self, node: str, connected: bool) -> None:
+        """Cut (or plug back) a VM's management cable: it no longer reaches any BMC."""
+        self.ip("link", "set", "dev", self.tap(node, 2), "up" if connected else "down")
 
     def start_bmc(self, node: str) -> None:
         from hasupd_lab.bmc import EMU, IPMI_PORT, lan_conf
@@ -196,22 +204,43 @@ class CampaignVm(Vm):
                       "-device", f"virtio-net-pci,netdev=net2,mac=52:54:00:99:02:{index + 1:02x}"]
 
 
-def campaign_config(net: Network) -> str:
-    """The VM test's hasupd.yaml with the fence guard and the two BMCs as fence devices."""
+def campaign_config(net: Network, guard: str) -> str:
+    """The VM test's hasupd.yaml with the guard (fence, or drbd: DRBD's fencing with hasupd as its
+    fence-peer handler) and the two BMCs as fence devices."""
     text = (HERE / "guest" / "hasupd.yaml").read_text()
-    text, n = re.subn(r"(split_brain_guard:\n  mode: )none[^\n]*", r"\1fence", text)
+    text, n = re.subn(r"(split_brain_guard:\n  mode: )none[^\n]*", r"\g<1>" + guard, text)
     assert n == 1, "guest/hasupd.yaml: no split_brain_guard mode to replace"
-    text += "\nfencing:\n  owner_head_start: 8s             # software-emulated VMs: a fence takes seconds\n  devices:\n"
+    # The owner's head start covers its whole fence (timeout x (retries + 1), as `hasupctl check`
+    # asks): a fence_ipmilan run inside a loaded software-emulated VM took over 22 s, and a shorter
+    # head start lets the peer fence the owner while the owner's fence still runs.
+    text += "\nfencing:\n  owner_head_start: 30s\n  devices:\n"
     for node, addr in BMC_ADDR.items():
         text += (f"    - name: bmc-{node}\n      agent: fence_ipmilan\n      nodes: [{node}]\n"
                  f"      options: {{ip: {addr}, username: admin, lanplus: '1', cipher: '3', power_wait: '0'}}\n"
-                 "      secrets: /etc/hasupd/bmc.secret\n      timeout: 30s\n      retries: 1\n")
+                 "      secrets: /etc/hasupd/bmc.secret\n      timeout: 30s\n      retries: 0\n")
     return text
 
 
+def campaign_resource(guard: str) -> str:
+    """The VM test's r0.res; for the drbd guard with DRBD fencing resource-and-stonith (a Primary
+    that loses its peer freezes I/O until the handler says the peer is outdated or fenced, so no
+    write is acknowledged on one copy only) and hasupd's handler."""
+    text = (HERE / "guest" / "r0.res").read_text()
+    if guard != "drbd":
+        return text
+    handler = "/usr/bin/hasupd-drbd-handler"
+    extra = ("  disk { fencing resource-and-stonith; }\n  handlers {\n"
+             + "".join(f'    {h} "{handler} {h}";\n' for h in ("fence-peer", "unfence-peer", "split-brain"))
+             + "  }\n")
+    head, n = re.subn(r"(\n  net \{)", "\n" + extra.rstrip("\n") + r"\1", text, count=1)
+    assert n == 1, "guest/r0.res: no net section"
+    return head
+
+
 class CampaignRun(Run):
-    def __init__(self, rundir: Path, image: Path, deb: Path, net: Network):
+    def __init__(self, rundir: Path, image: Path, deb: Path, net: Network, guard: str):
         self.net = net
+        self.guard = guard
         CampaignVm.net = net
         e2e.Vm = CampaignVm  # Run.__init__ makes the VMs
         try:
@@ -227,17 +256,19 @@ class CampaignRun(Run):
                 info.size, info.mode = len(data), mode
                 import io
                 tar.addfile(info, io.BytesIO(data))
-            add("campaign/hasupd.yaml", campaign_config(self.net).encode(), 0o644)
+            add("campaign/hasupd.yaml", campaign_config(self.net, self.guard).encode(), 0o644)
+            add("campaign/r0.res", campaign_resource(self.guard).encode(), 0o644)
             add("campaign/bmc.secret", f"password={self.net.password}\n".encode(), 0o600)
             add("campaign/record", (HERE / "campaign-guest" / "record").read_bytes(), 0o755)
         return path
 
     def before_cluster_start(self) -> None:
         n1 = self.vms["node1"]
-        with self.step("campaign: fence guard + BMCs, the write handler, a persistent journal"):
+        with self.step(f"campaign: guard {self.guard} + BMCs, the write handler, a persistent journal"):
             self.both("install -m 0644 /root/payload/campaign/hasupd.yaml /etc/hasupd/hasupd.yaml"
                       " && install -m 0600 /root/payload/campaign/bmc.secret /etc/hasupd/bmc.secret"
                       " && install -m 0755 /root/payload/campaign/record /usr/lib/cgi-bin/record"
+                      " && install -m 0644 /root/payload/campaign/r0.res /etc/drbd.d/r0.res && drbdadm adjust r0"
                       " && a2enmod -q cgid > /dev/null && mkdir -p /var/log/journal"
                       " && systemctl restart systemd-journald")
             for node, vm in self.vms.items():
@@ -334,6 +365,26 @@ class Campaign:
         self.net = net
         self.vms = run.vms
         self.faults: list[dict] = []
+        self.phases: list[tuple[str, float]] = []  # (what, seconds since the fault began) of the fault running
+
+    def mark(self, what: str) -> None:
+        self.phases.append((what, round(time.time() - self.t0, 1)))
+
+    def evidence(self, node: str, n: int, since: float) -> str:
+        """Save what the VM's journal says of the fault: boot timing (if it booted), DRBD's
+        handshake and resync, hasupd's decisions; RUNDIR/faultN-NODE.txt."""
+        cmd = ("{ uptime; systemd-analyze; systemd-analyze blame | head -8;"
+               " echo '--- kernel (drbd) this boot'; journalctl -k -b -q --no-pager -o short-precise"
+               " -g 'drbd|block drbd' | tail -60;"
+               f" echo '--- hasupd since the fault'; journalctl -q --no-pager -o short-precise -u hasupd"
+               f" --since=@{int(since) - 2} | tail -150; }} 2>&1 | gzip | base64 -w0")
+        try:
+            out = self.vms[node].sh(cmd, timeout=180)
+            text = gzip.decompress(base64.b64decode(out.strip().splitlines()[-1])).decode(errors="replace")
+        except (VmError, ValueError, OSError) as e:
+            text = f"(evidence not collected: {e})"
+        (self.run.rundir / f"fault{n}-{node}.txt").write_text(text)
+        return text
 
     def other(self, node: str) -> str:
         return "node2" if node == "node1" else "node1"
@@ -378,6 +429,8 @@ class Campaign:
             line = drbd_line(self.vms[owner])
             state["why"] = f"{owner}: {line}"
             if "cs:Connected" not in line or "ds:UpToDate/UpToDate" not in line:
+                if "cs:StandAlone" in line or "cs:WFConnection" in line:
+                    self.split_brain_check()  # a split brain never settles: say so now
                 return None
             state["why"] = "no acknowledged write since the fault"
             return owner if self.last_ack() > since else None
@@ -389,7 +442,9 @@ class Campaign:
     def boot_after_power_on(self, node: str) -> None:
         vm = self.vms[node]
         wait_for(f"{node} powered on by its BMC", lambda: (self.service_power(), vm.alive())[1], 60, 0.5)
+        self.mark(f"{node} qemu started")
         vm.wait_ready(timeout=420)
+        self.mark(f"{node} booted (systemd ready)")
 
     # each fault: returns a note; the owner before is `owner`
     def kill_httpd(self, owner: str) -> str:
@@ -421,8 +476,10 @@ class Campaign:
     def power_cut(self, owner: str) -> str:
         self.net.ipmitool(owner, "chassis", "power", "off")
         wait_for(f"{owner} off", lambda: not self.vms[owner].alive(), 30, 0.2)
+        self.mark(f"{owner} off")
         other = self.other(owner)
         e2e.wait_group_on(self.vms[other], other, timeout=240)
+        self.mark(f"{other} reports the group started")
         self.net.ipmitool(owner, "chassis", "power", "on")
         self.boot_after_power_on(owner)
         return f"{owner} off via its BMC, {other} took over"
@@ -430,36 +487,63 @@ class Campaign:
     def partition(self, owner: str) -> str:
         t = time.monotonic()
         self.net.partition(True)
+        self.mark("rings cut")
         try:
             def one_off():
                 dead = [n for n, vm in self.vms.items() if not vm.alive()]
                 return dead or None
             dead = wait_for("one VM powered off by its peer", one_off, 180, 0.5)
             took = time.monotonic() - t
+            self.mark(f"{dead[0]} powered off")
             time.sleep(10)  # the survivor must stay up
             dead = [n for n, vm in self.vms.items() if not vm.alive()]
             if len(dead) != 1:
                 raise StepFailed(f"after the partition {dead or 'no VM'} powered off, not exactly one")
         finally:
             self.net.partition(False)
+            self.mark("rings joined")
         survivor = self.other(dead[0])
         e2e.wait_group_on(self.vms[survivor], survivor, timeout=240)
+        self.mark(f"{survivor} reports the group started")
         self.net.ipmitool(dead[0], "chassis", "power", "on")
         self.boot_after_power_on(dead[0])
         return f"{dead[0]} fenced after {took:.1f}s, {survivor} kept running (owner was {owner})"
+
+    def partition_unfenceable(self, owner: str) -> str:
+        """A live partition while the owner's management cable is cut: the owner cannot fence
+        its peer, the peer can fence the owner (after the owner's head start)."""
+        self.net.management(owner, False)
+        self.mark(f"{owner}'s management cable cut")
+        try:
+            note = self.partition(owner)
+        finally:
+            self.net.management(owner, True)
+            self.mark(f"{owner}'s management cable plugged back")
+        return f"{owner} cannot fence: {note}"
 
     def one(self, kind: str) -> None:
         owner = self.owner()
         n = len(self.faults) + 1
         with self.run.step(f"fault {n}: {kind} (group on {owner})"):
-            t0 = time.time()
+            self.t0 = t0 = time.time()
+            self.phases = []
             note = getattr(self, kind)(owner)
             new_owner = self.settle(t0)
+            self.mark(f"settled on {new_owner}")
             self.split_brain_check()
             took = time.time() - t0
+        fence_lines = []
+        if kind in ("power_cut", "partition", "partition_unfenceable"):
+            for node in self.vms:
+                text = self.evidence(node, n, t0)
+                # who fenced whom, in hasupd's words
+                fence_lines += [f"{node}: {line.strip()[:300]}" for line in text.splitlines()
+                                if re.search(r"\bfenc(e|ed|ing)\b", line, re.I) and "hasupd" in line][:8]
         self.faults.append({"kind": kind, "t0": t0, "t1": time.time(), "took": took, "note": note,
-                            "owner_before": owner, "owner_after": new_owner})
+                            "owner_before": owner, "owner_after": new_owner, "phases": self.phases,
+                            "fence_log": fence_lines})
         print(f"    {note}; settled on {new_owner} in {took:.1f}s", flush=True)
+        print("      " + "; ".join(f"+{t:.1f}s {what}" for what, t in self.phases), flush=True)
 
     def split_brain_check(self) -> None:
         for node, vm in self.vms.items():
@@ -512,18 +596,27 @@ def verdict(camp: Campaign, rundir: Path) -> tuple[dict, list[str]]:
     longest = max(gaps) if gaps else (0.0, 0.0)
     per_kind: dict[str, list[float]] = defaultdict(list)
     unavail: dict[str, list[float]] = defaultdict(list)
+    lost_in: dict[str, int] = defaultdict(int)
+    missing = set(lost)
     for f in camp.faults:
         per_kind[f["kind"]].append(f["took"])
         inside = [g for g, t in gaps if f["t0"] - 1 <= t <= f["t1"]]
         unavail[f["kind"]].append(max(inside) if inside else 0.0)
+        f["lost"] = sorted(r["seq"] for r in recs if r["seq"] in missing and f["t0"] <= r["t1"] <= f["t1"])
+        lost_in[f["kind"]] += len(f["lost"])
     summary = {
-        "faults": len(camp.faults), "partitions": len(per_kind.get("partition", [])),
+        "guard": camp.run.guard, "faults": len(camp.faults),
+        "partitions": len(per_kind.get("partition", [])) + len(per_kind.get("partition_unfenceable", [])),
         "attempts": len(recs), "acknowledged": len(acked),
         "unacknowledged_present": len(set(counts) - acked), "lost": len(lost), "duplicated": len(dup),
         "longest_unavailability_s": round(longest[0], 2),
         "vip_probes": final[-1]["probes"] if final else 0, "two_vip_holders": len(doubles),
         "per_kind": {k: {"count": len(v), "mean_s": round(sum(v) / len(v), 1), "max_s": round(max(v), 1),
-                         "max_unavailable_s": round(max(unavail[k]), 2)} for k, v in per_kind.items()},
+                         "max_unavailable_s": round(max(unavail[k]), 2), "lost": lost_in[k]}
+                     for k, v in per_kind.items()},
+        "faults_in_order": [{k: f[k] for k in ("kind", "note", "owner_before", "owner_after", "phases",
+                                                "fence_log", "lost")} | {"took_s": round(f["took"], 1)}
+                            for f in camp.faults],
     }
     return summary, problems
 
@@ -536,9 +629,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deb", required=True, type=Path)
     ap.add_argument("--faults", default=DEFAULT_FAULTS, help="comma-separated fault kinds, in order")
+    ap.add_argument("--guard", default="drbd", choices=("fence", "drbd"),
+                    help="split_brain_guard of the VMs (drbd: with the BMCs as fence devices and DRBD "
+                         "fencing resource-and-stonith)")
     args = ap.parse_args(argv)
     kinds = args.faults.split(",")
-    bad = [k for k in kinds if k not in ("kill_httpd", "move", "restart", "sigstop", "power_cut", "partition")]
+    bad = [k for k in kinds if k not in FAULT_KINDS]
     if bad or not args.deb.is_file():
         print(f"test-vm-campaign: unknown fault kinds {bad} or no package {args.deb}", file=sys.stderr)
         return 2
@@ -556,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         net.create()
         for node in BMC_ADDR:
             net.start_bmc(node)
-        run = CampaignRun(rundir, image, args.deb, net)
+        run = CampaignRun(rundir, image, args.deb, net, args.guard)
         e2e.setup(run)
         with run.step("the client writes records through the VIP"):
             client = subprocess.Popen(["ip", "netns", "exec", net.ns, sys.executable, __file__, "client", str(rundir)],
@@ -583,8 +679,9 @@ def main(argv: list[str] | None = None) -> int:
         if run is not None:
             run.kill_all()
         net.destroy()
-        # the disks, and the payload (it holds the BMC password)
-        for p in list(rundir.glob("*.raw")) + list(rundir.glob("*.qcow2")) + [rundir / "payload.tar"]:
+        # the disks, the payload and the BMCs' configuration (they hold the BMC password)
+        for p in (list(rundir.glob("*.raw")) + list(rundir.glob("*.qcow2")) + [rundir / "payload.tar"]
+                  + list(rundir.glob("bmc-*/lan.conf"))):
             p.unlink(missing_ok=True)
     took = time.monotonic() - t0
     print(f"\ntest-vm-campaign {'FAILED' if problems else 'PASSED'} in {took:.0f}s (logs: {rundir}/)")
