@@ -123,7 +123,10 @@ def resource_file(cfg: Config, name: str, version: str) -> str:
     if version not in ("8.4", "9"):
         raise InitError(f"--drbd-version must be 8.4 or 9, not {version!r}")
     nine = version == "9"
-    fencing = "    fencing resource-only;      # hasupd-drbd-handler answers fence-peer\n"
+    # resource-and-stonith, not resource-only: DRBD freezes the Primary's I/O until the handler has
+    # answered, so no write is acknowledged on a copy that the peer may promote without it (the VM
+    # campaign lost 28 acknowledged writes when nothing froze the owner's I/O in a partition)
+    fencing = "    fencing resource-and-stonith; # I/O frozen until hasupd-drbd-handler answers fence-peer\n"
     out = [f"# /etc/drbd.d/{name}.res for DRBD {version}, identical on both nodes "
            f"(hasupctl drbd init {name} --resource-file --drbd-version {version})\n",
            f"resource {name} {{\n"]

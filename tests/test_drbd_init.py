@@ -122,7 +122,7 @@ def test_resource_file_for_each_version(version, tmp_path):
     assert r.returncode == 0, r.stderr
     text = r.stdout
     sections = {m: text.index(f"  {m} {{") for m in ("net", "handlers")}
-    fencing = text.index("fencing resource-only;")
+    fencing = text.index("fencing resource-and-stonith;")  # I/O frozen while the handler decides
     assert '"/usr/bin/hasupd-drbd-handler fence-peer"' in text
     assert "address 192.168.0.21:7789" in text and "address 192.168.0.22:7789" in text
     if version == "9":

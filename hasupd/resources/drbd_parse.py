@@ -682,7 +682,7 @@ def promotable_hint(st: DrbdStatus | None) -> str:
                 "(`--force`) only if the peer's data is lost")
     if d == "Consistent":
         return ("the peer is not known to be Outdated: connect to the peer, or configure "
-                "`fencing resource-only` with the hasupd-drbd-handler fence-peer handler so the "
+                "`fencing resource-and-stonith` with the hasupd-drbd-handler fence-peer handler so the "
                 "peer gets outdated")
     if d == "UpToDate" and pd == "UpToDate" and not st.connected:
         return "the fence-peer handler refused (the peer may be Primary): check the peer"

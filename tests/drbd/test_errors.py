@@ -78,7 +78,7 @@ def test_reference_setup_minor_not_allocated_means_not_up():
     ("primary-refused-inconsistent-alone.txt", "proc-drbd-8.4.11-sync-target.txt",
      ["Inconsistent", "4.7% done", "wait"]),
     ("primary-refused-inconsistent-alone.txt", "events2-now-alone-old-data-fencing.txt",
-     ["Consistent", "fencing resource-only", "Outdated"]),
+     ["Consistent", "fencing resource-and-stonith", "Outdated"]),
     ("primary-refused-inconsistent-alone.txt", "events2-now-detached-primary-diskless.txt",
      ["Diskless", "attach"]),
 ])
