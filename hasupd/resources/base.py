@@ -138,9 +138,12 @@ async def run(
     except ValueError:  # a NUL byte in an argument or the environment
         return Result(False, f"cannot run {argv[0]}: an argument or environment value holds a NUL byte",
                       argv, None, "", duration=time.monotonic() - started)
+    gathered = asyncio.gather(_feed(proc.stdin, input), _read_tail(proc.stdout, OUTPUT_KEPT), proc.wait())
+    # at shutdown the loop cancels the readers themselves: the gather then holds a CancelledError that
+    # nobody awaits any more; retrieve it so that it is not logged as a traceback
+    gathered.add_done_callback(lambda f: f.cancelled() or f.exception())
     try:
-        _, out, _ = await within(
-            asyncio.gather(_feed(proc.stdin, input), _read_tail(proc.stdout, OUTPUT_KEPT), proc.wait()), timeout)
+        _, out, _ = await within(gathered, timeout)
     except Timeout:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -38,3 +38,20 @@ def test_a_nul_byte_is_a_failed_result_not_an_exception():
     assert not r.ok and "NUL" in r.message
     r = asyncio.run(run(["true"], 10, env={"X": "a\x00b"}))
     assert not r.ok and "NUL" in r.message
+
+
+def test_a_run_cancelled_at_shutdown_leaves_no_unretrieved_exception():
+    """`systemctl restart hasupd` while a command runs: asyncio.run cancels every task at exit, the
+    gathered readers included; their CancelledError must not reach the journal as a traceback
+    ("_GatheringFuture exception was never retrieved", seen in the VM campaign)."""
+    import gc
+    seen = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: seen.append(ctx.get("message")))
+        asyncio.get_running_loop().create_task(run(["sleep", "10"], 30))
+        await asyncio.sleep(0.3)
+
+    asyncio.run(main())
+    gc.collect()
+    assert seen == []
