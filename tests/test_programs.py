@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,3 +63,65 @@ def test_the_vm_image_has_every_dependency_of_the_deb():
     image = {ln.split("#")[0].strip() for ln in (ROOT / "tests" / "vm" / "image-packages.txt").read_text().splitlines()}
     assert names, "no Depends found in debian/control"
     assert not names - image - {"adduser"}, f"not in the VM image: {sorted(names - image - {'adduser'})}"
+
+
+# A list literal (not a subscript) that starts with a string: how the suites spell a command line.
+ARGV_HEAD = re.compile(r"""(?<![\w)\]])\[\s*["']([A-Za-z0-9_.+/-]+)["']\s*[,\]]""")
+INTERPRETERS = {"python3", "python"}  # the one running the tests (sys.executable in most calls)
+# words that start a list but are never run: a command line that is only redacted
+# (test_redact), values (test_planner_properties "idle", test_alerts "node"), pip packages
+# of the matrix venvs (test-matrix "pytest")
+NOT_CALLED = {"ssh", "idle", "node", "pytest"}
+
+
+def called_programs() -> dict[str, set[str]]:
+    """Every word that starts a list literal in tests/, lab/, bench/ and scripts/ and names
+    a program installed here (a path to an executable, or a name on the search path), with the
+    files that use it.  Words that are no program (dict keys, node names) resolve to nothing."""
+    found: dict[str, set[str]] = {}
+    files = [p for d in ("tests", "lab", "bench", "scripts") for p in (ROOT / d).rglob("*.py")]
+    for path in files:
+        for word in ARGV_HEAD.findall(path.read_text(errors="replace")):
+            if word in INTERPRETERS or word in NOT_CALLED or word.startswith("-"):
+                continue
+            if word.startswith("/") and not (os.path.isfile(word) and os.access(word, os.X_OK)):
+                continue
+            if not word.startswith("/") and (
+                    "/" in word or not shutil.which(word, path=check_programs.SEARCH)):
+                continue
+            found.setdefault(word, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def owner_package(program: str) -> str:
+    path = program if program.startswith("/") else shutil.which(program, path=check_programs.SEARCH)
+    real = str(Path(path).resolve())
+    for candidate in (path, real, real.replace("/usr/", "/", 1), path.replace("/usr/", "/", 1)):
+        out = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+        if out.returncode == 0:
+            return out.stdout.split(":")[0].split(",")[0].strip()
+    return ""
+
+
+def essential(package: str) -> bool:
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Essential}", package], capture_output=True, text=True)
+    return out.stdout.strip() == "yes"
+
+
+def test_every_program_the_suites_call_is_listed():
+    """A program called by a test, the lab, a benchmark or a script is in scripts/programs.txt
+    (so check-programs names it, and its package, before the tests start), unless an Essential
+    package (there on every Debian) provides it.  Found by reading the sources: a new
+    ["prometheus", ...] without a line in programs.txt fails here."""
+    listed = {program for program, _, _ in check_programs.entries()}
+    calls = called_programs()
+    assert {"ip", "apache2", "curl"} <= set(calls), sorted(calls)  # the scan finds the usual ones
+    missing = []
+    for program, users in sorted(calls.items()):
+        if program in listed or os.path.basename(program) in listed:
+            continue
+        package = owner_package(program)
+        if package and essential(package):
+            continue
+        missing.append(f"{program} (package {package or '?'}; called in {', '.join(sorted(users))})")
+    assert not missing, "not in scripts/programs.txt:\n" + "\n".join(missing)
