@@ -1003,6 +1003,7 @@ class Engine:
             self.cfg, view, explains=planner.explain(self.cfg, view), rings=rings,
             last_failovers=last_failovers,
             acting=acting, alerter=self.alerter, warnings=list(self.cfg.warnings) + self.runtime_warnings(), fencer=self.fencer,
+            acting_waits_on=getattr(self.drivers.get(acting.resource or ""), "waits_on", "") if acting else "",
             daemon={"pid": os.getpid(), "started_wall": time.time() - (time.monotonic() - self.started_at),
                     "incarnation": self.heartbeat.incarnation})})
 

@@ -69,22 +69,51 @@ def pytest_sessionfinish(session, exitstatus):
     os.waitpid(pid, 0)
 
 
+def dist_group(nodeid: str) -> str:
+    """The unit of distribution of `make test` (pytest -n N --dist loadgroup): a lab test
+    builds its own lab, so each one goes to whichever worker is free (they wait on timers:
+    running them side by side is what saves the time), as does each test of test_migrate.py
+    (each runs Pacemaker's tools on its own files); every other test stays with the rest
+    of its file (module fixtures, one simulator per file); tests/packaging/ is one unit (one
+    `make packages` into dist/, which its files share)."""
+    path = nodeid.split("::")[0]
+    if path.startswith("tests/lab/") or path == "tests/migrate/test_migrate.py":
+        return nodeid  # (test_migrate: each test imports into its own tmp_path; pcs runs ~25 s)
+    if path.startswith("tests/packaging/"):
+        return "tests/packaging"
+    return path
+
+
+def _long_group(item) -> bool:
+    path = item.nodeid.split("::")[0]
+    return path.startswith(("tests/lab/", "tests/packaging/")) or item.get_closest_marker("slow") is not None
+
+
 def pytest_collection_modifyitems(config, items):
-    """The unit of distribution for `pytest -n N --dist loadgroup` (make test):
-    a lab test builds its own lab, so each one goes to whichever worker is free
-    (they wait on timers: running them side by side is what saves the time);
-    every other test stays with the rest of its file (module fixtures, one
-    simulator per file), and tests/packaging/ is one unit (one `make packages`
-    into dist/ that its files share)."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        if path.startswith("tests/lab/"):
-            group = item.nodeid
-        elif path.startswith("tests/packaging/"):
-            group = "tests/packaging"
-        else:
-            group = path
-        item.add_marker(pytest.mark.xdist_group(group))
+    if not _is_xdist_worker(config):
+        return
+    # the workers take the groups in collection order: the long ones (labs, packaging, files
+    # with slow tests) first, so that none of them starts last and runs alone at the end
+    long_groups = {dist_group(item.nodeid) for item in items if _long_group(item)}
+    items.sort(key=lambda item: dist_group(item.nodeid) not in long_groups)  # stable
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, when it is loaded
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` groups by dist_group() (xdist's own loadgroup reads xdist_group
+    marks through a node id rename that pytest 9 ignores), in collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduler(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return dist_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order above (xdist sorts by size)
+    return Scheduler(config, log)
+
+
 if sys.version_info < (3, 10):
     @pytest.fixture(autouse=True)
     def one_event_loop_per_test(monkeypatch):
