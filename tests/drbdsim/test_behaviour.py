@@ -23,7 +23,9 @@ def test_cut_link_disconnects_within_ping_window(make_cluster, net):
     sc.wait_for("n1", lambda s: s["conn"] == "Connecting", timeout=15, interval=0.05)
     took = time.monotonic() - t0
     print(f"link cut noticed after {took:.2f}s (ping-int 1 + ping-timeout 0.5)")
-    assert 1.0 <= took <= 1.5 + 2.5
+    # the next idle ping is due within ping-int of the cut, its ack is missed ping-timeout later:
+    # 0.5 to 1.5 s (+ load); 0.97 s was seen in make test.  Below 0.5 s it was not the ping.
+    assert 0.5 <= took <= 1.5 + 2.5
     assert "PingAck did not arrive in time." in open(sc.kern_log("n1")).read()
     # the primary wrote nothing while apart, yet moved to a new generation: it is the resync source
     net.mend("n2")
