@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml lab/pyproject.toml scripts/apt-packages.txt
 
 venv: $(STAMP)
 
+# Workers of pytest-xdist: the lab tests mostly wait on timers (deadtime,
+# soak windows), so several labs side by side cost little CPU; a lab test goes
+# to any free worker, other tests stay with their file (tests/conftest.py).
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	@$(PY) -m ruff check hasupd lab tests bench
-	@$(PYTEST) -q
+	@$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
 	@$(PYTEST) -q -m 'not lab and not slow'

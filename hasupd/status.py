@@ -29,7 +29,7 @@ Schema (version 1; times ``*_wall`` are Unix seconds, durations seconds)::
                          pending_move ({node, epoch, pin}|null),
                          blocked (reason|null), explain (sentence),
                          last_failover ({start_wall, total, trigger, outcome, steps}|null)}]
-    acting             {kind, group, resource, reason} | null
+    acting             {kind, group, resource, reason, waits_on} | null
     alerts             {recent: [{wall, event, severity, message}], dropped, agent_failures}
     warnings           [str]
 
@@ -76,7 +76,7 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
                  rings: Sequence[Mapping[str, Any]] | None = None,
                  last_failovers: Mapping[str, dict | None] | None = None, acting=None,
                  daemon: Mapping[str, Any] | None = None, alerter=None,
-                 warnings: Sequence[str] | None = None, fencer=None) -> dict[str, Any]:
+                 warnings: Sequence[str] | None = None, fencer=None, acting_waits_on: str = "") -> dict[str, Any]:
     """The status document.  ``rings``: per heartbeat ring, what the heartbeat
     knows of the peer there (``peer_heard``, ``rtt_ms``, ``loss_pct``); when
     None, ``view.peer.rings`` gives ``peer_heard`` only.  ``daemon``: pid,
@@ -227,7 +227,8 @@ def build_status(cfg, view: ClusterView, *, explains: Mapping[str, str] | None =
         "drbd": drbd,
         "groups": groups,
         "acting": ({"kind": getattr(acting.kind, "value", str(acting.kind)), "group": acting.group,
-                    "resource": acting.resource, "reason": acting.reason} if acting is not None else None),
+                    "resource": acting.resource, "reason": acting.reason, "waits_on": acting_waits_on}
+                   if acting is not None else None),
         "alerts": {"recent": [{"wall": a.get("wall"), "event": a.get("event"), "severity": a.get("severity"),
                                "message": a.get("message")} for a in recent],
                    "dropped": getattr(alerter, "dropped", 0), "agent_failures": getattr(alerter, "agent_failures", 0)},
@@ -426,6 +427,8 @@ def render_status(s: Mapping[str, Any], color: bool = False) -> str:
         out.append("")
         target = a["resource"] or a["group"] or ""
         out.append(c(f"Now: {a['kind']} {target}".rstrip(), "yellow") + (f" ({a['reason']})" if a["reason"] else ""))
+        if a.get("waits_on"):
+            out.append(f"  waiting for {a['waits_on']}")
     recent = [a for a in s["alerts"]["recent"] if a["event"] != "config_warning"]  # listed below
     if recent:
         out.append("")

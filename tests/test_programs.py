@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,24 +25,46 @@ def test_every_listed_package_is_in_its_apt_list():
 
 def test_installed_programs_come_from_the_packages_named():
     """dpkg says which package owns each program that is installed: the list must name that one."""
+    candidates = {}
     for program, package, _ in check_programs.entries():
         path = program if program.startswith("/") else shutil.which(program, path=check_programs.SEARCH)
         if not path:
             continue  # a build/vm program not installed yet: check-programs reports it where it is needed
-        real = str(Path(path).resolve())
-        owners = set()
-        for candidate in {path, real, real.replace("/usr/", "/", 1), path.replace("/usr/", "/", 1)}:
-            out = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
-            if out.returncode == 0:
-                owners |= {o.strip().split(":")[0] for o in out.stdout.split(":")[0].split(",")}
+        candidates[program] = (package, path_forms(path))
+    owners_of = owners([form for _, forms in candidates.values() for form in forms])
+    depends_of = depends({package for package, _ in candidates.values()})
+    for program, (package, forms) in candidates.items():
+        owners_found = set().union(*(owners_of.get(form, set()) for form in forms))
         # the package itself, or one it depends on (apache2 -> apache2-bin)
-        assert owners & ({package} | depends(package)), \
-            f"{program} ({path}) belongs to {owners or 'no package'}, the list says {package}"
+        assert owners_found & ({package} | depends_of.get(package, set())), \
+            f"{program} belongs to {owners_found or 'no package'}, the list says {package}"
 
 
-def depends(package: str) -> set[str]:
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}", package], capture_output=True, text=True).stdout
-    return {alt.strip().split()[0] for dep in out.split(",") for alt in dep.split("|") if alt.strip()}
+def path_forms(path: str) -> set[str]:
+    """The names dpkg may know a program by (merged /usr: /bin/x is /usr/bin/x; symlinks)."""
+    real = str(Path(path).resolve())
+    return {path, real, real.replace("/usr/", "/", 1), path.replace("/usr/", "/", 1)}
+
+
+def owners(paths: list[str]) -> dict[str, set[str]]:
+    """path -> the packages dpkg says own it, from one `dpkg -S` for all (one per path took 20 s)."""
+    out = subprocess.run(["dpkg", "-S", *sorted(set(paths))], capture_output=True, text=True).stdout
+    found: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        packages, _, path = line.partition(": ")
+        if path.strip() in paths:
+            found.setdefault(path.strip(), set()).update(p.strip().split(":")[0] for p in packages.split(","))
+    return found
+
+
+def depends(packages: set[str]) -> dict[str, set[str]]:
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Depends}\n", *sorted(packages)],
+                         capture_output=True, text=True).stdout
+    found: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        package, _, deps = line.partition("\t")
+        found[package] = {alt.strip().split()[0] for dep in deps.split(",") for alt in dep.split("|") if alt.strip()}
+    return found
 
 
 def test_a_missing_program_is_named_with_its_package(tmp_path, monkeypatch):
@@ -61,3 +85,62 @@ def test_the_vm_image_has_every_dependency_of_the_deb():
     image = {ln.split("#")[0].strip() for ln in (ROOT / "tests" / "vm" / "image-packages.txt").read_text().splitlines()}
     assert names, "no Depends found in debian/control"
     assert not names - image - {"adduser"}, f"not in the VM image: {sorted(names - image - {'adduser'})}"
+
+
+# A list literal (not a subscript) that starts with a string: how the suites spell a command line.
+ARGV_HEAD = re.compile(r"""(?<![\w)\]])\[\s*["']([A-Za-z0-9_.+/-]+)["']\s*[,\]]""")
+INTERPRETERS = {"python3", "python"}  # the one running the tests (sys.executable in most calls)
+# words that start a list but are never run: a command line that is only redacted
+# (test_redact), values (test_planner_properties "idle", test_alerts "node"), pip packages
+# of the matrix venvs (test-matrix "pytest")
+NOT_CALLED = {"ssh", "idle", "node", "pytest"}
+
+
+def called_programs() -> dict[str, set[str]]:
+    """Every word that starts a list literal in tests/, lab/, bench/ and scripts/ and names
+    a program installed here (a path to an executable, or a name on the search path), with the
+    files that use it.  Words that are no program (dict keys, node names) resolve to nothing."""
+    found: dict[str, set[str]] = {}
+    files = [p for d in ("tests", "lab", "bench", "scripts") for p in (ROOT / d).rglob("*.py")]
+    for path in files:
+        for word in ARGV_HEAD.findall(path.read_text(errors="replace")):
+            if word in INTERPRETERS or word in NOT_CALLED or word.startswith("-"):
+                continue
+            if word.startswith("/") and not (os.path.isfile(word) and os.access(word, os.X_OK)):
+                continue
+            if not word.startswith("/") and (
+                    "/" in word or not shutil.which(word, path=check_programs.SEARCH)):
+                continue
+            found.setdefault(word, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def owner_package(program: str) -> str:
+    path = program if program.startswith("/") else shutil.which(program, path=check_programs.SEARCH)
+    forms = path_forms(path)
+    found = set().union(*owners(list(forms)).values()) if forms else set()
+    return sorted(found)[0] if found else ""
+
+
+def essential(package: str) -> bool:
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Essential}", package], capture_output=True, text=True)
+    return out.stdout.strip() == "yes"
+
+
+def test_every_program_the_suites_call_is_listed():
+    """A program called by a test, the lab, a benchmark or a script is in scripts/programs.txt
+    (so check-programs names it, and its package, before the tests start), unless an Essential
+    package (there on every Debian) provides it.  Found by reading the sources: a new
+    ["prometheus", ...] without a line in programs.txt fails here."""
+    listed = {program for program, _, _ in check_programs.entries()}
+    calls = called_programs()
+    assert {"ip", "apache2", "curl"} <= set(calls), sorted(calls)  # the scan finds the usual ones
+    missing = []
+    for program, users in sorted(calls.items()):
+        if program in listed or os.path.basename(program) in listed:
+            continue
+        package = owner_package(program)
+        if package and essential(package):
+            continue
+        missing.append(f"{program} (package {package or '?'}; called in {', '.join(sorted(users))})")
+    assert not missing, "not in scripts/programs.txt:\n" + "\n".join(missing)

@@ -153,6 +153,7 @@ class Commands:
         return redact.value({"status": build_status(
             eng.cfg, view, explains=planner.explain(eng.cfg, view), rings=rings, last_failovers=last_failovers,
             acting=eng.acting, alerter=eng.alerter, fencer=eng.fencer,
+            acting_waits_on=getattr(eng.drivers.get(eng.acting.resource or ""), "waits_on", "") if eng.acting else "",
             warnings=list(eng.cfg.warnings) + ([eng.state_unsaved] if eng.state_unsaved else []),  # the daemon's own
             daemon={"pid": self.pid, "started_wall": started_wall, "incarnation": eng.heartbeat.incarnation})})
 

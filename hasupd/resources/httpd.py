@@ -221,6 +221,7 @@ class HttpdDriver:
         self.wake = asyncio.Event()
         self._defaults: dict[str, str] | None = None
         self.start_output = ""  # what the last `-k start` printed (for a start that never shows up)
+        self.waits_on = ""  # what a start under way waits on now (hasupctl status shows it)
 
     # ---------------------------------------------------------- paths
 
@@ -386,9 +387,26 @@ class HttpdDriver:
         return result
 
     async def _await_status(self, deadline: float, started: float, what: str) -> Result:
-        """Wait for the main process and the status URL; a failed start leaves nothing running."""
+        """Wait for the main process and the status URL; a failed start leaves nothing running.
+        Meanwhile ``waits_on`` says, once a second, what the start is waiting for."""
+        try:
+            return await self._await_status_described(deadline, started, what)
+        finally:
+            self.waits_on = ""
+
+    async def _describe_wait(self, pid: int | None, last: str) -> str:
+        if pid or self.unit:
+            return f"{self.res.statusurl} to answer ({last})"
+        procs = self._config_processes()
+        if not procs:
+            return f"apache's pidfile {await self.pidfile()}: no process runs {self.res.configfile}"
+        return (f"apache's pidfile {await self.pidfile()}: "
+                + "; ".join(describe_process(p) for p in procs[:3]))
+
+    async def _await_status_described(self, deadline: float, started: float, what: str) -> Result:
         last = "no main process yet"
         seen_pid: int | None = None
+        described = started
         while True:
             if self.unit:
                 pid = None
@@ -412,6 +430,9 @@ class HttpdDriver:
                     break
             if time.monotonic() >= deadline:
                 break
+            if time.monotonic() >= described + 1.0:
+                self.waits_on = await self._describe_wait(pid, last)
+                described = time.monotonic()
             await asyncio.sleep(0.1)
         tail = "" if self.unit else await self._error_log_tail()
         if not self.unit and seen_pid is None:

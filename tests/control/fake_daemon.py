@@ -174,6 +174,7 @@ class FakeEngine:
         self.acting = None if view_name != "degraded" else \
             Action(ActionKind.STOP, "rg_web", "res_filesystem", "rg_web must stop here: res_httpd failed")
         self.fencer, self.metrics, self.state_unsaved = None, None, ""
+        self.drivers: dict = {}  # no driver is acting: status shows no "waiting for" line
         self.resources = dict(self.prepared.me.resources)
         self.drbd_status = {"r0": replace(healthy_view().me.drbd["r0"], replication="SyncSource",
                                           sync_percent=88.8, sync_eta_s=60.0, peer_disk="Inconsistent")}

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
-import time
 
 import pytest
 
-from hasupd_lab.cluster import Lab, start_journald
+from hasupd_lab.cluster import Lab
 from hasupd_lab.monitor import InvariantMonitor
 
 _counter = itertools.count()
@@ -21,6 +19,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.lab)
 
 
+def lab_prefix(n: int) -> str:
+    """The prefix of this process's Nth lab: 6 characters, unique among the labs of
+    concurrent pytest processes (the xdist worker's letter, the PID) and within this
+    one (N in base 36: 1,296 labs before it wraps, where a cut at 6 characters used
+    to give the 10th and the 100th lab the same name)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1...
+    letter = "abcdefghijklmnopqrs"[int(worker[2:]) % 19] if worker.startswith("gw") else "t"
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return f"{letter}{os.getpid() % 1000:03d}{digits[n // 36 % 36]}{digits[n % 36]}"
+
+
 @pytest.fixture
 def make_lab(request):
     if os.geteuid() != 0:
@@ -29,7 +38,7 @@ def make_lab(request):
 
     def make(overrides: dict | None = None, start: bool = True, guard: str | None = None,
              drbd_version: str = "8.4") -> Lab:
-        prefix = f"t{os.getpid() % 1000}{next(_counter)}"[:6]
+        prefix = lab_prefix(next(_counter))
         lab = Lab(prefix)
         labs.append(lab)
         lab.up(overrides, start=start, guard=guard, drbd_version=drbd_version)
@@ -70,22 +79,3 @@ def monitor_of():
     yield make
     for m in monitors:
         m.stop()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def journald():
-    """One real journald for the whole lab session (started only if none
-    listens), so labs do not start and stop it under each other."""
-    pid = start_journald()
-    yield
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while Lab.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if Lab.alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        try:
-            os.waitpid(pid, 0)  # our child: reap it
-        except ChildProcessError:
-            pass

@@ -10,6 +10,7 @@ throw-away copy.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+CHROOT_CACHE = Path(os.environ.get("HASUPD_CHROOT_CACHE", "/var/cache/hasupd-chroots"))  # as debian-chroot.sh
 SUITES = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}  # Debian 11, 12, 13 and their python3
 APT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
 
@@ -80,6 +82,31 @@ def chroot_of(tmp_path):
         shutil.rmtree(root)
 
 
+def reuse_downloads(suite: str, root: Path) -> Path:
+    """The .debs an earlier run downloaded for SUITE (kept outside the clone, beside the cached
+    chroots) go into the copy's apt archive first: apt still resolves against the index it just
+    fetched, and takes a kept .deb only when its size and hash match that index (else it
+    downloads again), so the install is the same as from the mirror, without the transfer."""
+    archives = CHROOT_CACHE / f"archives-{suite}"
+    archives.mkdir(parents=True, exist_ok=True)
+    target = root / "var" / "cache" / "apt" / "archives"
+    target.mkdir(parents=True, exist_ok=True)
+    for deb in archives.glob("*.deb"):
+        shutil.copy(deb, target / deb.name)
+    return archives
+
+
+def keep_downloads(root: Path, archives: Path) -> None:
+    """What apt downloaded into the copy, kept for the next run (each file written under a
+    temporary name and renamed, so a concurrent run never reads half a .deb)."""
+    for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+        kept = archives / deb.name
+        if not kept.exists():
+            partial = archives / f".{deb.name}.{os.getpid()}"
+            shutil.copy(deb, partial)
+            partial.rename(kept)
+
+
 @pytest.mark.parametrize("suite", list(SUITES))
 def test_deb_installs_and_checks_the_reference_config(packages, chroot_of, suite):
     deb, _ = packages
@@ -89,7 +116,9 @@ def test_deb_installs_and_checks_the_reference_config(packages, chroot_of, suite
     shutil.copy(deb, root / "tmp" / deb.name)
     chroot = ["chroot", str(root)]
     run([*chroot, "apt-get", "update", "-q"], env=APT_ENV)
+    archives = reuse_downloads(suite, root)
     run([*chroot, "apt-get", "install", "-y", "-q", "--no-install-recommends", f"/tmp/{deb.name}"], env=APT_ENV)
+    keep_downloads(root, archives)
     t2 = time.monotonic()
     # apt took the distribution's own python3 and libraries
     versions = run([*chroot, "dpkg-query", "-W", "python3", "python3-prometheus-client", "python3-pyroute2",

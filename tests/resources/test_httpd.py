@@ -449,6 +449,28 @@ def test_a_start_that_hangs_says_what_the_process_waits_in_and_kills_it(tmp_path
     assert driver._config_processes() == [], "the hung start was left running"
 
 
+def test_while_a_start_hangs_the_driver_says_what_it_waits_for(tmp_path):
+    """Issue 14: during the start, not only after its timeout, `waits_on` (shown by hasupctl
+    status under "Now: start ...") names the pidfile awaited and the process that should write
+    it, with its kernel state; it is empty again once the start is over."""
+    res = start_that_never_shows(tmp_path, f'"{tmp_path}/apache2" -c "while :; do sleep 1; done" -f "$2" </dev/null >/dev/null 2>&1 &\nexit 0')
+    driver = HttpdDriver(res)
+    seen: list[str] = []
+
+    async def main():
+        start = asyncio.ensure_future(driver.start())
+        while not start.done():
+            if driver.waits_on:
+                seen.append(driver.waits_on)
+            await asyncio.sleep(0.05)
+        return start.result()
+
+    result = asyncio.run(main())
+    assert not result.ok and seen, result.message
+    assert f"apache's pidfile {tmp_path}/httpd.pid: pid " in seen[-1] and " state S" in seen[-1], seen[-1]
+    assert driver.waits_on == ""
+
+
 def test_a_start_that_exits_silently_says_so_with_apaches_output(tmp_path):
     res = start_that_never_shows(tmp_path, 'echo "AH00558: apache2: Could not reliably determine the name"\nexit 0')
     result = asyncio.run(HttpdDriver(res).start())
