@@ -186,7 +186,8 @@ class Engine:
         self.store.expire(time.time(), self.cfg)
         me, them = self.local_state(), self.peer_state()
         # every claim seen raises the persisted floor: a new claim goes above all of them
-        if self.store.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0)):
+        floor_raised = self.store.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0))
+        if self.observe_copies(me, them) or floor_raised:
             self.save_state()
         st = self.store.state
         peer = self.heartbeat.peer()
@@ -204,7 +205,21 @@ class Engine:
             epoch_floor=st.claim_floor,
             fence=replace(self.fence_facts, drbd_lost_at=max(self.drbd_lost.values(), default=None)),
             outdate_requested=frozenset(self.peer_outdate_requests()),
+            peer_epochs=dict(st.peer_epochs), synced_epochs=dict(st.synced_epochs),
         )
+
+    def observe_copies(self, me: NodeState, them: NodeState) -> bool:
+        """Per group with DRBD: the peer's claim seen, and whether this copy is in sync with the
+        owner now (State.observe_copy says why this is the definition).  True: it changed."""
+        changed = False
+        for g in self.cfg.groups:
+            d = me.drbd.get(g.drbd) if g.drbd else None
+            if d is None:
+                continue
+            in_sync = d.connected and d.disk == "UpToDate" and d.peer_disk == "UpToDate"
+            changed |= self.store.observe_copy(g.name, me.claims.get(g.name, 0), them.claims.get(g.name, 0),
+                                               in_sync)
+        return changed
 
     def publish(self) -> None:
         """Send our state to the peer now (after any change)."""
@@ -830,6 +845,7 @@ class Engine:
             "drbd-init": self.cmd_drbd_init,
             "fence-test": self.cmd_fence_test,
             "fence": self.cmd_fence,
+            "promote-force": self.cmd_promote_force,
         }
         fn = commands.get(cmd)
         if self.metrics is not None:
@@ -851,6 +867,15 @@ class Engine:
         if self.cfg.group(name or "") is None:
             raise ControlError(f"no group {name!r} (groups: {', '.join(g.name for g in self.cfg.groups)})")
         return name
+
+    def cmd_promote_force(self, args: dict) -> dict:
+        """An operator forces (or, with on false, withdraws) the promotion of a DRBD resource whose
+        data the planner refuses (not UpToDate, or a stale copy): used up once it is Primary."""
+        res = args.get("resource")
+        if res not in self.drbd:
+            raise ControlError(f"no DRBD resource {res!r} (resources: {', '.join(sorted(self.drbd))})")
+        on = args.get("on", True) is not False
+        return self.intent(self.store.force_promotion(res, on), "promote-force", args)
 
     def node_arg(self, args: dict) -> str:
         node = args.get("node") or self.local

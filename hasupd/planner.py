@@ -153,6 +153,13 @@ FENCE, no delay):
   handler runs, ``view.outdate_requested``): DRBD_OUTDATE when this node is
   Secondary, disconnected, with UpToDate or Consistent data, and no split brain.
 
+Stale copy (rule 13, issues 17/23; ``view.peer_epochs``, ``view.synced_epochs``): a node whose
+peer held the group at a newer claim epoch than the last one at which this node's copy was in sync
+with the owner does not promote on the peer's loss (nor after initdead), whatever DRBD's disk state
+says, until DRBD has been Connected and in sync since; only an operator's forced promotion
+overrides it.  It is checked before fencing (a node that will not take over has no reason to fence)
+and raises the standing alert ``no_takeover:GROUP`` saying why and what the operator can do.
+
 Standing-condition alert keys (``Action.key``): ``split_brain:RES``
 (critical, with the recovery commands), ``drbd_connected:GROUP`` (heartbeat
 broken, no takeover), ``no_takeover:GROUP`` (the peer is gone but the guard
@@ -419,6 +426,8 @@ class _GroupPlanner:
             why, _ = self._good_data(node)
             if why:
                 return why
+            if node == self.local and not self.peer_alive and self.stale_copy():
+                return self.stale_copy()  # rule 13: only on the peer's loss (placement stays symmetric)
             return self._apart_from_live_peer(node)
         return ""
 
@@ -668,7 +677,7 @@ class _GroupPlanner:
             if self.d.connected and self.d.peer_role == "Primary":
                 return (f"DRBD {self.d.resource} is Primary on {peer} (one Primary at a time), so {name} "
                         f"cannot be promoted here and leaves {local}"), False
-            why, _ = self._good_data(local)
+            why = self._good_data(local)[0] or ("" if self.peer_alive else self.stale_copy())
             if why:
                 return f"{why}, so {name} cannot be promoted there and leaves {local}", False
         return "", False
@@ -886,6 +895,8 @@ class _GroupPlanner:
             return
 
         why = self.why_not(local)
+        if why and why == self.stale_copy():
+            return self.refuse_stale_copy(gone, why)
         if why:
             self.release_stale_claim()
             self.drbd_up()
@@ -915,6 +926,37 @@ class _GroupPlanner:
         reason = f"{peer} {gone} and {guard}: take {name} over on {local}"
         self.start_all(reason, self.start_epoch())
         self.sentence = f"{name} is starting on {local}: {peer} {gone} and {guard}."
+
+    def stale_copy(self) -> str:
+        """Why this node's copy may be stale ("" = it is not known to be): the peer held the group
+        at a newer claim epoch than the last one at which this copy was in sync with the owner
+        (``view.peer_epochs``/``synced_epochs``: the engine folds the claims and DRBD state in view
+        into them before each round), so the peer wrote data this copy lacks, whatever DRBD's disk
+        state says (fencing dont-care brings an unconnected disk up UpToDate).  An operator's
+        forced promotion overrides it."""
+        d, view, name = self.d, self.view, self.name
+        if d is None or d.resource in view.forced_promotions:
+            return ""
+        seen, synced = view.peer_epochs.get(name, 0), view.synced_epochs.get(name, 0)
+        if seen <= synced:
+            return ""
+        return (f"{self.peer_name} held {name} at claim epoch {seen}, newer than epoch {synced}, the last at "
+                f"which {self.local}'s copy of {d.resource} was seen in sync with the owner, and DRBD has not "
+                f"been Connected and in sync since: that copy may be stale, although DRBD calls it {d.disk}")
+
+    def refuse_stale_copy(self, gone: str, why: str) -> None:
+        """Rule 13 (stale copy): a node whose peer held the group at a newer epoch than its last
+        in-sync one never promotes on the peer's loss until DRBD has connected and resynced, unless
+        an operator forces the promotion (why_not says so; here: the alert, before any fencing,
+        as a node that will not take over has no reason to fence)."""
+        name, local, peer, r = self.name, self.local, self.peer_name, self.d.resource
+        self.release_stale_claim()
+        self.drbd_up()
+        self.alert(f"no_takeover:{name}", "critical", "no_takeover",
+                   f"{peer} {gone}, but {local} does not take {name} over: {why}; bring {peer} back so that "
+                   f"DRBD resyncs {local}'s copy, or, if {peer}'s data is lost for good, force the promotion "
+                   f"on {local} (`hasupctl promote --force {r}`), accepting the loss of what {peer} wrote")
+        self.sentence = f"{name} is not running: {peer} {gone} and {local} cannot take it: {why}."
 
     def _silent_for(self) -> float:
         """How long the peer has been silent: the heartbeat declares it dead deadtime after

@@ -179,6 +179,8 @@ def make_engine(tmp_path, fencer, guard=None, drbd: DrbdStatus | None = None):
     st = drbd or DrbdStatus("r0", up=True, role="Secondary", disk="UpToDate", connection="Connecting")
     eng.drbd = {"r0": FakeDrbd(st)}
     eng.drbd_status = {"r0": st}
+    # the owner's claim 1 (owner_report) was seen while DRBD was in sync: this copy is not stale (rule 13)
+    eng.store.observe_copy("rg_web", 0, 1, True)
     eng.log = log
     return eng
 

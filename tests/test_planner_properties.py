@@ -171,6 +171,9 @@ def worlds(draw):
             "peer_power": draw(st.sampled_from(["", "", "on", "off", "unknown"])),
         },
         "outdate_requested": rarely(draw, 4),
+        # the stale-copy facts (rule 13): the peer's highest claim seen, this copy's last in-sync epoch
+        "peer_epoch": draw(st.sampled_from([0, 3, 5, 6])),
+        "synced_epoch": draw(st.sampled_from([0, 3, 5])),
     } for n in (a, b)}
     return cfg, {A: a, B: b}, hb_link, connected, shared, per_view
 
@@ -218,10 +221,17 @@ def view_of(world, local: str) -> ClusterView:
         attempts=fx["attempts"] if fencing == FenceState.FAILED else 0,
         last_attempt_at=NOW - fx["last_attempt_ago"] if fencing == FenceState.FAILED else None,
         last_message="bmc: no answer", peer_power="" if sees_peer else power)
+    # the stale-copy facts as the engine folds them (State.observe_copy): the peer's claim in view
+    # was seen, this node's own claim and a copy in sync now (Connected, both UpToDate) are in sync
+    mine = node_state(me, them, connected, True)
+    seen = max(pv["peer_epoch"], peer_state.claims.get(GROUP, 0))
+    in_sync = connected and me["disk"] == them["disk"] == "UpToDate"
+    synced = max(pv["synced_epoch"], mine.claims.get(GROUP, 0), seen if in_sync else 0)
     return ClusterView(
+        peer_epochs={GROUP: seen}, synced_epochs={GROUP: synced},
         fence=fence, outdate_requested=frozenset([DRBD]) if pv["outdate_requested"] and sees_peer else frozenset(),
         local=local, now=NOW, started_at=NOW - pv["uptime"],
-        nodes={local: node_state(me, them, connected, True), peer: peer_state},
+        nodes={local: mine, peer: peer_state},
         peer_ever_seen=ever_seen,
         peer_lost_at=(NOW - pv["lost_ago"]) if (ever_seen and not sees_peer) else None,
         wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, epoch_floor=pv["floor"], **shared)
@@ -309,6 +319,12 @@ def check_one(cfg, view: ClusterView, actions) -> None:
             assert fenced(view) or d.peer_disk == "Outdated", actions
     if cfg.split_brain_guard.mode == "ping" and view.tiebreaker is False:
         assert K.START not in kinds and K.PROMOTE not in kinds, actions
+    # rule 13: the peer held the group at a newer epoch than this copy's last in-sync one: no
+    # promotion on the peer's loss unless an operator forced it (and no fencing for nothing)
+    if not view.peer.alive and view.peer_epochs[GROUP] > view.synced_epochs[GROUP] \
+            and DRBD not in view.forced_promotions:
+        assert K.PROMOTE not in kinds, actions
+        assert K.FENCE not in kinds or holds(view), actions
     check_fencing(cfg, view, actions)
 
 

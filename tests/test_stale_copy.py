@@ -1,0 +1,140 @@
+"""Rule 13, the stale copy after a fence (issues 17/23): the facts the engine folds and persists
+(the peer's highest claim seen, this copy's last in-sync epoch), the engine refusing to fence or
+promote a stale copy on the peer's loss, resync lifting the refusal, and the operator's forced
+promotion through hasupctl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from test_engine_fencing import PEER, FakeFencer, Outcome, make_engine, owner_report
+
+from hasupd.control import cli
+from hasupd.model import DrbdStatus
+from hasupd.state import State, StateStore
+
+G = "rg_web"
+IN_SYNC = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate", peer_disk="UpToDate",
+                     connection="Connected", replication="Established")
+APART = DrbdStatus("r0", up=True, role="Secondary", disk="UpToDate", connection="Connecting")
+
+
+def test_observe_copy_folds_claims_and_sync():
+    st = State().observe_copy(G, 0, 4, True)  # the owner held 4 while in sync
+    assert (st.peer_epochs[G], st.synced_epochs[G]) == (4, 4)
+    st = st.observe_copy(G, 0, 5, False)  # the peer took it at 5 while this copy was apart
+    assert (st.peer_epochs[G], st.synced_epochs[G]) == (5, 4)
+    st = st.observe_copy(G, 0, 0, False)  # its claim no longer in view: what was seen stays
+    assert (st.peer_epochs[G], st.synced_epochs[G]) == (5, 4)
+    st = st.observe_copy(G, 0, 0, True)  # resynced: in sync with everything the peer held
+    assert (st.peer_epochs[G], st.synced_epochs[G]) == (5, 5)
+    st = st.observe_copy(G, 7, 0, False)  # this node's own claim: its copy is the owner's
+    assert st.synced_epochs[G] == 7
+    assert st.observe_copy(G, 7, 0, False) is st  # nothing new: the same state (no write)
+
+
+def test_facts_survive_a_restart_and_a_peer_cannot_set_them(tmp_path):
+    store = StateStore(str(tmp_path / "state.json"))
+    store.observe_copy(G, 0, 5, False)
+    store.observe_copy(G, 4, 0, False)
+    store.save()
+    again = StateStore(str(tmp_path / "state.json"))
+    assert again.load() is None
+    assert (again.state.peer_epochs, again.state.synced_epochs) == ({G: 5}, {G: 4})
+    # they are this node's own observations: never sent, and a peer's wire state cannot change them
+    assert "pe" not in again.state.to_wire() and "se" not in again.state.to_wire()
+    from hasupd.state import merge
+    hostile = {**State().to_wire(), "pe": {G: 0}, "se": {G: 99}}
+    merged = merge(again.state, hostile)
+    assert (merged.peer_epochs, merged.synced_epochs) == ({G: 5}, {G: 4})
+
+
+def stale_engine(tmp_path, fencer):
+    """secondarycentos, its copy last in sync at epoch 1 (make_engine), hears primarycentos hold
+    the group at epoch 5 while DRBD is apart (it was fenced, booted, not resynced yet)."""
+    eng = make_engine(tmp_path, fencer, drbd=APART)
+    eng.heartbeat.peer_alive({**owner_report(), "claims": {G: 5}})
+    eng.view()
+    return eng
+
+
+def test_stale_copy_is_neither_fenced_for_nor_promoted_on_the_peers_loss(tmp_path):
+    fencer = FakeFencer([Outcome(True)], power="off")
+
+    async def main():
+        eng = stale_engine(tmp_path, fencer)
+        eng.heartbeat.lose_peer(30)
+        for _ in range(3):
+            await eng.reconcile()
+        return eng
+
+    eng = run(main())
+    assert fencer.calls == []
+    assert eng.drbd["r0"].calls == []
+    assert eng.log == []
+    assert "no_takeover:rg_web" in eng.alerted
+    alert = [a for a in eng.alerter.recent if "no_takeover" in json.dumps(a, default=str)]
+    assert alert and "hasupctl promote --force r0" in json.dumps(alert, default=str)
+    saved = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert (saved["pe"], saved["se"]) == ({G: 5}, {G: 1})
+
+
+def test_resync_lifts_the_refusal(tmp_path):
+    fencer = FakeFencer([Outcome(True)])
+
+    async def main():
+        eng = stale_engine(tmp_path, fencer)
+        eng.drbd_status["r0"] = IN_SYNC  # DRBD connected and resynced
+        eng.heartbeat.peer_alive({**owner_report(IN_SYNC), "claims": {G: 5}})
+        eng.view()
+        assert eng.store.state.synced_epochs[G] == 5
+        eng.drbd_status["r0"] = eng.drbd["r0"].st = APART  # then the owner dies
+        eng.heartbeat.lose_peer(30)
+        for _ in range(3):
+            await eng.reconcile()
+        return eng
+
+    eng = run(main())
+    assert fencer.calls == [PEER]
+    assert eng.drbd["r0"].calls == ["promote"]
+    assert eng.log == ["start res_vip", "start res_filesystem", "start res_httpd"]
+
+
+def test_operator_forced_promotion_overrides_it(tmp_path):
+    fencer = FakeFencer([Outcome(True)])
+
+    async def main():
+        eng = stale_engine(tmp_path, fencer)
+        eng.heartbeat.lose_peer(30)
+        await eng.reconcile()
+        assert eng.log == []
+        refused = await eng.handle("promote-force", {"resource": "nope"})
+        forced = await eng.handle("promote-force", {"resource": "r0"})
+        for _ in range(3):
+            await eng.reconcile()
+        return eng, refused, forced
+
+    eng, refused, forced = run(main())
+    assert not refused["ok"] and "no DRBD resource 'nope'" in refused["error"]
+    assert forced == {"ok": True, "changed": True}
+    assert fencer.calls == [PEER]
+    assert eng.drbd["r0"].calls == ["promote"]
+    assert eng.log == ["start res_vip", "start res_filesystem", "start res_httpd"]
+    assert "r0" not in eng.store.state.forced_promotions  # used up once Primary
+
+
+def test_hasupctl_promote_needs_force_or_cancel():
+    parser = cli.build_parser()
+    args = parser.parse_args(["promote", "--force", "r0"])
+    assert (args.resource, args.force, args.cancel) == ("r0", True, False)
+    try:
+        parser.parse_args(["promote", "r0"])
+    except SystemExit as e:
+        assert e.code == 2
+    else:
+        raise AssertionError("promote without --force or --cancel was accepted")
+
+
+def run(coro):
+    return asyncio.run(coro)
