@@ -154,10 +154,11 @@ FENCE, no delay):
   Secondary, disconnected, with UpToDate or Consistent data, and no split brain.
 
 Stale copy (rule 13, issues 17/23; ``view.peer_epochs``, ``view.synced_epochs``): a node whose
-peer held the group at a newer claim epoch than the last one at which this node's copy was in sync
-with the owner does not promote on the peer's loss (nor after initdead), whatever DRBD's disk state
-says, until DRBD has been Connected and in sync since; only an operator's forced promotion
-overrides it.  It is checked before fencing (a node that will not take over has no reason to fence)
+peer held the group at a newer claim epoch than the last one at which the two copies were seen in
+sync does not promote on the peer's loss (nor after initdead), whatever DRBD's disk state says,
+until DRBD has been Connected and in sync since; only an operator's forced promotion overrides it.
+An owner that fenced its peer and goes on alone claims a new epoch once (its claim not newer than
+the last in-sync one), so the fenced node knows its copy is stale when it hears that claim.  It is checked before fencing (a node that will not take over has no reason to fence)
 and raises the standing alert ``no_takeover:GROUP`` saying why and what the operator can do.
 
 Standing-condition alert keys (``Action.key``): ``split_brain:RES``
@@ -426,8 +427,10 @@ class _GroupPlanner:
             why, _ = self._good_data(node)
             if why:
                 return why
-            if node == self.local and not self.peer_alive and self.stale_copy():
-                return self.stale_copy()  # rule 13: only on the peer's loss (placement stays symmetric)
+            if node == self.local and self.stale_copy():
+                # rule 13; with the peer alive this only matters when its copy is unusable (else DRBD
+                # not in sync is refused by _apart_from_live_peer on both nodes alike)
+                return self.stale_copy()
             return self._apart_from_live_peer(node)
         return ""
 
@@ -563,6 +566,7 @@ class _GroupPlanner:
             return self.two_owners()
         if holds_me:
             self.keep_or_leave()
+            self.reclaim_alone()
             return self.owner_fences_silent_peer()
         if peer_holds:
             return self.runs_on_peer()
@@ -677,7 +681,7 @@ class _GroupPlanner:
             if self.d.connected and self.d.peer_role == "Primary":
                 return (f"DRBD {self.d.resource} is Primary on {peer} (one Primary at a time), so {name} "
                         f"cannot be promoted here and leaves {local}"), False
-            why = self._good_data(local)[0] or ("" if self.peer_alive else self.stale_copy())
+            why = self._good_data(local)[0] or self.stale_copy()
             if why:
                 return f"{why}, so {name} cannot be promoted there and leaves {local}", False
         return "", False
@@ -840,6 +844,8 @@ class _GroupPlanner:
             self.release_stale_claim()
             self.drbd_up()
             self.sentence = (f"{name} is not running and cannot start: {can[local]}, and {can[peer]}.")
+            if can[local] == self.stale_copy():
+                self.alert_stale_copy(f"{peer} cannot run it ({can[peer]})", can[local])
             return
         if move is not None and move.node in eligible:
             owner, why = move.node, f"the operator moved it to {move.node}"
@@ -944,19 +950,38 @@ class _GroupPlanner:
                 f"which {self.local}'s copy of {d.resource} was seen in sync with the owner, and DRBD has not "
                 f"been Connected and in sync since: that copy may be stale, although DRBD calls it {d.disk}")
 
+    def reclaim_alone(self) -> None:
+        """Rule 13, the owner's half: an owner that goes on writing after its peer was fenced claims
+        a new epoch once (its claim is not newer than the epoch the copies were last in sync at),
+        so the fenced node, when it boots and hears that claim, knows its copy is stale although
+        the owner never changed.  Only once the peer is fenced: it runs nothing then, so the new
+        epoch cannot turn a two-owner decision (rule 12)."""
+        d, view, name = self.d, self.view, self.name
+        if (d is None or d.role != "Primary" or d.connected or self.peer_alive or not _peer_fenced(view)
+                or name not in self.me.claims or self._claim(self.me) > view.synced_epochs.get(name, 0)
+                or any(a.kind in (K.STOP, K.DEMOTE, K.CLAIM) for a in self.actions)):
+            return
+        self.act(K.CLAIM, None, f"{self.peer_name} is fenced and {self.local} goes on writing {d.resource} "
+                 f"alone: claim {name} at a new epoch, so that {self.peer_name}'s copy is known stale until "
+                 "it resyncs", epoch=self.new_epoch())
+
     def refuse_stale_copy(self, gone: str, why: str) -> None:
         """Rule 13 (stale copy): a node whose peer held the group at a newer epoch than its last
         in-sync one never promotes on the peer's loss until DRBD has connected and resynced, unless
         an operator forces the promotion (why_not says so; here: the alert, before any fencing,
         as a node that will not take over has no reason to fence)."""
-        name, local, peer, r = self.name, self.local, self.peer_name, self.d.resource
+        name, local, peer = self.name, self.local, self.peer_name
         self.release_stale_claim()
         self.drbd_up()
-        self.alert(f"no_takeover:{name}", "critical", "no_takeover",
-                   f"{peer} {gone}, but {local} does not take {name} over: {why}; bring {peer} back so that "
-                   f"DRBD resyncs {local}'s copy, or, if {peer}'s data is lost for good, force the promotion "
-                   f"on {local} (`hasupctl promote --force {r}`), accepting the loss of what {peer} wrote")
+        self.alert_stale_copy(f"{peer} {gone}", why)
         self.sentence = f"{name} is not running: {peer} {gone} and {local} cannot take it: {why}."
+
+    def alert_stale_copy(self, situation: str, why: str) -> None:
+        name, local, peer, r = self.name, self.local, self.peer_name, self.d.resource
+        self.alert(f"no_takeover:{name}", "critical", "no_takeover",
+                   f"{situation}, but {local} does not take {name} over: {why}; bring {peer}'s copy back so "
+                   f"that DRBD resyncs {local}'s, or, if {peer}'s data is lost for good, force the promotion "
+                   f"on {local} (`hasupctl promote --force {r}`), accepting the loss of what {peer} wrote")
 
     def _silent_for(self) -> float:
         """How long the peer has been silent: the heartbeat declares it dead deadtime after

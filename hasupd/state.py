@@ -209,14 +209,14 @@ class State:
         return self if epoch <= self.claim_floor else replace(self, claim_floor=int(epoch))
 
     def observe_copy(self, group: str, own_claim: int, peer_claim: int, in_sync: bool) -> State:
-        """Fold one observation of the group's data copy in.  A claim epoch only changes when a
-        node takes the group, so "synced at epoch e" means this copy holds everything the owner
-        at e wrote up to the last time it was seen in sync: it held the claim itself, or DRBD was
-        Connected with both disks UpToDate (identical data) after the peer's claims so far were
-        seen.  An owner that wrote while DRBD was cut keeps its epoch: that case is DRBD
-        fencing's (guard drbd), not this fact's."""
+        """Fold one observation of the group's data copy in.  A claim epoch changes only when a
+        node takes the group (or its owner goes on alone after fencing its peer: planner rule 13),
+        so "in sync at epoch e" means this copy holds everything written under the claims up to e
+        until it was last seen in sync: DRBD Connected with both disks UpToDate (identical data),
+        at the latest claim in view, this node's or the peer's.  Only that counts, not a claim of
+        this node's own: an owner's synced epoch then says when its peer's copy last matched it."""
         seen = max(self.peer_epochs.get(group, 0), int(peer_claim or 0))
-        synced = max(self.synced_epochs.get(group, 0), int(own_claim or 0), seen if in_sync else 0)
+        synced = max(self.synced_epochs.get(group, 0), max(seen, int(own_claim or 0)) if in_sync else 0)
         if seen == self.peer_epochs.get(group, 0) and synced == self.synced_epochs.get(group, 0):
             return self
         return replace(self, peer_epochs={**self.peer_epochs, group: seen},

@@ -222,11 +222,11 @@ def view_of(world, local: str) -> ClusterView:
         last_attempt_at=NOW - fx["last_attempt_ago"] if fencing == FenceState.FAILED else None,
         last_message="bmc: no answer", peer_power="" if sees_peer else power)
     # the stale-copy facts as the engine folds them (State.observe_copy): the peer's claim in view
-    # was seen, this node's own claim and a copy in sync now (Connected, both UpToDate) are in sync
+    # was seen; a copy in sync now (Connected, both UpToDate) is in sync at the latest claim
     mine = node_state(me, them, connected, True)
     seen = max(pv["peer_epoch"], peer_state.claims.get(GROUP, 0))
     in_sync = connected and me["disk"] == them["disk"] == "UpToDate"
-    synced = max(pv["synced_epoch"], mine.claims.get(GROUP, 0), seen if in_sync else 0)
+    synced = max(pv["synced_epoch"], max(seen, mine.claims.get(GROUP, 0)) if in_sync else 0)
     return ClusterView(
         peer_epochs={GROUP: seen}, synced_epochs={GROUP: synced},
         fence=fence, outdate_requested=frozenset([DRBD]) if pv["outdate_requested"] and sees_peer else frozenset(),
@@ -320,11 +320,14 @@ def check_one(cfg, view: ClusterView, actions) -> None:
     if cfg.split_brain_guard.mode == "ping" and view.tiebreaker is False:
         assert K.START not in kinds and K.PROMOTE not in kinds, actions
     # rule 13: the peer held the group at a newer epoch than this copy's last in-sync one: no
-    # promotion on the peer's loss unless an operator forced it (and no fencing for nothing)
-    if not view.peer.alive and view.peer_epochs[GROUP] > view.synced_epochs[GROUP] \
-            and DRBD not in view.forced_promotions:
+    # promotion unless an operator forced it (and no fencing for nothing on the peer's loss)
+    if view.peer_epochs[GROUP] > view.synced_epochs[GROUP] and DRBD not in view.forced_promotions:
         assert K.PROMOTE not in kinds, actions
-        assert K.FENCE not in kinds or holds(view), actions
+        assert view.peer.alive or K.FENCE not in kinds or holds(view), actions
+    # ... and an owner that goes on alone after fencing its peer claims a new epoch once
+    if any(a.kind == K.CLAIM for a in actions) and holds(view) and d.role == "Primary":
+        assert view.me.claims.get(GROUP) is None or (
+            fenced(view) and not view.peer.alive and view.me.claims[GROUP] <= view.synced_epochs[GROUP]), actions
     check_fencing(cfg, view, actions)
 
 

@@ -29,15 +29,17 @@ def test_observe_copy_folds_claims_and_sync():
     assert (st.peer_epochs[G], st.synced_epochs[G]) == (5, 4)
     st = st.observe_copy(G, 0, 0, True)  # resynced: in sync with everything the peer held
     assert (st.peer_epochs[G], st.synced_epochs[G]) == (5, 5)
-    st = st.observe_copy(G, 7, 0, False)  # this node's own claim: its copy is the owner's
-    assert st.synced_epochs[G] == 7
-    assert st.observe_copy(G, 7, 0, False) is st  # nothing new: the same state (no write)
+    st = st.observe_copy(G, 7, 0, False)  # this node's own claim alone says nothing about the peer's copy
+    assert st.synced_epochs[G] == 5
+    st = st.observe_copy(G, 7, 0, True)  # in sync under its own claim
+    assert (st.peer_epochs[G], st.synced_epochs[G]) == (5, 7)
+    assert st.observe_copy(G, 7, 0, True) is st  # nothing new: the same state (no write)
 
 
 def test_facts_survive_a_restart_and_a_peer_cannot_set_them(tmp_path):
     store = StateStore(str(tmp_path / "state.json"))
+    store.observe_copy(G, 4, 0, True)
     store.observe_copy(G, 0, 5, False)
-    store.observe_copy(G, 4, 0, False)
     store.save()
     again = StateStore(str(tmp_path / "state.json"))
     assert again.load() is None

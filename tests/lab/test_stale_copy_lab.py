@@ -50,16 +50,36 @@ def in_sync(lab, node: str) -> bool:
     return d["connection"] == "Connected" and d["disk"] == d["peer_disk"] == "UpToDate"
 
 
-@pytest.mark.lab
-def test_fenced_node_boots_then_survivor_crashes_stale_copy_not_promoted(make_lab):
-    lab = make_lab(guard="fence")
-    first = wait_for("the group served", lambda: served_by(lab), 90)
-    second = "n2" if first == "n1" else "n1"
-    wait_for(f"DRBD in sync on {second}", lambda: in_sync(lab, second), 90)
+def saved_state(lab, node: str) -> dict:
+    return json.loads((lab.node_dir(node) / "state" / "state.json").read_text())
 
-    # 1. the owner crashes; the peer fences it (BMC) and takes over at a newer claim epoch, and writes
+
+def claim(lab, node: str) -> int:
+    return saved_state(lab, node).get("claims", {}).get(node, {}).get("rg_web", 0)
+
+
+def synced_epoch(lab, node: str) -> int:
+    return saved_state(lab, node).get("se", {}).get("rg_web", 0)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("crashes", ["owner", "standby"])
+def test_fenced_node_boots_then_survivor_crashes_stale_copy_not_promoted(make_lab, crashes):
+    """crashes=owner: the survivor takes the group over at a newer epoch (issue 23 as chaos found
+    it); crashes=standby: the owner fences its silent peer and goes on writing alone, claiming a
+    new epoch (rule 13's owner half)."""
+    lab = make_lab(guard="fence")
+    owner = wait_for("the group served", lambda: served_by(lab), 90)
+    other = "n2" if owner == "n1" else "n1"
+    first, second = (owner, other) if crashes == "owner" else (other, owner)
+    wait_for(f"DRBD in sync on {other}", lambda: in_sync(lab, other), 90)
+
+    # 1. one node crashes; the other fences it (BMC), runs the group at a newer claim epoch, and writes
     lab.fault(first, "crash")
     wait_for(f"{second} serving", lambda: served_by(lab) == second, 90)
+    before = synced_epoch(lab, second)
+    wait_for(f"{second} claims an epoch newer than the last in-sync one ({before})",
+             lambda: claim(lab, second) > before, 30)
     marker = "written at the newer epoch"
     lab.exec(second, ["sh", "-c", f"echo '{marker}' > {MOUNT}/epoch2 && sync"], check=True)
 
