@@ -157,8 +157,9 @@ Stale copy (rule 13, issues 17/23; ``view.peer_epochs``, ``view.synced_epochs``)
 peer held the group at a newer claim epoch than the last one at which the two copies were seen in
 sync does not promote on the peer's loss (nor after initdead), whatever DRBD's disk state says,
 until DRBD has been Connected and in sync since; only an operator's forced promotion overrides it.
-An owner that fenced its peer and goes on alone claims a new epoch once (its claim not newer than
-the last in-sync one), so the fenced node knows its copy is stale when it hears that claim.  It is checked before fencing (a node that will not take over has no reason to fence)
+An owner whose DRBD lost its peer goes on alone and claims a new epoch once (its claim not newer
+than the last in-sync one; fence-first guards only), so the peer knows its copy is stale when it
+hears that claim.  It is checked before fencing (a node that will not take over has no reason to fence)
 and raises the standing alert ``no_takeover:GROUP`` saying why and what the operator can do.
 
 Standing-condition alert keys (``Action.key``): ``split_brain:RES``
@@ -951,19 +952,20 @@ class _GroupPlanner:
                 f"been Connected and in sync since: that copy may be stale, although DRBD calls it {d.disk}")
 
     def reclaim_alone(self) -> None:
-        """Rule 13, the owner's half: an owner that goes on writing after its peer was fenced claims
-        a new epoch once (its claim is not newer than the epoch the copies were last in sync at),
-        so the fenced node, when it boots and hears that claim, knows its copy is stale although
-        the owner never changed.  Only once the peer is fenced: it runs nothing then, so the new
-        epoch cannot turn a two-owner decision (rule 12)."""
+        """Rule 13, the owner's half: an owner whose DRBD lost its peer goes on writing alone, so it
+        claims a new epoch once (its claim is not newer than the epoch the copies were last in sync
+        at); the peer, when it hears that claim (at once over a live heartbeat, or when it boots
+        after a fence), knows its copy is stale although the owner never changed.  Only with a
+        fence-first guard: the peer cannot take the group over unfenced there, so the new epoch
+        never turns a two-owner decision (rule 12) of a live partition."""
         d, view, name = self.d, self.view, self.name
-        if (d is None or d.role != "Primary" or d.connected or self.peer_alive or not _peer_fenced(view)
+        if (d is None or d.role != "Primary" or d.connected or not _fence_first_guard(self.cfg, view)
                 or name not in self.me.claims or self._claim(self.me) > view.synced_epochs.get(name, 0)
                 or any(a.kind in (K.STOP, K.DEMOTE, K.CLAIM) for a in self.actions)):
             return
-        self.act(K.CLAIM, None, f"{self.peer_name} is fenced and {self.local} goes on writing {d.resource} "
-                 f"alone: claim {name} at a new epoch, so that {self.peer_name}'s copy is known stale until "
-                 "it resyncs", epoch=self.new_epoch())
+        self.act(K.CLAIM, None, f"DRBD {d.resource} is {d.connection}, so {self.local} writes it alone: claim "
+                 f"{name} at a new epoch, so that {self.peer_name}'s copy is known stale until it resyncs",
+                 epoch=self.new_epoch())
 
     def refuse_stale_copy(self, gone: str, why: str) -> None:
         """Rule 13 (stale copy): a node whose peer held the group at a newer epoch than its last

@@ -234,7 +234,8 @@ def view_of(world, local: str) -> ClusterView:
         nodes={local: mine, peer: peer_state},
         peer_ever_seen=ever_seen,
         peer_lost_at=(NOW - pv["lost_ago"]) if (ever_seen and not sees_peer) else None,
-        wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, epoch_floor=pv["floor"], **shared)
+        wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, **shared,
+        epoch_floor=max(pv["floor"], seen, synced))  # the engine's floor is above every claim it saw
 
 
 # ---------------------------------------------------------------- invariants
@@ -324,10 +325,10 @@ def check_one(cfg, view: ClusterView, actions) -> None:
     if view.peer_epochs[GROUP] > view.synced_epochs[GROUP] and DRBD not in view.forced_promotions:
         assert K.PROMOTE not in kinds, actions
         assert view.peer.alive or K.FENCE not in kinds or holds(view), actions
-    # ... and an owner that goes on alone after fencing its peer claims a new epoch once
+    # ... and an owner whose DRBD lost its peer claims a new epoch once (fence-first guards only)
     if any(a.kind == K.CLAIM for a in actions) and holds(view) and d.role == "Primary":
         assert view.me.claims.get(GROUP) is None or (
-            fenced(view) and not view.peer.alive and view.me.claims[GROUP] <= view.synced_epochs[GROUP]), actions
+            fence_first(cfg, view) and not d.connected and view.me.claims[GROUP] <= view.synced_epochs[GROUP]), actions
     check_fencing(cfg, view, actions)
 
 

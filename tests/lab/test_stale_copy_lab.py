@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from labkit import ctl, group, served_by, wait_for
+from labkit import ctl, group, served_by, status, wait_for
 
 from bench.common import boot
 from hasupd_lab.netlab import DRBD_PORT, LAN
@@ -62,6 +62,12 @@ def synced_epoch(lab, node: str) -> int:
     return saved_state(lab, node).get("se", {}).get("rg_web", 0)
 
 
+def fenced(lab, node: str) -> bool:
+    """node's fencing of its peer is over: a fence confirmed it off, or its BMC reports it off."""
+    peer = status(lab, node)["fencing"]["peer"]
+    return peer["state"] == "succeeded" or peer["power"] == "off"
+
+
 @pytest.mark.lab
 @pytest.mark.parametrize("crashes", ["owner", "standby"])
 def test_fenced_node_boots_then_survivor_crashes_stale_copy_not_promoted(make_lab, crashes):
@@ -77,6 +83,7 @@ def test_fenced_node_boots_then_survivor_crashes_stale_copy_not_promoted(make_la
     # 1. one node crashes; the other fences it (BMC), runs the group at a newer claim epoch, and writes
     lab.fault(first, "crash")
     wait_for(f"{second} serving", lambda: served_by(lab) == second, 90)
+    wait_for(f"{second} knows {first} fenced", lambda: fenced(lab, second), 60)  # before it boots again
     before = synced_epoch(lab, second)
     wait_for(f"{second} claims an epoch newer than the last in-sync one ({before})",
              lambda: claim(lab, second) > before, 30)
