@@ -317,7 +317,8 @@ class Engine:
         for action in actions:
             if self.stopping.is_set():
                 return
-            if action.kind == ActionKind.CLAIM and action.group not in self.takeovers:
+            if action.kind == ActionKind.CLAIM and action.group not in self.takeovers \
+                    and not self.primary_here(action.group):  # a Primary's new epoch (rule 13) is no takeover
                 self.takeover_started(action)
             ok = await self.execute(action)
             if not ok:
@@ -481,6 +482,10 @@ class Engine:
             self.resources[res] = ResourceStatus(ResState.UNKNOWN, result.message, time.monotonic())
 
     # ------------------------------------------------------------ failover records
+
+    def primary_here(self, group: str) -> bool:
+        g = self.cfg.group(group)
+        return g is not None and g.drbd is not None and self.drbd_status.get(g.drbd, DrbdStatus(g.drbd)).role == "Primary"
 
     def takeover_started(self, action: Action) -> None:
         """This node claims a group: a failover when the peer had it last (the

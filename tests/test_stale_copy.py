@@ -11,7 +11,7 @@ import json
 from test_engine_fencing import PEER, FakeFencer, Outcome, make_engine, owner_report
 
 from hasupd.control import cli
-from hasupd.model import DrbdStatus
+from hasupd.model import DrbdStatus, ResourceStatus, ResState
 from hasupd.state import State, StateStore
 
 G = "rg_web"
@@ -140,3 +140,24 @@ def test_hasupctl_promote_needs_force_or_cancel():
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def test_an_owner_cut_off_claims_a_new_epoch_once_and_it_is_no_failover(tmp_path):
+    """Rule 13's owner half in the engine: DRBD lost the peer while this node runs the group (its
+    copies were in sync at epoch 1): one new claim, persisted, no failover_started alert."""
+    primary = DrbdStatus("r0", up=True, role="Primary", disk="UpToDate", connection="Connecting")
+
+    async def main():
+        eng = make_engine(tmp_path, FakeFencer([Outcome(True)]), drbd=primary)
+        eng.resources = {n: ResourceStatus(ResState.STARTED) for n in eng.drivers}
+        eng.claims = {G: 1}
+        eng.peer_held.add(G)  # the peer ran it before this node took it over
+        eng.heartbeat.peer_alive({"name": PEER, "settled": True})
+        for _ in range(3):
+            await eng.reconcile()
+        return eng
+
+    eng = run(main())
+    assert eng.claims == {G: 2}
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["claims"]["secondarycentos"] == {G: 2}
+    assert not [a for a in eng.alerter.recent if "failover_started" in json.dumps(a, default=str)]
