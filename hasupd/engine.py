@@ -116,6 +116,8 @@ class Engine:
         # every claim seen raises the floor
         st = self.store.state.expire(self.clock.wall(), self.cfg)
         st = st.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0))
+        for seen in self.copies_seen(me, them):
+            st = st.observe_copy(*seen)
         peer = self.heartbeat.peer()
         pf = self.peer_fencing
         return ClusterView(
@@ -129,14 +131,30 @@ class Engine:
             fencing=pf.state, blocked=dict(st.blocked), alerted=frozenset(self.alerted),
             epoch_floor=st.claim_floor,
             fence=replace(pf.facts, drbd_lost_at=max(pf.drbd_lost.values(), default=None)),
-            outdate_requested=frozenset(pf.peer_outdate_requests()))
+            outdate_requested=frozenset(pf.peer_outdate_requests()),
+            peer_epochs=dict(st.peer_epochs), synced_epochs=dict(st.synced_epochs))
+
+    def copies_seen(self, me: NodeState, them: NodeState) -> list[tuple[str, int, int, bool]]:
+        """Per group with DRBD, what State.observe_copy folds in (it says why this is the definition):
+        (group, this node's claim, the peer's claim, this copy in sync with the owner now)."""
+        out = []
+        for g in self.cfg.groups:
+            d = me.drbd.get(g.drbd) if g.drbd else None
+            if d is not None:
+                in_sync = d.connected and d.disk == "UpToDate" and d.peer_disk == "UpToDate"
+                out.append((g.name, me.claims.get(g.name, 0), them.claims.get(g.name, 0), in_sync))
+        return out
 
     def refresh_state(self) -> None:
         """Before a round: drop expired fail counts, raise the persisted claim floor to every claim
-        seen (a new claim goes above all of them) and note the groups the peer claims."""
+        seen (a new claim goes above all of them), fold in the copies seen (rule 13: the peer's claim,
+        this copy in sync) and note the groups the peer claims."""
         self.store.expire(self.clock.wall(), self.cfg)
         claims = [*self.claims.values(), *(self.peer_reported.claims.values() if self.peer_reported else ())]
-        if self.store.raise_claim_floor(max(claims, default=0)):
+        changed = self.store.raise_claim_floor(max(claims, default=0))
+        for seen in self.copies_seen(self.local_state(), self.peer_state()):
+            changed |= self.store.observe_copy(*seen)
+        if changed:
             self.save_state()
         if self.peer_reported is not None:
             self.executor.peer_held.update(self.peer_reported.claims)

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from hasupd import planner
 from hasupd.config import ACTION_TIMEOUT, Group
-from hasupd.model import Action, ActionKind, ResourceStatus, ResState
+from hasupd.model import Action, ActionKind, DrbdStatus, ResourceStatus, ResState
 from hasupd.resources import vip
 from hasupd.resources.base import Result
 from hasupd.timeouts import Timeout, within
@@ -68,7 +68,8 @@ class Executor:
         for action in actions:
             if self.eng.stopping.is_set():
                 return True
-            if action.kind == K.CLAIM and action.group not in self.takeovers:
+            if action.kind == K.CLAIM and action.group not in self.takeovers \
+                    and not self.primary_here(action.group):  # a Primary's new epoch (rule 13) is no takeover
                 self.takeover_started(action)
             if not await self.execute(action):
                 return False
@@ -254,6 +255,11 @@ class Executor:
         return Result(True)
 
     # ------------------------------------------------------------ failover records
+
+    def primary_here(self, group: str) -> bool:
+        g = self.eng.cfg.group(group)
+        return g is not None and g.drbd is not None and self.eng.drbd_status.get(
+            g.drbd, DrbdStatus(g.drbd)).role == "Primary"
 
     def takeover_started(self, action: Action) -> None:
         """This node claims a group: a failover when the peer had it last (the

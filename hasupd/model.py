@@ -186,6 +186,12 @@ class ClusterView:
     # node to outdate (its fence-peer handler runs: DRBD resource-and-stonith, guard drbd)
     fence: FenceFacts = FenceFacts()
     outdate_requested: frozenset[str] = frozenset()
+    # added for the stale copy after a fence (issues 17/23), persisted by the engine: per group, the
+    # highest claim epoch this node has seen its peer hold, and the highest claim epoch at which the
+    # two copies were last seen in sync (DRBD Connected, both disks UpToDate; State.observe_copy).
+    # A peer that held the group at a newer epoch wrote data this copy lacks.
+    peer_epochs: Mapping[str, int] = field(default_factory=dict)
+    synced_epochs: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def me(self) -> NodeState:

@@ -64,6 +64,8 @@ The view file (every key optional except where said)::
       blocked: {rg_web: reason}
       alerted: [split_brain:r0]        # standing alerts already raised
       epoch_floor: 4                   # the highest claim epoch this node has ever seen (default 0)
+      peer_epochs: {rg_web: 5}         # per group: the highest claim epoch seen held by the peer
+      synced_epochs: {rg_web: 3}       # per group: the highest epoch at which this copy was in sync
 
 Exit status: 0, or 78 (EX_CONFIG) with one line on stderr for a malformed
 view or configuration.
@@ -309,7 +311,7 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
     _check_keys(path, "view.", v, (
         "local", "now", "uptime", "wall", "peer_ever_seen", "peer_lost_ago", "nodes", "fail_counts", "bans",
         "moves", "target_roles", "maintenance", "forced_promotions", "tiebreaker", "fencing", "blocked",
-        "alerted", "epoch_floor", "fence", "outdate_requested"))
+        "alerted", "epoch_floor", "fence", "outdate_requested", "peer_epochs", "synced_epochs"))
     names = cfg.node_names()
     local = v.get("local", names[0])
     if local not in names:
@@ -444,6 +446,7 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
     if isinstance(epoch_floor, bool) or not isinstance(epoch_floor, int) or epoch_floor < 0:
         raise ViewError(f"{where}epoch_floor: expected a claim epoch (a whole number >= 0)")
     fence = _fence_facts(cfg, _mapping(where + "fence", v.get("fence")), now, path)
+    epochs = {k: _group_epochs(cfg, where + k, v.get(k)) for k in ("peer_epochs", "synced_epochs")}
     outdate_requested = v.get("outdate_requested") or []
     if not isinstance(outdate_requested, list) or not set(outdate_requested) <= {r.name for r in cfg.drbd.resources}:
         raise ViewError(f"{where}outdate_requested: expected a list of DRBD resources")
@@ -453,7 +456,18 @@ def parse_view(cfg: Config, v: dict, path: str = "view") -> ClusterView:
         peer_lost_at=peer_lost_at, wall=wall, fail_counts=fail_counts, bans=frozenset(bans), moves=moves,
         target_roles=target_roles, maintenance=bool(v.get("maintenance", False)),
         forced_promotions=frozenset(v.get("forced_promotions") or ()), tiebreaker=tiebreaker,
-        fencing=fencing, blocked=blocked, alerted=frozenset(v.get("alerted") or ()), epoch_floor=epoch_floor)
+        fencing=fencing, blocked=blocked, alerted=frozenset(v.get("alerted") or ()), epoch_floor=epoch_floor,
+        **epochs)
+
+
+def _group_epochs(cfg: Config, where: str, raw) -> dict[str, int]:
+    """group -> claim epoch (peer_epochs, synced_epochs)."""
+    out = {}
+    for g, e in _mapping(where, raw).items():
+        if cfg.group(g) is None or isinstance(e, bool) or not isinstance(e, int) or e < 0:
+            raise ViewError(f"{where}.{g}: expected a group and a claim epoch (a whole number >= 0)")
+        out[g] = e
+    return out
 
 
 def _fence_facts(cfg: Config, raw: dict, now: float, path: str) -> FenceFacts:
@@ -602,6 +616,9 @@ def describe_view(cfg: Config, view: ClusterView) -> list[str]:
         extra.append(f"alerted: {', '.join(sorted(view.alerted))}")
     if view.epoch_floor:
         extra.append(f"highest claim epoch ever seen here: {view.epoch_floor}")
+    for g in sorted(set(view.peer_epochs) | set(view.synced_epochs)):
+        extra.append(f"{g}: {peer} seen holding it at epoch {view.peer_epochs.get(g, 0)}, this copy in sync "
+                     f"at epoch {view.synced_epochs.get(g, 0)}")
     lines += [f"  {x}" for x in extra]
     return lines
 

@@ -84,6 +84,9 @@ class State:
     # the highest claim epoch this node has ever seen, its own or the peer's (local): a new
     # claim goes above it, so epochs never restart after a clean failover or a restart
     claim_floor: int = 0
+    # per group (local, see ClusterView.peer_epochs / synced_epochs and observe_copy)
+    peer_epochs: Mapping[str, int] = field(default_factory=dict)
+    synced_epochs: Mapping[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------ plain views (what ClusterView takes)
 
@@ -217,6 +220,20 @@ class State:
     def raise_claim_floor(self, epoch: int) -> State:
         return self if epoch <= self.claim_floor else replace(self, claim_floor=int(epoch))
 
+    def observe_copy(self, group: str, own_claim: int, peer_claim: int, in_sync: bool) -> State:
+        """Fold one observation of the group's data copy in.  A claim epoch changes only when a
+        node takes the group (or its owner goes on alone after fencing its peer: planner rule 13),
+        so "in sync at epoch e" means this copy holds everything written under the claims up to e
+        until it was last seen in sync: DRBD Connected with both disks UpToDate (identical data),
+        at the latest claim in view, this node's or the peer's.  Only that counts, not a claim of
+        this node's own: an owner's synced epoch then says when its peer's copy last matched it."""
+        seen = max(self.peer_epochs.get(group, 0), int(peer_claim or 0))
+        synced = max(self.synced_epochs.get(group, 0), max(seen, int(own_claim or 0)) if in_sync else 0)
+        if seen == self.peer_epochs.get(group, 0) and synced == self.synced_epochs.get(group, 0):
+            return self
+        return replace(self, peer_epochs={**self.peer_epochs, group: seen},
+                       synced_epochs={**self.synced_epochs, group: synced})
+
     def expire(self, now_wall: float, config_or_timeouts) -> State:
         """Drop fail counts older than their group's failure_timeout (0 = never).
         Takes the Config, or a mapping group -> failure_timeout."""
@@ -274,6 +291,10 @@ class State:
                 d["cw"] = [[g, no, w] for (g, no), w in sorted(self.cleanup_walls.items())]
             if self.claim_floor:
                 d["cf"] = self.claim_floor
+            if self.peer_epochs:
+                d["pe"] = dict(self.peer_epochs)
+            if self.synced_epochs:
+                d["se"] = dict(self.synced_epochs)
         return d
 
     @classmethod
@@ -322,6 +343,8 @@ class State:
             claims={s(no): {s(g): i(e) for g, e in c.items()} for no, c in d.get("claims", {}).items()},
             cleanup_walls={(s(g), s(no)): i(w) for g, no, w in d.get("cw", [])},
             claim_floor=i(d.get("cf", 0)),
+            peer_epochs={s(g): i(e) for g, e in d.get("pe", {}).items()},
+            synced_epochs={s(g): i(e) for g, e in d.get("se", {}).items()},
         )
 
 
@@ -366,6 +389,8 @@ def merge(local: State, peer: State | Mapping[str, Any]) -> State:
         claims=local.claims,
         cleanup_walls=local.cleanup_walls,
         claim_floor=local.claim_floor,
+        peer_epochs=local.peer_epochs,
+        synced_epochs=local.synced_epochs,
     )
     return _apply_cleanups(merged)
 
@@ -483,6 +508,9 @@ class StateStore:
 
     def raise_claim_floor(self, epoch: int) -> bool:
         return self._do(self.state.raise_claim_floor(epoch))
+
+    def observe_copy(self, group: str, own_claim: int, peer_claim: int, in_sync: bool) -> bool:
+        return self._do(self.state.observe_copy(group, own_claim, peer_claim, in_sync))
 
     def expire(self, now_wall: float, cfg) -> bool:
         return self._do(self.state.expire(now_wall, cfg))

@@ -186,6 +186,8 @@ def make_engine(tmp_path, fencer, guard=None, drbd: DrbdStatus | None = None):
     st = drbd or DrbdStatus("r0", up=True, role="Secondary", disk="UpToDate", connection="Connecting")
     eng.drbd = {"r0": FakeDrbd(st)}
     eng.drbd_status = {"r0": st}
+    # the owner's claim 1 (owner_report) was seen while DRBD was in sync: this copy is not stale (rule 13)
+    eng.store.observe_copy("rg_web", 0, 1, True)
     eng.log = log
     return eng
 
@@ -298,7 +300,10 @@ def test_fenced_peer_is_taken_over(tmp_path):
             await eng.reconcile()
         return eng
 
-    eng = run(main())
+    assert_fenced_and_took_over(run(main()), fencer)
+
+
+def assert_fenced_and_took_over(eng, fencer) -> None:
     assert fencer.calls == [PEER]
     assert eng.drbd["r0"].calls == ["promote"]
     assert eng.log == ["start res_vip", "start res_filesystem", "start res_httpd"]

@@ -171,6 +171,9 @@ def worlds(draw):
             "peer_power": draw(st.sampled_from(["", "", "on", "off", "unknown"])),
         },
         "outdate_requested": rarely(draw, 4),
+        # the stale-copy facts (rule 13): the peer's highest claim seen, this copy's last in-sync epoch
+        "peer_epoch": draw(st.sampled_from([0, 3, 5, 6])),
+        "synced_epoch": draw(st.sampled_from([0, 3, 5])),
     } for n in (a, b)}
     return cfg, {A: a, B: b}, hb_link, connected, shared, per_view
 
@@ -218,13 +221,21 @@ def view_of(world, local: str) -> ClusterView:
         attempts=fx["attempts"] if fencing == FenceState.FAILED else 0,
         last_attempt_at=NOW - fx["last_attempt_ago"] if fencing == FenceState.FAILED else None,
         last_message="bmc: no answer", peer_power="" if sees_peer else power)
+    # the stale-copy facts as the engine folds them (State.observe_copy): the peer's claim in view
+    # was seen; a copy in sync now (Connected, both UpToDate) is in sync at the latest claim
+    mine = node_state(me, them, connected, True)
+    seen = max(pv["peer_epoch"], peer_state.claims.get(GROUP, 0))
+    in_sync = connected and me["disk"] == them["disk"] == "UpToDate"
+    synced = max(pv["synced_epoch"], max(seen, mine.claims.get(GROUP, 0)) if in_sync else 0)
     return ClusterView(
+        peer_epochs={GROUP: seen}, synced_epochs={GROUP: synced},
         fence=fence, outdate_requested=frozenset([DRBD]) if pv["outdate_requested"] and sees_peer else frozenset(),
         local=local, now=NOW, started_at=NOW - pv["uptime"],
-        nodes={local: node_state(me, them, connected, True), peer: peer_state},
+        nodes={local: mine, peer: peer_state},
         peer_ever_seen=ever_seen,
         peer_lost_at=(NOW - pv["lost_ago"]) if (ever_seen and not sees_peer) else None,
-        wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, epoch_floor=pv["floor"], **shared)
+        wall=WALL, tiebreaker=me["tiebreaker"], fencing=fencing, **shared,
+        epoch_floor=max(pv["floor"], seen, synced))  # the engine's floor is above every claim it saw
 
 
 # ---------------------------------------------------------------- invariants
@@ -309,6 +320,15 @@ def check_one(cfg, view: ClusterView, actions) -> None:
             assert fenced(view) or d.peer_disk == "Outdated", actions
     if cfg.split_brain_guard.mode == "ping" and view.tiebreaker is False:
         assert K.START not in kinds and K.PROMOTE not in kinds, actions
+    # rule 13: the peer held the group at a newer epoch than this copy's last in-sync one: no
+    # promotion unless an operator forced it (and no fencing for nothing on the peer's loss)
+    if view.peer_epochs[GROUP] > view.synced_epochs[GROUP] and DRBD not in view.forced_promotions:
+        assert K.PROMOTE not in kinds, actions
+        assert view.peer.alive or K.FENCE not in kinds or holds(view), actions
+    # ... and an owner whose DRBD lost its peer claims a new epoch once (fence-first guards only)
+    if any(a.kind == K.CLAIM for a in actions) and holds(view) and d.role == "Primary":
+        assert view.me.claims.get(GROUP) is None or (
+            fence_first(cfg, view) and not d.connected and view.me.claims[GROUP] <= view.synced_epochs[GROUP]), actions
     check_fencing(cfg, view, actions)
 
 

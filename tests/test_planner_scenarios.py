@@ -70,7 +70,7 @@ def test_every_rule_points_at_its_code():
 def test_rule_ids_name_a_design_rule():
     for rule_id in planner.RULES:
         number, _, slug = rule_id.partition("-")
-        assert number[0] == "R" and 1 <= int(number[1:]) <= 12 and slug, rule_id
+        assert number[0] == "R" and 1 <= int(number[1:]) <= 13 and slug, rule_id
 
 
 def test_simulate_rules_prints_rule_statement_code_scenarios():

@@ -184,6 +184,11 @@ def cmd_simple(cmd: str, default: str, **fixed: Any):
     return run
 
 
+def cmd_promote(args) -> int:
+    resp = call(args, "promote-force", resource=args.resource, on=not args.cancel)
+    return _done(resp, f"forced promotion of {args.resource} {'withdrawn' if args.cancel else 'requested'}")
+
+
 def cmd_maintenance(args) -> int:
     resp = call(args, "maintenance", on=args.state == "on")
     return _done(resp, f"maintenance {args.state}")
@@ -461,6 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         s.add_argument("node", nargs="?", help="default: this node")
         s.set_defaults(func=cmd_simple(name, f"{name} requested for {{node}}"))
+
+    s = sub.add_parser("promote", help="--force RES: let hasupd promote RES's copy that it refuses (not "
+                       "UpToDate, or stale after the peer held the group); used up once promoted")
+    s.add_argument("resource")
+    mode = s.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--force", action="store_true", help="force the promotion (accepting data loss)")
+    mode.add_argument("--cancel", action="store_true", help="withdraw a forced promotion not used yet")
+    s.set_defaults(func=cmd_promote)
 
     s = sub.add_parser("maintenance", help="on: watch but change nothing; off: manage again")
     s.add_argument("state", choices=("on", "off"))

@@ -44,6 +44,7 @@ class Commands:
             "drbd-init": self.cmd_drbd_init,
             "fence-test": self.cmd_fence_test,
             "fence": self.cmd_fence,
+            "promote-force": self.cmd_promote_force,
         }
 
     async def handle(self, cmd: str, args: dict, peer=None) -> dict:
@@ -156,6 +157,15 @@ class Commands:
             acting_waits_on=getattr(eng.drivers.get(eng.acting.resource or ""), "waits_on", "") if eng.acting else "",
             warnings=list(eng.cfg.warnings) + ([eng.state_unsaved] if eng.state_unsaved else []),  # the daemon's own
             daemon={"pid": self.pid, "started_wall": started_wall, "incarnation": eng.heartbeat.incarnation})})
+
+    def cmd_promote_force(self, args: dict) -> dict:
+        """An operator forces (or, with on false, withdraws) the promotion of a DRBD resource whose
+        data the planner refuses (not UpToDate, or a stale copy): used up once it is Primary."""
+        res = args.get("resource")
+        if res not in self.eng.drbd:
+            raise ControlError(f"no DRBD resource {res!r} (resources: {', '.join(sorted(self.eng.drbd))})")
+        on = args.get("on", True) is not False
+        return self.intent(self.eng.store.force_promotion(res, on), "promote-force", args)
 
     # ------------------------------------------------------------ alerts and fencing
 

@@ -18,7 +18,7 @@ MAX_RESPONSE = 64 << 20  # status/history answers can be large
 READ_ONLY = frozenset({"status", "history", "explain", "check", "drbd-status"})
 CHANGING = frozenset({"move", "clear", "cleanup", "standby", "unstandby", "maintenance", "start", "stop",
                       "drbd-init", "drbd-fence-peer", "drbd-unfence-peer", "alert",
-                      "fence", "fence-test"})  # fence-test: root only, it logs in to the BMCs
+                      "fence", "fence-test", "promote-force"})  # fence-test: root only, it logs in to the BMCs
 COMMANDS = READ_ONLY | CHANGING
 
 

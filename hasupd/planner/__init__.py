@@ -3,12 +3,14 @@
 Every two-node rule of DESIGN.md lives here and only here, organised by rule family:
 
 * ``facts``        one group from the local node's view: queries, the data (rule 4), action builders
-* ``eligibility``  who may run a group: standby, ban, threshold, pin, ping guard, quorum, link, data
+* ``eligibility``  who may run a group: standby, ban, threshold, pin, ping guard, quorum, link, data,
+                   a stale copy (rule 13)
 * ``placement``    where it runs: nobody holds it, it runs here (stay or leave), it runs on the peer;
                    stickiness is decided in ``placement.stickiness`` only
 * ``failure``      failure and threshold: restart in place, leave with a ban, recover in place; stop failure
-* ``takeover``     peer death: initdead, DRBD still Connected, refusal, takeover
-* ``ownership``    probing and adoption, claims and epochs, two owners, leftovers, DRBD split brain
+* ``takeover``     peer death: initdead, DRBD still Connected, refusal (a stale copy first), takeover
+* ``ownership``    probing and adoption, claims and epochs (an owner alone reclaims, rule 13), two owners,
+                   leftovers, DRBD split brain
 * ``fencing``      fence first, the fence race and retries, guard drbd, outdate on request
 * ``intents``      maintenance, target role stopped, moves and pins, forced promotions
 * ``rules``        the registry: each rule's id, one-line statement and code (``hasupd-simulate --rules``)
@@ -113,6 +115,7 @@ def _group(f: GroupFacts) -> Decision:
         return ownership.two_owners(f)
     if holds_me:
         d = placement.runs_here(f)
+        d = ownership.reclaim_alone(f, d) or d
         return fencing.owner_fences_silent_peer(f, d) or d
     if peer_holds:
         return placement.runs_on_peer(f)

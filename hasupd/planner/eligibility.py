@@ -1,8 +1,9 @@
 """Who may run a group: ``why_not(f, node)`` asks each bar in turn (standby, ban, the migration
-threshold, a pin elsewhere, the ping guard, DRBD quorum, the link, the data)."""
+threshold, a pin elsewhere, the ping guard, DRBD quorum, the link, the data, a stale copy)."""
 
 from __future__ import annotations
 
+from hasupd.model import Action
 from hasupd.planner.facts import GroupFacts, times
 from hasupd.planner.rules import rule
 
@@ -17,7 +18,8 @@ def why_not(f: GroupFacts, node: str, starting: bool = True, count_failures: boo
            or pinned_elsewhere(f, node) or ping_guard(f, node, starting) or quorum_lost(f, node))
     if why or not starting:
         return why or ""
-    return link_down(f, node) or f.good_data(node)[0] or f.apart_from_live_peer(node)
+    return (link_down(f, node) or f.good_data(node)[0] or (node == f.local and stale_copy(f))
+            or f.apart_from_live_peer(node))
 
 
 @rule("R2-standby", "A node in standby runs no group: its groups leave it, nothing starts there.")
@@ -80,3 +82,42 @@ def quorum_lost(f: GroupFacts, node: str) -> str:
 def link_down(f: GroupFacts, node: str) -> str:
     link = f.link(f.node(node))
     return f"{node} cannot serve {f.name} now: {link}" if link else ""
+
+
+# ---------------------------------------------------------------- rule 13: the stale copy after a fence
+
+
+def stale_reason(f: GroupFacts) -> str:
+    """Why this node's copy may be stale ("" = it is not known to be): the peer held the group
+    at a newer claim epoch than the last one at which this copy was in sync with the owner
+    (``view.peer_epochs``/``synced_epochs``: the engine folds the claims and DRBD state in view
+    into them before each round), so the peer wrote data this copy lacks, whatever DRBD's disk
+    state says (fencing dont-care brings an unconnected disk up UpToDate).  An operator's
+    forced promotion overrides it."""
+    d, view, name = f.d, f.view, f.name
+    if d is None or d.resource in view.forced_promotions:
+        return ""
+    seen, synced = view.peer_epochs.get(name, 0), view.synced_epochs.get(name, 0)
+    if seen <= synced:
+        return ""
+    return (f"{f.peer_name} held {name} at claim epoch {seen}, newer than epoch {synced}, the last at "
+            f"which {f.local}'s copy of {d.resource} was seen in sync with the owner, and DRBD has not "
+            f"been Connected and in sync since: that copy may be stale, although DRBD calls it {d.disk}")
+
+
+@rule("R13-stale-copy", "A node whose peer held the group at a newer claim epoch than the last one at which "
+      "their copies were seen in sync does not promote (whatever DRBD's disk state says) until DRBD has been "
+      "Connected and in sync since; only an operator's forced promotion overrides it.")
+def stale_copy(f: GroupFacts) -> str:
+    # with the peer alive this only matters when its copy is unusable (else DRBD not in sync is
+    # refused by apart_from_live_peer on both nodes alike)
+    return stale_reason(f)
+
+
+def stale_copy_alert(f: GroupFacts, situation: str, why: str) -> dict[str, Action]:
+    """The standing alert no_takeover:GROUP of a refused stale copy: why, and what the operator can do."""
+    name, local, peer, r = f.name, f.local, f.peer_name, f.d.resource
+    return f.alert(f"no_takeover:{name}", "critical", "no_takeover",
+                   f"{situation}, but {local} does not take {name} over: {why}; bring {peer}'s copy back so "
+                   f"that DRBD resyncs {local}'s, or, if {peer}'s data is lost for good, force the promotion "
+                   f"on {local} (`hasupctl promote --force {r}`), accepting the loss of what {peer} wrote")

@@ -46,6 +46,27 @@ def release_stale_claim(f: GroupFacts) -> list[Action]:
     return []
 
 
+@rule("R13-owner-reclaims", "An owner whose DRBD lost its peer goes on writing alone and claims a new epoch "
+      "once (its claim not newer than the last in-sync epoch; fence-first guards only), so that the peer "
+      "knows its copy is stale when it hears that claim.")
+def reclaim_alone(f: GroupFacts, d: Decision) -> Decision | None:
+    """d: the decision for the group held here; None when no new claim is due.  The peer hears the
+    claim at once over a live heartbeat, or when it boots after a fence, and knows its copy is stale
+    although the owner never changed.  Only with a fence-first guard: the peer cannot take the group
+    over unfenced there, so the new epoch never turns a two-owner decision (rule 12) of a live partition."""
+    from hasupd.planner.fencing import fence_first_guard  # fencing imports this module
+
+    dr, view, name = f.d, f.view, f.name
+    if (dr is None or dr.role != "Primary" or dr.connected or not fence_first_guard(f.cfg, view)
+            or name not in f.me.claims or f.claim(f.me) > view.synced_epochs.get(name, 0)
+            or any(a.kind in (K.STOP, K.DEMOTE, K.CLAIM) for a in d.actions)):
+        return None
+    claim = f.act(K.CLAIM, None, f"DRBD {dr.resource} is {dr.connection}, so {f.local} writes it alone: claim "
+                  f"{name} at a new epoch, so that {f.peer_name}'s copy is known stale until it resyncs",
+                  epoch=f.new_epoch())
+    return Decision(d.sentence, d.actions + [claim], d.alerts, d.fence)
+
+
 @rule("R12-two-owners", "Two owners seen: the older claim epoch loses (equal epochs: the node placement "
       "would pick); the loser stops at once and demotes, the winner starts nothing more until it has; "
       "critical alert two_owners:GROUP.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hasupd.model import ResState
 from hasupd.planner import failure, intents, ownership
-from hasupd.planner.eligibility import why_not
+from hasupd.planner.eligibility import stale_copy, stale_copy_alert, stale_reason, why_not
 from hasupd.planner.facts import NO_LOCAL_DISK, Decision, GroupFacts, times
 from hasupd.planner.rules import rule
 
@@ -48,8 +48,10 @@ def place(f: GroupFacts) -> Decision:
     eligible = [n for n in (local, peer) if not can[n]]
     move = f.view.moves.get(name)
     if not eligible:
+        alerts = stale_copy_alert(f, f"{peer} cannot run it ({can[peer]})", can[local]) \
+            if can[local] == stale_reason(f) else {}
         return Decision(f"{name} is not running and cannot start: {can[local]}, and {can[peer]}.",
-                        ownership.release_stale_claim(f) + f.drbd_up())
+                        ownership.release_stale_claim(f) + f.drbd_up(), alerts)
     if move is not None and move.node in eligible:
         owner, why = move.node, f"the operator moved it to {move.node}"
     elif f.g.preferred_node in eligible:
@@ -118,7 +120,7 @@ def leave_reason(f: GroupFacts) -> tuple[str, bool]:
         leave = ownership.peer_is_primary(f)
         if leave:
             return leave, False
-        why, _ = f.good_data(local)
+        why = f.good_data(local)[0] or stale_copy(f)
         if why:
             return f"{why}, so {name} cannot be promoted there and leaves {local}", False
     return "", False

@@ -1,5 +1,5 @@
-"""The rule registry: every rule of the two-node contract (DESIGN.md's rules 1-12 and the decisions
-taken where it is silent) has an id, declared once by ``@rule`` on the function that implements it.
+"""The rule registry: every rule of the two-node contract (DESIGN.md's rules 1-12, rule 13: the stale
+copy after a fence, issues 17/23, and the decisions taken where it is silent) has an id, declared once by ``@rule`` on the function that implements it.
 
 A rule function's first argument carries a ``fired`` list (the group's facts, or the round): when
 the function's answer says the rule applied (by default: the answer is true, e.g. a decision or a

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hasupd.model import FenceState
 from hasupd.planner import fencing
-from hasupd.planner.eligibility import why_not
+from hasupd.planner.eligibility import stale_copy_alert, stale_reason, why_not
 from hasupd.planner.facts import Decision, GroupFacts
 from hasupd.planner.ownership import release_stale_claim
 from hasupd.planner.rules import rule
@@ -18,8 +18,8 @@ def take_over(f: GroupFacts) -> Decision:
         return initdead
     gone = ("has not been heard since start-up" if not f.view.peer_ever_seen
             else f"is silent on every ring for {round(silent_for(f), 1):g}s")
-    return (drbd_still_connected(f, gone) or cannot_take_over(f, gone) or fencing.fence_first(f, gone)
-            or start_here(f, gone))
+    return (drbd_still_connected(f, gone) or refuse_stale_copy(f, gone) or cannot_take_over(f, gone)
+            or fencing.fence_first(f, gone) or start_here(f, gone))
 
 
 def silent_for(f: GroupFacts) -> float:
@@ -66,6 +66,17 @@ def drbd_still_connected(f: GroupFacts, gone: str) -> Decision | None:
            f"so {f.local} does not take {name} over")
     return Decision(f"{name} is not running: {why}.", release_stale_claim(f),
                     f.alert(f"drbd_connected:{name}", "critical", "heartbeat_broken", why))
+
+
+@rule("R13-refuse-stale", "The peer is gone and this node's copy is stale (R13-stale-copy): nothing starts and "
+      "nothing is fenced (a node that will not take over has no reason to), with the standing alert "
+      "no_takeover:GROUP saying what the operator can do.")
+def refuse_stale_copy(f: GroupFacts, gone: str) -> Decision | None:
+    why = why_not(f, f.local)
+    if not why or why != stale_reason(f):
+        return None
+    return Decision(f"{f.name} is not running: {f.peer_name} {gone} and {f.local} cannot take it: {why}.",
+                    release_stale_claim(f) + f.drbd_up(), stale_copy_alert(f, f"{f.peer_name} {gone}", why))
 
 
 @rule("R5-no-takeover", "The peer is gone but this node cannot run the group: nothing starts; a refusal by "

@@ -195,6 +195,7 @@ def test_peer_loss_leads_to_the_takeover_plan_executed_in_order(tmp_path):
         eng.peer_ever_seen = True
         eng.resources = {r: ResourceStatus(ResState.STOPPED) for r in RESOURCES}  # probed
         eng.drbd_status["r0"] = eng.drbd["r0"].st
+        eng.store.observe_copy(GROUP, 0, 3, True)  # the peer's claim 3 was seen in sync: no stale copy (rule 13)
         peer_gone(eng, 60, claims={GROUP: 3})
         await eng.reconcile()
         return eng
