@@ -342,6 +342,11 @@ class Heartbeat:
         return 1 if self._peer_reads is None else min(self._peer_reads, wire.VERSION)
 
     @property
+    def payload_version(self) -> int:
+        """The wire version the packets go out in now (the current payload's form)."""
+        return self._payload_version or self.speak_version
+
+    @property
     def peer_version_known(self) -> bool:
         return self._peer_reads is not None
 
@@ -442,7 +447,7 @@ class Heartbeat:
     def _send(self, now: float) -> None:
         self._seq += 1
         sent = time.time()
-        version = self._payload_version or self.speak_version
+        version = self.payload_version
         for r in self._rings:
             if r.sock is None:
                 continue
