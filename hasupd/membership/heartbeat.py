@@ -2,11 +2,11 @@
 
     hb = Heartbeat(cfg, "n1", key)
     await hb.start()          # one UDP socket per ring; sends at once, then every interval
-    hb.set_payload({...})     # the state summary sent from the next packet on
+    hb.set_payload({...}, version=hb.speak_version)  # the state summary (in that version's form)
     hb.send_now()             # push it at once (coalesced within one loop turn)
     hb.peer()                 # PeerView: alive, rings, incarnation, payload, ...
     await hb.events.get()     # PeerAlive PeerSuspect PeerDead RingDown RingUp PeerPayload
-                              # ConfigMismatch RingError
+                              # ConfigMismatch RingError PeerVersion
     hb.counters               # sent, received, send_error, dropped_<reason>, ...
     await hb.close()
 
