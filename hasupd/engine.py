@@ -163,14 +163,21 @@ class Engine:
         """Send our state to the peer now (after any change)."""
         me, state = self.local_state(), self.store.state.to_wire()
         outdate = sorted(self.peer_fencing.outdate_requests)
-        try:
-            self.heartbeat.set_payload({"N": report.pack(me), "state": state, "outdate": outdate},
-                                       limit=wire.DETAIL_BUDGET)
-        except ValueError:
-            # above the details' budget: the human details go first, the facts and requests stay
+        # in the wire version the peer reads (membership/heartbeat.py "Rolling upgrade"); before it is
+        # heard version 1, or version 2 when the version 1 form does not fit (a peer of version 1 could
+        # not have been sent this state anyway)
+        hb = self.heartbeat
+        versions = (hb.speak_version,) if hb.peer_version_known else (1, wire.VERSION)
+        # above the details' budget: the human details go first, the facts and requests stay
+        forms = [(v, {**report.form(me, v, details), "state": state, "outdate": outdate}, limit)
+                 for v in versions for details, limit in ((True, wire.DETAIL_BUDGET), (False, wire.MAX_PACKET))]
+        for i, (version, payload, limit) in enumerate(forms):
             try:
-                self.heartbeat.set_payload({"N": report.pack(me, details=False), "state": state, "outdate": outdate})
+                hb.set_payload(payload, limit=limit, version=version)
+                break
             except ValueError as e:
+                if i + 1 < len(forms):
+                    continue
                 if "payload_too_large" not in self.alerted:
                     self.alerted.add("payload_too_large")
                     self.alerter.emit("config_too_large", "critical",

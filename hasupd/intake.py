@@ -70,7 +70,7 @@ class Intake:
         self.on_event = {
             hb.PeerAlive: self.peer_alive, hb.PeerSuspect: self.peer_suspect, hb.PeerDead: self.peer_dead, hb.RingDown: self.ring_down,
             hb.RingError: self.ring_error, hb.RingUp: self.ring_up, hb.ConfigMismatch: self.config_mismatch,
-            hb.ClockSkew: self.clock_skew, hb.PeerPayload: self.peer_payload,
+            hb.ClockSkew: self.clock_skew, hb.PeerPayload: self.peer_payload, hb.PeerVersion: self.peer_version,
         }
         self.tiebreaker_seen: bool | None = None
         self.on_observation = {ResourceSeen: self.resource_seen, DrbdSeen: self.drbd_seen, LinkSeen: self.link_seen,
@@ -279,6 +279,13 @@ class Intake:
                          f"±{ev.tolerated:g}s): " + ("its heartbeats are refused; fix NTP" if ev.dropped
                                                      else "fix NTP before its heartbeats are refused"),
                          node=eng.peer_name)
+
+    def peer_version(self, ev: hb.PeerVersion) -> None:
+        eng = self.eng
+        if ev.announce:
+            eng.alerter.emit("peer_version", "info", hb.version_message(eng.peer_name, ev.version),
+                             node=eng.peer_name)
+        eng.publish()  # the report again, in the form of that version
 
     def peer_payload(self, ev: hb.PeerPayload) -> None:
         self.eng.peer_ever_seen = True

@@ -102,8 +102,12 @@ class FakeHeartbeat:
     def peer(self):
         return self.peer_view
 
-    def set_payload(self, payload, limit=wire.MAX_PACKET):
-        size = len(wire.encode(b"k" * 32, "c", LOCAL, "0" * 32, 1, "0" * 16, payload))  # ValueError past MAX_PACKET
+    speak_version = wire.VERSION
+    peer_version_known = True
+
+    def set_payload(self, payload, limit=wire.MAX_PACKET, version=wire.VERSION):
+        size = len(wire.encode(b"k" * 32, "c", LOCAL, "0" * 32, 1, "0" * 16, payload,
+                               version=version))  # ValueError past MAX_PACKET
         if size > limit:
             raise ValueError(f"{size} > {limit}")
         self.payload = json.loads(json.dumps(payload))

@@ -2,11 +2,11 @@
 
     hb = Heartbeat(cfg, "n1", key)
     await hb.start()          # one UDP socket per ring; sends at once, then every interval
-    hb.set_payload({...})     # the state summary sent from the next packet on
+    hb.set_payload({...}, version=hb.speak_version)  # the state summary (in that version's form)
     hb.send_now()             # push it at once (coalesced within one loop turn)
     hb.peer()                 # PeerView: alive, rings, incarnation, payload, ...
     await hb.events.get()     # PeerAlive PeerSuspect PeerDead RingDown RingUp PeerPayload
-                              # ConfigMismatch RingError
+                              # ConfigMismatch RingError PeerVersion
     hb.counters               # sent, received, send_error, dropped_<reason>, ...
     await hb.close()
 
@@ -42,6 +42,23 @@ Send errors such as ENETUNREACH are counted and never stop the other rings.
 The receive path is one non-blocking ``recvfrom`` per datagram through
 ``add_reader``; the payload is parsed only when its bytes changed.
 
+Rolling upgrade.  A node of wire version 1 (0.1.0) drops version 2 packets,
+so it would see an upgraded peer as silent and take over or fence it.  A
+node therefore sends the version its peer reads (``speak_version``): the
+header's version of the peer's newest packet of its current incarnation,
+or, in a version 1 packet, the ``"wire"`` key of its payload, which a node
+of version 2 adds to say it reads version 2 (a version 1 node ignores the
+key).  Until the peer is heard it sends version 1: the first node restarted
+into version 2 is then never silent to its old peer (version 2 from the
+first packet would be dropped until the peer's first packet came, one more
+interval of silence in the middle of a restart), while a fresh version 2
+cluster sends version 1 for one interval and switches on the advertisement
+(no state file to trust: the one the old daemon wrote says nothing).  Each
+change of the peer's version is a PeerVersion event: the engine publishes
+its report again in that version's form.  Only a packet that passed the MAC
+moves the version, so nobody without the key can force one; a peer with
+the key could only ask for version 1, which says the same facts.
+
 Standalone (tests, bench)::
 
     python -m hasupd.membership.heartbeat --config C --node N [--key PATH]
@@ -75,6 +92,7 @@ from hasupd.membership import wire
 
 log = logging.getLogger("hasupd.membership")
 
+ADVERTISE_KEY = "wire"  # in a version 1 payload: the newest version its sender reads
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 SIOCGIFADDR = 0x8915
 RECV_BUF = 2048  # > wire.MAX_PACKET, so an oversized datagram is seen as such
@@ -126,6 +144,15 @@ class RingUp:
 @dataclass(frozen=True)
 class PeerPayload:
     payload: dict
+
+
+@dataclass(frozen=True)
+class PeerVersion:
+    """The wire version the peer reads changed: packets go out in ``version`` (the engine publishes
+    its report again in that form).  ``announce``: it differs from what was last said (an alert)."""
+
+    version: int
+    announce: bool
 
 
 @dataclass(frozen=True)
@@ -274,7 +301,12 @@ class Heartbeat:
         self._skew_pending: tuple[str, float] | None = None  # a level seen since (monotonic), not said yet
         self.replay_state = replay_state  # file keeping the peer's newest incarnation across restarts
         self._guard.restore(_load_newest(replay_state) if replay_state else {})
-        self._payload = wire.EMPTY
+        # until the first publish: no report, but the advertisement (see "Rolling upgrade")
+        self._payload = wire.Payload.of({ADVERTISE_KEY: wire.VERSION})
+        self._payload_version: int | None = None  # the payload's form (None: either; sent in speak_version)
+        self._peer_reads: int | None = None  # the newest wire version the peer reads (None: not heard)
+        self._peer_advertised = 1  # "wire" of the peer's last version 1 payload (this incarnation)
+        self._announced_version = wire.VERSION
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -304,15 +336,36 @@ class Heartbeat:
         self._next_tick = now
         self._tick()
 
-    def set_payload(self, payload: dict[str, Any], limit: int = wire.MAX_PACKET) -> None:
-        """The state summary sent from the next packet on.  ValueError if it
-        cannot fit in one packet of ``limit`` bytes."""
+    @property
+    def speak_version(self) -> int:
+        """The wire version packets go out in: what the peer reads; 1 until it is heard."""
+        return 1 if self._peer_reads is None else min(self._peer_reads, wire.VERSION)
+
+    @property
+    def payload_version(self) -> int:
+        """The wire version the packets go out in now (the current payload's form)."""
+        return self._payload_version or self.speak_version
+
+    @property
+    def peer_version_known(self) -> bool:
+        return self._peer_reads is not None
+
+    def set_payload(self, payload: dict[str, Any], limit: int = wire.MAX_PACKET,
+                    version: int = wire.VERSION) -> None:
+        """The state summary sent from the next packet on, in packets of
+        ``version`` (the form of ``payload``; version 1 gets the advertisement
+        added).  ValueError if it cannot fit in one packet of ``limit`` bytes."""
+        if version not in wire.READABLE_VERSIONS:
+            raise ValueError(f"wire version {version} is not one of {wire.READABLE_VERSIONS}")
+        if version == 1:
+            payload = dict(payload, **{ADVERTISE_KEY: wire.VERSION})
         encoded = wire.Payload.of(payload)
         size = wire.HEADER_LEN + len(self.cfg.cluster.encode()) + len(self.local.encode()) \
             + len(encoded.body) + wire.MAC_LEN
         if size > min(limit, wire.MAX_PACKET):
             raise ValueError(f"heartbeat payload too large: a {size}-byte packet exceeds {min(limit, wire.MAX_PACKET)}")
         self._payload = encoded
+        self._payload_version = version
 
     def send_now(self) -> None:
         """Send on every ring at once (several calls in one loop turn: one packet)."""
@@ -394,13 +447,14 @@ class Heartbeat:
     def _send(self, now: float) -> None:
         self._seq += 1
         sent = time.time()
+        version = self.payload_version
         for r in self._rings:
             if r.sock is None:
                 continue
             hold = now - r.echo_at if r.echo_sent else 0.0
             pkt = wire.encode(self.key, self.cfg.cluster, self.local, self.incarnation, self._seq,
                               self.digest, self._payload, ring=r.index, sent=sent,
-                              echo=r.echo_sent, hold=hold)
+                              echo=r.echo_sent, hold=hold, version=version)
             try:
                 r.sock.sendto(pkt, r.dest)
             except OSError as e:  # ENETUNREACH (cable cut node side), ENOBUFS, EPERM (filter) ...
@@ -468,6 +522,7 @@ class Heartbeat:
             if new_incarnation:
                 self._peer_inc = p.incarnation
                 self._peer_body = None
+                self._peer_advertised = 1
                 for other in self._rings:
                     if other is not r:
                         other.last_seq = None
@@ -504,9 +559,25 @@ class Heartbeat:
                 payload = wire.parse_body(p.body, p.compressed)
             except wire.BadPacket:
                 self.counters["bad_payload"] += 1
-                return
-            self._peer_payload = payload
-            self.events.put_nowait(PeerPayload(payload))
+                payload = None
+            if payload is not None:
+                advertised = payload.get(ADVERTISE_KEY)
+                self._peer_advertised = advertised if advertised in wire.READABLE_VERSIONS else 1
+                self._peer_payload = payload
+                self.events.put_nowait(PeerPayload(payload))
+        self._note_version(p.version)
+
+    def _note_version(self, header_version: int) -> None:
+        """The version the peer reads, from its packet (see "Rolling upgrade")."""
+        reads = header_version if header_version >= 2 else self._peer_advertised
+        before = self.speak_version
+        self._peer_reads = reads
+        announce = reads != self._announced_version
+        if announce:
+            self._announced_version = reads
+            log.info("%s", version_message(self.peer_name, reads))
+        if announce or self.speak_version != before:
+            self.events.put_nowait(PeerVersion(self.speak_version, announce))
 
     def _report_skew(self, offset: float, dropped: bool) -> None:
         """ClockSkew once when the peer's clock stays past half the tolerance,
@@ -587,6 +658,13 @@ class Heartbeat:
             heard = max(r.last_seen or 0.0, r.opened_at)
             if now >= r.next_open and (r.sock is None or now - heard >= REOPEN_AFTER):
                 self._open(r, now)
+
+
+def version_message(peer: str, version: int) -> str:
+    if version < wire.VERSION:
+        return (f"{peer} speaks wire version {version}: this node sends version {version} "
+                "until it is upgraded")
+    return f"{peer} speaks wire version {version} again: this node sends version {version}"
 
 
 # ---------------------------------------------------------------- replay state

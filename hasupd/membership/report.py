@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from hasupd.model import DrbdStatus, NodeState, ResourceStatus, ResState
+from hasupd.model import DrbdStatus, NodeState, ResourceStatus, ResState, to_dict
 
 _DRBD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(DrbdStatus) if f.name != "resource"}
 
@@ -53,6 +53,18 @@ def pack(ns: NodeState, details: bool = True) -> dict[str, Any]:
         if x:
             d["x"] = x
     return d
+
+
+def form(ns: NodeState, version: int, details: bool = True) -> dict[str, Any]:
+    """The report's part of a payload of wire ``version``: ``{"N": pack(ns)}``, or for a peer still of
+    version 1 ``{"node": to_dict(ns)}``, exactly what version 1 sent (details blanked when dropped)."""
+    if version >= 2:
+        return {"N": pack(ns, details)}
+    node = to_dict(ns)
+    if not details:
+        for r in node.get("resources", {}).values():
+            r["detail"] = ""
+    return {"node": node}
 
 
 def _str(v: Any) -> str:

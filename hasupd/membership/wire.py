@@ -7,7 +7,8 @@ Layout (network byte order), version 2::
     version  B    2 (1 is read too: the same layout, its payload carries the
                   node report as ``"node"``; 2 carries the compact ``"N"`` of
                   membership/report.py; a node of version 1 drops version 2
-                  packets as "version")
+                  packets as "version", so a node speaks version 1 to a peer
+                  that does: see heartbeat.py "Rolling upgrade")
     flags    B    bit 0: payload is zlib-compressed
     ring     B    the ring the packet was sent on (authenticated, so a packet
                   cannot be moved to another ring)
@@ -95,6 +96,7 @@ class Packet:
     body: bytes  # the payload as sent (compressed or not): compare to detect changes
     compressed: bool
     payload: dict | None  # parsed body (None when decoded with parse=False)
+    version: int = VERSION  # the header's wire version (1: the payload's report is "node")
 
 
 # ---------------------------------------------------------------- incarnations
@@ -171,9 +173,14 @@ def _mac(key: bytes, data: bytes | memoryview) -> bytes:
 
 def encode(key: bytes, cluster: str, node: str, incarnation: str, seq: int,
            digest: str, payload: Payload | dict | None = None, *, ring: int = 0,
-           sent: float | None = None, echo: float = 0.0, hold: float = 0.0) -> bytes:
+           sent: float | None = None, echo: float = 0.0, hold: float = 0.0,
+           version: int = VERSION) -> bytes:
     """One signed packet.  ValueError if a field is out of range or the
-    packet would exceed MAX_PACKET (a payload too big for one datagram)."""
+    packet would exceed MAX_PACKET (a payload too big for one datagram).
+    ``version`` 1 is for a peer still of version 1 (the caller gives the
+    payload in its form: the report as ``"node"``)."""
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"wire version {version} is not one of {READABLE_VERSIONS}")
     if not isinstance(payload, Payload):
         payload = Payload.of(payload)
     c, n = cluster.encode(), node.encode()
@@ -189,7 +196,7 @@ def encode(key: bytes, cluster: str, node: str, incarnation: str, seq: int,
     size = HEADER_LEN + len(c) + len(n) + len(payload.body) + MAC_LEN
     if size > MAX_PACKET:
         raise ValueError(f"packet of {size} bytes exceeds {MAX_PACKET}: the state summary is too large")
-    head = _HEAD.pack(MAGIC, VERSION, FLAG_ZLIB if payload.compressed else 0, ring, len(c), len(n),
+    head = _HEAD.pack(MAGIC, version, FLAG_ZLIB if payload.compressed else 0, ring, len(c), len(n),
                       inc_time, inc_rand, seq, time.time() if sent is None else sent,
                       echo, hold, digest_raw, len(payload.body))
     data = b"".join((head, c, n, payload.body))
@@ -293,7 +300,7 @@ def decode(data: bytes, key: bytes, cluster: str, replay_guard: ReplayGuard | No
             raise BadPacket("replay", why)
         replay_guard.commit(node, inc, pring, seq)
     return Packet(cluster, node, f"{inc_time:016x}{inc_rand:016x}", seq, sent, pring,
-                  digest_raw.hex(), echo, hold, body, compressed, payload)
+                  digest_raw.hex(), echo, hold, body, compressed, payload, version)
 
 
 # ---------------------------------------------------------------- key files

@@ -67,7 +67,10 @@ class FakeHeartbeat:
     def peer(self) -> PeerView:
         return self.view
 
-    def set_payload(self, payload, limit=None):  # the real one's ValueError past ``limit``: tests/test_engine_fencing.py
+    speak_version = 2  # a peer of this release (the rolling upgrade: tests/membership/test_rolling_upgrade.py)
+    peer_version_known = True
+
+    def set_payload(self, payload, limit=None, version=2):  # the real one's ValueError past ``limit``: tests/test_engine_fencing.py
         self.payloads.append(payload)
 
     def send_now(self):
