@@ -23,6 +23,7 @@ from hasupd.intake import Intake
 from hasupd.membership import report, wire
 from hasupd.model import ClusterView, DrbdStatus, NodeState, ResourceStatus, ResState
 from hasupd.peerfence import PeerFencing
+from hasupd.state import State
 from hasupd.timeouts import Timeout, within
 
 TICK = 1.0  # the reconcile loop runs at least this often (timers: initdead, expiry)
@@ -112,12 +113,7 @@ class Engine:
 
     def view(self) -> ClusterView:
         me, them = self.local_state(), self.peer_state()
-        # what refresh_state() persists, computed here without writing: expired fail counts are gone,
-        # every claim seen raises the floor
-        st = self.store.state.expire(self.clock.wall(), self.cfg)
-        st = st.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0))
-        for seen in self.copies_seen(me, them):
-            st = st.observe_copy(*seen)
+        st = self.refreshed(me, them)  # what refresh_state() persists, computed without writing
         peer = self.heartbeat.peer()
         pf = self.peer_fencing
         return ClusterView(
@@ -134,51 +130,32 @@ class Engine:
             outdate_requested=frozenset(pf.peer_outdate_requests()),
             peer_epochs=dict(st.peer_epochs), synced_epochs=dict(st.synced_epochs))
 
-    def copies_seen(self, me: NodeState, them: NodeState) -> list[tuple[str, int, int, bool]]:
-        """Per group with DRBD, what State.observe_copy folds in (it says why this is the definition):
-        (group, this node's claim, the peer's claim, this copy in sync with the owner now)."""
-        out = []
-        for g in self.cfg.groups:
-            d = me.drbd.get(g.drbd) if g.drbd else None
-            if d is not None:
-                in_sync = d.connected and d.disk == "UpToDate" and d.peer_disk == "UpToDate"
-                out.append((g.name, me.claims.get(g.name, 0), them.claims.get(g.name, 0), in_sync))
-        return out
+    def refreshed(self, me: NodeState, them: NodeState) -> State:
+        """The persisted state as of now: expired fail counts dropped, the claim floor raised to every
+        claim seen (a new claim goes above all of them), the copies seen folded in (rule 13)."""
+        st = self.store.state.expire(self.clock.wall(), self.cfg)
+        st = st.raise_claim_floor(max((*me.claims.values(), *them.claims.values()), default=0))
+        for seen in copies_seen(self.cfg, me, them):
+            st = st.observe_copy(*seen)
+        return st
 
     def refresh_state(self) -> None:
-        """Before a round: drop expired fail counts, raise the persisted claim floor to every claim
-        seen (a new claim goes above all of them), fold in the copies seen (rule 13: the peer's claim,
-        this copy in sync) and note the groups the peer claims."""
-        self.store.expire(self.clock.wall(), self.cfg)
-        claims = [*self.claims.values(), *(self.peer_reported.claims.values() if self.peer_reported else ())]
-        changed = self.store.raise_claim_floor(max(claims, default=0))
-        for seen in self.copies_seen(self.local_state(), self.peer_state()):
-            changed |= self.store.observe_copy(*seen)
-        if changed:
+        """Before a round: persist refreshed(), and note the groups the peer claims."""
+        if self.store.update(self.refreshed(self.local_state(), self.peer_state())):
             self.save_state()
         if self.peer_reported is not None:
             self.executor.peer_held.update(self.peer_reported.claims)
 
     def publish(self) -> None:
         """Send our state to the peer now (after any change)."""
-        me, state = self.local_state(), self.store.state.to_wire()
-        outdate = sorted(self.peer_fencing.outdate_requests)
-        # in the wire version the peer reads (membership/heartbeat.py "Rolling upgrade"); before it is
-        # heard version 1, or version 2 when the version 1 form does not fit (a peer of version 1 could
-        # not have been sent this state anyway)
-        hb = self.heartbeat
-        versions = (hb.speak_version,) if hb.peer_version_known else (1, wire.VERSION)
-        # above the details' budget: the human details go first, the facts and requests stay
-        forms = [(v, {**report.form(me, v, details), "state": state, "outdate": outdate}, limit)
-                 for v in versions for details, limit in ((True, wire.DETAIL_BUDGET), (False, wire.MAX_PACKET))]
+        forms = payload_forms(self.heartbeat, self.local_state(), self.store.state.to_wire(),
+                              sorted(self.peer_fencing.outdate_requests))
         for i, (version, payload, limit) in enumerate(forms):
             try:
-                hb.set_payload(payload, limit=limit, version=version)
+                self.heartbeat.set_payload(payload, limit=limit, version=version)
                 break
             except ValueError as e:
-                if i + 1 < len(forms):
-                    continue
-                if "payload_too_large" not in self.alerted:
+                if i + 1 == len(forms) and "payload_too_large" not in self.alerted:
                     self.alerted.add("payload_too_large")
                     self.alerter.emit("config_too_large", "critical",
                                       f"the state of this node does not fit in one heartbeat packet ({e}): "
@@ -311,3 +288,25 @@ class Engine:
         peer = self.heartbeat.peer()
         parts.append(f"peer {self.peer_name} {'alive' if peer.alive else 'not seen'}")
         return "; ".join(parts)
+
+
+def copies_seen(cfg: Config, me: NodeState, them: NodeState) -> list[tuple[str, int, int, bool]]:
+    """Per group with DRBD, what State.observe_copy folds in (it says why this is the definition):
+    (group, this node's claim, the peer's claim, this copy in sync with the owner now)."""
+    out = []
+    for g in cfg.groups:
+        d = me.drbd.get(g.drbd) if g.drbd else None
+        if d is not None:
+            in_sync = d.connected and d.disk == "UpToDate" and d.peer_disk == "UpToDate"
+            out.append((g.name, me.claims.get(g.name, 0), them.claims.get(g.name, 0), in_sync))
+    return out
+
+
+def payload_forms(hb, me: NodeState, state: dict, outdate: list[str]) -> list[tuple[int, dict, int]]:
+    """(wire version, payload, size limit) to try in order: the wire version the peer reads
+    (membership/heartbeat.py "Rolling upgrade"); before it is heard version 1, or version 2 when the
+    version 1 form does not fit (a peer of version 1 could not have been sent this state anyway); in
+    each, the human details first and, above their budget, the facts and requests alone."""
+    versions = (hb.speak_version,) if hb.peer_version_known else (1, wire.VERSION)
+    return [(v, {**report.form(me, v, details), "state": state, "outdate": outdate}, limit)
+            for v in versions for details, limit in ((True, wire.DETAIL_BUDGET), (False, wire.MAX_PACKET))]

@@ -461,6 +461,10 @@ class StateStore:
             os.close(dfd)
 
     # one line per change, so the engine's calls read plainly
+    def update(self, new: State) -> bool:
+        """Take a state computed elsewhere (the engine's refreshed view); True when it changed."""
+        return self._do(new)
+
     def _do(self, new: State) -> bool:
         changed = new != self.state
         self.state = new
