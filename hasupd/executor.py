@@ -201,7 +201,12 @@ class Executor:
         return result
 
     async def _promote(self, a: Action) -> Result:
-        await self.prepare_vips(a.group)  # their duplicate-address probe runs while DRBD promotes (issue 22)
+        if not self.eng.heartbeat.peer().alive:
+            # a takeover from a peer that is gone: the VIPs' duplicate-address probe runs while DRBD
+            # promotes (issue 22).  Not with a live peer: its own probe for the address (a restarted
+            # owner taking its group back) would meet ours and it would refuse its VIP; and a live
+            # peer's release skips the probe anyway (PeerReleases)
+            await self.prepare_vips(a.group)
         return await self._role(a, self.eng.drbd[a.resource].promote(force=a.force), "Primary")
 
     async def _demote(self, a: Action) -> Result:

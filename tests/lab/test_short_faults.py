@@ -60,6 +60,7 @@ def settle_and_check(lab, mon, want_on: str | None, marker: tuple[str, str]) -> 
     assert report.samples > 10, "the invariant monitor did not run"
     assert not report.split_brains, "DRBD split brain:\n" + "\n".join(report.split_brains)
     assert not report.violations, "invariant violated:\n" + "\n".join(report.violations[:20])
+    owner = served_by(lab) or owner  # the node serving now (a later failure may have moved the group)
     assert read_marker(lab, owner, marker[0]) == marker[1], "data written before the fault is gone"
     return owner
 
