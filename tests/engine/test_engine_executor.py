@@ -163,7 +163,7 @@ def test_the_vip_probe_runs_during_the_promotion_only_when_the_peer_is_gone(tmp_
     from hasupd.resources import vip
 
     class PreparingVip(vip.VipDriver):
-        def __init__(self, log):  # noqa: no real interface here: only prepare() is asked
+        def __init__(self, log):  # no real interface here: only prepare() is asked
             self.log = log
 
         async def prepare(self):
