@@ -313,24 +313,33 @@ def assert_fenced_and_took_over(eng, fencer) -> None:
     assert eng.log == ["start res_vip", "start res_filesystem", "start res_httpd"]
 
 
+# DRBD still Connected to a Primary peer: its ping timeout has not run out yet (a power cut)
+CONNECTED_TO_PRIMARY = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
+                                  peer_disk="UpToDate", connection="Connected", replication="Established")
+
+
+async def lose_powered_off_peer(eng) -> None:
+    """The heartbeat loses the peer; wait (up to 0.5 s) for the devices' power answer, then three rounds."""
+    eng.peer_fencing.peer_lost()
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if eng.peer_fencing.facts.peer_power:
+            break
+    for _ in range(3):
+        await eng.reconcile()
+
+
 def test_peer_reported_off_is_taken_over_at_once_without_waiting_for_drbd(tmp_path):
     """A power cut: DRBD still shows the peer Connected (its ping timeout runs), the devices report
     it off -> fenced already: disconnect DRBD, promote, start, well inside drbd.peer_dead_wait (11 s)."""
-    connected = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
-                           peer_disk="UpToDate", connection="Connected", replication="Established")
+    connected = CONNECTED_TO_PRIMARY
     fencer = FakeFencer([], power="off")
 
     async def main():
         eng = make_engine(tmp_path, fencer, drbd=connected)
         eng.heartbeat.lose_peer(0.2, node=owner_report())
         began = time.monotonic()
-        eng.peer_fencing.peer_lost()
-        for _ in range(50):
-            await asyncio.sleep(0.01)
-            if eng.peer_fencing.facts.peer_power:
-                break
-        for _ in range(3):
-            await eng.reconcile()
+        await lose_powered_off_peer(eng)
         return eng, time.monotonic() - began
 
     eng, took = run(main())
@@ -421,20 +430,13 @@ class StatusCountingDrbd(FakeDrbd):
 def test_after_the_fenced_disconnect_the_promotion_follows_without_another_drbd_status(tmp_path):
     """disconnect --force and connect succeeded: DRBD is Connecting without its peer, said by those
     two commands; the promotion needs no third drbdadm run in between (issue 22)."""
-    connected = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
-                           peer_disk="UpToDate", connection="Connected", replication="Established")
+    connected = CONNECTED_TO_PRIMARY
 
     async def main():
         eng = make_engine(tmp_path, FakeFencer([], power="off"), drbd=connected)
         eng.drbd = {"r0": StatusCountingDrbd(connected)}
         eng.heartbeat.lose_peer(0.2, node=owner_report())
-        eng.peer_fencing.peer_lost()
-        for _ in range(50):
-            await asyncio.sleep(0.01)
-            if eng.peer_fencing.facts.peer_power:
-                break
-        for _ in range(3):
-            await eng.reconcile()
+        await lose_powered_off_peer(eng)
         return eng
 
     eng = run(main())
@@ -463,8 +465,7 @@ def test_details_past_the_budget_are_dropped_but_not_the_outdate_requests(tmp_pa
 
 
 def test_fence_outcome_already_off_skips_the_drbd_wait(tmp_path):
-    connected = DrbdStatus("r0", up=True, role="Secondary", peer_role="Primary", disk="UpToDate",
-                           peer_disk="UpToDate", connection="Connected", replication="Established")
+    connected = CONNECTED_TO_PRIMARY
     fencer = FakeFencer([Outcome(True, already_off=True, message="bmc-n1: off already")])
 
     async def main():
