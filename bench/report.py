@@ -418,6 +418,7 @@ def report(docs: dict, results: Path, plots: bool = True) -> str:
     out.append("")
     out.append("Peers: the cluster processes of each node (corosync + pacemaker daemons; keepalived), "
                "apache left out; RSS counts shared libraries on every node, PSS shares them out.")
+    out += footprint_floor(fp, idle)
     sizes = [s for s in (fp.get("sizes") if isinstance(fp.get("sizes"), list) else [])
              if isinstance(s, dict) and s.get("ok", True)]
     if sizes:
@@ -711,6 +712,37 @@ def readme_block(docs: dict) -> str:
                     f"| {'; '.join(peers_two) or '—'} | — | {goal_cell(docs, part)} |")
     rows.append(footprint_row(docs))
     return "\n".join(rows) + "\n"
+
+
+def footprint_floor(fp: dict, idle: dict) -> list[str]:
+    """Where the idle RSS and CPU go, from footprint.json's import probe and
+    its second (tuned heartbeat) window: the floor under the two goals."""
+    out: list[str] = []
+    imports = [i for i in fp.get("imports") or [] if isinstance(i, dict)]
+    if imports:
+        loaded = [i for i in imports if i.get("loaded", True) and "only when" not in i["step"]]
+        total = sum(i["rss_mb"] for i in loaded)
+        out += ["", f"Where the idle RSS goes: each import's growth, in the order the daemon loads them, in one "
+                f"fresh interpreter (bench/footprint.py `import_costs`). Imports alone come to {total:.1f} MB "
+                f"against the goal of {GOAL_RSS_MB:g} MB.", "", "| step | RSS added |", "|---|---|"]
+        out += [f"| {i['step']} | {fmt(i['rss_mb'], 'MB', 1)} |" for i in imports]
+        measured = idle.get("rss_mb")
+        if isinstance(measured, (int, float)):
+            out.append(f"| the running daemon's own data (measured {measured:.1f} MB minus the imports) "
+                       f"| {fmt(measured - total, 'MB', 1)} |")
+    breakdown = idle.get("cpu_breakdown")
+    if isinstance(breakdown, dict) and breakdown:
+        out += ["", "Where the idle CPU goes: one group watched twice, at the reference heartbeat and at the tuned "
+                "one (interval 50 ms); the extra CPU over the extra packets is the cost of a packet sent and "
+                "one received.", "",
+                "| node | CPU at idle | heartbeat packets/s | CPU per packet | heartbeat's share | the rest "
+                "(monitors, timers) |", "|---|---|---|---|---|---|"]
+        for node, b in breakdown.items():
+            out.append(f"| {node} ({b.get('role') or '?'}) | {fmt(b.get('cpu_pct'), '%', 2)} | "
+                       f"{b.get('heartbeat_pps', '?')} (tuned {b.get('heartbeat_pps_tuned', '?')}) | "
+                       f"{fmt(b.get('ms_per_packet'), 'ms', 3)} | {fmt(b.get('heartbeat_pct'), '%', 2)} | "
+                       f"{fmt(b.get('rest_pct'), '%', 2)} |")
+    return out
 
 
 def footprint_row(docs: dict) -> str:
