@@ -237,3 +237,19 @@ def test_every_program_a_make_target_calls_is_installed_by_that_target():
                     wrong.append(f"make {target} calls {words[0]}, listed for '{listed[words[0]]}', "
                                  f"but installs only {sorted(installed)}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_build_list_installs_what_dpkg_buildpackage_checks():
+    """`make packages` runs dpkg-buildpackage, which refuses to build unless every
+    Build-Depends of debian/control and build-essential (implied, Debian policy 4.2)
+    are installed.  A fresh Debian 12 failed with 'Unmet build dependencies:
+    build-essential:native' while the list lacked it."""
+    control = (ROOT / "debian" / "control").read_text()
+    field = re.search(r"^Build-Depends:(.*?)^\S", control, re.S | re.M).group(1)
+    needed = {"build-essential"}
+    for item in field.split(","):
+        name = re.split(r"[\s(\[:|]", item.strip(), maxsplit=1)[0]
+        if name:
+            # debhelper-compat (= 13) is a virtual package that debhelper provides
+            needed.add("debhelper" if name == "debhelper-compat" else name)
+    assert needed - check_programs.apt_list("build") == set()

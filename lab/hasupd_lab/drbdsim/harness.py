@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -232,6 +233,7 @@ def cleanup_loops(under: Path) -> None:
             continue
         if backing.startswith(str(under) + "/"):
             loops.append(f"/dev/{bf.parent.parent.name}")
+    loops += [dev for dev in loops_backed_by_files(under) if dev not in loops]
     mounts = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -243,6 +245,30 @@ def cleanup_loops(under: Path) -> None:
         _sh("umount", "-l", m, check=False)
     for dev in loops:
         _sh("losetup", "-d", dev, check=False)
+
+
+def loops_backed_by_files(under: Path) -> list[str]:
+    """Loop devices whose backing file is one of the files below ``under``, matched by
+    device and inode: a loop attached in a node's mount namespace, where ``under`` lies
+    on a tmpfs of its own (/run on a systemd machine), has its backing file named from
+    that tmpfs's root (/hasupd-lab/...), which no path below ``under`` matches."""
+    files = set()
+    for path in Path(under).rglob("*"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            files.add((f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}", st.st_ino))
+    if not files:
+        return []
+    out = _sh("losetup", "--list", "--json", "--output", "NAME,BACK-MAJ:MIN,BACK-INO", check=False).stdout
+    try:
+        devices = json.loads(out).get("loopdevices", []) if out.strip() else []
+    except ValueError:
+        return []
+    return [d["name"] for d in devices
+            if (str(d.get("back-maj:min") or "").strip(), int(d.get("back-ino") or 0)) in files]
 
 
 class TwoNodeNet:
