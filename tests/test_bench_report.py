@@ -146,3 +146,14 @@ def test_the_import_probe_measures_the_real_imports():
     pyroute2 = by_step["pyroute2 (the VIP and link events over netlink)"]
     assert pyroute2["loaded"] and pyroute2["rss_mb"] > 0.5
     assert all(s.get("loaded", True) for s in steps), steps
+
+
+def test_the_chaos_section_names_its_guard_and_shows_the_guarded_runs(tmp_path):
+    base = {"runs": 50, "seed": 1, "availability": 0.98, "failovers": 42, "violations": 12, "split_brains": 6,
+            "not_recovered": 0, "guard": None}
+    fenced = {**base, "guard": "fence", "seed": 17, "violations": 0, "split_brains": 0, "failovers": 27}
+    text = report({"chaos": base, "chaos-fence-rule13-main": fenced}, tmp_path, plots=False)
+    chaos = text.split("## Chaos", 1)[1]
+    assert "* split-brain guard: none (the reference configuration's" in chaos
+    assert "| none | 50 (1) | 98.00% | 42 | 12 | 6 | 0 | chaos.json |" in chaos
+    assert "| fence | 50 (17) | 98.00% | 27 | 0 | 0 | 0 | chaos-fence-rule13-main.json |" in chaos
