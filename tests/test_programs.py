@@ -113,12 +113,16 @@ def called_programs() -> dict[str, set[str]]:
                 continue
             found.setdefault(word, set()).add(str(path.relative_to(ROOT)))
     for path, word in shell_command_words():
-        if word in INTERPRETERS or word in NOT_CALLED or not shutil.which(word, path=check_programs.SEARCH):
+        if word in SHELL_BUILTINS or word in INTERPRETERS or word in NOT_CALLED \
+                or not shutil.which(word, path=check_programs.SEARCH):
             continue
         found.setdefault(word, set()).add(str(path.relative_to(ROOT)))
     return found
 
 
+# the shell's own: /bin/kill (procps) exists, but `kill` in a script is bash's
+SHELL_BUILTINS = {"kill", "echo", "printf", "test", "[", "cd", "exec", "read", "set", "trap", "wait", "exit",
+                  "return", "local", "export", "source", "true", "false", "pwd", "type", "command", "shift"}
 SHELL_SPLIT = re.compile(r"&&|\|\||;|\||\$\(|`|\bthen\b|\bdo\b|\belse\b")
 SHELL_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*$")
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from hasupd_lab import cluster
 from hasupd_lab.cluster import Lab
@@ -26,9 +28,9 @@ def loops_backed_by(device: int) -> list[str]:
     return [d["name"] for d in loops if str(d.get("back-maj:min") or "").strip() == want]
 
 
-def test_down_detaches_every_loop_device_when_the_lab_root_is_its_own_tmpfs(tmp_path, monkeypatch):
-    root = tmp_path / "run-hasupd-lab"
-    root.mkdir()
+def test_down_detaches_every_loop_device_when_the_lab_root_is_its_own_tmpfs(monkeypatch):
+    # a short path: the simulator's sockets live below it (107 bytes at most)
+    root = Path(tempfile.mkdtemp(prefix="hl-", dir="/tmp"))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(root)], check=True)
     try:
         device = os.stat(root).st_dev
@@ -42,6 +44,13 @@ def test_down_detaches_every_loop_device_when_the_lab_root_is_its_own_tmpfs(tmp_
                 time.sleep(0.2)
             # two backing disks (attached by the harness) and the DRBD image of the Primary
             assert len(loops_backed_by(device)) >= 3, "the simulator attached no image: nothing tested"
+            # and an image that a rebooted simulator replaced: attached in n2's namespace, then deleted
+            stale = lab.dir / "drbd" / "images" / "r0.n2.stale.img"
+            with open(stale, "wb") as f:
+                f.truncate(8 << 20)
+            attached = lab.exec("n2", ["losetup", "--find", "--show", str(stale)], capture_output=True, text=True)
+            assert attached.returncode == 0, attached.stderr
+            stale.unlink()
         finally:
             lab.down()
         assert loops_backed_by(device) == []
@@ -49,3 +58,4 @@ def test_down_detaches_every_loop_device_when_the_lab_root_is_its_own_tmpfs(tmp_
         for dev in loops_backed_by(os.stat(root).st_dev):  # what a failed cleanup left
             subprocess.run(["losetup", "-d", dev], check=False)
         subprocess.run(["umount", "-l", str(root)], check=False)
+        root.rmdir()

@@ -21,9 +21,7 @@ if [ -f "$ROOT/.done" ]; then
 fi
 
 # The Debian mirror apt already uses on this machine.
-MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)}
-[ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-[ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
+MIRROR=${MIRROR:-$("$(dirname "$0")/../../scripts/debian-mirror")}
 t0=$(date +%s)
 WORK=$CACHE/build-$SUITE-$KEY
 rm -rf "$WORK"

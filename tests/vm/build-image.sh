@@ -29,9 +29,7 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 
 # The Debian mirror apt already uses on this machine.
-MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)}
-[ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-[ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
+MIRROR=${MIRROR:-$("$HERE/../../scripts/debian-mirror")}
 INCLUDE=$(grep -v '^\s*#' "$PACKAGES" | xargs | tr ' ' ',')
 log "debootstrap bookworm from $MIRROR"
 debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$INCLUDE" \

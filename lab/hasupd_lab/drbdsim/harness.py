@@ -248,27 +248,45 @@ def cleanup_loops(under: Path) -> None:
 
 
 def loops_backed_by_files(under: Path) -> list[str]:
-    """Loop devices whose backing file is one of the files below ``under``, matched by
-    device and inode: a loop attached in a node's mount namespace, where ``under`` lies
-    on a tmpfs of its own (/run on a systemd machine), has its backing file named from
-    that tmpfs's root (/hasupd-lab/...), which no path below ``under`` matches."""
+    """Loop devices backed by a file below ``under``, also where ``under`` lies on a
+    tmpfs of its own (/run on a systemd machine) and the loop was attached in a node's
+    mount namespace: the kernel then names the backing file from that tmpfs's root
+    (/hasupd-lab/...), which no path below ``under`` matches.  Matched by the file's
+    device and inode, or, for a file already deleted (an image a rebooted simulator
+    replaced), by the same filesystem and the same path below one of ``under``'s
+    ancestors."""
+    under = Path(under)
+    try:
+        under_dev = under.stat().st_dev
+    except OSError:
+        return []
     files = set()
-    for path in Path(under).rglob("*"):
+    for path in under.rglob("*"):
         try:
             st = path.stat()
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            files.add((f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}", st.st_ino))
-    if not files:
-        return []
-    out = _sh("losetup", "--list", "--json", "--output", "NAME,BACK-MAJ:MIN,BACK-INO", check=False).stdout
+            files.add((st.st_dev, st.st_ino))
+    # "/run/hasupd-lab/P/drbd/", "/hasupd-lab/P/drbd/", "/P/drbd/": never the last part alone
+    tails = ["/" + "/".join(under.parts[i:]) + "/" for i in range(1, len(under.parts) - 1)]
+    out = _sh("losetup", "--list", "--json", "--output", "NAME,BACK-MAJ:MIN,BACK-INO,BACK-FILE", check=False).stdout
     try:
         devices = json.loads(out).get("loopdevices", []) if out.strip() else []
     except ValueError:
         return []
-    return [d["name"] for d in devices
-            if (str(d.get("back-maj:min") or "").strip(), int(d.get("back-ino") or 0)) in files]
+    found = []
+    for d in devices:
+        try:
+            major, minor = (int(x) for x in str(d.get("back-maj:min") or "").strip().split(":"))
+        except ValueError:
+            continue
+        dev = os.makedev(major, minor)
+        backing = str(d.get("back-file") or "").strip()
+        if (dev, int(d.get("back-ino") or 0)) in files or (
+                dev == under_dev and any(backing.startswith(t) for t in tails)):
+            found.append(d["name"])
+    return found
 
 
 class TwoNodeNet:
