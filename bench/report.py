@@ -775,7 +775,10 @@ def footprint_row(docs: dict) -> str:
     nodes = idle.get("nodes") if isinstance(idle.get("nodes"), dict) else {}
     peers = {p: (((docs.get("peers") or {}).get("peers") or {}).get(p) or {}).get("footprint") or {}
              for p in ("pacemaker", "keepalived")}
-    return (f"| idle RSS / CPU per node (one 20 s window each) | {per_node(nodes)} | {per_node(peers['pacemaker'])} "
+    window = (docs.get("footprint") or {}).get("window_s")
+    ours = f"hasupd one {window:g} s window, " if isinstance(window, (int, float)) else ""
+    return (f"| idle RSS / CPU per node ({ours}the peers one 20 s window) | {per_node(nodes)} | "
+            f"{per_node(peers['pacemaker'])} "
             f"| {per_node(peers['keepalived'])} | RSS ≤ {GOAL_RSS_MB:g} MB, CPU ≤ {GOAL_CPU_PCT:g} % |")
 
 
