@@ -131,29 +131,30 @@ SHELL_SPLIT = re.compile(r"&&|\|\||;|\||\$\(|`|\bthen\b|\bdo\b|\belse\b")
 SHELL_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*$")
 
 
+def command_heads(line: str) -> list[str]:
+    """The first word of each command of one shell line: `git ls-files | tar ...` gives
+    git and tar (through exec, env, nice, ...; assignments like PATH=... left out)."""
+    if line.lstrip().startswith("#"):
+        return []
+    heads = []
+    for part in SHELL_SPLIT.split(line):
+        words = [w for w in part.split() if "=" not in w or w.startswith(("-", "'", '"'))]
+        if words and words[0] in ("exec", "sudo", "nice", "timeout", "env", "!") and len(words) > 1:
+            words = words[1:]
+        if words and SHELL_WORD.match(words[0]):
+            heads.append(words[0])
+    return heads
+
+
 def shell_command_words() -> list[tuple[Path, str]]:
     """The first word of every command in the Makefile's recipes and in the shell
-    scripts (scripts/, tests/): `git ls-files | tar ...` gives git and tar.  What runs
-    inside a chroot or a VM (after `chroot DIR`) is the guest's, not this machine's."""
-    out = []
-    sources = [(ROOT / "Makefile", True)] + [
-        (p, False) for d in ("scripts", "tests") for p in (ROOT / d).rglob("*")
-        if p.is_file() and (p.suffix == ".sh" or (p.suffix == "" and p.read_bytes()[:11] == b"#!/bin/bash"))]
-    for path, make in sources:
-        for line in path.read_text(errors="replace").splitlines():
-            if make:
-                if not line.startswith("\t"):
-                    continue
-                line = line.lstrip("\t@-")
-            if line.lstrip().startswith("#"):
-                continue
-            for part in SHELL_SPLIT.split(line):
-                words = [w for w in part.split() if "=" not in w or w.startswith(("-", "'", '"'))]
-                if words and words[0] in ("exec", "sudo", "nice", "timeout", "env", "!") and len(words) > 1:
-                    words = words[1:]
-                if words and SHELL_WORD.match(words[0]):
-                    out.append((path, words[0]))
-    return out
+    scripts (scripts/, tests/).  What runs inside a chroot or a VM (after `chroot DIR`)
+    is the guest's, not this machine's."""
+    lines = [(ROOT / "Makefile", line) for _, recipe in make_targets().values() for line in recipe]
+    lines += [(p, line) for d in ("scripts", "tests") for p in (ROOT / d).rglob("*")
+              if p.is_file() and (p.suffix == ".sh" or (p.suffix == "" and p.read_bytes()[:11] == b"#!/bin/bash"))
+              for line in p.read_text(errors="replace").splitlines()]
+    return [(path, word) for path, line in lines for word in command_heads(line)]
 
 
 def owner_package(program: str) -> str:
@@ -237,12 +238,9 @@ def test_every_program_a_make_target_calls_is_installed_by_that_target():
     for target, (_, recipe) in targets.items():
         installed = lists_installed_by(target, targets)
         for line in recipe:
-            for part in SHELL_SPLIT.split(line):
-                words = [w for w in part.split() if "=" not in w]
-                if words and words[0] in ("env", "exec") and len(words) > 1:
-                    words = words[1:]
-                if words and words[0] in listed and listed[words[0]] not in installed:
-                    wrong.append(f"make {target} calls {words[0]}, listed for '{listed[words[0]]}', "
+            for word in command_heads(line):
+                if word in listed and listed[word] not in installed:
+                    wrong.append(f"make {target} calls {word}, listed for '{listed[word]}', "
                                  f"but installs only {sorted(installed)}")
     assert not wrong, "\n".join(wrong)
 
