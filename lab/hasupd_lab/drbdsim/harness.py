@@ -225,15 +225,7 @@ class SimCluster:
 def cleanup_loops(under: Path) -> None:
     """Unmount what is mounted from ``under`` (this mount namespace) and detach its loop devices."""
     under = Path(under).resolve()
-    loops = []
-    for bf in Path("/sys/block").glob("loop*/loop/backing_file"):
-        try:
-            backing = bf.read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(str(under) + "/"):
-            loops.append(f"/dev/{bf.parent.parent.name}")
-    loops += [dev for dev in loops_backed_by_files(under) if dev not in loops]
+    loops = loops_backed_by_files(under)
     mounts = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -248,18 +240,18 @@ def cleanup_loops(under: Path) -> None:
 
 
 def loops_backed_by_files(under: Path) -> list[str]:
-    """Loop devices backed by a file below ``under``, also where ``under`` lies on a
-    tmpfs of its own (/run on a systemd machine) and the loop was attached in a node's
-    mount namespace: the kernel then names the backing file from that tmpfs's root
-    (/hasupd-lab/...), which no path below ``under`` matches.  Matched by the file's
-    device and inode, or, for a file already deleted (an image a rebooted simulator
-    replaced), by the same filesystem and the same path below one of ``under``'s
-    ancestors."""
-    under = Path(under)
+    """Loop devices backed by a file below ``under``: its backing path is below ``under``,
+    or, where ``under`` lies on a tmpfs of its own (/run on a systemd machine) and the
+    loop was attached in a node's mount namespace, the kernel names the backing file
+    from that tmpfs's root (/hasupd-lab/...), which no path below ``under`` matches:
+    then by the file's device and inode, or, for a file already deleted (an image a
+    rebooted simulator replaced), by the same filesystem and the same path below one
+    of ``under``'s ancestors."""
+    under = Path(under).resolve()
     try:
         under_dev = under.stat().st_dev
     except OSError:
-        return []
+        under_dev = None  # gone already: only the path can still tell
     files = set()
     for path in under.rglob("*"):
         try:
@@ -268,8 +260,9 @@ def loops_backed_by_files(under: Path) -> list[str]:
             continue
         if stat.S_ISREG(st.st_mode):
             files.add((st.st_dev, st.st_ino))
-    # "/run/hasupd-lab/P/drbd/", "/hasupd-lab/P/drbd/", "/P/drbd/": never the last part alone
-    tails = ["/" + "/".join(under.parts[i:]) + "/" for i in range(1, len(under.parts) - 1)]
+    own = str(under) + "/"
+    # "/hasupd-lab/P/drbd/", "/P/drbd/" for /run/hasupd-lab/P/drbd: never the last part alone
+    tails = ["/" + "/".join(under.parts[i:]) + "/" for i in range(2, len(under.parts) - 1)]
     out = _sh("losetup", "--list", "--json", "--output", "NAME,BACK-MAJ:MIN,BACK-INO,BACK-FILE", check=False).stdout
     try:
         devices = json.loads(out).get("loopdevices", []) if out.strip() else []
@@ -277,14 +270,14 @@ def loops_backed_by_files(under: Path) -> list[str]:
         return []
     found = []
     for d in devices:
+        backing = str(d.get("back-file") or "").strip()
         try:
             major, minor = (int(x) for x in str(d.get("back-maj:min") or "").strip().split(":"))
+            dev = os.makedev(major, minor)
         except ValueError:
-            continue
-        dev = os.makedev(major, minor)
-        backing = str(d.get("back-file") or "").strip()
-        if (dev, int(d.get("back-ino") or 0)) in files or (
-                dev == under_dev and any(backing.startswith(t) for t in tails)):
+            dev = None
+        if backing.startswith(own) or (dev, int(d.get("back-ino") or 0)) in files or (
+                dev is not None and dev == under_dev and any(backing.startswith(t) for t in tails)):
             found.append(d["name"])
     return found
 
